@@ -1,0 +1,184 @@
+-- The whole billing schema. Money is BIGINT cents; times are TEXT (UTC).
+-- SQLite: times are RFC 3339 UTC text, days YYYY-MM-DD, booleans 0/1. PostgreSQL: migrations/postgres.
+
+CREATE TABLE tenants (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    subdomain   TEXT NOT NULL,
+    is_demo     INTEGER NOT NULL DEFAULT 0,
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL,
+    CONSTRAINT tenants_subdomain_key UNIQUE (subdomain)
+);
+
+-- Intervals during which a tenant was a demo account: usage that occurred inside one is never billed.
+CREATE TABLE tenant_demo_periods (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id   TEXT NOT NULL REFERENCES tenants(id),
+    started_at  TEXT NOT NULL,
+    ended_at    TEXT
+);
+CREATE INDEX tenant_demo_periods_tenant ON tenant_demo_periods (tenant_id, started_at);
+
+-- Exactly one Stripe customer per tenant.
+CREATE TABLE stripe_customers (
+    tenant_id           TEXT PRIMARY KEY REFERENCES tenants(id),
+    stripe_customer_id  TEXT NOT NULL,
+    email               TEXT,
+    created_at          TEXT NOT NULL,
+    CONSTRAINT stripe_customers_customer_key UNIQUE (stripe_customer_id)
+);
+
+-- Our mirror of Stripe subscriptions, kept true by webhooks and reconciliation.
+-- stripe_updated_at orders snapshots so that an older event never moves state backwards.
+CREATE TABLE subscriptions (
+    stripe_subscription_id  TEXT PRIMARY KEY,
+    tenant_id               TEXT NOT NULL REFERENCES tenants(id),
+    stripe_customer_id      TEXT NOT NULL,
+    status                  TEXT NOT NULL,
+    price_id                TEXT,
+    amount_cents            BIGINT NOT NULL DEFAULT 0,
+    currency                TEXT NOT NULL DEFAULT 'usd',
+    current_period_start    TEXT,
+    current_period_end      TEXT,
+    trial_start             TEXT,
+    trial_end               TEXT,
+    cancel_at_period_end    INTEGER NOT NULL DEFAULT 0,
+    canceled_at             TEXT,
+    ended_at                TEXT,
+    stripe_created_at       TEXT NOT NULL,
+    stripe_updated_at       TEXT NOT NULL,
+    synced_at               TEXT NOT NULL
+);
+CREATE INDEX subscriptions_tenant ON subscriptions (tenant_id, stripe_created_at);
+CREATE INDEX subscriptions_status ON subscriptions (status);
+
+-- Our mirror of Stripe invoices (subscription invoices and the monthly usage invoices).
+CREATE TABLE invoices (
+    stripe_invoice_id       TEXT PRIMARY KEY,
+    tenant_id               TEXT NOT NULL REFERENCES tenants(id),
+    stripe_customer_id      TEXT NOT NULL,
+    stripe_subscription_id  TEXT,
+    billing_period          TEXT,
+    status                  TEXT NOT NULL,
+    number                  TEXT,
+    period_start            TEXT,
+    period_end              TEXT,
+    amount_due_cents        BIGINT NOT NULL DEFAULT 0,
+    amount_paid_cents       BIGINT NOT NULL DEFAULT 0,
+    currency                TEXT NOT NULL DEFAULT 'usd',
+    hosted_invoice_url      TEXT,
+    invoice_pdf             TEXT,
+    paid_at                 TEXT,
+    lines_json              TEXT NOT NULL DEFAULT '[]',
+    stripe_created_at       TEXT NOT NULL,
+    stripe_updated_at       TEXT NOT NULL,
+    synced_at               TEXT NOT NULL
+);
+CREATE INDEX invoices_tenant ON invoices (tenant_id, stripe_created_at);
+CREATE INDEX invoices_paid_at ON invoices (paid_at);
+
+-- Every webhook event id we accepted, once. processed_at is set when applying succeeded.
+CREATE TABLE webhook_events (
+    event_id            TEXT PRIMARY KEY,
+    event_type          TEXT NOT NULL,
+    object_id           TEXT,
+    tenant_id           TEXT,
+    stripe_created_at   TEXT NOT NULL,
+    received_at         TEXT NOT NULL,
+    processed_at        TEXT
+);
+CREATE INDEX webhook_events_type_received ON webhook_events (event_type, received_at);
+
+-- Usage rollups per tenant, billing-time-zone day and type. A bucket is open while billed_by is NULL;
+-- the monthly run claims open buckets (sets billed_by), so usage arriving later lands in a new open bucket.
+CREATE TABLE usage_rollups (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id       TEXT NOT NULL REFERENCES tenants(id),
+    day             TEXT NOT NULL,
+    usage_type      TEXT NOT NULL,
+    quantity        BIGINT NOT NULL DEFAULT 0,
+    event_count     BIGINT NOT NULL DEFAULT 0,
+    billed_by       TEXT,
+    billed_quantity BIGINT,
+    billed_at       TEXT
+);
+CREATE UNIQUE INDEX usage_rollups_open ON usage_rollups (tenant_id, day, usage_type) WHERE billed_by IS NULL;
+CREATE INDEX usage_rollups_tenant_day ON usage_rollups (tenant_id, day);
+CREATE INDEX usage_rollups_billed_by ON usage_rollups (billed_by);
+
+-- Raw usage events: the audit trail. event_id is the idempotency key, forever.
+CREATE TABLE usage_events (
+    event_id     TEXT PRIMARY KEY,
+    tenant_id    TEXT NOT NULL,
+    usage_type   TEXT NOT NULL,
+    quantity     BIGINT NOT NULL,
+    occurred_at  TEXT NOT NULL,
+    received_at  TEXT NOT NULL,
+    rollup_id    BIGINT NOT NULL,
+    metadata     TEXT
+);
+CREATE INDEX usage_events_rollup ON usage_events (rollup_id, occurred_at);
+
+-- One row per monthly run (scheduled, CLI or API).
+CREATE TABLE billing_runs (
+    run_id       TEXT PRIMARY KEY,
+    period       TEXT NOT NULL,
+    dry_run      INTEGER NOT NULL,
+    status       TEXT NOT NULL,
+    trigger      TEXT NOT NULL,
+    started_at   TEXT NOT NULL,
+    finished_at  TEXT,
+    report_json  TEXT
+);
+CREATE INDEX billing_runs_period ON billing_runs (period, started_at);
+
+-- Which process runs a period now: a lease, so that among replicas exactly one runs it at a time.
+CREATE TABLE billing_period_leases (
+    period       TEXT PRIMARY KEY,
+    holder       TEXT NOT NULL,
+    lease_until  TEXT NOT NULL,
+    completed_at TEXT
+);
+
+-- The ledger: one row per tenant and period, the last step done and what the invoice holds.
+CREATE TABLE billing_ledger (
+    tenant_id           TEXT NOT NULL REFERENCES tenants(id),
+    period              TEXT NOT NULL,
+    step                TEXT NOT NULL,
+    skip_reason         TEXT,
+    stripe_customer_id  TEXT,
+    stripe_invoice_id   TEXT,
+    total_cents         BIGINT NOT NULL DEFAULT 0,
+    last_error          TEXT,
+    attempts            INTEGER NOT NULL DEFAULT 0,
+    created_at          TEXT NOT NULL,
+    updated_at          TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, period)
+);
+
+-- The lines of a ledger entry, each with the Stripe invoice item that carries it once added.
+CREATE TABLE billing_ledger_lines (
+    tenant_id               TEXT NOT NULL,
+    period                  TEXT NOT NULL,
+    line_no                 INTEGER NOT NULL,
+    usage_period            TEXT NOT NULL,
+    kind                    TEXT NOT NULL,
+    description             TEXT NOT NULL,
+    quantity                BIGINT NOT NULL,
+    amount_cents            BIGINT NOT NULL,
+    stripe_invoice_item_id  TEXT,
+    PRIMARY KEY (tenant_id, period, line_no),
+    FOREIGN KEY (tenant_id, period) REFERENCES billing_ledger (tenant_id, period)
+);
+
+-- Admin actions (demo status changes, manual runs, tenants added).
+CREATE TABLE audit_log (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    at          TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    tenant_id   TEXT,
+    detail      TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX audit_log_at ON audit_log (at);

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Runs every test the project has, setting up what they need first:
+#   - PostgreSQL on 127.0.0.1:5432 (started if it is not running; the PostgreSQL tests never skip),
+#   - the Rust test suites on SQLite and PostgreSQL,
+#   - the official Stripe Python SDK against the simulator (a venv in .venv),
+#   - the browser tests in headless Chromium (when tests/browser exists).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+export TEST_POSTGRES_URL="${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}"
+
+ensure_postgres() {
+  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then return; fi
+  log "starting PostgreSQL"
+  if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+    for version in $(ls /etc/postgresql); do
+      pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    done
+  fi
+  for _ in $(seq 1 30); do
+    pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null && return
+    sleep 1
+  done
+  echo "PostgreSQL is not reachable on 127.0.0.1:5432 and could not be started; the tests need it." >&2
+  exit 1
+}
+
+ensure_postgres
+
+log "cargo test (SQLite and PostgreSQL)"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+  # nextest does not run doctests.
+  cargo test --workspace --doc
+else
+  cargo test --workspace --no-fail-fast
+fi
+
+if [ -x scripts/sdk-check/run.sh ]; then
+  log "official Stripe SDK against the simulator"
+  scripts/sdk-check/run.sh
+fi
+
+if [ -x scripts/browser-tests.sh ]; then
+  log "browser tests (headless Chromium)"
+  scripts/browser-tests.sh
+fi
+
+log "all tests passed"

@@ -1,0 +1,233 @@
+//! The command line: `serve`, `migrate`, `tenants`, `token`.
+
+use crate::auth::jwt::{self, Claims, Role};
+use crate::config::{Secret, Settings};
+use crate::db::{self, tenants, Db};
+use crate::domain::{Subdomain, TenantId};
+use crate::startup::{shutdown_signal, Application};
+use crate::telemetry;
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "thanotopolis-billing",
+    version,
+    about = "Billing for the Thanotopolis platform: Stripe subscriptions, usage metering, the monthly invoice run.",
+    long_about = "Billing for the Thanotopolis platform: a $299/month subscription through Stripe Checkout, \
+voice usage and phone calls metered as they happen and billed on the 1st of each month as one Stripe invoice per \
+organization.\n\nConfiguration comes from the environment and from .env in the working directory; see .env.example."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Migrate the database, then serve the HTTP API and the billing pages.
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Add or list tenants (organizations).
+    Tenants {
+        #[command(subcommand)]
+        command: TenantsCommand,
+    },
+    /// Mint a JWT signed with JWT_SECRET, for operators and tests.
+    Token {
+        /// The tenant the token acts for.
+        #[arg(long)]
+        tenant: String,
+        /// member, user, org_admin, admin, super_admin or service.
+        #[arg(long)]
+        role: String,
+        /// How long the token is valid: e.g. 90s, 30m, 1h, 7d.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+        /// The user id (`sub` claim).
+        #[arg(long, default_value = "operator")]
+        sub: String,
+        /// An optional email claim.
+        #[arg(long)]
+        email: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantsCommand {
+    /// Add a tenant.
+    Add {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        subdomain: String,
+    },
+    /// List tenants.
+    List,
+}
+
+/// Parses the command line and runs it; errors print as one sentence and exit 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load()?;
+    match cli.command {
+        Command::Serve => serve(settings).await,
+        Command::Migrate => {
+            let db = Db::connect(&settings.database_url).await?;
+            let applied = db::migrate(&db).await?;
+            println!("migrations applied: {applied}");
+            Ok(())
+        }
+        Command::Tenants { command } => tenants_command(settings, command).await,
+        Command::Token {
+            tenant,
+            role,
+            ttl,
+            sub,
+            email,
+        } => {
+            let secret = settings.require_jwt_secret()?;
+            let role = Role::parse(&role).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--role must be one of member, user, org_admin, admin, super_admin, service; got {role:?}"
+                )
+            })?;
+            TenantId::parse(&tenant).map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
+            let ttl = parse_duration(&ttl)?;
+            let claims = Claims {
+                sub,
+                tenant_id: tenant,
+                role: role.as_str().to_owned(),
+                exp: chrono::Utc::now().timestamp() + ttl,
+                email,
+            };
+            println!("{}", jwt::sign(&claims, secret.expose().as_bytes()));
+            Ok(())
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    telemetry::init();
+    let jwt_secret: Secret = settings.require_jwt_secret()?.clone();
+    let app = Application::build(settings.clone(), jwt_secret).await?;
+    tracing::info!(
+        address = %app.local_addr(),
+        database = database_kind(&settings.database_url),
+        "thanotopolis-billing listening"
+    );
+    app.run_until(shutdown_signal()).await
+}
+
+async fn tenants_command(settings: Settings, command: TenantsCommand) -> anyhow::Result<()> {
+    let db = Db::connect(&settings.database_url).await?;
+    db::migrate(&db).await?;
+    match command {
+        TenantsCommand::Add {
+            id,
+            name,
+            subdomain,
+        } => {
+            let id = TenantId::parse(&id).map_err(|e| anyhow::anyhow!("--id: {e}"))?;
+            let subdomain =
+                Subdomain::parse(&subdomain).map_err(|e| anyhow::anyhow!("--subdomain: {e}"))?;
+            let tenant = tenants::add(&db, &id, name.trim(), subdomain.as_str()).await?;
+            db::audit::record(&db, "cli", "tenant.add", Some(id.as_str()), &tenant.name).await?;
+            println!(
+                "added tenant {} ({}, {})",
+                tenant.id, tenant.name, tenant.subdomain
+            );
+        }
+        TenantsCommand::List => {
+            let all = tenants::list(&db).await?;
+            println!(
+                "{:<38} {:<24} {:<24} {:<5}",
+                "ID", "NAME", "SUBDOMAIN", "DEMO"
+            );
+            for t in &all {
+                println!(
+                    "{:<38} {:<24} {:<24} {:<5}",
+                    t.id,
+                    t.name,
+                    t.subdomain,
+                    if t.is_demo { "yes" } else { "no" }
+                );
+            }
+            println!("{} tenant(s)", all.len());
+        }
+    }
+    db.close().await;
+    Ok(())
+}
+
+fn database_kind(url: &str) -> &'static str {
+    if url.starts_with("sqlite:") {
+        "sqlite"
+    } else {
+        "postgres"
+    }
+}
+
+/// `90s`, `30m`, `1h`, `7d`, or plain seconds.
+fn parse_duration(raw: &str) -> anyhow::Result<i64> {
+    let bad = || anyhow::anyhow!("--ttl must look like 90s, 30m, 1h or 7d; got {raw:?}");
+    let (digits, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len()));
+    let n: i64 = digits.parse().map_err(|_| bad())?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(bad()),
+    };
+    if n <= 0 {
+        return Err(bad());
+    }
+    Ok(n * mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s").unwrap(), 90);
+        assert_eq!(parse_duration("30m").unwrap(), 1800);
+        assert_eq!(parse_duration("1h").unwrap(), 3600);
+        assert_eq!(parse_duration("7d").unwrap(), 604800);
+        assert_eq!(parse_duration("120").unwrap(), 120);
+        assert!(parse_duration("1w").is_err());
+        assert!(parse_duration("0h").is_err());
+        assert!(parse_duration("h").is_err());
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

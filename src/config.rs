@@ -1,0 +1,301 @@
+//! Configuration: embedded defaults, then `.env`, then the process environment (API.md's table).
+
+use chrono_tz::Tz;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// A secret that never prints: `Debug` and `Display` show only that it is set.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "Secret(<empty>)"
+        } else {
+            "Secret(<redacted>)"
+        })
+    }
+}
+
+/// How the monthly usage invoice is collected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CollectionMethod {
+    /// Stripe charges the customer's default payment method (the default).
+    ChargeAutomatically,
+    /// Stripe emails the invoice, payable within `BILLING_DAYS_UNTIL_DUE` days.
+    SendInvoice,
+}
+
+impl CollectionMethod {
+    pub fn as_stripe(self) -> &'static str {
+        match self {
+            CollectionMethod::ChargeAutomatically => "charge_automatically",
+            CollectionMethod::SendInvoice => "send_invoice",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: String,
+    pub bind: SocketAddr,
+    pub jwt_secret: Option<Secret>,
+    pub stripe_secret_key: Option<Secret>,
+    pub stripe_public_key: Option<String>,
+    /// Empty when unset: then every webhook fails verification.
+    pub stripe_webhook_secret: Secret,
+    pub stripe_monthly_price_id: Option<String>,
+    pub stripe_api_base: String,
+    pub voice_price_cents_per_1000_words: i64,
+    pub call_price_cents: i64,
+    pub billing_timezone: Tz,
+    pub stripe_max_requests_per_second: u32,
+    pub usage_events_per_second_per_token: u32,
+    pub public_base_url: String,
+    /// Payment method types offered at checkout (`card`, `us_bank_account`, `sepa_debit`).
+    pub stripe_payment_methods: Vec<String>,
+    pub billing_collection_method: CollectionMethod,
+    pub billing_days_until_due: u32,
+    /// Origins allowed to call the API from a browser; empty means same-origin only.
+    pub cors_allowed_origins: Vec<String>,
+}
+
+/// A configuration problem, said as a sentence that tells the operator what to fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl Settings {
+    /// Reads `.env` in the working directory (if present) and the process environment; the environment wins.
+    pub fn load() -> Result<Settings, ConfigError> {
+        let mut vars = read_dotenv(Path::new(".env"))?;
+        vars.extend(std::env::vars());
+        Settings::from_vars(&vars)
+    }
+
+    /// Builds settings from a map of variables over the embedded defaults.
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Settings, ConfigError> {
+        let get = |name: &str| {
+            vars.get(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+
+        let bind_raw = get("BIND").unwrap_or_else(|| "127.0.0.1:8000".into());
+        let bind: SocketAddr = bind_raw.parse().map_err(|_| {
+            ConfigError(format!(
+                "BIND is not a socket address: {bind_raw:?}; use HOST:PORT, e.g. 127.0.0.1:8000"
+            ))
+        })?;
+
+        let database_url = get("DATABASE_URL").unwrap_or_else(|| "sqlite://data/billing.db".into());
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError(
+                "DATABASE_URL must start with sqlite:// (embedded) or postgres:// (production)"
+                    .into(),
+            ));
+        }
+
+        let stripe_secret_key = get("STRIPE_SECRET_KEY").map(Secret::new);
+        let default_rps = match &stripe_secret_key {
+            Some(k) if k.expose().starts_with("sk_live_") || k.expose().starts_with("rk_live_") => {
+                100
+            }
+            Some(_) => 25,
+            // No key: the simulator or an unconfigured service; test-mode limits are the safe default.
+            None => 25,
+        };
+
+        let timezone_raw = get("BILLING_TIMEZONE").unwrap_or_else(|| "UTC".into());
+        let billing_timezone: Tz = timezone_raw.parse().map_err(|_| {
+            ConfigError(format!(
+                "BILLING_TIMEZONE is not an IANA time zone: {timezone_raw:?}; use a name like UTC or America/New_York"
+            ))
+        })?;
+
+        let collection_raw =
+            get("BILLING_COLLECTION_METHOD").unwrap_or_else(|| "charge_automatically".into());
+        let billing_collection_method = match collection_raw.as_str() {
+            "charge_automatically" => CollectionMethod::ChargeAutomatically,
+            "send_invoice" => CollectionMethod::SendInvoice,
+            other => {
+                return Err(ConfigError(format!(
+                    "BILLING_COLLECTION_METHOD must be charge_automatically or send_invoice, got {other:?}"
+                )))
+            }
+        };
+
+        let public_base_url = get("PUBLIC_BASE_URL")
+            .unwrap_or_else(|| format!("http://{bind}"))
+            .trim_end_matches('/')
+            .to_owned();
+
+        Ok(Settings {
+            database_url,
+            bind,
+            jwt_secret: get("JWT_SECRET").map(Secret::new),
+            stripe_secret_key,
+            stripe_public_key: get("STRIPE_PUBLIC_KEY"),
+            stripe_webhook_secret: Secret::new(get("STRIPE_WEBHOOK_SECRET").unwrap_or_default()),
+            stripe_monthly_price_id: get("STRIPE_MONTHLY_PRICE_ID"),
+            stripe_api_base: get("STRIPE_API_BASE")
+                .unwrap_or_else(|| "https://api.stripe.com".into())
+                .trim_end_matches('/')
+                .to_owned(),
+            voice_price_cents_per_1000_words: parse_num(
+                &get,
+                "VOICE_PRICE_CENTS_PER_1000_WORDS",
+                100,
+            )?,
+            call_price_cents: parse_num(&get, "CALL_PRICE_CENTS", 100)?,
+            billing_timezone,
+            stripe_max_requests_per_second: parse_num(
+                &get,
+                "STRIPE_MAX_REQUESTS_PER_SECOND",
+                default_rps,
+            )?,
+            usage_events_per_second_per_token: parse_num(
+                &get,
+                "USAGE_EVENTS_PER_SECOND_PER_TOKEN",
+                0,
+            )?,
+            public_base_url,
+            stripe_payment_methods: get("STRIPE_PAYMENT_METHODS")
+                .unwrap_or_else(|| "card".into())
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            billing_collection_method,
+            billing_days_until_due: parse_num(&get, "BILLING_DAYS_UNTIL_DUE", 30)?,
+            cors_allowed_origins: get("CORS_ALLOWED_ORIGINS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+    }
+
+    /// The JWT secret, or the start-up error that says how to provide one.
+    pub fn require_jwt_secret(&self) -> Result<&Secret, ConfigError> {
+        self.jwt_secret.as_ref().ok_or_else(|| {
+            ConfigError(
+                "JWT_SECRET is not set: set it to the HS256 secret the platform signs its tokens with \
+                 (in the environment or in .env), or run `serve --stripe-sim` for the local demo"
+                    .into(),
+            )
+        })
+    }
+}
+
+fn parse_num<T: std::str::FromStr + PartialOrd + Default>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: T,
+) -> Result<T, ConfigError> {
+    match get(name) {
+        None => Ok(default),
+        Some(raw) => match raw.parse::<T>() {
+            Ok(v) if v >= T::default() => Ok(v),
+            _ => Err(ConfigError(format!(
+                "{name} must be a non-negative whole number, got {raw:?}"
+            ))),
+        },
+    }
+}
+
+fn read_dotenv(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
+    if !path.exists() {
+        return Ok(HashMap::new());
+    }
+    let iter = dotenvy::from_path_iter(path)
+        .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+    iter.map(|item| item.map_err(|e| ConfigError(format!("{} is malformed: {e}", path.display()))))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let s = Settings::from_vars(&HashMap::new()).unwrap();
+        assert_eq!(s.database_url, "sqlite://data/billing.db");
+        assert_eq!(s.bind.to_string(), "127.0.0.1:8000");
+        assert_eq!(s.public_base_url, "http://127.0.0.1:8000");
+        assert_eq!(s.stripe_api_base, "https://api.stripe.com");
+        assert_eq!(s.voice_price_cents_per_1000_words, 100);
+        assert_eq!(s.call_price_cents, 100);
+        assert_eq!(s.billing_timezone, chrono_tz::UTC);
+        assert_eq!(s.stripe_max_requests_per_second, 25);
+        assert_eq!(s.usage_events_per_second_per_token, 0);
+        assert!(s.stripe_webhook_secret.is_empty());
+        assert!(s.require_jwt_secret().is_err());
+    }
+
+    #[test]
+    fn live_keys_get_the_live_rate_limit() {
+        let s = Settings::from_vars(&vars(&[("STRIPE_SECRET_KEY", "sk_live_abc")])).unwrap();
+        assert_eq!(s.stripe_max_requests_per_second, 100);
+        let s = Settings::from_vars(&vars(&[("STRIPE_SECRET_KEY", "sk_test_abc")])).unwrap();
+        assert_eq!(s.stripe_max_requests_per_second, 25);
+    }
+
+    #[test]
+    fn bad_values_say_what_to_fix() {
+        let err = Settings::from_vars(&vars(&[("BILLING_TIMEZONE", "Mars/Olympus")])).unwrap_err();
+        assert!(err.0.contains("BILLING_TIMEZONE"), "{err}");
+        let err = Settings::from_vars(&vars(&[("CALL_PRICE_CENTS", "1.5")])).unwrap_err();
+        assert!(err.0.contains("CALL_PRICE_CENTS"), "{err}");
+        let err = Settings::from_vars(&vars(&[("DATABASE_URL", "mysql://x")])).unwrap_err();
+        assert!(err.0.contains("DATABASE_URL"), "{err}");
+        let err = Settings::from_vars(&vars(&[("BIND", "nope")])).unwrap_err();
+        assert!(err.0.contains("BIND"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Settings::from_vars(&vars(&[
+            ("JWT_SECRET", "jwt-very-secret"),
+            ("STRIPE_SECRET_KEY", "sk_test_supersecret"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_topsecret"),
+        ]))
+        .unwrap();
+        let debug = format!("{s:?}");
+        for secret in ["jwt-very-secret", "sk_test_supersecret", "whsec_topsecret"] {
+            assert!(!debug.contains(secret), "{secret} leaked in {debug}");
+        }
+        assert!(debug.contains("<redacted>"));
+    }
+}

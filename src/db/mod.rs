@@ -1,0 +1,132 @@
+//! Storage: PostgreSQL in production, SQLite embedded; the backend is chosen by the URL's scheme.
+//!
+//! Queries are written once in the SQL both engines share (`$1` placeholders, `ON CONFLICT`, `RETURNING`)
+//! and run on whichever pool is configured through [`with_pool!`]; where the engines differ, code matches
+//! on [`Db`] explicitly.
+
+pub mod audit;
+mod migrate;
+pub mod tenants;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use migrate::migrate;
+
+#[derive(Clone, Debug)]
+pub enum Db {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool, once per backend (the body is compiled twice).
+#[macro_export]
+macro_rules! with_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::db::Db::Postgres($pool) => $body,
+            $crate::db::Db::Sqlite($pool) => $body,
+        }
+    };
+}
+
+/// Opens a write transaction on `$pool`: `BEGIN IMMEDIATE` on SQLite so that concurrent writers queue on
+/// the busy timeout instead of failing on a lock upgrade; a plain `BEGIN` on PostgreSQL.
+#[macro_export]
+macro_rules! begin_write {
+    ($db:expr, $pool:ident, $tx:ident => $body:expr) => {
+        match $db {
+            $crate::db::Db::Postgres($pool) => {
+                #[allow(unused_mut)]
+                let mut $tx = $pool.begin().await?;
+                $body
+            }
+            $crate::db::Db::Sqlite($pool) => {
+                #[allow(unused_mut)]
+                let mut $tx = $pool.begin_with("BEGIN IMMEDIATE").await?;
+                $body
+            }
+        }
+    };
+}
+
+impl Db {
+    /// Connects to `sqlite://path` (creating the file and its folder) or `postgres://...`.
+    pub async fn connect(url: &str) -> anyhow::Result<Db> {
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a valid SQLite URL: {e}"))?;
+            let path = options.get_filename().to_owned();
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot create the database folder {}: {e}",
+                        parent.display()
+                    )
+                })?;
+            }
+            let options = options
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL: an acknowledged write survives a power cut, not only a crash.
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(30));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(options)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot open SQLite database {}: {e}", path.display())
+                })?;
+            Ok(Db::Sqlite(pool))
+        } else {
+            let options = PgConnectOptions::from_str(url)
+                .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?;
+            Ok(Db::Postgres(pool))
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Db::Postgres(_) => Backend::Postgres,
+            Db::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Whether the database answers a trivial query (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        with_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))
+    }
+
+    pub async fn close(&self) {
+        with_pool!(self, pool => pool.close().await)
+    }
+}
+
+/// Whether an error is a unique-constraint violation on the named constraint or index.
+pub fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
+    match err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            // PostgreSQL names the constraint; SQLite names the columns in the message.
+            db.constraint().is_none_or(|c| c == constraint)
+        }
+        _ => false,
+    }
+}

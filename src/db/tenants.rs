@@ -1,0 +1,144 @@
+//! Tenants (organizations) and their demo status.
+
+use super::Db;
+use crate::domain::time::now;
+use crate::domain::TenantId;
+use crate::with_pool;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::Row;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    pub subdomain: String,
+    pub is_demo: bool,
+    #[serde(with = "crate::domain::time::serde_rfc3339")]
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AddTenantError {
+    #[error("a tenant with id {0:?} already exists")]
+    DuplicateId(String),
+    #[error("the subdomain {0:?} is already taken")]
+    DuplicateSubdomain(String),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+const COLUMNS: &str = "id, name, subdomain, is_demo, created_at";
+
+fn from_row<R: Row>(row: &R) -> Tenant
+where
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> DateTime<Utc>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+{
+    Tenant {
+        id: row.get("id"),
+        name: row.get("name"),
+        subdomain: row.get("subdomain"),
+        is_demo: row.get("is_demo"),
+        created_at: row.get("created_at"),
+    }
+}
+
+pub async fn add(
+    db: &Db,
+    id: &TenantId,
+    name: &str,
+    subdomain: &str,
+) -> Result<Tenant, AddTenantError> {
+    let at = now();
+    let result = with_pool!(db, pool => {
+        sqlx::query(&format!(
+            "INSERT INTO tenants (id, name, subdomain, is_demo, created_at, updated_at)
+             VALUES ($1, $2, $3, FALSE, $4, $4) RETURNING {COLUMNS}"
+        ))
+        .bind(id.as_str())
+        .bind(name)
+        .bind(subdomain)
+        .bind(at)
+        .fetch_one(pool)
+        .await
+        .map(|row| from_row(&row))
+    });
+    result.map_err(|e| match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            let msg = d.message();
+            if d.constraint() == Some("tenants_subdomain_key") || msg.contains("subdomain") {
+                AddTenantError::DuplicateSubdomain(subdomain.to_owned())
+            } else {
+                AddTenantError::DuplicateId(id.to_string())
+            }
+        }
+        _ => AddTenantError::Db(e),
+    })
+}
+
+pub async fn get(db: &Db, id: &TenantId) -> Result<Option<Tenant>, sqlx::Error> {
+    with_pool!(db, pool => {
+        sqlx::query(&format!("SELECT {COLUMNS} FROM tenants WHERE id = $1"))
+            .bind(id.as_str())
+            .fetch_optional(pool)
+            .await
+            .map(|row| row.map(|r| from_row(&r)))
+    })
+}
+
+pub async fn list(db: &Db) -> Result<Vec<Tenant>, sqlx::Error> {
+    with_pool!(db, pool => {
+        sqlx::query(&format!("SELECT {COLUMNS} FROM tenants ORDER BY created_at, id"))
+            .fetch_all(pool)
+            .await
+            .map(|rows| rows.iter().map(from_row).collect())
+    })
+}
+
+/// Sets a tenant's demo status and keeps the demo intervals in step. Returns the tenant, or None if unknown.
+pub async fn set_demo(
+    db: &Db,
+    id: &TenantId,
+    is_demo: bool,
+) -> Result<Option<Tenant>, sqlx::Error> {
+    let at = now();
+    crate::begin_write!(db, pool, tx => {
+        let before: Option<bool> = sqlx::query_scalar("SELECT is_demo FROM tenants WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(before) = before else { return Ok(None) };
+        if before != is_demo {
+            sqlx::query("UPDATE tenants SET is_demo = $2, updated_at = $3 WHERE id = $1")
+                .bind(id.as_str())
+                .bind(is_demo)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+            if is_demo {
+                sqlx::query("INSERT INTO tenant_demo_periods (tenant_id, started_at) VALUES ($1, $2)")
+                    .bind(id.as_str())
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+            } else {
+                sqlx::query(
+                    "UPDATE tenant_demo_periods SET ended_at = $2 WHERE tenant_id = $1 AND ended_at IS NULL",
+                )
+                .bind(id.as_str())
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tenants WHERE id = $1"))
+            .bind(id.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(from_row(&row)))
+    })
+}

@@ -1,0 +1,10 @@
+//! Validated domain types: money, identifiers, billing periods.
+
+mod ids;
+mod money;
+mod period;
+pub mod time;
+
+pub use ids::{Subdomain, TenantId};
+pub use money::Cents;
+pub use period::BillingPeriod;

@@ -1,0 +1,185 @@
+//! One error type for every HTTP answer: `{"detail": "<sentence>", "code": "<snake_case>"}`.
+//!
+//! Internal causes are logged with the request's span and never reach the client.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+    /// Seconds to wait before retrying, sent as `Retry-After` (429 and 503).
+    pub retry_after: Option<u64>,
+    /// The hidden cause of a 5xx, for the log only.
+    source: Option<anyhow::Error>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    detail: &'a str,
+    code: &'a str,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            detail: detail.into(),
+            retry_after: None,
+            source: None,
+        }
+    }
+
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, detail)
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "not_authenticated", detail)
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+
+    pub fn not_found(code: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, code, detail)
+    }
+
+    pub fn conflict(code: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, code, detail)
+    }
+
+    pub fn unprocessable(code: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
+    }
+
+    pub fn too_many_requests(detail: impl Into<String>, retry_after_secs: u64) -> ApiError {
+        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", detail);
+        e.retry_after = Some(retry_after_secs.max(1));
+        e
+    }
+
+    /// A dependency (the database, Stripe) is unavailable; the client may retry.
+    pub fn unavailable(detail: impl Into<String>, cause: impl Into<anyhow::Error>) -> ApiError {
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            detail,
+        );
+        e.retry_after = Some(5);
+        e.source = Some(cause.into());
+        e
+    }
+
+    /// Something went wrong inside: logged in full, answered with a sentence that reveals nothing.
+    pub fn internal(cause: impl Into<anyhow::Error>) -> ApiError {
+        let mut e = ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Something went wrong on our side; it has been logged. Please retry shortly.",
+        );
+        e.source = Some(cause.into());
+        e
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.detail)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Some(cause) = &self.source {
+            tracing::error!(status = self.status.as_u16(), code = self.code, error = ?cause, "request failed");
+        }
+        let body = serde_json::to_vec(&Body {
+            detail: &self.detail,
+            code: self.code,
+        })
+        .expect("error body serializes");
+        let mut response = (self.status, body).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> ApiError {
+        match &e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                ApiError::unavailable("The database is unavailable; please retry shortly.", e)
+            }
+            _ => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> ApiError {
+        ApiError::internal(e)
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// A JSON request body, parsed whatever the content type says, whose problems become a 422 that names
+/// the field and what is wrong (axum's own rejection is plain text).
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "body_too_large",
+                        "The request body is too large; send smaller batches.",
+                    )
+                } else {
+                    ApiError::bad_request("invalid_body", "The request body could not be read.")
+                }
+            })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Parses a JSON body into `T`, or a 422 with serde's description of the first problem and where it is.
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(ApiError::unprocessable(
+            "invalid_json",
+            "The request body is empty; send a JSON object.",
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|err| {
+        let what = if err.is_syntax() || err.is_eof() {
+            "is not valid JSON"
+        } else {
+            "does not match the expected shape"
+        };
+        ApiError::unprocessable("invalid_json", format!("The request body {what}: {err}."))
+    })
+}

@@ -1,0 +1,14 @@
+//! Thanotopolis billing: Stripe subscriptions, usage metering and the monthly invoice run.
+//!
+//! The module map is in `docs/ARCHITECTURE.md`.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod telemetry;

@@ -1,0 +1,80 @@
+//! `POST/GET /api/admin/tenants`: the organizations the service bills.
+
+use crate::auth::SuperAdmin;
+use crate::db::audit;
+use crate::db::tenants::{self, AddTenantError, Tenant};
+use crate::domain::{Subdomain, TenantId};
+use crate::error::{ApiError, ApiJson, ApiResult};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/admin/tenants", get(list).post(add))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTenant {
+    id: String,
+    name: String,
+    subdomain: String,
+}
+
+#[derive(Serialize)]
+struct TenantList {
+    tenants: Vec<Tenant>,
+}
+
+async fn add(
+    State(state): State<AppState>,
+    SuperAdmin(caller): SuperAdmin,
+    ApiJson(body): ApiJson<NewTenant>,
+) -> ApiResult<(StatusCode, Json<Tenant>)> {
+    let id = TenantId::parse(&body.id)
+        .map_err(|e| ApiError::unprocessable("invalid_tenant", format!("id: {e}.")))?;
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(ApiError::unprocessable(
+            "invalid_tenant",
+            "name: give the organization's name, 1 to 200 characters.",
+        ));
+    }
+    let subdomain = Subdomain::parse(&body.subdomain)
+        .map_err(|e| ApiError::unprocessable("invalid_tenant", format!("subdomain: {e}.")))?;
+    let tenant = tenants::add(&state.db, &id, name, subdomain.as_str())
+        .await
+        .map_err(|e| match e {
+            AddTenantError::Db(e) => ApiError::from(e),
+            dup => ApiError::conflict(
+                "tenant_exists",
+                format!("{}: choose another.", capitalize(&dup.to_string())),
+            ),
+        })?;
+    audit::record(
+        &state.db,
+        &caller.actor(),
+        "tenant.add",
+        Some(id.as_str()),
+        name,
+    )
+    .await?;
+    tracing::info!(tenant_id = %id, "tenant added");
+    Ok((StatusCode::CREATED, Json(tenant)))
+}
+
+async fn list(State(state): State<AppState>, _admin: SuperAdmin) -> ApiResult<Json<TenantList>> {
+    Ok(Json(TenantList {
+        tenants: tenants::list(&state.db).await?,
+    }))
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
+}

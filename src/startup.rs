@@ -1,0 +1,138 @@
+//! Building and running the HTTP application: bind from settings, serve until shut down.
+
+use crate::config::{Secret, Settings};
+use crate::db::{self, Db};
+use crate::routes;
+use crate::state::AppState;
+use axum::extract::MatchedPath;
+use axum::http::{HeaderName, Request};
+use axum::Router;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Largest request body accepted: a full usage batch of 1,000 events with metadata fits with room.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// A bound, migrated, ready-to-run service.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects and migrates the database, binds `settings.bind` (port 0 picks a free port).
+    pub async fn build(settings: Settings, jwt_secret: Secret) -> anyhow::Result<Application> {
+        let db = Db::connect(&settings.database_url).await?;
+        let applied = db::migrate(&db).await?;
+        if applied > 0 {
+            tracing::info!(applied, "database migrated");
+        }
+        let listener = TcpListener::bind(settings.bind)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
+        let state = AppState::new(db, Arc::new(settings), jwt_secret);
+        let router = app(state.clone());
+        Ok(Application {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests and closes the database.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Application {
+            listener,
+            router,
+            state,
+        } = self;
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
+        state.db.close().await;
+        Ok(())
+    }
+}
+
+/// The router with its middleware: request ids, a span per request, body limit, timeout.
+pub fn app(state: AppState) -> Router {
+    let trace = TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+        let route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| req.uri().path().to_owned());
+        let request_id = req
+            .headers()
+            .get(&REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        // The path only, never the query string: it may carry return URLs or other caller data.
+        tracing::info_span!("request", method = %req.method(), route = %route, request_id = %request_id)
+    });
+    routes::router().with_state(state).layer(
+        tower::ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(trace)
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(tower_http::limit::RequestBodyLimitLayer::new(
+                MAX_BODY_BYTES,
+            ))
+            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                Duration::from_secs(60),
+            )),
+    )
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,33 @@
+//! The state every handler shares.
+
+use crate::config::{Secret, Settings};
+use crate::db::Db;
+use std::ops::Deref;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub db: Db,
+    pub settings: Arc<Settings>,
+    /// The HS256 secret tokens are verified with (required to start).
+    pub jwt_secret: Secret,
+}
+
+impl AppState {
+    pub fn new(db: Db, settings: Arc<Settings>, jwt_secret: Secret) -> AppState {
+        AppState(Arc::new(Inner {
+            db,
+            settings,
+            jwt_secret,
+        }))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}

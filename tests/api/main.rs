@@ -1,0 +1,7 @@
+//! The service driven over HTTP, on SQLite and on PostgreSQL: one test binary for the whole API.
+
+mod helpers;
+
+mod auth;
+mod health;
+mod tenants;
