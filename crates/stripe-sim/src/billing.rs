@@ -1,0 +1,832 @@
+//! The money paths shared by the API, the hosted pages and the clock: cards, subscriptions,
+//! invoice finalization and payment, checkout completion, and time passing.
+
+use crate::clock::add_intervals;
+use crate::error::ApiError;
+use crate::form::Metadata;
+use crate::ids::{invoice_prefix, new_id};
+use crate::model::*;
+use crate::store::Store;
+
+pub const DEFAULT_CARD: &str = "4242424242424242";
+const HOUR: i64 = 3600;
+const DAY: i64 = 86_400;
+
+pub fn money(cents: i64, currency: &str) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let c = cents.unsigned_abs();
+    let sym = match currency {
+        "usd" | "cad" | "aud" => "$",
+        "eur" => "€",
+        "gbp" => "£",
+        _ => "",
+    };
+    let whole = (c / 100).to_string();
+    let mut grouped = String::new();
+    for (i, ch) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(ch);
+    }
+    format!("{sign}{sym}{grouped}.{:02}", c % 100)
+}
+
+fn luhn_ok(n: &str) -> bool {
+    let digits: Vec<u32> = n.chars().filter_map(|c| c.to_digit(10)).collect();
+    if digits.len() < 12 || digits.len() != n.len() {
+        return false;
+    }
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            if i % 2 == 1 {
+                let x = d * 2;
+                if x > 9 {
+                    x - 9
+                } else {
+                    x
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum % 10 == 0
+}
+
+/// Normalizes a typed card number and rejects what Stripe's form would reject.
+pub fn check_card(raw: &str) -> Result<String, ApiError> {
+    let n: String = raw
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .collect();
+    if !luhn_ok(&n) {
+        return Err(
+            ApiError::new(402, "card_error", "Your card number is incorrect.")
+                .code("incorrect_number")
+                .param("card[number]"),
+        );
+    }
+    Ok(n)
+}
+
+/// Stripe's test payment method tokens, usable wherever a `payment_method` id is accepted.
+pub fn magic_pm_number(id: &str) -> Option<&'static str> {
+    match id {
+        "pm_card_visa" | "tok_visa" => Some("4242424242424242"),
+        "pm_card_mastercard" | "tok_mastercard" => Some("5555555555554444"),
+        "pm_card_chargeCustomerFail" | "tok_chargeCustomerFail" => Some("4000000000000341"),
+        _ => None,
+    }
+}
+
+pub fn new_customer(s: &mut Store, email: Option<String>, name: Option<String>) -> String {
+    let id = new_id("cus");
+    let now = s.now();
+    s.customers.insert(
+        id.clone(),
+        Customer {
+            id: id.clone(),
+            created: now,
+            email,
+            name,
+            description: None,
+            phone: None,
+            metadata: Metadata::new(),
+            invoice_prefix: invoice_prefix(),
+            next_invoice_sequence: 1,
+            default_payment_method: None,
+            balance: 0,
+            preferred_locales: Vec::new(),
+        },
+    );
+    id
+}
+
+/// Creates a card payment method attached to `customer` and makes it the default.
+pub fn attach_card(s: &mut Store, customer: &str, number: &str, make_default: bool) -> String {
+    let id = new_id("pm");
+    let now = s.now();
+    let pm = PaymentMethod {
+        id: id.clone(),
+        created: now,
+        customer: Some(customer.to_string()),
+        number: number.to_string(),
+        exp_month: 12,
+        exp_year: 2034,
+    };
+    let v = s.render_pm(&pm);
+    s.payment_methods.insert(id.clone(), pm);
+    s.emit("payment_method.attached", v, None);
+    if make_default {
+        set_default_pm(s, customer, &id);
+    }
+    id
+}
+
+pub fn set_default_pm(s: &mut Store, customer: &str, pm: &str) {
+    let Some(c) = s.customers.get(customer) else {
+        return;
+    };
+    let before = s.render_customer(c);
+    if let Some(c) = s.customers.get_mut(customer) {
+        c.default_payment_method = Some(pm.to_string());
+    }
+    let after = s.render_id(customer).unwrap_or_default();
+    s.emit_update("customer.updated", before, after);
+}
+
+/// The payment method an invoice would be charged with.
+fn invoice_pm(s: &Store, inv: &Invoice) -> Option<String> {
+    inv.default_payment_method
+        .clone()
+        .or_else(|| {
+            inv.subscription
+                .as_ref()
+                .and_then(|id| s.subscriptions.get(id))
+                .and_then(|sub| sub.default_payment_method.clone())
+        })
+        .or_else(|| {
+            s.customers
+                .get(&inv.customer)
+                .and_then(|c| c.default_payment_method.clone())
+        })
+}
+
+pub fn price_product_name(s: &Store, price: &str) -> String {
+    s.prices
+        .get(price)
+        .and_then(|p| s.products.get(&p.product))
+        .map(|p| p.name.clone())
+        .unwrap_or_else(|| "Subscription".into())
+}
+
+pub fn interval_of(s: &Store, price: &str) -> (String, u32) {
+    s.prices
+        .get(price)
+        .and_then(|p| p.recurring.as_ref())
+        .map(|r| (r.interval.clone(), r.interval_count))
+        .unwrap_or_else(|| ("month".into(), 1))
+}
+
+pub struct NewSub {
+    pub customer: String,
+    pub items: Vec<(String, i64, Metadata)>,
+    pub trial_end: Option<i64>,
+    pub metadata: Metadata,
+    pub collection_method: String,
+    pub days_until_due: Option<i64>,
+    pub default_payment_method: Option<String>,
+    pub description: Option<String>,
+    pub cancel_at_period_end: bool,
+}
+
+/// Creates a subscription and its first invoice ($0 for a trial), with Stripe's events:
+/// `customer.subscription.created`, `invoice.created`, `invoice.finalized`, then
+/// `invoice.paid` + `invoice.payment_succeeded` or `invoice.payment_failed`.
+pub fn create_subscription(s: &mut Store, n: NewSub) -> Result<String, ApiError> {
+    let now = s.now();
+    let id = new_id("sub");
+    let first_price = n.items.first().map(|i| i.0.clone()).unwrap_or_default();
+    let currency = s
+        .prices
+        .get(&first_price)
+        .map(|p| p.currency.clone())
+        .unwrap_or_else(|| "usd".into());
+    let (interval, count) = interval_of(s, &first_price);
+    let trial = n.trial_end.filter(|t| *t > now);
+    let anchor = trial.unwrap_or(now);
+    let (period_end, periods) = match trial {
+        Some(t) => (t, 0),
+        None => (add_intervals(anchor, &interval, count, 1), 1),
+    };
+    let items: Vec<SubItem> = n
+        .items
+        .iter()
+        .map(|(price, qty, md)| SubItem {
+            id: new_id("si"),
+            created: now,
+            price: price.clone(),
+            quantity: *qty,
+            metadata: md.clone(),
+        })
+        .collect();
+    let total: i64 = items
+        .iter()
+        .map(|it| s.prices.get(&it.price).map(|p| p.unit_amount).unwrap_or(0) * it.quantity)
+        .sum();
+    let pm = n.default_payment_method.clone().or_else(|| {
+        s.customers
+            .get(&n.customer)
+            .and_then(|c| c.default_payment_method.clone())
+    });
+    let will_pay = trial.is_some()
+        || total == 0
+        || n.collection_method == "send_invoice"
+        || pm
+            .as_ref()
+            .and_then(|p| s.payment_methods.get(p))
+            .is_some_and(|p| !p.charge_fails());
+    let status = if trial.is_some() {
+        "trialing"
+    } else if n.collection_method == "send_invoice" || will_pay {
+        "active"
+    } else {
+        "incomplete"
+    };
+    let invoice_id = new_id("in");
+    let sub = Subscription {
+        id: id.clone(),
+        created: now,
+        customer: n.customer.clone(),
+        status: status.into(),
+        items,
+        start_date: now,
+        billing_cycle_anchor: anchor,
+        current_period_start: now,
+        current_period_end: period_end,
+        periods,
+        trial_start: trial.map(|_| now),
+        trial_end: trial,
+        cancel_at_period_end: n.cancel_at_period_end,
+        cancel_at: if n.cancel_at_period_end {
+            Some(period_end)
+        } else {
+            None
+        },
+        canceled_at: if n.cancel_at_period_end {
+            Some(now)
+        } else {
+            None
+        },
+        ended_at: None,
+        cancellation_reason: if n.cancel_at_period_end {
+            Some("cancellation_requested".into())
+        } else {
+            None
+        },
+        cancellation_comment: None,
+        cancellation_feedback: None,
+        latest_invoice: Some(invoice_id.clone()),
+        metadata: n.metadata,
+        collection_method: n.collection_method,
+        days_until_due: n.days_until_due,
+        default_payment_method: n.default_payment_method,
+        description: n.description,
+        currency,
+    };
+    s.subscriptions.insert(id.clone(), sub);
+    let v = s.render_id(&id).unwrap_or_default();
+    s.emit("customer.subscription.created", v, None);
+    create_sub_invoice(
+        s,
+        &id,
+        &invoice_id,
+        "subscription_create",
+        now,
+        period_end,
+        trial.is_some(),
+    );
+    collect_new_sub_invoice(s, &invoice_id);
+    Ok(id)
+}
+
+/// Finalizes a fresh subscription invoice and, when it charges automatically, charges it.
+fn collect_new_sub_invoice(s: &mut Store, invoice_id: &str) {
+    let _ = finalize(s, invoice_id);
+    let charge = s
+        .invoices
+        .get(invoice_id)
+        .is_some_and(|i| i.status == "open" && i.collection_method == "charge_automatically");
+    if charge {
+        let _ = attempt_payment(s, invoice_id, None);
+    }
+}
+
+/// A draft invoice for a subscription period, pulling in the customer's pending invoice items
+/// as Stripe does.
+fn create_sub_invoice(
+    s: &mut Store,
+    sub_id: &str,
+    invoice_id: &str,
+    reason: &str,
+    start: i64,
+    end: i64,
+    trial: bool,
+) {
+    let now = s.now();
+    let Some(sub) = s.subscriptions.get(sub_id).cloned() else {
+        return;
+    };
+    let lines: Vec<SubLine> = sub
+        .items
+        .iter()
+        .map(|it| {
+            let name = price_product_name(s, &it.price);
+            let price = s.prices.get(&it.price);
+            let unit = price.map(|p| p.unit_amount).unwrap_or(0);
+            let (interval, _) = interval_of(s, &it.price);
+            let currency = price
+                .map(|p| p.currency.clone())
+                .unwrap_or_else(|| "usd".into());
+            let (amount, description) = if trial {
+                (0, format!("Trial period for {name}"))
+            } else {
+                (
+                    unit * it.quantity,
+                    format!(
+                        "{} × {name} (at {} / {interval})",
+                        it.quantity,
+                        money(unit, &currency)
+                    ),
+                )
+            };
+            SubLine {
+                id: new_id("il"),
+                subscription: sub.id.clone(),
+                subscription_item: it.id.clone(),
+                price: it.price.clone(),
+                quantity: it.quantity,
+                amount,
+                description,
+                period_start: start,
+                period_end: end,
+            }
+        })
+        .collect();
+    let pending: Vec<String> = s
+        .invoiceitems
+        .newest_first()
+        .filter(|(_, ii)| {
+            ii.customer == sub.customer
+                && ii.invoice.is_none()
+                && ii.subscription.as_ref().is_none_or(|x| *x == sub.id)
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in pending.iter() {
+        if let Some(ii) = s.invoiceitems.get_mut(id) {
+            ii.invoice = Some(invoice_id.to_string());
+        }
+    }
+    let inv = Invoice {
+        subscription: Some(sub.id.clone()),
+        billing_reason: reason.into(),
+        collection_method: sub.collection_method.clone(),
+        days_until_due: sub.days_until_due,
+        auto_advance: true,
+        sub_lines: lines,
+        item_ids: pending.into_iter().rev().collect(),
+        period_start: start,
+        period_end: if reason == "subscription_create" {
+            start
+        } else {
+            end
+        },
+        ..Invoice::draft(
+            invoice_id.to_string(),
+            sub.customer.clone(),
+            sub.currency.clone(),
+            now,
+        )
+    };
+    s.invoices.insert(inv.id.clone(), inv);
+    let v = s.render_id(invoice_id).unwrap_or_default();
+    s.emit("invoice.created", v, None);
+}
+
+/// draft -> open: number, hosted URL, due date; a $0 invoice is paid at once.
+pub fn finalize(s: &mut Store, id: &str) -> Result<(), ApiError> {
+    let now = s.now();
+    let inv = s
+        .invoices
+        .get(id)
+        .ok_or_else(|| ApiError::no_such("invoice", id, "invoice"))?;
+    if inv.status != "draft" {
+        return Err(ApiError::invalid(
+            "This invoice is already finalized, you can't re-finalize a non-draft invoice.",
+        )
+        .code("invoice_not_editable"));
+    }
+    let customer = inv.customer.clone();
+    let (prefix, seq) = match s.customers.get_mut(&customer) {
+        Some(c) => {
+            let seq = c.next_invoice_sequence;
+            c.next_invoice_sequence += 1;
+            (c.invoice_prefix.clone(), seq)
+        }
+        None => (invoice_prefix(), 1),
+    };
+    let total = s.invoices.get(id).map(|i| s.invoice_total(i)).unwrap_or(0);
+    if let Some(inv) = s.invoices.get_mut(id) {
+        inv.status = "open".into();
+        inv.number = Some(format!("{prefix}-{seq:04}"));
+        inv.finalized_at = Some(now);
+        inv.automatically_finalizes_at = None;
+        if inv.collection_method == "send_invoice" && inv.due_date.is_none() {
+            inv.due_date = Some(now + inv.days_until_due.unwrap_or(30) * DAY);
+        }
+        if inv.auto_advance && inv.collection_method == "charge_automatically" && total > 0 {
+            inv.next_payment_attempt = Some(now + HOUR);
+        }
+    }
+    let v = s.render_id(id).unwrap_or_default();
+    s.emit("invoice.finalized", v, None);
+    if total <= 0 {
+        mark_paid(s, id, false);
+    }
+    Ok(())
+}
+
+pub fn mark_paid_out_of_band(s: &mut Store, id: &str) {
+    mark_paid(s, id, true);
+}
+
+fn mark_paid(s: &mut Store, id: &str, out_of_band: bool) {
+    let now = s.now();
+    let total = s.invoices.get(id).map(|i| s.invoice_total(i)).unwrap_or(0);
+    let sub_id = match s.invoices.get_mut(id) {
+        Some(inv) => {
+            inv.status = "paid".into();
+            inv.paid_at = Some(now);
+            inv.amount_paid = total.max(0);
+            inv.next_payment_attempt = None;
+            inv.auto_advance = false;
+            inv.paid_out_of_band = out_of_band;
+            if total > 0 && !out_of_band {
+                inv.attempted = true;
+            }
+            inv.subscription.clone()
+        }
+        None => return,
+    };
+    let v = s.render_id(id).unwrap_or_default();
+    s.emit("invoice.paid", v.clone(), None);
+    if !out_of_band {
+        s.emit("invoice.payment_succeeded", v, None);
+    }
+    if let Some(sub_id) = sub_id {
+        let recover = s
+            .subscriptions
+            .get(&sub_id)
+            .is_some_and(|x| matches!(x.status.as_str(), "past_due" | "incomplete" | "unpaid"));
+        if recover {
+            set_sub_status(s, &sub_id, "active");
+        }
+    }
+}
+
+pub fn set_sub_status(s: &mut Store, sub_id: &str, status: &str) {
+    let Some(before) = s.render_id(sub_id) else {
+        return;
+    };
+    if let Some(x) = s.subscriptions.get_mut(sub_id) {
+        x.status = status.into();
+    }
+    let after = s.render_id(sub_id).unwrap_or_default();
+    s.emit_update("customer.subscription.updated", before, after);
+}
+
+/// Charges an open invoice with its payment method. A decline leaves it open, counts the
+/// attempt, emits `invoice.payment_failed` and puts its subscription `past_due`.
+pub fn attempt_payment(
+    s: &mut Store,
+    id: &str,
+    pm_override: Option<String>,
+) -> Result<(), ApiError> {
+    let now = s.now();
+    let inv = s
+        .invoices
+        .get(id)
+        .ok_or_else(|| ApiError::no_such("invoice", id, "invoice"))?;
+    let pm_id = pm_override.or_else(|| invoice_pm(s, inv));
+    let Some(pm_id) = pm_id else {
+        return Err(ApiError::invalid(
+            "This customer has no attached payment source or default payment method. Please consider adding a default payment method.",
+        ));
+    };
+    let pm = s
+        .payment_methods
+        .get(&pm_id)
+        .ok_or_else(|| ApiError::no_such("PaymentMethod", &pm_id, "payment_method"))?;
+    if !pm.charge_fails() {
+        if let Some(inv) = s.invoices.get_mut(id) {
+            inv.attempt_count += 1;
+        }
+        mark_paid(s, id, false);
+        return Ok(());
+    }
+    let sub_id = match s.invoices.get_mut(id) {
+        Some(inv) => {
+            inv.attempt_count += 1;
+            inv.attempted = true;
+            // Smart retries, simplified: a few more tries a few days apart while auto-advancing.
+            inv.next_payment_attempt = if inv.auto_advance && inv.attempt_count < 4 {
+                Some(now + 3 * DAY)
+            } else {
+                None
+            };
+            inv.subscription.clone()
+        }
+        None => None,
+    };
+    let v = s.render_id(id).unwrap_or_default();
+    s.emit("invoice.payment_failed", v, None);
+    if let Some(sub_id) = sub_id {
+        let status = s.subscriptions.get(&sub_id).map(|x| x.status.clone());
+        if matches!(status.as_deref(), Some("active") | Some("trialing")) {
+            set_sub_status(s, &sub_id, "past_due");
+        }
+    }
+    Err(ApiError::card_declined())
+}
+
+pub fn void(s: &mut Store, id: &str) -> Result<(), ApiError> {
+    let now = s.now();
+    let inv = s
+        .invoices
+        .get(id)
+        .ok_or_else(|| ApiError::no_such("invoice", id, "invoice"))?;
+    if inv.status != "open" && inv.status != "uncollectible" {
+        return Err(ApiError::invalid(format!(
+            "You can only pass in open or uncollectible invoices. This invoice is {}.",
+            inv.status
+        ))
+        .code("invoice_not_editable"));
+    }
+    if let Some(inv) = s.invoices.get_mut(id) {
+        inv.status = "void".into();
+        inv.voided_at = Some(now);
+        inv.next_payment_attempt = None;
+        inv.auto_advance = false;
+    }
+    let v = s.render_id(id).unwrap_or_default();
+    s.emit("invoice.voided", v, None);
+    Ok(())
+}
+
+/// Ends a subscription now: `canceled`, `ended_at`, `customer.subscription.deleted`.
+pub fn end_subscription(s: &mut Store, id: &str, reason: &str) {
+    let now = s.now();
+    if let Some(x) = s.subscriptions.get_mut(id) {
+        x.status = "canceled".into();
+        x.ended_at = Some(now);
+        x.canceled_at.get_or_insert(now);
+        if x.cancellation_reason.is_none() {
+            x.cancellation_reason = Some(reason.into());
+        }
+    }
+    let v = s.render_id(id).unwrap_or_default();
+    s.emit("customer.subscription.deleted", v, None);
+}
+
+/// Sets or clears `cancel_at_period_end` as Stripe does (also `cancel_at`, `canceled_at`).
+pub fn set_cancel_at_period_end(s: &mut Store, id: &str, on: bool) {
+    let now = s.now();
+    if let Some(x) = s.subscriptions.get_mut(id) {
+        x.cancel_at_period_end = on;
+        if on {
+            x.cancel_at = Some(x.current_period_end);
+            x.canceled_at = Some(now);
+            x.cancellation_reason = Some("cancellation_requested".into());
+        } else {
+            x.cancel_at = None;
+            x.canceled_at = None;
+            x.cancellation_reason = None;
+        }
+    }
+}
+
+// ---- checkout ------------------------------------------------------------------------------
+
+/// What the hosted page's pay button does. A declined card without a trial fails with 402 and
+/// changes nothing; otherwise the customer, card, subscription and first invoice are created.
+pub fn complete_checkout(
+    s: &mut Store,
+    id: &str,
+    card: &str,
+    email: Option<String>,
+) -> Result<(), ApiError> {
+    let cs = s
+        .checkout_sessions
+        .get(id)
+        .cloned()
+        .ok_or_else(|| ApiError::no_such("checkout.session", id, "session"))?;
+    if cs.status != "open" {
+        return Err(ApiError::invalid(format!(
+            "This Checkout Session is no longer active (status: {}).",
+            cs.status
+        ))
+        .code("checkout_session_not_open"));
+    }
+    let number = check_card(card)?;
+    let trial_end = cs
+        .trial_end
+        .or(cs.trial_period_days.map(|d| s.now() + d * DAY));
+    let probe = PaymentMethod {
+        id: String::new(),
+        created: 0,
+        customer: None,
+        number: number.clone(),
+        exp_month: 12,
+        exp_year: 2034,
+    };
+    if trial_end.is_none() && probe.charge_fails() {
+        return Err(ApiError::card_declined());
+    }
+    let customer = match cs.customer.clone() {
+        Some(c) => c,
+        None => {
+            let email = email.or(cs.customer_email.clone());
+            let c = new_customer(s, email, None);
+            let v = s.render_id(&c).unwrap_or_default();
+            s.emit("customer.created", v, None);
+            c
+        }
+    };
+    let pm = attach_card(s, &customer, &number, true);
+    let sub = create_subscription(
+        s,
+        NewSub {
+            customer: customer.clone(),
+            items: cs
+                .line_items
+                .iter()
+                .map(|l| (l.price.clone(), l.quantity, Metadata::new()))
+                .collect(),
+            trial_end,
+            metadata: cs.sub_metadata.clone(),
+            collection_method: "charge_automatically".into(),
+            days_until_due: None,
+            default_payment_method: Some(pm),
+            description: cs.sub_description.clone(),
+            cancel_at_period_end: false,
+        },
+    )?;
+    let invoice = s
+        .subscriptions
+        .get(&sub)
+        .and_then(|x| x.latest_invoice.clone());
+    if let Some(x) = s.checkout_sessions.get_mut(id) {
+        x.status = "complete".into();
+        x.payment_status = if trial_end.is_some() {
+            "no_payment_required".into()
+        } else {
+            "paid".into()
+        };
+        x.customer = Some(customer);
+        x.subscription = Some(sub);
+        x.invoice = invoice;
+    }
+    let v = s.render_id(id).unwrap_or_default();
+    s.emit("checkout.session.completed", v, None);
+    Ok(())
+}
+
+// ---- the clock -----------------------------------------------------------------------------
+
+enum Due {
+    TrialEnd(String),
+    PeriodEnd(String),
+    CancelAt(String),
+    IncompleteExpiry(String),
+    AutoFinalize(String),
+    RetryCharge(String),
+}
+
+fn next_due(s: &Store, target: i64) -> Option<(i64, Due)> {
+    let mut best: Option<(i64, Due)> = None;
+    let mut consider = |t: i64, d: Due| {
+        if t <= target && best.as_ref().is_none_or(|(bt, _)| t < *bt) {
+            best = Some((t, d));
+        }
+    };
+    for (id, x) in s.subscriptions.newest_first() {
+        match x.status.as_str() {
+            "trialing" => {
+                if let Some(t) = x.trial_end {
+                    consider(t, Due::TrialEnd(id.clone()));
+                }
+            }
+            "active" | "past_due" | "unpaid" => {
+                consider(x.current_period_end, Due::PeriodEnd(id.clone()));
+            }
+            "incomplete" => consider(x.created + 23 * HOUR, Due::IncompleteExpiry(id.clone())),
+            _ => {}
+        }
+        if let Some(t) = x.cancel_at {
+            if x.status != "canceled" && !x.cancel_at_period_end {
+                consider(t, Due::CancelAt(id.clone()));
+            }
+        }
+    }
+    for (id, inv) in s.invoices.newest_first() {
+        if let Some(t) = inv.automatically_finalizes_at {
+            if inv.status == "draft" && inv.auto_advance {
+                consider(t, Due::AutoFinalize(id.clone()));
+            }
+        }
+        if let Some(t) = inv.next_payment_attempt {
+            if inv.status == "open" && inv.auto_advance {
+                consider(t, Due::RetryCharge(id.clone()));
+            }
+        }
+    }
+    best
+}
+
+/// Moves the clock to `target`, processing everything due on the way in time order, each at
+/// its own moment.
+pub fn advance_to(s: &mut Store, target: i64) {
+    let mut guard = 0;
+    while let Some((t, due)) = next_due(s, target) {
+        guard += 1;
+        if guard > 100_000 {
+            break;
+        }
+        s.clock.pin(t);
+        match due {
+            Due::TrialEnd(id) => trial_end(s, &id),
+            Due::PeriodEnd(id) => period_end(s, &id),
+            Due::CancelAt(id) => end_subscription(s, &id, "cancellation_requested"),
+            Due::IncompleteExpiry(id) => set_sub_status(s, &id, "incomplete_expired"),
+            Due::AutoFinalize(id) => {
+                let _ = finalize(s, &id);
+            }
+            Due::RetryCharge(id) => {
+                if s.invoices
+                    .get(&id)
+                    .is_some_and(|i| i.collection_method == "charge_automatically")
+                {
+                    let _ = attempt_payment(s, &id, None);
+                } else if let Some(i) = s.invoices.get_mut(&id) {
+                    i.next_payment_attempt = None;
+                }
+            }
+        }
+    }
+    s.clock.unpin();
+    s.clock.set(target);
+}
+
+fn trial_end(s: &mut Store, id: &str) {
+    let Some(x) = s.subscriptions.get(id) else {
+        return;
+    };
+    if x.cancel_at_period_end {
+        end_subscription(s, id, "cancellation_requested");
+        return;
+    }
+    let before = s.render_id(id).unwrap_or_default();
+    let invoice_id = new_id("in");
+    let (start, end) = {
+        let price = x.items.first().map(|i| i.price.clone()).unwrap_or_default();
+        let (interval, count) = interval_of(s, &price);
+        let start = x.current_period_end;
+        (
+            start,
+            add_intervals(x.billing_cycle_anchor, &interval, count, 1),
+        )
+    };
+    if let Some(x) = s.subscriptions.get_mut(id) {
+        x.status = "active".into();
+        x.periods = 1;
+        x.current_period_start = start;
+        x.current_period_end = end;
+        x.latest_invoice = Some(invoice_id.clone());
+    }
+    let after = s.render_id(id).unwrap_or_default();
+    s.emit_update("customer.subscription.updated", before, after);
+    create_sub_invoice(s, id, &invoice_id, "subscription_cycle", start, end, false);
+    collect_new_sub_invoice(s, &invoice_id);
+}
+
+fn period_end(s: &mut Store, id: &str) {
+    let Some(x) = s.subscriptions.get(id) else {
+        return;
+    };
+    if x.cancel_at_period_end || x.cancel_at.is_some_and(|t| t <= x.current_period_end) {
+        end_subscription(s, id, "cancellation_requested");
+        return;
+    }
+    let before = s.render_id(id).unwrap_or_default();
+    let price = x.items.first().map(|i| i.price.clone()).unwrap_or_default();
+    let (interval, count) = interval_of(s, &price);
+    let start = x.current_period_end;
+    let periods = x.periods + 1;
+    let end = add_intervals(x.billing_cycle_anchor, &interval, count, periods);
+    let invoice_id = new_id("in");
+    if let Some(x) = s.subscriptions.get_mut(id) {
+        x.periods = periods;
+        x.current_period_start = start;
+        x.current_period_end = end.max(start + 1);
+        x.latest_invoice = Some(invoice_id.clone());
+    }
+    let after = s.render_id(id).unwrap_or_default();
+    s.emit_update("customer.subscription.updated", before, after);
+    create_sub_invoice(s, id, &invoice_id, "subscription_cycle", start, end, false);
+    collect_new_sub_invoice(s, &invoice_id);
+}

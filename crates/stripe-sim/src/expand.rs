@@ -1,0 +1,63 @@
+//! `expand[]`: replaces id strings at dotted paths (`customer`, `latest_invoice`,
+//! `data.customer`, `items.data.price.product`) with the objects they name.
+
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::store::Store;
+
+pub fn apply(s: &Store, v: &mut Value, paths: &[String]) -> Result<(), ApiError> {
+    for path in paths {
+        let segs: Vec<&str> = path.split('.').collect();
+        if segs.len() > 4 {
+            return Err(ApiError::invalid(format!(
+                "You cannot expand more than 4 levels of a property. Property: {path}"
+            ))
+            .param("expand"));
+        }
+        expand_at(s, v, &segs);
+    }
+    Ok(())
+}
+
+fn expand_at(s: &Store, v: &mut Value, segs: &[&str]) {
+    let Some((first, rest)) = segs.split_first() else {
+        return;
+    };
+    match v {
+        Value::Array(items) => {
+            for it in items {
+                expand_at(s, it, segs);
+            }
+        }
+        Value::Object(map) => {
+            let Some(child) = map.get_mut(*first) else {
+                return;
+            };
+            if rest.is_empty() {
+                if let Value::String(id) = child {
+                    if let Some(obj) = s.render_id(id) {
+                        *child = obj;
+                    }
+                } else if let Value::Array(items) = child {
+                    for it in items {
+                        if let Value::String(id) = it {
+                            if let Some(obj) = s.render_id(id) {
+                                *it = obj;
+                            }
+                        }
+                    }
+                }
+            } else {
+                // Expanding through an id (e.g. `latest_invoice.customer`) expands it first.
+                if let Value::String(id) = child {
+                    if let Some(obj) = s.render_id(id) {
+                        *child = obj;
+                    }
+                }
+                expand_at(s, child, rest);
+            }
+        }
+        _ => {}
+    }
+}

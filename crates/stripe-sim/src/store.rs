@@ -1,0 +1,1064 @@
+//! All simulator state, the JSON rendering of every object in Stripe's current shape, events,
+//! and the list/search helpers shared by the resources.
+
+use serde_json::{json, Map, Value};
+
+use crate::clock::Clock;
+use crate::error::ApiError;
+use crate::form::{Metadata, Params};
+use crate::ids::new_id;
+use crate::model::*;
+use crate::webhooks::Hooks;
+
+/// The API version stamped on events and webhook endpoints.
+pub const API_VERSION: &str = "2025-08-27.basil";
+
+/// Who caused the current change, for `event.request`.
+#[derive(Debug, Default, Clone)]
+pub struct RequestCtx {
+    pub id: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+pub struct Store {
+    pub clock: Clock,
+    pub base_url: String,
+    pub customers: Table<Customer>,
+    pub payment_methods: Table<PaymentMethod>,
+    pub products: Table<Product>,
+    pub prices: Table<Price>,
+    pub subscriptions: Table<Subscription>,
+    pub invoiceitems: Table<InvoiceItem>,
+    pub invoices: Table<Invoice>,
+    pub checkout_sessions: Table<CheckoutSession>,
+    pub portal_sessions: Table<PortalSession>,
+    pub portal_configs: Table<PortalConfig>,
+    pub webhook_endpoints: Table<WebhookEndpoint>,
+    pub events: Table<EventRec>,
+    pub hooks: Hooks,
+    pub request: RequestCtx,
+}
+
+fn md(m: &Metadata) -> Value {
+    json!(m)
+}
+
+impl Store {
+    pub fn new(base_url: String, hooks: Hooks) -> Self {
+        Store {
+            clock: Clock::default(),
+            base_url,
+            customers: Table::default(),
+            payment_methods: Table::default(),
+            products: Table::default(),
+            prices: Table::default(),
+            subscriptions: Table::default(),
+            invoiceitems: Table::default(),
+            invoices: Table::default(),
+            checkout_sessions: Table::default(),
+            portal_sessions: Table::default(),
+            portal_configs: Table::default(),
+            webhook_endpoints: Table::default(),
+            events: Table::default(),
+            hooks,
+            request: RequestCtx::default(),
+        }
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    // ---- events -------------------------------------------------------------------------
+
+    pub fn emit(&mut self, kind: &str, object: Value, previous: Option<Value>) {
+        let id = new_id("evt");
+        let targets = self.hooks.targets(kind, &self.webhook_endpoints);
+        let mut data = Map::new();
+        data.insert("object".into(), object);
+        if let Some(p) = previous {
+            data.insert("previous_attributes".into(), p);
+        }
+        let created = self.now();
+        let ev = json!({
+            "id": id,
+            "object": "event",
+            "api_version": API_VERSION,
+            "created": created,
+            "data": Value::Object(data),
+            "livemode": false,
+            "pending_webhooks": targets.len(),
+            "request": {"id": self.request.id, "idempotency_key": self.request.idempotency_key},
+            "type": kind,
+        });
+        let body: Box<str> = ev.to_string().into_boxed_str();
+        self.hooks.dispatch(targets, &id, kind, &body);
+        self.events.insert(
+            id,
+            EventRec {
+                kind: kind.to_string(),
+                created,
+                json: body,
+            },
+        );
+    }
+
+    /// Emits `kind` with `previous_attributes` holding what changed between two renderings;
+    /// nothing when nothing changed.
+    pub fn emit_update(&mut self, kind: &str, before: Value, after: Value) {
+        let prev = diff(&before, &after);
+        if prev.as_object().is_some_and(|m| !m.is_empty()) {
+            self.emit(kind, after, Some(prev));
+        }
+    }
+
+    // ---- rendering ----------------------------------------------------------------------
+
+    pub fn render_id(&self, id: &str) -> Option<Value> {
+        let prefix = id.split('_').next().unwrap_or("");
+        Some(match prefix {
+            "cus" => self.render_customer(self.customers.get(id)?),
+            "pm" => self.render_pm(self.payment_methods.get(id)?),
+            "prod" => self.render_product(self.products.get(id)?),
+            "price" => self.render_price(self.prices.get(id)?),
+            "sub" => self.render_sub(self.subscriptions.get(id)?),
+            "ii" => self.render_invoiceitem(self.invoiceitems.get(id)?),
+            "in" => self.render_invoice(self.invoices.get(id)?),
+            "cs" => self.render_checkout(self.checkout_sessions.get(id)?),
+            "bps" => self.render_portal_session(self.portal_sessions.get(id)?),
+            "bpc" => self.render_portal_config(self.portal_configs.get(id)?),
+            "we" => self.render_webhook_endpoint(self.webhook_endpoints.get(id)?, false),
+            "evt" => serde_json::from_str(&self.events.get(id)?.json).ok()?,
+            _ => return None,
+        })
+    }
+
+    pub fn render_customer(&self, c: &Customer) -> Value {
+        let delinquent = self
+            .invoices
+            .newest_first()
+            .any(|(_, i)| i.customer == c.id && i.status == "open" && i.attempt_count > 0);
+        json!({
+            "id": c.id,
+            "object": "customer",
+            "address": null,
+            "balance": c.balance,
+            "created": c.created,
+            "currency": null,
+            "default_source": null,
+            "delinquent": delinquent,
+            "description": c.description,
+            "discount": null,
+            "email": c.email,
+            "invoice_prefix": c.invoice_prefix,
+            "invoice_settings": {
+                "custom_fields": null,
+                "default_payment_method": c.default_payment_method,
+                "footer": null,
+                "rendering_options": null,
+            },
+            "livemode": false,
+            "metadata": md(&c.metadata),
+            "name": c.name,
+            "next_invoice_sequence": c.next_invoice_sequence,
+            "phone": c.phone,
+            "preferred_locales": c.preferred_locales,
+            "shipping": null,
+            "tax_exempt": "none",
+            "test_clock": null,
+            "customer_account": null,
+        })
+    }
+
+    pub fn render_pm(&self, pm: &PaymentMethod) -> Value {
+        json!({
+            "id": pm.id,
+            "object": "payment_method",
+            "allow_redisplay": "unspecified",
+            "billing_details": {
+                "address": {"city": null, "country": null, "line1": null, "line2": null, "postal_code": null, "state": null},
+                "email": null, "name": null, "phone": null, "tax_id": null,
+            },
+            "card": {
+                "brand": pm.brand(),
+                "checks": {"address_line1_check": null, "address_postal_code_check": null, "cvc_check": "pass"},
+                "country": "US",
+                "display_brand": pm.brand(),
+                "exp_month": pm.exp_month,
+                "exp_year": pm.exp_year,
+                "fingerprint": format!("sim{}", pm.number),
+                "funding": "credit",
+                "generated_from": null,
+                "last4": pm.last4(),
+                "networks": {"available": [pm.brand()], "preferred": null},
+                "regulated_status": "unregulated",
+                "three_d_secure_usage": {"supported": true},
+                "wallet": null,
+            },
+            "created": pm.created,
+            "customer": pm.customer,
+            "customer_account": null,
+            "livemode": false,
+            "metadata": {},
+            "type": "card",
+        })
+    }
+
+    pub fn render_product(&self, p: &Product) -> Value {
+        json!({
+            "id": p.id,
+            "object": "product",
+            "active": p.active,
+            "created": p.created,
+            "default_price": p.default_price,
+            "description": p.description,
+            "images": p.images,
+            "livemode": false,
+            "marketing_features": [],
+            "metadata": md(&p.metadata),
+            "name": p.name,
+            "package_dimensions": null,
+            "shippable": null,
+            "statement_descriptor": p.statement_descriptor,
+            "tax_code": p.tax_code,
+            "type": "service",
+            "unit_label": p.unit_label,
+            "updated": p.updated,
+            "url": p.url,
+        })
+    }
+
+    pub fn render_price(&self, p: &Price) -> Value {
+        let recurring = p.recurring.as_ref().map(|r| {
+            json!({
+                "interval": r.interval,
+                "interval_count": r.interval_count,
+                "meter": null,
+                "trial_period_days": r.trial_period_days,
+                "usage_type": r.usage_type,
+            })
+        });
+        json!({
+            "id": p.id,
+            "object": "price",
+            "active": p.active,
+            "billing_scheme": "per_unit",
+            "created": p.created,
+            "currency": p.currency,
+            "custom_unit_amount": null,
+            "livemode": false,
+            "lookup_key": p.lookup_key,
+            "metadata": md(&p.metadata),
+            "nickname": p.nickname,
+            "product": p.product,
+            "recurring": recurring,
+            "tax_behavior": p.tax_behavior,
+            "tiers_mode": null,
+            "transform_quantity": null,
+            "type": if p.recurring.is_some() { "recurring" } else { "one_time" },
+            "unit_amount": p.unit_amount,
+            "unit_amount_decimal": p.unit_amount.to_string(),
+        })
+    }
+
+    fn render_plan(&self, p: &Price) -> Value {
+        let r = p.recurring.clone().unwrap_or(Recurring {
+            interval: "month".into(),
+            interval_count: 1,
+            usage_type: "licensed".into(),
+            trial_period_days: None,
+        });
+        json!({
+            "id": p.id,
+            "object": "plan",
+            "active": p.active,
+            "amount": p.unit_amount,
+            "amount_decimal": p.unit_amount.to_string(),
+            "billing_scheme": "per_unit",
+            "created": p.created,
+            "currency": p.currency,
+            "interval": r.interval,
+            "interval_count": r.interval_count,
+            "livemode": false,
+            "metadata": md(&p.metadata),
+            "meter": null,
+            "nickname": p.nickname,
+            "product": p.product,
+            "tiers_mode": null,
+            "transform_usage": null,
+            "trial_period_days": r.trial_period_days,
+            "usage_type": r.usage_type,
+        })
+    }
+
+    pub fn render_sub(&self, s: &Subscription) -> Value {
+        let items: Vec<Value> = s
+            .items
+            .iter()
+            .map(|it| {
+                let price = self.prices.get(&it.price);
+                json!({
+                    "id": it.id,
+                    "object": "subscription_item",
+                    "billing_thresholds": null,
+                    "created": it.created,
+                    "current_period_end": s.current_period_end,
+                    "current_period_start": s.current_period_start,
+                    "discounts": [],
+                    "metadata": md(&it.metadata),
+                    "plan": price.map(|p| self.render_plan(p)),
+                    "price": price.map(|p| self.render_price(p)),
+                    "quantity": it.quantity,
+                    "subscription": s.id,
+                    "tax_rates": [],
+                })
+            })
+            .collect();
+        json!({
+            "id": s.id,
+            "object": "subscription",
+            "application": null,
+            "application_fee_percent": null,
+            "automatic_tax": {"enabled": false, "liability": null, "disabled_reason": null},
+            "billing_cycle_anchor": s.billing_cycle_anchor,
+            "billing_cycle_anchor_config": null,
+            "billing_mode": {"type": "classic"},
+            "billing_thresholds": null,
+            "cancel_at": s.cancel_at,
+            "cancel_at_period_end": s.cancel_at_period_end,
+            "canceled_at": s.canceled_at,
+            "cancellation_details": {
+                "comment": s.cancellation_comment,
+                "feedback": s.cancellation_feedback,
+                "reason": s.cancellation_reason,
+            },
+            "collection_method": s.collection_method,
+            "created": s.created,
+            "currency": s.currency,
+            "customer": s.customer,
+            "customer_account": null,
+            "days_until_due": s.days_until_due,
+            "default_payment_method": s.default_payment_method,
+            "default_source": null,
+            "default_tax_rates": [],
+            "description": s.description,
+            "discounts": [],
+            "ended_at": s.ended_at,
+            "invoice_settings": {"account_tax_ids": null, "issuer": {"type": "self"}},
+            "items": {
+                "object": "list",
+                "data": items,
+                "has_more": false,
+                "total_count": s.items.len(),
+                "url": format!("/v1/subscription_items?subscription={}", s.id),
+            },
+            "latest_invoice": s.latest_invoice,
+            "livemode": false,
+            "metadata": md(&s.metadata),
+            "next_pending_invoice_item_invoice": null,
+            "on_behalf_of": null,
+            "pause_collection": null,
+            "payment_settings": {
+                "payment_method_options": null,
+                "payment_method_types": null,
+                "save_default_payment_method": "off",
+            },
+            "pending_invoice_item_interval": null,
+            "pending_setup_intent": null,
+            "pending_update": null,
+            "schedule": null,
+            "start_date": s.start_date,
+            "status": s.status,
+            "test_clock": null,
+            "transfer_data": null,
+            "trial_end": s.trial_end,
+            "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
+            "trial_start": s.trial_start,
+        })
+    }
+
+    fn pricing(&self, price: Option<&str>, unit_amount_decimal: &str) -> Value {
+        let details = price.map(|p| {
+            json!({
+                "price": p,
+                "product": self.prices.get(p).map(|x| x.product.clone()),
+            })
+        });
+        json!({
+            "type": "price_details",
+            "price_details": details,
+            "unit_amount_decimal": unit_amount_decimal,
+        })
+    }
+
+    pub fn render_invoiceitem(&self, ii: &InvoiceItem) -> Value {
+        let parent = ii.subscription.as_ref().map(|s| {
+            json!({"type": "subscription_details", "subscription_details": {"subscription": s, "subscription_item": null}})
+        });
+        json!({
+            "id": ii.id,
+            "object": "invoiceitem",
+            "amount": ii.amount,
+            "currency": ii.currency,
+            "customer": ii.customer,
+            "customer_account": null,
+            "date": ii.created,
+            "description": ii.description,
+            "discountable": ii.discountable,
+            "discounts": [],
+            "invoice": ii.invoice,
+            "livemode": false,
+            "metadata": md(&ii.metadata),
+            "net_amount": ii.amount,
+            "parent": parent,
+            "period": {"end": ii.period_end, "start": ii.period_start},
+            "pricing": self.pricing(ii.price.as_deref(), &ii.unit_amount_decimal),
+            "proration": false,
+            "quantity": ii.quantity,
+            "quantity_decimal": ii.quantity.to_string(),
+            "tax_rates": [],
+            "test_clock": null,
+        })
+    }
+
+    fn line_common(
+        &self,
+        id: &str,
+        invoice: &str,
+        amount: i64,
+        currency: &str,
+    ) -> Map<String, Value> {
+        let v = json!({
+            "id": id,
+            "object": "line_item",
+            "amount": amount,
+            "currency": currency,
+            "discount_amounts": [],
+            "discountable": true,
+            "discounts": [],
+            "invoice": invoice,
+            "livemode": false,
+            "pretax_credit_amounts": [],
+            "subtotal": amount,
+            "taxes": [],
+        });
+        match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+
+    /// The invoice's lines in Stripe's order: subscription lines, then invoice items.
+    pub fn invoice_lines(&self, inv: &Invoice) -> Vec<Value> {
+        let mut out = Vec::new();
+        for l in &inv.sub_lines {
+            let mut m = self.line_common(&l.id, &inv.id, l.amount, &inv.currency);
+            let unit = self
+                .prices
+                .get(&l.price)
+                .map(|p| p.unit_amount)
+                .unwrap_or(0);
+            m.insert("description".into(), json!(l.description));
+            m.insert("metadata".into(), json!({}));
+            m.insert(
+                "period".into(),
+                json!({"end": l.period_end, "start": l.period_start}),
+            );
+            m.insert("quantity".into(), json!(l.quantity));
+            m.insert("quantity_decimal".into(), json!(l.quantity.to_string()));
+            m.insert("subscription".into(), json!(l.subscription));
+            m.insert(
+                "parent".into(),
+                json!({
+                    "type": "subscription_item_details",
+                    "invoice_item_details": null,
+                    "subscription_item_details": {
+                        "invoice_item": null,
+                        "proration": false,
+                        "proration_details": {"credited_items": null},
+                        "subscription": l.subscription,
+                        "subscription_item": l.subscription_item,
+                    },
+                }),
+            );
+            m.insert(
+                "pricing".into(),
+                self.pricing(Some(&l.price), &unit.to_string()),
+            );
+            out.push(Value::Object(m));
+        }
+        for ii in inv
+            .item_ids
+            .iter()
+            .filter_map(|id| self.invoiceitems.get(id))
+        {
+            let mut m = self.line_common(&ii.line_id, &inv.id, ii.amount, &ii.currency);
+            m.insert("description".into(), json!(ii.description));
+            m.insert("metadata".into(), md(&ii.metadata));
+            m.insert(
+                "period".into(),
+                json!({"end": ii.period_end, "start": ii.period_start}),
+            );
+            m.insert("quantity".into(), json!(ii.quantity));
+            m.insert("quantity_decimal".into(), json!(ii.quantity.to_string()));
+            m.insert("subscription".into(), json!(ii.subscription));
+            m.insert(
+                "parent".into(),
+                json!({
+                    "type": "invoice_item_details",
+                    "invoice_item_details": {
+                        "invoice_item": ii.id,
+                        "proration": false,
+                        "proration_details": {"credited_items": null},
+                        "subscription": ii.subscription,
+                    },
+                    "subscription_item_details": null,
+                }),
+            );
+            m.insert(
+                "pricing".into(),
+                self.pricing(ii.price.as_deref(), &ii.unit_amount_decimal),
+            );
+            out.push(Value::Object(m));
+        }
+        out
+    }
+
+    pub fn invoice_total(&self, inv: &Invoice) -> i64 {
+        inv.sub_lines.iter().map(|l| l.amount).sum::<i64>()
+            + inv
+                .item_ids
+                .iter()
+                .filter_map(|id| self.invoiceitems.get(id))
+                .map(|ii| ii.amount)
+                .sum::<i64>()
+    }
+
+    pub fn hosted_invoice_url(&self, id: &str) -> String {
+        format!("{}/invoice/{id}", self.base_url)
+    }
+
+    pub fn render_invoice(&self, inv: &Invoice) -> Value {
+        let total = self.invoice_total(inv);
+        let lines = self.invoice_lines(inv);
+        let cust = self.customers.get(&inv.customer);
+        let finalized = inv.finalized_at.is_some();
+        let amount_due = total.max(0);
+        let remaining = if inv.status == "void" || inv.status == "paid" {
+            0
+        } else {
+            amount_due - inv.amount_paid
+        };
+        let parent = inv.subscription.as_ref().map(|sid| {
+            json!({
+                "type": "subscription_details",
+                "quote_details": null,
+                "subscription_details": {
+                    "metadata": self.subscriptions.get(sid).map(|s| md(&s.metadata)),
+                    "subscription": sid,
+                },
+            })
+        });
+        json!({
+            "id": inv.id,
+            "object": "invoice",
+            "account_country": "US",
+            "account_name": "Stripe Simulator",
+            "account_tax_ids": null,
+            "amount_due": amount_due,
+            "amount_overpaid": 0,
+            "amount_paid": inv.amount_paid,
+            "amount_remaining": remaining,
+            "amount_shipping": 0,
+            "application": null,
+            "attempt_count": inv.attempt_count,
+            "attempted": inv.attempted,
+            "auto_advance": inv.auto_advance,
+            "automatic_tax": {"enabled": false, "liability": null, "status": null, "disabled_reason": null, "provider": null},
+            "automatically_finalizes_at": inv.automatically_finalizes_at,
+            "billing_reason": inv.billing_reason,
+            "collection_method": inv.collection_method,
+            "created": inv.created,
+            "currency": inv.currency,
+            "custom_fields": null,
+            "customer": inv.customer,
+            "customer_account": null,
+            "customer_address": null,
+            "customer_email": cust.and_then(|c| c.email.clone()),
+            "customer_name": cust.and_then(|c| c.name.clone()),
+            "customer_phone": cust.and_then(|c| c.phone.clone()),
+            "customer_shipping": null,
+            "customer_tax_exempt": "none",
+            "customer_tax_ids": [],
+            "default_payment_method": inv.default_payment_method,
+            "default_source": null,
+            "default_tax_rates": [],
+            "description": inv.description,
+            "discounts": [],
+            "due_date": inv.due_date,
+            "effective_at": inv.finalized_at,
+            "ending_balance": if finalized { json!(0) } else { Value::Null },
+            "footer": inv.footer,
+            "from_invoice": null,
+            "hosted_invoice_url": if finalized { json!(self.hosted_invoice_url(&inv.id)) } else { Value::Null },
+            "invoice_pdf": if finalized { json!(format!("{}/pdf", self.hosted_invoice_url(&inv.id))) } else { Value::Null },
+            "issuer": {"type": "self"},
+            "last_finalization_error": null,
+            "latest_revision": null,
+            "lines": {
+                "object": "list",
+                "data": lines,
+                "has_more": false,
+                "total_count": inv.sub_lines.len() + inv.item_ids.len(),
+                "url": format!("/v1/invoices/{}/lines", inv.id),
+            },
+            "livemode": false,
+            "metadata": md(&inv.metadata),
+            "next_payment_attempt": inv.next_payment_attempt,
+            "number": inv.number,
+            "on_behalf_of": null,
+            "parent": parent,
+            "payment_settings": {"default_mandate": null, "payment_method_options": null, "payment_method_types": null},
+            "period_end": inv.period_end,
+            "period_start": inv.period_start,
+            "post_payment_credit_notes_amount": 0,
+            "pre_payment_credit_notes_amount": 0,
+            "receipt_number": null,
+            "rendering": null,
+            "shipping_cost": null,
+            "shipping_details": null,
+            "starting_balance": 0,
+            "statement_descriptor": null,
+            "status": inv.status,
+            "status_transitions": {
+                "finalized_at": inv.finalized_at,
+                "marked_uncollectible_at": inv.marked_uncollectible_at,
+                "paid_at": inv.paid_at,
+                "voided_at": inv.voided_at,
+            },
+            "subscription": inv.subscription,
+            "subtotal": total,
+            "subtotal_excluding_tax": total,
+            "test_clock": null,
+            "total": total,
+            "total_discount_amounts": [],
+            "total_excluding_tax": total,
+            "total_pretax_credit_amounts": [],
+            "total_taxes": [],
+            "webhooks_delivered_at": if finalized { json!(inv.created) } else { Value::Null },
+        })
+    }
+
+    pub fn checkout_url(&self, id: &str) -> String {
+        format!("{}/checkout/{id}", self.base_url)
+    }
+
+    pub fn render_checkout(&self, cs: &CheckoutSession) -> Value {
+        let cust = cs.customer.as_ref().and_then(|c| self.customers.get(c));
+        let details = if cs.status == "complete" {
+            json!({
+                "address": null,
+                "business_name": null,
+                "email": cust.and_then(|c| c.email.clone()).or(cs.customer_email.clone()),
+                "individual_name": null,
+                "name": cust.and_then(|c| c.name.clone()),
+                "phone": null,
+                "tax_exempt": "none",
+                "tax_ids": [],
+            })
+        } else {
+            Value::Null
+        };
+        let subtotal = if cs.trial_period_days.is_some() || cs.trial_end.is_some() {
+            0
+        } else {
+            cs.amount_total
+        };
+        json!({
+            "id": cs.id,
+            "object": "checkout.session",
+            "adaptive_pricing": {"enabled": false},
+            "after_expiration": null,
+            "allow_promotion_codes": cs.allow_promotion_codes,
+            "amount_subtotal": subtotal,
+            "amount_total": subtotal,
+            "automatic_tax": {"enabled": false, "liability": null, "provider": null, "status": null},
+            "billing_address_collection": cs.billing_address_collection,
+            "cancel_url": cs.cancel_url,
+            "client_reference_id": cs.client_reference_id,
+            "client_secret": null,
+            "collected_information": null,
+            "consent": null,
+            "consent_collection": null,
+            "created": cs.created,
+            "currency": cs.currency,
+            "currency_conversion": null,
+            "custom_fields": [],
+            "custom_text": {"after_submit": null, "shipping_address": null, "submit": null, "terms_of_service_acceptance": null},
+            "customer": cs.customer,
+            "customer_account": null,
+            "customer_creation": cs.customer_creation,
+            "customer_details": details,
+            "customer_email": cs.customer_email,
+            "discounts": [],
+            "expires_at": cs.expires_at,
+            "integration_identifier": null,
+            "invoice": cs.invoice,
+            "invoice_creation": null,
+            "livemode": false,
+            "locale": cs.locale,
+            "managed_payments": {"enabled": false},
+            "metadata": md(&cs.metadata),
+            "mode": cs.mode,
+            "origin_context": null,
+            "payment_intent": null,
+            "payment_link": null,
+            "payment_method_collection": cs.payment_method_collection.clone().unwrap_or_else(|| "always".into()),
+            "payment_method_configuration_details": null,
+            "payment_method_options": {"card": {"request_three_d_secure": "automatic"}},
+            "payment_method_types": cs.payment_method_types,
+            "payment_status": cs.payment_status,
+            "permissions": null,
+            "phone_number_collection": {"enabled": false},
+            "recovered_from": null,
+            "saved_payment_method_options": {"allow_redisplay_filters": ["always"], "payment_method_remove": null, "payment_method_save": null},
+            "setup_intent": null,
+            "shipping_address_collection": null,
+            "shipping_cost": null,
+            "shipping_options": [],
+            "status": cs.status,
+            "submit_type": null,
+            "subscription": cs.subscription,
+            "success_url": cs.success_url,
+            "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
+            "ui_mode": cs.ui_mode,
+            "url": if cs.status == "open" { json!(self.checkout_url(&cs.id)) } else { Value::Null },
+            "wallet_options": null,
+        })
+    }
+
+    pub fn render_checkout_line(
+        &self,
+        cs: &CheckoutSession,
+        idx: usize,
+        l: &CheckoutLine,
+    ) -> Value {
+        let price = self.prices.get(&l.price);
+        let amount = price.map(|p| p.unit_amount).unwrap_or(0) * l.quantity;
+        let desc = price
+            .and_then(|p| self.products.get(&p.product))
+            .map(|p| p.name.clone());
+        json!({
+            "id": format!("li_{}_{}", &cs.id[cs.id.len().saturating_sub(12)..], idx),
+            "object": "item",
+            "amount_discount": 0,
+            "amount_subtotal": amount,
+            "amount_tax": 0,
+            "amount_total": amount,
+            "currency": cs.currency,
+            "description": desc,
+            "price": price.map(|p| self.render_price(p)),
+            "quantity": l.quantity,
+        })
+    }
+
+    pub fn portal_url(&self, id: &str) -> String {
+        format!("{}/portal/{id}", self.base_url)
+    }
+
+    pub fn render_portal_session(&self, s: &PortalSession) -> Value {
+        json!({
+            "id": s.id,
+            "object": "billing_portal.session",
+            "configuration": s.configuration,
+            "created": s.created,
+            "customer": s.customer,
+            "customer_account": null,
+            "flow": null,
+            "livemode": false,
+            "locale": s.locale,
+            "on_behalf_of": null,
+            "return_url": s.return_url,
+            "url": self.portal_url(&s.id),
+        })
+    }
+
+    pub fn render_portal_config(&self, c: &PortalConfig) -> Value {
+        json!({
+            "id": c.id,
+            "object": "billing_portal.configuration",
+            "active": c.active,
+            "application": null,
+            "business_profile": {
+                "headline": c.headline,
+                "privacy_policy_url": c.privacy_policy_url,
+                "terms_of_service_url": c.terms_of_service_url,
+            },
+            "created": c.created,
+            "default_return_url": c.default_return_url,
+            "features": c.features,
+            "is_default": c.is_default,
+            "livemode": false,
+            "login_page": {"enabled": false, "url": null},
+            "metadata": md(&c.metadata),
+            "name": c.name,
+            "updated": c.updated,
+        })
+    }
+
+    pub fn render_webhook_endpoint(&self, w: &WebhookEndpoint, with_secret: bool) -> Value {
+        let mut v = json!({
+            "id": w.id,
+            "object": "webhook_endpoint",
+            "api_version": w.api_version,
+            "application": null,
+            "created": w.created,
+            "description": w.description,
+            "enabled_events": w.enabled_events,
+            "livemode": false,
+            "metadata": md(&w.metadata),
+            "status": w.status,
+            "url": w.url,
+        });
+        if with_secret {
+            v["secret"] = json!(w.secret);
+        }
+        v
+    }
+}
+
+/// `previous_attributes`: the old values of what changed. Plain hashes (metadata,
+/// status_transitions) are diffed key by key; objects and lists are given whole.
+pub fn diff(before: &Value, after: &Value) -> Value {
+    let mut out = Map::new();
+    if let (Value::Object(b), Value::Object(a)) = (before, after) {
+        for (k, bv) in b {
+            let av = a.get(k).unwrap_or(&Value::Null);
+            if av == bv {
+                continue;
+            }
+            let plain_hash = |v: &Value| v.as_object().is_some_and(|m| !m.contains_key("object"));
+            if plain_hash(bv) && plain_hash(av) {
+                let mut inner = diff(bv, av);
+                // Keys that only exist now were absent before: Stripe reports them as "".
+                if let (Some(im), Some(am), Some(bm)) =
+                    (inner.as_object_mut(), av.as_object(), bv.as_object())
+                {
+                    for key in am.keys() {
+                        if !bm.contains_key(key) {
+                            im.insert(key.clone(), json!(""));
+                        }
+                    }
+                }
+                out.insert(k.clone(), inner);
+            } else {
+                out.insert(k.clone(), bv.clone());
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+// ---- lists and search -----------------------------------------------------------------
+
+/// Reads `created` (an integer or a `gt/gte/lt/lte` hash) as a filter.
+pub fn created_filter(p: &mut Params) -> Result<Box<dyn Fn(i64) -> bool>, ApiError> {
+    if !p.has("created") {
+        return Ok(Box::new(|_| true));
+    }
+    if let Some(mut sub) = p.sub("created").ok().flatten() {
+        let gt = sub.int("gt")?;
+        let gte = sub.int("gte")?;
+        let lt = sub.int("lt")?;
+        let lte = sub.int("lte")?;
+        sub.finish()?;
+        return Ok(Box::new(move |c| {
+            gt.is_none_or(|v| c > v)
+                && gte.is_none_or(|v| c >= v)
+                && lt.is_none_or(|v| c < v)
+                && lte.is_none_or(|v| c <= v)
+        }));
+    }
+    let exact = p.int("created")?;
+    Ok(Box::new(move |c| exact.is_none_or(|v| c == v)))
+}
+
+pub fn read_limit(p: &mut Params) -> Result<usize, ApiError> {
+    match p.int("limit")? {
+        None => Ok(10),
+        Some(n) if (1..=100).contains(&n) => Ok(n as usize),
+        Some(n) => Err(ApiError::invalid(format!(
+            "Invalid limit: must be between 1 and 100 (got {n})"
+        ))
+        .param("limit")),
+    }
+}
+
+/// A Stripe list object over `items` (newest first), honouring `limit`, `starting_after`
+/// and `ending_before`; only the returned page is rendered.
+pub fn list_page<T>(
+    items: Vec<(&str, T)>,
+    p: &mut Params,
+    url: &str,
+    render: impl Fn(&T) -> Value,
+) -> Result<Value, ApiError> {
+    let limit = read_limit(p)?;
+    let after = p.opt_nonempty("starting_after")?;
+    let before = p.opt_nonempty("ending_before")?;
+    let find = |cursor: &str, param: &str| {
+        items
+            .iter()
+            .position(|(id, _)| *id == cursor)
+            .ok_or_else(|| {
+                ApiError::invalid(format!("No such object: '{cursor}'"))
+                    .status(404)
+                    .code("resource_missing")
+                    .param(param)
+            })
+    };
+    let (range, has_more) = if let Some(cursor) = after {
+        let start = find(&cursor, "starting_after")? + 1;
+        let end = (start + limit).min(items.len());
+        (start..end, items.len() > end)
+    } else if let Some(cursor) = before {
+        let end = find(&cursor, "ending_before")?;
+        let start = end.saturating_sub(limit);
+        (start..end, start > 0)
+    } else {
+        let end = limit.min(items.len());
+        (0..end, items.len() > end)
+    };
+    let data: Vec<Value> = items[range].iter().map(|(_, v)| render(v)).collect();
+    Ok(json!({"object": "list", "data": data, "has_more": has_more, "url": url}))
+}
+
+/// One clause of Stripe's search query language: `field:'v'`, `metadata['k']:'v'`,
+/// `field~'sub'`, `field>n`, optionally negated with a leading `-`.
+#[derive(Debug)]
+struct Clause {
+    path: Vec<String>,
+    op: String,
+    value: String,
+    negate: bool,
+}
+
+fn parse_clause(s: &str) -> Result<Clause, ApiError> {
+    let bad = || ApiError::invalid(format!("Invalid search query: {s}")).param("query");
+    let mut s = s.trim();
+    let negate = s.starts_with('-');
+    if negate {
+        s = &s[1..];
+    }
+    let op_pos = s
+        .find(|c| c == ':' || c == '~' || c == '>' || c == '<')
+        .ok_or_else(bad)?;
+    let field = &s[..op_pos];
+    let mut rest = &s[op_pos..];
+    let op = if rest.starts_with(">=") || rest.starts_with("<=") {
+        let o = &rest[..2];
+        rest = &rest[2..];
+        o
+    } else {
+        let o = &rest[..1];
+        rest = &rest[1..];
+        o
+    };
+    let value = rest
+        .trim()
+        .trim_matches(|c| c == '\'' || c == '"')
+        .to_string();
+    let path = if let Some(inner) = field.strip_prefix("metadata[") {
+        let key = inner
+            .trim_end_matches(']')
+            .trim_matches(|c| c == '\'' || c == '"');
+        vec!["metadata".to_string(), key.to_string()]
+    } else {
+        vec![field.trim().to_string()]
+    };
+    Ok(Clause {
+        path,
+        op: op.to_string(),
+        value,
+        negate,
+    })
+}
+
+fn clause_matches(c: &Clause, obj: &Value) -> bool {
+    let mut v = obj;
+    for seg in &c.path {
+        v = v.get(seg).unwrap_or(&Value::Null);
+    }
+    let text = match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let hit = match c.op.as_str() {
+        ":" => {
+            if c.path[0] == "email" || c.path[0] == "name" {
+                text.eq_ignore_ascii_case(&c.value)
+            } else {
+                text == c.value
+            }
+        }
+        "~" => text.to_lowercase().contains(&c.value.to_lowercase()),
+        op => match (text.parse::<f64>(), c.value.parse::<f64>()) {
+            (Ok(a), Ok(b)) => match op {
+                ">" => a > b,
+                "<" => a < b,
+                ">=" => a >= b,
+                _ => a <= b,
+            },
+            _ => false,
+        },
+    };
+    hit != c.negate
+}
+
+/// Evaluates `query` (clauses joined by AND or by OR) over `items`; returns a search result.
+pub fn search_page(items: Vec<Value>, p: &mut Params, url: &str) -> Result<Value, ApiError> {
+    let query = p.req_str("query")?;
+    let limit = read_limit(p)?;
+    let page: usize = p
+        .opt_nonempty("page")?
+        .and_then(|s| s.strip_prefix("page_").and_then(|n| n.parse().ok()))
+        .unwrap_or(0);
+    let (clauses, any) = if query.contains(" OR ") {
+        (
+            query
+                .split(" OR ")
+                .map(parse_clause)
+                .collect::<Result<Vec<_>, _>>()?,
+            true,
+        )
+    } else {
+        (
+            query
+                .split(" AND ")
+                .map(parse_clause)
+                .collect::<Result<Vec<_>, _>>()?,
+            false,
+        )
+    };
+    let hits: Vec<Value> = items
+        .into_iter()
+        .filter(|v| {
+            if any {
+                clauses.iter().any(|c| clause_matches(c, v))
+            } else {
+                clauses.iter().all(|c| clause_matches(c, v))
+            }
+        })
+        .collect();
+    let start = page * limit;
+    let data: Vec<Value> = hits.iter().skip(start).take(limit).cloned().collect();
+    let has_more = hits.len() > start + limit;
+    Ok(json!({
+        "object": "search_result",
+        "data": data,
+        "has_more": has_more,
+        "next_page": if has_more { json!(format!("page_{}", page + 1)) } else { Value::Null },
+        "total_count": hits.len(),
+        "url": url,
+    }))
+}
