@@ -62,6 +62,8 @@ pub struct Settings {
     /// Empty when unset: then every webhook fails verification.
     pub stripe_webhook_secret: Secret,
     pub stripe_monthly_price_id: Option<String>,
+    /// The customer-portal configuration `stripe setup` made (Stripe's default when unset).
+    pub stripe_portal_configuration_id: Option<String>,
     pub stripe_api_base: String,
     pub voice_price_cents_per_1000_words: i64,
     pub call_price_cents: i64,
@@ -158,6 +160,7 @@ impl Settings {
             stripe_public_key: get("STRIPE_PUBLIC_KEY"),
             stripe_webhook_secret: Secret::new(get("STRIPE_WEBHOOK_SECRET").unwrap_or_default()),
             stripe_monthly_price_id: get("STRIPE_MONTHLY_PRICE_ID"),
+            stripe_portal_configuration_id: get("STRIPE_PORTAL_CONFIGURATION_ID"),
             stripe_api_base: get("STRIPE_API_BASE")
                 .unwrap_or_else(|| "https://api.stripe.com".into())
                 .trim_end_matches('/')

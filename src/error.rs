@@ -76,6 +76,12 @@ impl ApiError {
         e
     }
 
+    /// The same error under another stable code.
+    pub fn with_code(mut self, code: &'static str) -> ApiError {
+        self.code = code;
+        self
+    }
+
     /// Something went wrong inside: logged in full, answered with a sentence that reveals nothing.
     pub fn internal(cause: impl Into<anyhow::Error>) -> ApiError {
         let mut e = ApiError::new(
@@ -182,4 +188,39 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Api
         };
         ApiError::unprocessable("invalid_json", format!("The request body {what}: {err}."))
     })
+}
+
+impl From<crate::stripe::StripeError> for ApiError {
+    fn from(e: crate::stripe::StripeError) -> ApiError {
+        use crate::stripe::StripeError;
+        match &e {
+            StripeError::NotConfigured => ApiError::unavailable(
+                "Billing is not connected to Stripe yet: the operator must set STRIPE_SECRET_KEY.",
+                e,
+            )
+            .with_code("stripe_not_configured"),
+            StripeError::Api {
+                status: 402,
+                message,
+                ..
+            } => {
+                let detail = format!("The payment was declined: {message}");
+                ApiError::new(StatusCode::PAYMENT_REQUIRED, "payment_declined", detail)
+            }
+            _ => ApiError::unavailable(
+                "Stripe could not be reached or refused the request; please retry shortly.",
+                e,
+            )
+            .with_code("stripe_unavailable"),
+        }
+    }
+}
+
+impl From<crate::subscriptions::sync::SyncError> for ApiError {
+    fn from(e: crate::subscriptions::sync::SyncError) -> ApiError {
+        match e {
+            crate::subscriptions::sync::SyncError::Stripe(e) => e.into(),
+            crate::subscriptions::sync::SyncError::Db(e) => e.into(),
+        }
+    }
 }

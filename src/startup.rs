@@ -30,14 +30,23 @@ pub struct Application {
 impl Application {
     /// Connects and migrates the database, binds `settings.bind` (port 0 picks a free port).
     pub async fn build(settings: Settings, jwt_secret: Secret) -> anyhow::Result<Application> {
+        let listener = TcpListener::bind(settings.bind)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
+        Application::build_with_listener(settings, jwt_secret, listener).await
+    }
+
+    /// Like [`Application::build`] on a listener bound beforehand (when others must know the address first).
+    pub async fn build_with_listener(
+        settings: Settings,
+        jwt_secret: Secret,
+        listener: TcpListener,
+    ) -> anyhow::Result<Application> {
         let db = Db::connect(&settings.database_url).await?;
         let applied = db::migrate(&db).await?;
         if applied > 0 {
             tracing::info!(applied, "database migrated");
         }
-        let listener = TcpListener::bind(settings.bind)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
         let state = AppState::new(db, Arc::new(settings), jwt_secret);
         let router = app(state.clone());
         Ok(Application {

@@ -2,6 +2,7 @@
 
 use crate::config::{Secret, Settings};
 use crate::db::Db;
+use crate::stripe::StripeClient;
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -13,14 +14,24 @@ pub struct Inner {
     pub settings: Arc<Settings>,
     /// The HS256 secret tokens are verified with (required to start).
     pub jwt_secret: Secret,
+    pub stripe: StripeClient,
 }
 
 impl AppState {
     pub fn new(db: Db, settings: Arc<Settings>, jwt_secret: Secret) -> AppState {
+        let stripe = crate::stripe::StripeClient::new(
+            &settings.stripe_api_base,
+            settings.stripe_secret_key.clone(),
+            crate::stripe::ClientOptions {
+                max_requests_per_second: settings.stripe_max_requests_per_second,
+                ..Default::default()
+            },
+        );
         AppState(Arc::new(Inner {
             db,
             settings,
             jwt_secret,
+            stripe,
         }))
     }
 }

@@ -5,8 +5,12 @@
 //! on [`Db`] explicitly.
 
 pub mod audit;
+pub mod customers;
+pub mod invoices;
 mod migrate;
+pub mod subscriptions;
 pub mod tenants;
+pub mod webhook_events;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};

@@ -1,7 +1,9 @@
 //! HTTP routes, one module per area, each with its own `router()`.
 
+mod billing;
 mod health;
 mod tenants;
+mod webhook;
 
 use crate::state::AppState;
 use axum::Router;
@@ -11,4 +13,6 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(health::router())
         .merge(tenants::router())
+        .merge(billing::router())
+        .merge(webhook::router())
 }

@@ -39,13 +39,18 @@ macro_rules! store_tests {
 #[allow(dead_code)] // Fields used by some test modules only.
 pub struct TestApp {
     pub address: String,
+    /// The Stripe simulator this app talks to (`http://127.0.0.1:PORT`).
+    pub sim: String,
     pub client: reqwest::Client,
     pub db: Db,
     pub store: Store,
     pub database_url: String,
     /// Keeps the SQLite folder alive for the test's duration.
     _dir: Option<TempDir>,
+    _sim: stripe_sim::SimHandle,
 }
+
+pub const WEBHOOK_SECRET: &str = "whsec_test_secret_for_the_api_tests";
 
 /// Variables every test app starts from; tests override through [`spawn_app_with`].
 pub fn base_vars(database_url: &str) -> HashMap<String, String> {
@@ -60,29 +65,84 @@ pub async fn spawn_app(store: Store) -> TestApp {
     spawn_app_with(store, |_| {}).await
 }
 
-/// Starts the service on a fresh database after letting `configure` adjust its variables.
+/// Starts a Stripe simulator that delivers its webhooks to the service, with the monthly price created
+/// in it, then the service on a fresh database pointed at it, after `configure` adjusts the variables.
 pub async fn spawn_app_with(
     store: Store,
     configure: impl FnOnce(&mut HashMap<String, String>),
 ) -> TestApp {
     let (database_url, dir) = fresh_database(store).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let sim = stripe_sim::spawn(
+        "127.0.0.1:0".parse().unwrap(),
+        stripe_sim::SimConfig {
+            webhook_url: Some(format!("{address}/api/billing/webhook")),
+            webhook_secret: WEBHOOK_SECRET.to_owned(),
+            webhook_retry_base: std::time::Duration::from_millis(50),
+            webhook_max_attempts: 6,
+        },
+    )
+    .await
+    .expect("the simulator starts");
+    let price_id = create_price(&sim.base_url).await;
     let mut vars = base_vars(&database_url);
+    vars.insert("STRIPE_API_BASE".into(), sim.base_url.clone());
+    vars.insert("STRIPE_SECRET_KEY".into(), "sk_test_api_tests".into());
+    vars.insert("STRIPE_WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into());
+    vars.insert("STRIPE_MONTHLY_PRICE_ID".into(), price_id);
+    vars.insert("STRIPE_MAX_REQUESTS_PER_SECOND".into(), "0".into());
+    vars.insert("PUBLIC_BASE_URL".into(), address.clone());
     configure(&mut vars);
     let settings = Settings::from_vars(&vars).expect("test settings are valid");
-    let app = Application::build(settings, Secret::new(JWT_SECRET))
+    let app = Application::build_with_listener(settings, Secret::new(JWT_SECRET), listener)
         .await
         .expect("the service starts");
-    let address = format!("http://{}", app.local_addr());
     let db = app.state().db.clone();
     tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
         address,
+        sim: sim.base_url.clone(),
         client: reqwest::Client::new(),
         db,
         store,
         database_url,
         _dir: dir,
+        _sim: sim,
     }
+}
+
+/// The $299/month price, as `stripe setup` makes it.
+async fn create_price(sim: &str) -> String {
+    let client = reqwest::Client::new();
+    let product: Value = client
+        .post(format!("{sim}/v1/products"))
+        .bearer_auth("sk_test_setup")
+        .form(&[("name", "Thanotopolis Platform Subscription")])
+        .send()
+        .await
+        .expect("create product")
+        .json()
+        .await
+        .unwrap();
+    let price: Value = client
+        .post(format!("{sim}/v1/prices"))
+        .bearer_auth("sk_test_setup")
+        .form(&[
+            ("product", product["id"].as_str().unwrap()),
+            ("unit_amount", "29900"),
+            ("currency", "usd"),
+            ("recurring[interval]", "month"),
+        ])
+        .send()
+        .await
+        .expect("create price")
+        .json()
+        .await
+        .unwrap();
+    price["id"].as_str().expect("price id").to_owned()
 }
 
 /// A new empty database: a SQLite file in a temporary folder, or a PostgreSQL schema of its own.
@@ -231,6 +291,104 @@ impl Reply {
 }
 
 impl TestApp {
+    /// A form POST to the simulator (its `/v1` API or `/_sim` control routes).
+    pub async fn sim_post(&self, path: &str, form: &[(&str, &str)]) -> Reply {
+        let resp = self
+            .client
+            .post(format!("{}{}", self.sim, path))
+            .bearer_auth("sk_test_api_tests")
+            .form(form)
+            .send()
+            .await
+            .expect("simulator request");
+        Reply::from(resp).await
+    }
+
+    pub async fn sim_get(&self, path: &str) -> Reply {
+        let resp = self
+            .client
+            .get(format!("{}{}", self.sim, path))
+            .bearer_auth("sk_test_api_tests")
+            .send()
+            .await
+            .expect("simulator request");
+        Reply::from(resp).await
+    }
+
+    /// Waits until every event the simulator emitted has been delivered to the service with a 2xx.
+    pub async fn settle(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let events = self.sim_get("/v1/events?limit=100").await.body;
+            let deliveries = self.sim_get("/_sim/webhooks/deliveries").await.body;
+            let delivered: std::collections::HashSet<&str> = deliveries["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|d| {
+                    d["status"]
+                        .as_u64()
+                        .is_some_and(|s| (200..300).contains(&s))
+                })
+                .filter_map(|d| d["event_id"].as_str())
+                .collect();
+            let pending: Vec<&str> = events["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e["id"].as_str())
+                .filter(|id| !delivered.contains(id))
+                .collect();
+            if pending.is_empty() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "webhooks not delivered: {pending:?}; deliveries: {deliveries}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Subscribes the tenant through checkout, paying with `card`, and waits for the webhooks.
+    /// Returns the checkout session id.
+    pub async fn subscribe(&self, tenant: &str, trial_days: Option<u32>, card: &str) -> String {
+        let mut body = serde_json::json!({
+            "success_url": "https://app.example.com/billing/success",
+            "cancel_url": "https://app.example.com/billing/cancel",
+        });
+        if let Some(d) = trial_days {
+            body["trial_days"] = d.into();
+        }
+        let session = self
+            .post(
+                "/api/billing/create-checkout-session",
+                Some(&token(tenant, "org_admin")),
+                &body,
+            )
+            .await
+            .expect(200);
+        let id = session.body["session_id"].as_str().unwrap().to_owned();
+        self.sim_post(
+            &format!("/_sim/checkout/sessions/{id}/complete"),
+            &[("card", card)],
+        )
+        .await
+        .expect(200);
+        self.settle().await;
+        id
+    }
+
+    /// Our copy of the tenant's live subscription.
+    pub async fn live_subscription(
+        &self,
+        tenant: &str,
+    ) -> Option<thanotopolis_billing::db::subscriptions::SubscriptionRow> {
+        thanotopolis_billing::db::subscriptions::live_for_tenant(&self.db, tenant)
+            .await
+            .unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }

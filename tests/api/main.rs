@@ -4,4 +4,6 @@ mod helpers;
 
 mod auth;
 mod health;
+mod subscriptions;
 mod tenants;
+mod webhooks;

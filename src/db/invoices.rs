@@ -1,0 +1,142 @@
+//! Our copy of the tenants' Stripe invoices (subscription renewals and monthly usage invoices).
+
+use super::Db;
+use crate::domain::time::now;
+use crate::with_pool;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InvoiceLineRow {
+    pub description: String,
+    pub amount_cents: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvoiceRow {
+    pub stripe_invoice_id: String,
+    pub tenant_id: String,
+    pub stripe_customer_id: String,
+    pub stripe_subscription_id: Option<String>,
+    pub billing_period: Option<String>,
+    pub status: String,
+    pub number: Option<String>,
+    pub period_start: Option<DateTime<Utc>>,
+    pub period_end: Option<DateTime<Utc>>,
+    pub amount_due_cents: i64,
+    pub amount_paid_cents: i64,
+    pub currency: String,
+    pub hosted_invoice_url: Option<String>,
+    pub invoice_pdf: Option<String>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub lines: Vec<InvoiceLineRow>,
+    pub stripe_created_at: DateTime<Utc>,
+    /// When we read this state from Stripe: an older reading never replaces a newer one.
+    pub stripe_updated_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "stripe_invoice_id, tenant_id, stripe_customer_id, stripe_subscription_id, billing_period, \
+    status, number, period_start, period_end, amount_due_cents, amount_paid_cents, currency, hosted_invoice_url, \
+    invoice_pdf, paid_at, lines_json, stripe_created_at, stripe_updated_at";
+
+macro_rules! from_row {
+    ($row:expr) => {{
+        let r = $row;
+        let lines: String = r.get("lines_json");
+        InvoiceRow {
+            stripe_invoice_id: r.get("stripe_invoice_id"),
+            tenant_id: r.get("tenant_id"),
+            stripe_customer_id: r.get("stripe_customer_id"),
+            stripe_subscription_id: r.get("stripe_subscription_id"),
+            billing_period: r.get("billing_period"),
+            status: r.get("status"),
+            number: r.get("number"),
+            period_start: r.get("period_start"),
+            period_end: r.get("period_end"),
+            amount_due_cents: r.get("amount_due_cents"),
+            amount_paid_cents: r.get("amount_paid_cents"),
+            currency: r.get("currency"),
+            hosted_invoice_url: r.get("hosted_invoice_url"),
+            invoice_pdf: r.get("invoice_pdf"),
+            paid_at: r.get("paid_at"),
+            lines: serde_json::from_str(&lines).unwrap_or_default(),
+            stripe_created_at: r.get("stripe_created_at"),
+            stripe_updated_at: r.get("stripe_updated_at"),
+        }
+    }};
+}
+
+/// Inserts or updates the row, unless the stored reading is newer. Returns whether it was written.
+pub async fn upsert(db: &Db, i: &InvoiceRow) -> Result<bool, sqlx::Error> {
+    let lines = serde_json::to_string(&i.lines).expect("lines serialize");
+    let sql = format!(
+        "INSERT INTO invoices ({COLUMNS}, synced_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+         ON CONFLICT (stripe_invoice_id) DO UPDATE SET
+            tenant_id = excluded.tenant_id, stripe_customer_id = excluded.stripe_customer_id,
+            stripe_subscription_id = excluded.stripe_subscription_id,
+            billing_period = COALESCE(excluded.billing_period, invoices.billing_period),
+            status = excluded.status, number = excluded.number, period_start = excluded.period_start,
+            period_end = excluded.period_end, amount_due_cents = excluded.amount_due_cents,
+            amount_paid_cents = excluded.amount_paid_cents, currency = excluded.currency,
+            hosted_invoice_url = excluded.hosted_invoice_url, invoice_pdf = excluded.invoice_pdf,
+            paid_at = COALESCE(excluded.paid_at, invoices.paid_at), lines_json = excluded.lines_json,
+            stripe_updated_at = excluded.stripe_updated_at, synced_at = excluded.synced_at
+         WHERE invoices.stripe_updated_at <= excluded.stripe_updated_at"
+    );
+    with_pool!(db, pool => {
+        sqlx::query(&sql)
+            .bind(&i.stripe_invoice_id)
+            .bind(&i.tenant_id)
+            .bind(&i.stripe_customer_id)
+            .bind(&i.stripe_subscription_id)
+            .bind(&i.billing_period)
+            .bind(&i.status)
+            .bind(&i.number)
+            .bind(i.period_start)
+            .bind(i.period_end)
+            .bind(i.amount_due_cents)
+            .bind(i.amount_paid_cents)
+            .bind(&i.currency)
+            .bind(&i.hosted_invoice_url)
+            .bind(&i.invoice_pdf)
+            .bind(i.paid_at)
+            .bind(&lines)
+            .bind(i.stripe_created_at)
+            .bind(i.stripe_updated_at)
+            .bind(now())
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected() > 0)
+    })
+}
+
+/// The tenant's invoices, newest first.
+pub async fn for_tenant(
+    db: &Db,
+    tenant_id: &str,
+    limit: i64,
+) -> Result<Vec<InvoiceRow>, sqlx::Error> {
+    with_pool!(db, pool => {
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM invoices WHERE tenant_id = $1
+             ORDER BY stripe_created_at DESC, stripe_invoice_id DESC LIMIT $2"
+        ))
+        .bind(tenant_id)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+        .map(|rows| rows.iter().map(|r| from_row!(r)).collect())
+    })
+}
+
+pub async fn get(db: &Db, id: &str) -> Result<Option<InvoiceRow>, sqlx::Error> {
+    with_pool!(db, pool => {
+        sqlx::query(&format!("SELECT {COLUMNS} FROM invoices WHERE stripe_invoice_id = $1"))
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+            .map(|r| r.map(|r| from_row!(&r)))
+    })
+}

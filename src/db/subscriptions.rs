@@ -1,0 +1,150 @@
+//! Our copy of each tenant's Stripe subscriptions, kept true by webhooks and by our own writes.
+
+use super::Db;
+use crate::domain::time::now;
+use crate::with_pool;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::Row;
+
+/// Statuses in which a subscription still stands (is paid for, or will be asked to be).
+pub const LIVE_STATUSES: [&str; 5] = ["active", "trialing", "past_due", "incomplete", "unpaid"];
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SubscriptionRow {
+    pub stripe_subscription_id: String,
+    pub tenant_id: String,
+    pub stripe_customer_id: String,
+    pub status: String,
+    pub price_id: Option<String>,
+    pub amount_cents: i64,
+    pub currency: String,
+    pub current_period_start: Option<DateTime<Utc>>,
+    pub current_period_end: Option<DateTime<Utc>>,
+    pub trial_start: Option<DateTime<Utc>>,
+    pub trial_end: Option<DateTime<Utc>>,
+    pub cancel_at_period_end: bool,
+    pub canceled_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub stripe_created_at: DateTime<Utc>,
+    /// When we read this state from Stripe: a write with an older reading never replaces a newer one.
+    pub stripe_updated_at: DateTime<Utc>,
+}
+
+impl SubscriptionRow {
+    pub fn is_live(&self) -> bool {
+        self.ended_at.is_none() && LIVE_STATUSES.contains(&self.status.as_str())
+    }
+}
+
+const COLUMNS: &str = "stripe_subscription_id, tenant_id, stripe_customer_id, status, price_id, amount_cents, \
+    currency, current_period_start, current_period_end, trial_start, trial_end, cancel_at_period_end, canceled_at, \
+    ended_at, stripe_created_at, stripe_updated_at";
+
+macro_rules! from_row {
+    ($row:expr) => {{
+        let r = $row;
+        SubscriptionRow {
+            stripe_subscription_id: r.get("stripe_subscription_id"),
+            tenant_id: r.get("tenant_id"),
+            stripe_customer_id: r.get("stripe_customer_id"),
+            status: r.get("status"),
+            price_id: r.get("price_id"),
+            amount_cents: r.get("amount_cents"),
+            currency: r.get("currency"),
+            current_period_start: r.get("current_period_start"),
+            current_period_end: r.get("current_period_end"),
+            trial_start: r.get("trial_start"),
+            trial_end: r.get("trial_end"),
+            cancel_at_period_end: r.get("cancel_at_period_end"),
+            canceled_at: r.get("canceled_at"),
+            ended_at: r.get("ended_at"),
+            stripe_created_at: r.get("stripe_created_at"),
+            stripe_updated_at: r.get("stripe_updated_at"),
+        }
+    }};
+}
+
+/// Inserts or updates the row, unless the stored reading is newer. Returns whether it was written.
+pub async fn upsert(db: &Db, s: &SubscriptionRow) -> Result<bool, sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO subscriptions ({COLUMNS}, synced_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+         ON CONFLICT (stripe_subscription_id) DO UPDATE SET
+            tenant_id = excluded.tenant_id, stripe_customer_id = excluded.stripe_customer_id,
+            status = excluded.status, price_id = excluded.price_id, amount_cents = excluded.amount_cents,
+            currency = excluded.currency, current_period_start = excluded.current_period_start,
+            current_period_end = excluded.current_period_end, trial_start = excluded.trial_start,
+            trial_end = excluded.trial_end, cancel_at_period_end = excluded.cancel_at_period_end,
+            canceled_at = excluded.canceled_at, ended_at = excluded.ended_at,
+            stripe_updated_at = excluded.stripe_updated_at, synced_at = excluded.synced_at
+         WHERE subscriptions.stripe_updated_at <= excluded.stripe_updated_at"
+    );
+    with_pool!(db, pool => {
+        sqlx::query(&sql)
+            .bind(&s.stripe_subscription_id)
+            .bind(&s.tenant_id)
+            .bind(&s.stripe_customer_id)
+            .bind(&s.status)
+            .bind(&s.price_id)
+            .bind(s.amount_cents)
+            .bind(&s.currency)
+            .bind(s.current_period_start)
+            .bind(s.current_period_end)
+            .bind(s.trial_start)
+            .bind(s.trial_end)
+            .bind(s.cancel_at_period_end)
+            .bind(s.canceled_at)
+            .bind(s.ended_at)
+            .bind(s.stripe_created_at)
+            .bind(s.stripe_updated_at)
+            .bind(now())
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected() > 0)
+    })
+}
+
+/// The tenant's subscriptions, newest first.
+pub async fn for_tenant(db: &Db, tenant_id: &str) -> Result<Vec<SubscriptionRow>, sqlx::Error> {
+    with_pool!(db, pool => {
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM subscriptions WHERE tenant_id = $1 ORDER BY stripe_created_at DESC"
+        ))
+        .bind(tenant_id)
+        .fetch_all(pool)
+        .await
+        .map(|rows| rows.iter().map(|r| from_row!(r)).collect())
+    })
+}
+
+/// The subscription that stands for the tenant now: the newest live one, if any.
+pub async fn live_for_tenant(
+    db: &Db,
+    tenant_id: &str,
+) -> Result<Option<SubscriptionRow>, sqlx::Error> {
+    Ok(for_tenant(db, tenant_id)
+        .await?
+        .into_iter()
+        .find(SubscriptionRow::is_live))
+}
+
+pub async fn get(db: &Db, id: &str) -> Result<Option<SubscriptionRow>, sqlx::Error> {
+    with_pool!(db, pool => {
+        sqlx::query(&format!("SELECT {COLUMNS} FROM subscriptions WHERE stripe_subscription_id = $1"))
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+            .map(|r| r.map(|r| from_row!(&r)))
+    })
+}
+
+/// Every subscription (for the revenue overview).
+pub async fn all(db: &Db) -> Result<Vec<SubscriptionRow>, sqlx::Error> {
+    with_pool!(db, pool => {
+        sqlx::query(&format!("SELECT {COLUMNS} FROM subscriptions ORDER BY tenant_id, stripe_created_at DESC"))
+            .fetch_all(pool)
+            .await
+            .map(|rows| rows.iter().map(|r| from_row!(r)).collect())
+    })
+}

@@ -1,0 +1,331 @@
+//! The HTTP client: pinned version, timeouts, idempotency keys on writes, retries with backoff and jitter,
+//! a shared rate limit.
+
+use super::error::StripeError;
+use super::params::Params;
+use super::ratelimit::RateLimiter;
+use super::STRIPE_VERSION;
+use crate::config::Secret;
+use rand::Rng;
+use reqwest::header::HeaderMap;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How the client behaves; `Default` suits production.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Per attempt, connection included.
+    pub timeout: Duration,
+    /// Retries after the first attempt, for retryable failures only.
+    pub max_retries: u32,
+    /// First backoff; doubles each retry, with jitter, capped at `max_backoff`.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Client-side limit on all calls (0: none).
+    pub max_requests_per_second: u32,
+}
+
+impl Default for ClientOptions {
+    fn default() -> ClientOptions {
+        ClientOptions {
+            timeout: Duration::from_secs(30),
+            max_retries: 4,
+            base_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(8),
+            max_requests_per_second: 25,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct StripeClient(Arc<Inner>);
+
+struct Inner {
+    http: reqwest::Client,
+    base: String,
+    key: Option<Secret>,
+    options: ClientOptions,
+    limiter: RateLimiter,
+}
+
+impl std::fmt::Debug for StripeClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StripeClient")
+            .field("base", &self.0.base)
+            .field("key", &self.0.key)
+            .finish()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Method {
+    Get,
+    Post,
+    Delete,
+}
+
+impl Method {
+    fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+impl StripeClient {
+    /// `base` is e.g. `https://api.stripe.com` (no trailing `/v1`); `key` the secret key.
+    pub fn new(base: &str, key: Option<Secret>, options: ClientOptions) -> StripeClient {
+        let http = reqwest::Client::builder()
+            .timeout(options.timeout)
+            .connect_timeout(options.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("thanotopolis-billing/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("the HTTP client builds");
+        StripeClient(Arc::new(Inner {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            key,
+            limiter: RateLimiter::new(options.max_requests_per_second),
+            options,
+        }))
+    }
+
+    pub fn base(&self) -> &str {
+        &self.0.base
+    }
+
+    pub fn is_configured(&self) -> bool {
+        self.0.key.as_ref().is_some_and(|k| !k.is_empty())
+    }
+
+    /// GET `/v1/{path}` with query parameters.
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &Params,
+    ) -> Result<T, StripeError> {
+        self.request(Method::Get, path, query, None).await
+    }
+
+    /// POST `/v1/{path}`; `idempotency_key` must be derived from what the write does, so that a retry
+    /// (ours, or a re-run after a crash) is recognised by Stripe as the same write.
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        params: &Params,
+        idempotency_key: &str,
+    ) -> Result<T, StripeError> {
+        self.request(Method::Post, path, params, Some(idempotency_key))
+            .await
+    }
+
+    /// DELETE `/v1/{path}`.
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, StripeError> {
+        self.request(Method::Delete, path, &Params::new(), None)
+            .await
+    }
+
+    async fn request<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        params: &Params,
+        idempotency_key: Option<&str>,
+    ) -> Result<T, StripeError> {
+        let key = self
+            .0
+            .key
+            .as_ref()
+            .filter(|k| !k.is_empty())
+            .ok_or(StripeError::NotConfigured)?;
+        let url = format!("{}/v1/{}", self.0.base, path.trim_start_matches('/'));
+        let mut attempt = 0u32;
+        loop {
+            self.0.limiter.acquire().await;
+            let started = Instant::now();
+            let result = self
+                .send_once(method, &url, key, params, idempotency_key)
+                .await;
+            let elapsed = started.elapsed();
+            let (outcome, retry_after) = match &result {
+                Ok(_) => ("ok".to_owned(), None),
+                Err((e, retry_after)) => (
+                    e.status()
+                        .map_or_else(|| "network".to_owned(), |s| s.to_string()),
+                    *retry_after,
+                ),
+            };
+            crate::metrics::stripe_call(method.as_str(), path, &outcome, elapsed);
+            match result {
+                Ok(body) => {
+                    tracing::debug!(
+                        method = method.as_str(),
+                        path,
+                        ms = elapsed.as_millis() as u64,
+                        "stripe call"
+                    );
+                    return serde_json::from_slice(&body)
+                        .map_err(|e| StripeError::Decode(e.to_string()));
+                }
+                Err((err, _)) if attempt < self.0.options.max_retries && err.is_retryable() => {
+                    let delay = retry_after.unwrap_or_else(|| self.backoff(attempt));
+                    tracing::warn!(
+                        method = method.as_str(),
+                        path,
+                        attempt = attempt + 1,
+                        delay_ms = delay.as_millis() as u64,
+                        error = %err,
+                        "stripe call failed; retrying with the same idempotency key"
+                    );
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err((err, _)) => {
+                    tracing::warn!(method = method.as_str(), path, error = %err, "stripe call failed");
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    /// Exponential backoff with full jitter in its upper half: spreads retries of many tasks apart.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let o = &self.0.options;
+        let exp = o
+            .base_backoff
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(o.max_backoff);
+        let half = exp / 2;
+        half + half.mul_f64(rand::rng().random::<f64>())
+    }
+
+    /// One attempt: the raw body on 2xx, or the error and any `Retry-After` Stripe asked for.
+    async fn send_once(
+        &self,
+        method: Method,
+        url: &str,
+        key: &Secret,
+        params: &Params,
+        idempotency_key: Option<&str>,
+    ) -> Result<Vec<u8>, (StripeError, Option<Duration>)> {
+        let http = &self.0.http;
+        let mut req = match method {
+            Method::Get => {
+                let url = if params.is_empty() {
+                    url.to_owned()
+                } else {
+                    format!("{url}?{}", params.encode())
+                };
+                http.get(url)
+            }
+            Method::Post => http
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(params.encode()),
+            Method::Delete => http.delete(url),
+        };
+        req = req
+            .bearer_auth(key.expose())
+            .header("Stripe-Version", STRIPE_VERSION);
+        if let Some(k) = idempotency_key {
+            req = req.header("Idempotency-Key", k);
+        }
+        let resp = req.send().await.map_err(|e| {
+            let err = if e.is_timeout() {
+                StripeError::Timeout
+            } else {
+                StripeError::Network(without_url(&e))
+            };
+            (err, None)
+        })?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.map_err(|e| {
+            let err = if e.is_timeout() {
+                StripeError::Timeout
+            } else {
+                StripeError::Network(without_url(&e))
+            };
+            (err, None)
+        })?;
+        if (200..300).contains(&status) {
+            return Ok(body.to_vec());
+        }
+        Err((api_error(status, &headers, &body), retry_after(&headers)))
+    }
+}
+
+/// reqwest's messages include the URL; ours never need it in logs.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    if let Some(url) = e.url() {
+        msg = msg.replace(url.as_str(), "");
+    }
+    msg
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|s| Duration::from_secs(s.min(60)))
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    error: ErrorBody,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    param: Option<String>,
+}
+
+fn api_error(status: u16, headers: &HeaderMap, body: &[u8]) -> StripeError {
+    let should_retry = headers
+        .get("stripe-should-retry")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v == "true");
+    let request_id = headers
+        .get("request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let parsed: Option<ErrorBody> = serde_json::from_slice::<Envelope>(body)
+        .ok()
+        .map(|e| e.error);
+    let (kind, code, message, param) = match parsed {
+        Some(e) => (
+            e.kind.unwrap_or_else(|| "api_error".into()),
+            e.code,
+            e.message.unwrap_or_else(|| "no message".into()),
+            e.param,
+        ),
+        None => (
+            "api_error".into(),
+            None,
+            format!("HTTP {status} without Stripe's error body"),
+            None,
+        ),
+    };
+    StripeError::Api {
+        status,
+        kind,
+        code,
+        message,
+        param,
+        request_id,
+        should_retry,
+    }
+}

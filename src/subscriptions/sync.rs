@@ -1,0 +1,162 @@
+//! Turning Stripe's objects into our rows. Every write carries the time we read the object, and an older
+//! reading never replaces a newer one, so webhooks may arrive in any order, any number of times.
+
+use crate::db::invoices::{self, InvoiceLineRow, InvoiceRow};
+use crate::db::subscriptions::{self, SubscriptionRow};
+use crate::db::{customers, tenants};
+use crate::domain::time::now;
+use crate::domain::TenantId;
+use crate::state::AppState;
+use crate::stripe::{self, Params, StripeError};
+use chrono::{DateTime, Utc};
+
+pub fn ts(secs: Option<i64>) -> Option<DateTime<Utc>> {
+    secs.and_then(|s| DateTime::from_timestamp(s, 0))
+}
+
+/// Which tenant a Stripe customer belongs to: our link, or (first sight) the `tenant_id` metadata of the
+/// object, which we then record as the link if that tenant exists.
+async fn resolve_tenant(
+    state: &AppState,
+    customer_id: &str,
+    metadata_tenant: Option<&str>,
+) -> Result<Option<String>, sqlx::Error> {
+    if let Some(t) = customers::tenant_of(&state.db, customer_id).await? {
+        return Ok(Some(t));
+    }
+    let Some(candidate) = metadata_tenant.and_then(|t| TenantId::parse(t).ok()) else {
+        return Ok(None);
+    };
+    if tenants::get(&state.db, &candidate).await?.is_none() {
+        return Ok(None);
+    }
+    let linked = customers::link(&state.db, candidate.as_str(), customer_id, None).await?;
+    // The tenant may already have another customer; then this object is not the tenant's.
+    Ok((linked == customer_id).then(|| candidate.to_string()))
+}
+
+/// Stores a subscription read from Stripe at `read_at`. Returns the row, or None if no tenant owns it.
+pub async fn subscription(
+    state: &AppState,
+    sub: &stripe::Subscription,
+    read_at: DateTime<Utc>,
+) -> Result<Option<SubscriptionRow>, sqlx::Error> {
+    let customer_id = sub.customer.id();
+    let Some(tenant_id) = resolve_tenant(
+        state,
+        customer_id,
+        sub.metadata.get("tenant_id").map(String::as_str),
+    )
+    .await?
+    else {
+        tracing::warn!(subscription = %sub.id, customer = %customer_id, "subscription of an unknown customer ignored");
+        return Ok(None);
+    };
+    let (start, end) = sub.current_period();
+    let row = SubscriptionRow {
+        stripe_subscription_id: sub.id.clone(),
+        tenant_id,
+        stripe_customer_id: customer_id.to_owned(),
+        status: sub.status.clone(),
+        price_id: sub.price_id().map(str::to_owned),
+        amount_cents: sub.monthly_amount_cents(),
+        currency: sub.currency(),
+        current_period_start: ts(start),
+        current_period_end: ts(end),
+        trial_start: ts(sub.trial_start),
+        trial_end: ts(sub.trial_end),
+        cancel_at_period_end: sub.cancel_at_period_end,
+        canceled_at: ts(sub.canceled_at),
+        ended_at: ts(sub.ended_at),
+        stripe_created_at: ts(Some(sub.created)).unwrap_or_else(now),
+        stripe_updated_at: read_at,
+    };
+    subscriptions::upsert(&state.db, &row).await?;
+    subscriptions::get(&state.db, &row.stripe_subscription_id).await
+}
+
+/// Stores an invoice read from Stripe at `read_at`. Returns the row, or None if no tenant owns it.
+pub async fn invoice(
+    state: &AppState,
+    inv: &stripe::Invoice,
+    read_at: DateTime<Utc>,
+) -> Result<Option<InvoiceRow>, sqlx::Error> {
+    let Some(customer_id) = inv.customer_id() else {
+        return Ok(None);
+    };
+    let Some(tenant_id) = resolve_tenant(
+        state,
+        customer_id,
+        inv.metadata.get("tenant_id").map(String::as_str),
+    )
+    .await?
+    else {
+        tracing::warn!(invoice = %inv.id, customer = %customer_id, "invoice of an unknown customer ignored");
+        return Ok(None);
+    };
+    let lines = inv
+        .lines
+        .as_ref()
+        .map(|l| {
+            l.data
+                .iter()
+                .map(|line| InvoiceLineRow {
+                    description: line.description.clone().unwrap_or_default(),
+                    amount_cents: line.amount,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let row = InvoiceRow {
+        stripe_invoice_id: inv.id.clone(),
+        tenant_id,
+        stripe_customer_id: customer_id.to_owned(),
+        stripe_subscription_id: inv.subscription_id().map(str::to_owned),
+        billing_period: inv.metadata.get("billing_period").cloned(),
+        status: inv.status().to_owned(),
+        number: inv.number.clone(),
+        period_start: ts(inv.period_start),
+        period_end: ts(inv.period_end),
+        amount_due_cents: inv.amount_due,
+        amount_paid_cents: inv.amount_paid,
+        currency: inv.currency.clone(),
+        hosted_invoice_url: inv.hosted_invoice_url.clone(),
+        invoice_pdf: inv.invoice_pdf.clone(),
+        paid_at: ts(inv.status_transitions.paid_at),
+        lines,
+        stripe_created_at: ts(Some(inv.created)).unwrap_or_else(now),
+        stripe_updated_at: read_at,
+    };
+    invoices::upsert(&state.db, &row).await?;
+    invoices::get(&state.db, &row.stripe_invoice_id).await
+}
+
+/// Why a sync from Stripe failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Stripe(#[from] StripeError),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Reads the subscription from Stripe now and stores it.
+pub async fn refresh_subscription(
+    state: &AppState,
+    id: &str,
+) -> Result<Option<SubscriptionRow>, SyncError> {
+    let sub: stripe::Subscription = state
+        .stripe
+        .get(&format!("subscriptions/{id}"), &Params::new())
+        .await?;
+    Ok(subscription(state, &sub, now()).await?)
+}
+
+/// Reads the invoice from Stripe now and stores it.
+pub async fn refresh_invoice(state: &AppState, id: &str) -> Result<Option<InvoiceRow>, SyncError> {
+    let inv: stripe::Invoice = state
+        .stripe
+        .get(&format!("invoices/{id}"), &Params::new())
+        .await?;
+    Ok(invoice(state, &inv, now()).await?)
+}

@@ -1,0 +1,101 @@
+//! Applying Stripe events. We re-read the object from Stripe rather than trusting the event's copy, so an
+//! old event applied late cannot move our state backwards, and a repeated event changes nothing.
+
+use super::sync::{self, SyncError};
+use crate::domain::time::now;
+use crate::state::AppState;
+use crate::stripe::{self, Event, Params};
+
+/// What became of an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// Our copy was brought up to date for this tenant (None: the object belongs to no tenant of ours).
+    Synced(Option<String>),
+    /// A type we do not act on.
+    Ignored,
+}
+
+/// Event types we act on.
+pub const HANDLED: [&str; 11] = [
+    "checkout.session.completed",
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "invoice.created",
+    "invoice.finalized",
+    "invoice.paid",
+    "invoice.payment_succeeded",
+    "invoice.payment_failed",
+    "invoice.voided",
+    "invoice.updated",
+];
+
+fn object_id(event: &Event) -> Option<&str> {
+    event.data.object.get("id").and_then(|v| v.as_str())
+}
+
+pub async fn apply(state: &AppState, event: &Event) -> Result<Applied, SyncError> {
+    let kind = event.event_type.as_str();
+    if !HANDLED.contains(&kind) {
+        return Ok(Applied::Ignored);
+    }
+    let Some(id) = object_id(event) else {
+        return Ok(Applied::Ignored);
+    };
+    if kind == "checkout.session.completed" {
+        return checkout_completed(state, id).await;
+    }
+    if kind.starts_with("customer.subscription.") {
+        return match sync::refresh_subscription(state, id).await {
+            Ok(row) => Ok(Applied::Synced(row.map(|r| r.tenant_id))),
+            // Gone from Stripe: the event's own copy is the last word there is.
+            Err(SyncError::Stripe(e)) if e.is_missing() => {
+                let sub: stripe::Subscription = serde_json::from_value(event.data.object.clone())
+                    .map_err(|e| {
+                    SyncError::Stripe(stripe::StripeError::Decode(e.to_string()))
+                })?;
+                let read_at = sync::ts(Some(event.created)).unwrap_or_else(now);
+                Ok(Applied::Synced(
+                    sync::subscription(state, &sub, read_at)
+                        .await?
+                        .map(|r| r.tenant_id),
+                ))
+            }
+            Err(e) => Err(e),
+        };
+    }
+    match sync::refresh_invoice(state, id).await {
+        Ok(row) => Ok(Applied::Synced(row.map(|r| r.tenant_id))),
+        // A deleted draft: nothing to keep.
+        Err(SyncError::Stripe(e)) if e.is_missing() => Ok(Applied::Synced(None)),
+        Err(e) => Err(e),
+    }
+}
+
+async fn checkout_completed(state: &AppState, session_id: &str) -> Result<Applied, SyncError> {
+    let session: stripe::CheckoutSession = state
+        .stripe
+        .get(&format!("checkout/sessions/{session_id}"), &Params::new())
+        .await?;
+    let Some(sub) = session.subscription.as_ref() else {
+        return Ok(Applied::Synced(None));
+    };
+    // The session names the tenant it was opened for; the subscription carries it in metadata too.
+    if let (Some(customer), Some(tenant)) = (
+        session.customer.as_ref(),
+        session.client_reference_id.as_deref(),
+    ) {
+        if crate::db::customers::tenant_of(&state.db, customer.id())
+            .await?
+            .is_none()
+        {
+            if let Ok(t) = crate::domain::TenantId::parse(tenant) {
+                if crate::db::tenants::get(&state.db, &t).await?.is_some() {
+                    crate::db::customers::link(&state.db, tenant, customer.id(), None).await?;
+                }
+            }
+        }
+    }
+    let row = sync::refresh_subscription(state, sub.id()).await?;
+    Ok(Applied::Synced(row.map(|r| r.tenant_id)))
+}

@@ -1,0 +1,230 @@
+//! `POST /api/billing/webhook`: signatures, duplicates, order, and failures that Stripe must retry.
+
+use crate::helpers::{spawn_app_with, token, Store, TestApp, WEBHOOK_SECRET};
+use crate::store_tests;
+use thanotopolis_billing::stripe::webhook::sign;
+
+store_tests!(
+    bad_or_stale_signatures_are_400,
+    redelivered_events_change_nothing,
+    old_events_never_move_state_backwards,
+    a_failed_apply_is_5xx_and_succeeds_on_redelivery,
+    unhandled_event_types_are_acknowledged,
+);
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+async fn deliver(app: &TestApp, body: &str, signature: Option<String>) -> crate::helpers::Reply {
+    let mut req = app
+        .client
+        .post(app.url("/api/billing/webhook"))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(s) = signature {
+        req = req.header("Stripe-Signature", s);
+    }
+    crate::helpers::Reply::from(req.send().await.unwrap()).await
+}
+
+/// The simulator's copy of an event, as Stripe would deliver it.
+async fn event(app: &TestApp, event_type: &str) -> String {
+    let events = app
+        .sim_get(&format!("/v1/events?type={event_type}&limit=1"))
+        .await
+        .expect(200);
+    serde_json::to_string(&events.body["data"][0]).unwrap()
+}
+
+async fn bad_or_stale_signatures_are_400(app: TestApp) {
+    let body = r#"{"id":"evt_forged","type":"customer.subscription.deleted","created":1,"data":{"object":{"id":"sub_x"}}}"#;
+    let r = deliver(&app, body, None).await.expect(400);
+    assert_eq!(r.body["code"], "invalid_signature");
+    deliver(
+        &app,
+        body,
+        Some(sign(body.as_bytes(), "whsec_wrong", now())),
+    )
+    .await
+    .expect(400);
+    deliver(
+        &app,
+        body,
+        Some(sign(body.as_bytes(), WEBHOOK_SECRET, now() - 301)),
+    )
+    .await
+    .expect(400);
+    deliver(
+        &app,
+        body,
+        Some(sign(body.as_bytes(), WEBHOOK_SECRET, now() + 301)),
+    )
+    .await
+    .expect(400);
+    deliver(&app, body, Some("t=abc,v1=zz".into()))
+        .await
+        .expect(400);
+    // A valid signature over other bytes fails.
+    deliver(&app, body, Some(sign(b"{}", WEBHOOK_SECRET, now())))
+        .await
+        .expect(400);
+    // Nothing was recorded.
+    let since = chrono::Utc::now() - chrono::Duration::days(1);
+    let n = thanotopolis_billing::db::webhook_events::count_since(
+        &app.db,
+        "customer.subscription.deleted",
+        since,
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn an_empty_secret_rejects_everything() {
+    for store in [Store::Sqlite, Store::Postgres] {
+        let app = spawn_app_with(store, |v| {
+            v.insert("STRIPE_WEBHOOK_SECRET".into(), String::new());
+        })
+        .await;
+        let body =
+            r#"{"id":"evt_1","type":"invoice.paid","created":1,"data":{"object":{"id":"in_1"}}}"#;
+        for sig in [
+            sign(body.as_bytes(), "", now()),
+            sign(body.as_bytes(), WEBHOOK_SECRET, now()),
+        ] {
+            let r = deliver(&app, body, Some(sig)).await.expect(400);
+            assert!(
+                r.body["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("no webhook secret"),
+                "{}",
+                r.text
+            );
+        }
+    }
+}
+
+async fn redelivered_events_change_nothing(app: TestApp) {
+    app.add_tenant("acme").await;
+    app.subscribe("acme", None, "4242424242424242").await;
+    let body = event(&app, "customer.subscription.created").await;
+    for _ in 0..3 {
+        let r = deliver(
+            &app,
+            &body,
+            Some(sign(body.as_bytes(), WEBHOOK_SECRET, now())),
+        )
+        .await
+        .expect(200);
+        assert_eq!(r.body["received"], true);
+        assert_eq!(r.body["duplicate"], true);
+    }
+    let subs = thanotopolis_billing::db::subscriptions::for_tenant(&app.db, "acme")
+        .await
+        .unwrap();
+    assert_eq!(subs.len(), 1);
+}
+
+async fn old_events_never_move_state_backwards(app: TestApp) {
+    app.add_tenant("acme").await;
+    app.subscribe("acme", None, "4242424242424242").await;
+    let admin = token("acme", "admin");
+    app.post(
+        "/api/billing/cancel-subscription",
+        Some(&admin),
+        &serde_json::json!({}),
+    )
+    .await
+    .expect(200);
+    app.settle().await;
+    // An old "created" event (cancel_at_period_end false in its copy), delivered late under a new id.
+    let mut old: serde_json::Value =
+        serde_json::from_str(&event(&app, "customer.subscription.created").await).unwrap();
+    old["id"] = "evt_late_copy".into();
+    let body = old.to_string();
+    deliver(
+        &app,
+        &body,
+        Some(sign(body.as_bytes(), WEBHOOK_SECRET, now())),
+    )
+    .await
+    .expect(200);
+    let sub = app.live_subscription("acme").await.unwrap();
+    assert!(
+        sub.cancel_at_period_end,
+        "a late event must not undo the cancellation"
+    );
+}
+
+async fn a_failed_apply_is_5xx_and_succeeds_on_redelivery(app: TestApp) {
+    app.add_tenant("acme").await;
+    app.subscribe("acme", None, "4242424242424242").await;
+    let mut ev: serde_json::Value =
+        serde_json::from_str(&event(&app, "invoice.paid").await).unwrap();
+    ev["id"] = "evt_retry_me".into();
+    let body = ev.to_string();
+    // Stripe is down while we re-read the invoice: answer 5xx so Stripe retries.
+    app.sim_post(
+        "/_sim/faults",
+        &[("path", "/v1/invoices"), ("status", "500"), ("count", "20")],
+    )
+    .await
+    .expect(200);
+    let r = deliver(
+        &app,
+        &body,
+        Some(sign(body.as_bytes(), WEBHOOK_SECRET, now())),
+    )
+    .await;
+    assert!(r.status >= 500, "{}", r.text);
+    assert_eq!(r.body["code"], "webhook_failed");
+    assert!(!r.text.contains("sk_test"), "no secrets in answers");
+    app.client
+        .delete(format!("{}/_sim/faults", app.sim))
+        .send()
+        .await
+        .unwrap();
+    // The redelivery is applied, not refused as a duplicate.
+    let r = deliver(
+        &app,
+        &body,
+        Some(sign(body.as_bytes(), WEBHOOK_SECRET, now())),
+    )
+    .await
+    .expect(200);
+    assert!(r.body.get("duplicate").is_none(), "{}", r.text);
+    let r = deliver(
+        &app,
+        &body,
+        Some(sign(body.as_bytes(), WEBHOOK_SECRET, now())),
+    )
+    .await
+    .expect(200);
+    assert_eq!(r.body["duplicate"], true);
+}
+
+async fn unhandled_event_types_are_acknowledged(app: TestApp) {
+    let body = format!(
+        r#"{{"id":"evt_other","type":"charge.refunded","created":{},"data":{{"object":{{"id":"ch_1"}}}}}}"#,
+        now()
+    );
+    let r = deliver(
+        &app,
+        &body,
+        Some(sign(body.as_bytes(), WEBHOOK_SECRET, now())),
+    )
+    .await
+    .expect(200);
+    assert_eq!(r.body["received"], true);
+    let r = deliver(
+        &app,
+        "not json",
+        Some(sign(b"not json", WEBHOOK_SECRET, now())),
+    )
+    .await
+    .expect(400);
+    assert_eq!(r.body["code"], "invalid_event");
+}
