@@ -5,7 +5,9 @@
 //! on [`Db`] explicitly.
 
 pub mod audit;
+pub mod invoices;
 mod migrate;
+pub mod subscriptions;
 pub mod tenants;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

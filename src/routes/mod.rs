@@ -1,7 +1,9 @@
 //! HTTP routes, one module per area, each with its own `router()`.
 
+mod dashboard;
 mod health;
 mod tenants;
+mod usage;
 
 use crate::state::AppState;
 use axum::Router;
@@ -11,4 +13,6 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(health::router())
         .merge(tenants::router())
+        .merge(usage::router())
+        .merge(dashboard::router())
 }

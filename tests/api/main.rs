@@ -5,3 +5,5 @@ mod helpers;
 mod auth;
 mod health;
 mod tenants;
+mod usage;
+mod usage_claims;
