@@ -15,3 +15,4 @@ pub mod state;
 pub mod stripe;
 pub mod subscriptions;
 pub mod telemetry;
+pub mod usage;

@@ -120,6 +120,15 @@ CREATE TABLE usage_events (
 );
 CREATE INDEX usage_events_rollup ON usage_events (rollup_id, occurred_at);
 
+-- Each claim of a tenant's open rollups by the monthly run, by its key (billed_by): a repeated claim with
+-- the same key returns what the first one took, even when that was nothing, and takes nothing more.
+CREATE TABLE usage_claims (
+    tenant_id   TEXT NOT NULL REFERENCES tenants(id),
+    billed_by   TEXT NOT NULL,
+    claimed_at  TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, billed_by)
+);
+
 -- One row per monthly run (scheduled, CLI or API).
 CREATE TABLE billing_runs (
     run_id       TEXT PRIMARY KEY,

@@ -6,5 +6,5 @@ mod period;
 pub mod time;
 
 pub use ids::{Subdomain, TenantId};
-pub use money::Cents;
-pub use period::BillingPeriod;
+pub use money::{group_thousands, Cents};
+pub use period::{local_midnight, BillingPeriod};

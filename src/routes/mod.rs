@@ -1,8 +1,10 @@
 //! HTTP routes, one module per area, each with its own `router()`.
 
 mod billing;
+mod dashboard;
 mod health;
 mod tenants;
+mod usage;
 mod webhook;
 
 use crate::state::AppState;
@@ -15,4 +17,6 @@ pub fn router() -> Router<AppState> {
         .merge(tenants::router())
         .merge(billing::router())
         .merge(webhook::router())
+        .merge(usage::router())
+        .merge(dashboard::router())
 }

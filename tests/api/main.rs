@@ -6,4 +6,6 @@ mod auth;
 mod health;
 mod subscriptions;
 mod tenants;
+mod usage;
+mod usage_claims;
 mod webhooks;

@@ -1,0 +1,145 @@
+//! `GET /api/billing/dashboard`: a tenant's subscription, invoices, usage this period and what the
+//! monthly run would bill if it ran now.
+
+use crate::auth::TenantUser;
+use crate::db::invoices::{self, InvoiceView};
+use crate::db::subscriptions::{self, CurrentSubscription};
+use crate::db::tenants;
+use crate::domain::{time, BillingPeriod, Cents};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::usage::billable;
+use crate::usage::rating::{rate, Rates, UsageTotals};
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/billing/dashboard", get(dashboard))
+}
+
+pub const DEMO_MESSAGE: &str = "This is a demo account and is exempt from billing charges.";
+const RECENT_INVOICES: u32 = 10;
+
+#[derive(Serialize)]
+pub struct Dashboard {
+    pub is_demo: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub demo_message: Option<&'static str>,
+    pub current_subscription: Option<CurrentSubscription>,
+    pub recent_invoices: Vec<InvoiceView>,
+    pub current_period_usage: PeriodUsage,
+    pub upcoming_charges: UpcomingCharges,
+}
+
+#[derive(Serialize)]
+pub struct PeriodUsage {
+    pub start_date: String,
+    pub end_date: String,
+    pub total_stt_words: i64,
+    pub total_tts_words: i64,
+    pub total_phone_calls: i64,
+}
+
+#[derive(Serialize, Default)]
+pub struct UpcomingCharges {
+    pub voice_words_count: i64,
+    pub voice_usage_cents: Cents,
+    pub call_count: i64,
+    pub call_charges_cents: Cents,
+    pub total_charges_cents: Cents,
+    /// Earlier periods' usage not yet billed: the run bills it on lines of its own.
+    pub late: Vec<LateCharges>,
+}
+
+#[derive(Serialize)]
+pub struct LateCharges {
+    pub period: BillingPeriod,
+    pub voice_words_count: i64,
+    pub voice_usage_cents: Cents,
+    pub call_count: i64,
+    pub call_charges_cents: Cents,
+}
+
+async fn dashboard(State(state): State<AppState>, user: TenantUser) -> ApiResult<Json<Dashboard>> {
+    let tz = state.settings.billing_timezone;
+    let rates = Rates::from_settings(&state.settings);
+    let period = BillingPeriod::containing(time::now(), tz);
+    let (start, end) = period.bounds(tz);
+    let db = &state.db;
+    let tenant_id = &user.tenant_id;
+    // Independent reads, each on its own pooled connection: the page costs one round trip's latency.
+    let (tenant, subscription, invoices, recorded, unbilled) = tokio::try_join!(
+        tenants::get(db, tenant_id),
+        subscriptions::current(db, tenant_id),
+        invoices::recent(db, tenant_id, RECENT_INVOICES),
+        billable::recorded(db, tenant_id, period),
+        // What the run for this period would bill now: everything unbilled before the period's end.
+        billable::unbilled(db, tenant_id, end, tz),
+    )?;
+    let tenant = tenant.ok_or_else(|| {
+        ApiError::not_found(
+            "tenant_not_found",
+            format!("No tenant {tenant_id:?} is registered."),
+        )
+    })?;
+    let current_period_usage = PeriodUsage {
+        start_date: time::rfc3339(start),
+        end_date: time::rfc3339(end),
+        total_stt_words: recorded.stt_words,
+        total_tts_words: recorded.tts_words,
+        total_phone_calls: recorded.calls,
+    };
+    if tenant.is_demo {
+        return Ok(Json(Dashboard {
+            is_demo: true,
+            demo_message: Some(DEMO_MESSAGE),
+            current_subscription: None,
+            recent_invoices: invoices,
+            current_period_usage,
+            upcoming_charges: UpcomingCharges::default(),
+        }));
+    }
+    Ok(Json(Dashboard {
+        is_demo: false,
+        demo_message: None,
+        current_subscription: subscription,
+        recent_invoices: invoices,
+        current_period_usage,
+        upcoming_charges: upcoming(period, unbilled, &rates),
+    }))
+}
+
+/// Splits unbilled usage into the period's own charges and earlier periods' late charges.
+pub fn upcoming(
+    period: BillingPeriod,
+    mut unbilled: billable::ByPeriod,
+    rates: &Rates,
+) -> UpcomingCharges {
+    let own = rate(&unbilled.remove(&period).unwrap_or_default(), rates);
+    let mut total = own.total;
+    let late = unbilled
+        .iter()
+        .filter(|(p, _)| **p < period)
+        .map(|(p, totals): (&BillingPeriod, &UsageTotals)| {
+            let c = rate(totals, rates);
+            total += c.total;
+            LateCharges {
+                period: *p,
+                voice_words_count: c.voice_words,
+                voice_usage_cents: c.voice_cents,
+                call_count: c.calls,
+                call_charges_cents: c.call_cents,
+            }
+        })
+        .collect();
+    UpcomingCharges {
+        voice_words_count: own.voice_words,
+        voice_usage_cents: own.voice_cents,
+        call_count: own.calls,
+        call_charges_cents: own.call_cents,
+        total_charges_cents: total,
+        late,
+    }
+}

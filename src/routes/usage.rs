@@ -1,0 +1,121 @@
+//! `POST /api/usage/events`: the voice and telephony services report usage here.
+
+use crate::auth::UsageWriter;
+use crate::domain::time;
+use crate::error::{ApiError, ApiJson, ApiResult};
+use crate::state::AppState;
+use crate::usage::validate::{self, RawEvent, MAX_BATCH};
+use crate::usage::{ingest, IngestOutcome};
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::Value;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/usage/events", post(post_events))
+}
+
+const INVALID: &str = "invalid_usage_events";
+
+/// Validates the whole batch (nothing is stored unless every event is valid), stores it in one
+/// transaction and answers only after the commit.
+async fn post_events(
+    State(state): State<AppState>,
+    UsageWriter(caller): UsageWriter,
+    ApiJson(body): ApiJson<Value>,
+) -> ApiResult<Json<IngestOutcome>> {
+    let received_at = time::now();
+    let events = body
+        .get("events")
+        .and_then(Value::as_array)
+        .ok_or_else(|| {
+            ApiError::unprocessable(
+                INVALID,
+                "events: send {\"events\": [...]}, an array of usage events.",
+            )
+        })?;
+    if events.is_empty() {
+        return Err(ApiError::unprocessable(
+            INVALID,
+            "events: the batch is empty; send at least one event.",
+        ));
+    }
+    if events.len() > MAX_BATCH {
+        return Err(ApiError::unprocessable(
+            INVALID,
+            format!(
+                "events: at most {MAX_BATCH} events per batch, got {}; split the batch.",
+                events.len()
+            ),
+        ));
+    }
+
+    let mut problems: Vec<(usize, String)> = Vec::new();
+    let mut batch = Vec::with_capacity(events.len());
+    let mut indexes = Vec::with_capacity(events.len());
+    for (i, value) in events.iter().enumerate() {
+        let checked = RawEvent::from_json(value)
+            .map_err(|e| vec![e])
+            .and_then(|raw| validate::check(&raw, received_at));
+        match checked {
+            Ok(event) => {
+                batch.push(event);
+                indexes.push(i);
+            }
+            Err(errors) => problems.extend(errors.into_iter().map(|e| {
+                let field = if e.field.is_empty() {
+                    String::new()
+                } else {
+                    format!(".{}", e.field)
+                };
+                (i, format!("events[{i}]{field}: {}", e.message))
+            })),
+        }
+    }
+    let unknown = validate::unknown_tenants(&state.db, batch.iter().map(|e| &e.tenant_id)).await?;
+    if !unknown.is_empty() {
+        for (event, i) in batch.iter().zip(&indexes) {
+            if unknown.contains(event.tenant_id.as_str()) {
+                problems.push((
+                    *i,
+                    format!(
+                        "events[{i}].tenant_id: no tenant {:?}",
+                        event.tenant_id.as_str()
+                    ),
+                ));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        problems.sort_by_key(|(i, _)| *i);
+        let bad = {
+            let mut idx: Vec<usize> = problems.iter().map(|(i, _)| *i).collect();
+            idx.dedup();
+            idx.len()
+        };
+        let list: Vec<String> = problems.into_iter().map(|(_, p)| p).collect();
+        return Err(ApiError::unprocessable(
+            INVALID,
+            format!(
+                "{bad} of {} events are invalid, so none was stored: {}.",
+                events.len(),
+                list.join("; ")
+            ),
+        ));
+    }
+
+    let outcome = ingest(
+        &state.db,
+        &batch,
+        received_at,
+        state.settings.billing_timezone,
+    )
+    .await?;
+    tracing::debug!(
+        actor = %caller.actor(),
+        accepted = outcome.accepted,
+        duplicates = outcome.duplicates,
+        "usage events stored"
+    );
+    Ok(Json(outcome))
+}

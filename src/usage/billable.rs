@@ -1,0 +1,487 @@
+//! What is billable and not yet billed, and the monthly run's claim on it.
+//!
+//! A rollup (tenant, local day, type) is *open* until a run claims it by setting `billed_by`. Usage is
+//! free when it occurred inside a tenant's demo interval or before the latest `trial_end` of its
+//! subscriptions. A day wholly inside free time counts zero, a day wholly outside counts its rollup, and
+//! only a day that straddles a boundary reads its raw events: reads stay O(days), not O(events).
+
+use super::add_to;
+use super::rating::UsageTotals;
+use crate::db::Db;
+use crate::domain::{local_midnight, time, BillingPeriod, TenantId};
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use std::collections::BTreeMap;
+
+/// Usage totals by the billing period they belong to.
+pub type ByPeriod = BTreeMap<BillingPeriod, UsageTotals>;
+
+/// The instants during which a tenant's usage is free, merged into disjoint half-open intervals
+/// `[start, end)`; `None` is unbounded.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FreeIntervals(Vec<Span>);
+
+/// `[start, end)`; `None` is unbounded on that side.
+type Span = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// How a local day relates to a tenant's free time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DayCoverage {
+    /// All of the day is free.
+    Free,
+    /// None of the day is free.
+    Billable,
+    /// A free interval starts or ends inside the day: its events decide one by one.
+    Partial,
+}
+
+impl FreeIntervals {
+    /// Builds the set from demo intervals and the subscriptions' trial ends.
+    pub fn new(
+        demo: impl IntoIterator<Item = (DateTime<Utc>, Option<DateTime<Utc>>)>,
+        trial_ends: impl IntoIterator<Item = DateTime<Utc>>,
+    ) -> FreeIntervals {
+        let mut spans: Vec<Span> = demo
+            .into_iter()
+            .filter(|(s, e)| e.is_none_or(|e| e > *s))
+            .map(|(s, e)| (Some(s), e))
+            .collect();
+        // "Events before the subscription's trial_end are free": the latest trial end of any subscription.
+        if let Some(end) = trial_ends.into_iter().max() {
+            spans.push((None, Some(end)));
+        }
+        // None (unbounded) sorts first as a start, which is what it means.
+        spans.sort_by_key(|s| s.0);
+        let mut merged: Vec<Span> = Vec::new();
+        for (s, e) in spans {
+            match merged.last_mut() {
+                // Overlapping or touching: extend (an open end swallows everything after it).
+                Some(last) if last.1.is_none_or(|le| s.is_none_or(|s| s <= le)) => {
+                    last.1 = match (last.1, e) {
+                        (None, _) | (_, None) => None,
+                        (Some(a), Some(b)) => Some(a.max(b)),
+                    };
+                }
+                _ => merged.push((s, e)),
+            }
+        }
+        FreeIntervals(merged)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether usage at instant `t` is free.
+    pub fn contains(&self, t: DateTime<Utc>) -> bool {
+        self.0
+            .iter()
+            .any(|(s, e)| s.is_none_or(|s| s <= t) && e.is_none_or(|e| t < e))
+    }
+
+    /// How the local day `day` in `tz` relates to the free time.
+    pub fn coverage(&self, day: NaiveDate, tz: Tz) -> DayCoverage {
+        if self.0.is_empty() {
+            return DayCoverage::Billable;
+        }
+        let start = local_midnight(day, tz);
+        let end = local_midnight(day.succ_opt().expect("a next day"), tz);
+        for (s, e) in &self.0 {
+            let starts_before = s.is_none_or(|s| s <= start);
+            let ends_after = e.is_none_or(|e| e >= end);
+            if starts_before && ends_after {
+                return DayCoverage::Free;
+            }
+            let overlaps = s.is_none_or(|s| s < end) && e.is_none_or(|e| e > start);
+            if overlaps {
+                return DayCoverage::Partial;
+            }
+        }
+        DayCoverage::Billable
+    }
+}
+
+/// One rollup as billing reads it.
+#[derive(Debug, Clone)]
+struct Rollup {
+    id: i64,
+    day: NaiveDate,
+    usage_type: String,
+    quantity: i64,
+}
+
+/// Sums rollups' billable quantities by period, leaving out periods with nothing billable.
+fn by_period(rows: impl IntoIterator<Item = (NaiveDate, String, i64)>) -> ByPeriod {
+    let mut out = ByPeriod::new();
+    for (day, usage_type, quantity) in rows {
+        if quantity != 0 {
+            add_to(
+                out.entry(BillingPeriod::of_day(day)).or_default(),
+                &usage_type,
+                quantity,
+            );
+        }
+    }
+    out.retain(|_, t| !t.is_empty());
+    out
+}
+
+/// The same queries for both engines, over one connection (a pooled one, or a transaction's).
+macro_rules! queries {
+    ($module:ident, $conn:ty, $claim_sql:expr) => {
+        mod $module {
+            use super::*;
+            use sqlx::Row;
+
+            pub(super) async fn free_intervals(
+                conn: &mut $conn,
+                tenant: &str,
+            ) -> Result<FreeIntervals, sqlx::Error> {
+                let rows = sqlx::query(
+                    "SELECT started_at AS s, ended_at AS e FROM tenant_demo_periods WHERE tenant_id = $1
+                     UNION ALL
+                     SELECT NULL AS s, trial_end AS e FROM subscriptions
+                     WHERE tenant_id = $1 AND trial_end IS NOT NULL",
+                )
+                .bind(tenant)
+                .fetch_all(&mut *conn)
+                .await?;
+                let mut demo = Vec::new();
+                let mut trials = Vec::new();
+                for r in rows {
+                    let s: Option<DateTime<Utc>> = r.try_get("s")?;
+                    let e: Option<DateTime<Utc>> = r.try_get("e")?;
+                    match (s, e) {
+                        (Some(s), e) => demo.push((s, e)),
+                        (None, Some(e)) => trials.push(e),
+                        (None, None) => {}
+                    }
+                }
+                Ok(FreeIntervals::new(demo, trials))
+            }
+
+            pub(super) async fn open_rollups(
+                conn: &mut $conn,
+                tenant: &str,
+                before_day: NaiveDate,
+            ) -> Result<Vec<Rollup>, sqlx::Error> {
+                let rows = sqlx::query(
+                    "SELECT id, day, usage_type, quantity FROM usage_rollups
+                     WHERE tenant_id = $1 AND billed_by IS NULL AND day < $2",
+                )
+                .bind(tenant)
+                .bind(before_day)
+                .fetch_all(&mut *conn)
+                .await?;
+                Ok(rows.iter().map(rollup).collect())
+            }
+
+            /// Claims every open rollup before `before_day`, with `billed_quantity` provisionally the
+            /// whole quantity; returns the claimed rows.
+            pub(super) async fn claim(
+                conn: &mut $conn,
+                tenant: &str,
+                before_day: NaiveDate,
+                key: &str,
+                at: DateTime<Utc>,
+            ) -> Result<Vec<Rollup>, sqlx::Error> {
+                let rows = sqlx::query($claim_sql)
+                    .bind(tenant)
+                    .bind(before_day)
+                    .bind(key)
+                    .bind(at)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                Ok(rows.iter().map(rollup).collect())
+            }
+
+            pub(super) async fn claimed_by(
+                conn: &mut $conn,
+                tenant: &str,
+                key: &str,
+            ) -> Result<Vec<(NaiveDate, String, i64)>, sqlx::Error> {
+                let rows = sqlx::query(
+                    "SELECT day, usage_type, billed_quantity FROM usage_rollups
+                     WHERE tenant_id = $1 AND billed_by = $2",
+                )
+                .bind(tenant)
+                .bind(key)
+                .fetch_all(&mut *conn)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok((
+                            r.try_get("day")?,
+                            r.try_get("usage_type")?,
+                            r.try_get::<Option<i64>, _>("billed_quantity")?.unwrap_or(0),
+                        ))
+                    })
+                    .collect()
+            }
+
+            pub(super) async fn set_billed_quantity(
+                conn: &mut $conn,
+                id: i64,
+                quantity: i64,
+            ) -> Result<(), sqlx::Error> {
+                sqlx::query("UPDATE usage_rollups SET billed_quantity = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(quantity)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            }
+
+            /// The rollup's quantity that is billable: the whole of it, none of it, or for a day that
+            /// straddles free time, the sum of its events that occurred outside free time.
+            pub(super) async fn billable_quantity(
+                conn: &mut $conn,
+                r: &Rollup,
+                free: &FreeIntervals,
+                tz: Tz,
+            ) -> Result<i64, sqlx::Error> {
+                Ok(match free.coverage(r.day, tz) {
+                    DayCoverage::Billable => r.quantity,
+                    DayCoverage::Free => 0,
+                    DayCoverage::Partial => {
+                        let rows = sqlx::query(
+                            "SELECT occurred_at, quantity FROM usage_events WHERE rollup_id = $1",
+                        )
+                        .bind(r.id)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                        let mut sum = 0i64;
+                        for row in rows {
+                            let at: DateTime<Utc> = row.try_get("occurred_at")?;
+                            if !free.contains(at) {
+                                sum += row.try_get::<i64, _>("quantity")?;
+                            }
+                        }
+                        sum
+                    }
+                })
+            }
+
+            fn rollup<R: Row>(row: &R) -> Rollup
+            where
+                for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+                for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+                for<'r> NaiveDate: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+                for<'r> &'r str: sqlx::ColumnIndex<R>,
+            {
+                Rollup {
+                    id: row.get("id"),
+                    day: row.get("day"),
+                    usage_type: row.get("usage_type"),
+                    quantity: row.get("quantity"),
+                }
+            }
+
+            pub(super) async fn unbilled(
+                conn: &mut $conn,
+                tenant: &str,
+                before_day: NaiveDate,
+                tz: Tz,
+            ) -> Result<ByPeriod, sqlx::Error> {
+                let free = free_intervals(conn, tenant).await?;
+                let rollups = open_rollups(conn, tenant, before_day).await?;
+                let mut rows = Vec::with_capacity(rollups.len());
+                for r in rollups {
+                    let q = billable_quantity(conn, &r, &free, tz).await?;
+                    rows.push((r.day, r.usage_type, q));
+                }
+                Ok(by_period(rows))
+            }
+
+            pub(super) async fn claim_unbilled(
+                conn: &mut $conn,
+                tenant: &str,
+                before_day: NaiveDate,
+                tz: Tz,
+                key: &str,
+            ) -> Result<ByPeriod, sqlx::Error> {
+                let at = time::now();
+                // Record the key first: a concurrent claim with the same key waits here for this one
+                // to commit, then finds the key taken and returns what this one claimed.
+                let first: Option<String> = sqlx::query_scalar(
+                    "INSERT INTO usage_claims (tenant_id, billed_by, claimed_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (tenant_id, billed_by) DO NOTHING RETURNING billed_by",
+                )
+                .bind(tenant)
+                .bind(key)
+                .bind(at)
+                .fetch_optional(&mut *conn)
+                .await?;
+                if first.is_none() {
+                    return Ok(by_period(claimed_by(conn, tenant, key).await?));
+                }
+                let claimed = claim(conn, tenant, before_day, key, at).await?;
+                // Read after the claim holds its rollups: every event committed into them is seen.
+                let free = free_intervals(conn, tenant).await?;
+                let mut rows = Vec::with_capacity(claimed.len());
+                for r in claimed {
+                    let q = billable_quantity(conn, &r, &free, tz).await?;
+                    if q != r.quantity {
+                        set_billed_quantity(conn, r.id, q).await?;
+                    }
+                    rows.push((r.day, r.usage_type, q));
+                }
+                Ok(by_period(rows))
+            }
+        }
+    };
+}
+
+// PostgreSQL: lock the open rollups in (day, type) order, the order ingestion locks them in, so the two
+// never deadlock; a rollup held by an ingest in flight is claimed once that ingest commits, with its
+// quantity as committed.
+queries!(
+    pg,
+    sqlx::PgConnection,
+    "UPDATE usage_rollups SET billed_by = $3, billed_at = $4, billed_quantity = quantity
+     WHERE id IN (SELECT id FROM usage_rollups
+                  WHERE tenant_id = $1 AND day < $2 AND billed_by IS NULL
+                  ORDER BY day, usage_type FOR UPDATE)
+     RETURNING id, day, usage_type, quantity"
+);
+// SQLite: the write transaction already excludes every other writer.
+queries!(
+    lite,
+    sqlx::SqliteConnection,
+    "UPDATE usage_rollups SET billed_by = $3, billed_at = $4, billed_quantity = quantity
+     WHERE tenant_id = $1 AND day < $2 AND billed_by IS NULL
+     RETURNING id, day, usage_type, quantity"
+);
+
+fn day_of(t: DateTime<Utc>, tz: Tz) -> NaiveDate {
+    t.with_timezone(&tz).date_naive()
+}
+
+/// Billable usage in open rollups of local days before the day of `before`, by period.
+///
+/// For the period P's run, `before` is P's end; the dashboard passes the current period's end.
+pub async fn unbilled(
+    db: &Db,
+    tenant: &TenantId,
+    before: DateTime<Utc>,
+    tz: Tz,
+) -> Result<ByPeriod, sqlx::Error> {
+    let day = day_of(before, tz);
+    match db {
+        Db::Postgres(pool) => {
+            pg::unbilled(&mut *pool.acquire().await?, tenant.as_str(), day, tz).await
+        }
+        Db::Sqlite(pool) => {
+            lite::unbilled(&mut *pool.acquire().await?, tenant.as_str(), day, tz).await
+        }
+    }
+}
+
+/// The monthly run's claim: marks every open rollup of `tenant` before the day of `before` as billed by
+/// `billed_by` and returns their billable totals by period, in one transaction.
+///
+/// Idempotent by `billed_by` (recorded in `usage_claims`): calling again with the same key returns the
+/// same totals and claims nothing more, even if the first claim found nothing; usage that arrived since
+/// waits, in new open buckets, for the next key.
+pub async fn claim_unbilled(
+    db: &Db,
+    tenant: &TenantId,
+    before: DateTime<Utc>,
+    tz: Tz,
+    billed_by: &str,
+) -> Result<ByPeriod, sqlx::Error> {
+    let day = day_of(before, tz);
+    let t = tenant.as_str();
+    // BEGIN IMMEDIATE on SQLite, as `begin_write!` does: the claim is a writer from its first read.
+    match db {
+        Db::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            let totals = pg::claim_unbilled(&mut tx, t, day, tz, billed_by).await?;
+            tx.commit().await?;
+            Ok(totals)
+        }
+        Db::Sqlite(pool) => {
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            let totals = lite::claim_unbilled(&mut tx, t, day, tz, billed_by).await?;
+            tx.commit().await?;
+            Ok(totals)
+        }
+    }
+}
+
+/// All usage recorded for `tenant` in `period`, billed or not, free or not (the dashboard's
+/// `current_period_usage`), from the rollups.
+pub async fn recorded(
+    db: &Db,
+    tenant: &TenantId,
+    period: BillingPeriod,
+) -> Result<UsageTotals, sqlx::Error> {
+    let rows: Vec<(String, i64)> = crate::with_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT usage_type, CAST(SUM(quantity) AS BIGINT) FROM usage_rollups
+             WHERE tenant_id = $1 AND day >= $2 AND day < $3 GROUP BY usage_type",
+        )
+        .bind(tenant.as_str())
+        .bind(period.first_day())
+        .bind(period.end_day())
+        .fetch_all(pool)
+        .await
+    })?;
+    let mut totals = UsageTotals::default();
+    for (usage_type, q) in rows {
+        add_to(&mut totals, &usage_type, q);
+    }
+    Ok(totals)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(d: u32, h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 10, d, h, 0, 0).unwrap()
+    }
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 10, d).unwrap()
+    }
+
+    #[test]
+    fn trial_end_frees_everything_before_it() {
+        let f = FreeIntervals::new([], [t(10, 12), t(5, 0)]);
+        assert!(f.contains(t(1, 0)));
+        assert!(f.contains(t(10, 11)));
+        assert!(!f.contains(t(10, 12)));
+        assert_eq!(f.coverage(day(9), chrono_tz::UTC), DayCoverage::Free);
+        assert_eq!(f.coverage(day(10), chrono_tz::UTC), DayCoverage::Partial);
+        assert_eq!(f.coverage(day(11), chrono_tz::UTC), DayCoverage::Billable);
+    }
+
+    #[test]
+    fn demo_intervals_merge_and_open_ends_run_forever() {
+        let f = FreeIntervals::new([(t(3, 0), Some(t(5, 0))), (t(5, 0), Some(t(6, 12)))], []);
+        assert_eq!(f.0.len(), 1, "touching intervals merge");
+        assert_eq!(f.coverage(day(4), chrono_tz::UTC), DayCoverage::Free);
+        assert_eq!(f.coverage(day(5), chrono_tz::UTC), DayCoverage::Free);
+        assert_eq!(f.coverage(day(6), chrono_tz::UTC), DayCoverage::Partial);
+        assert_eq!(f.coverage(day(2), chrono_tz::UTC), DayCoverage::Billable);
+        let open = FreeIntervals::new([(t(20, 0), None)], [t(2, 0)]);
+        assert!(open.contains(t(31, 23)));
+        assert!(!open.contains(t(15, 0)));
+        assert!(open.contains(t(1, 0)));
+        assert_eq!(open.coverage(day(25), chrono_tz::UTC), DayCoverage::Free);
+        // A zero-length demo interval frees nothing.
+        assert!(FreeIntervals::new([(t(3, 0), Some(t(3, 0)))], []).is_empty());
+    }
+
+    #[test]
+    fn coverage_uses_local_days() {
+        // Trial ends at 03:00 UTC on Oct 10 = 23:00 on Oct 9 in New York: Oct 9 local is partial.
+        let f = FreeIntervals::new([], [t(10, 3)]);
+        let ny = chrono_tz::America::New_York;
+        assert_eq!(f.coverage(day(9), ny), DayCoverage::Partial);
+        assert_eq!(f.coverage(day(10), ny), DayCoverage::Billable);
+        assert_eq!(f.coverage(day(9), chrono_tz::UTC), DayCoverage::Free);
+    }
+}

@@ -1,0 +1,410 @@
+//! Ingestion: a batch of validated events into `usage_events` and `usage_rollups`, exactly once.
+//!
+//! One write transaction per batch:
+//! 1. group the batch by (tenant, local day, type), in key order so that every writer locks rollups in
+//!    the same order and two batches never deadlock on them;
+//! 2. upsert each group's open rollup (`billed_by IS NULL`, unique by the partial index): this creates
+//!    the bucket or locks it until commit, and gives its id;
+//! 3. insert the events with that id, `ON CONFLICT (event_id) DO NOTHING RETURNING event_id`: what comes
+//!    back is what is new, the rest are duplicates (of earlier batches, or of a concurrent one, whose
+//!    commit the insert waits for);
+//! 4. add only the new events' quantities to their rollups; commit; only then answer.
+//!
+//! Because the monthly run claims a rollup by updating it, it waits for an ingest holding that rollup
+//! (and vice versa): an event is either in a rollup before the claim, or lands in a new open bucket.
+
+use super::NewEvent;
+use crate::db::Db;
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct IngestOutcome {
+    /// Events stored by this batch.
+    pub accepted: u64,
+    /// Events whose `event_id` was already stored, or repeated within the batch.
+    pub duplicates: u64,
+}
+
+/// A rollup bucket's key; ordered as the lock order.
+type GroupKey = (String, NaiveDate, &'static str);
+
+/// The batch, deduplicated and grouped: what the SQL of either engine needs.
+struct Plan<'a> {
+    /// Events with distinct ids, sorted by id (the order their inserts lock in), each with its group.
+    events: Vec<(&'a NewEvent, usize)>,
+    /// Group keys in lock order.
+    groups: Vec<GroupKey>,
+}
+
+fn plan(batch: &[NewEvent], tz: Tz) -> Plan<'_> {
+    let mut seen = HashSet::with_capacity(batch.len());
+    let mut unique: Vec<&NewEvent> = batch
+        .iter()
+        .filter(|e| seen.insert(e.event_id.as_str()))
+        .collect();
+    unique.sort_by(|a, b| a.event_id.cmp(&b.event_id));
+    let key = |e: &NewEvent| -> GroupKey {
+        (
+            e.tenant_id.as_str().to_owned(),
+            e.occurred_at.with_timezone(&tz).date_naive(),
+            e.usage_type.as_str(),
+        )
+    };
+    let mut index: BTreeMap<GroupKey, usize> = unique.iter().map(|e| (key(e), 0)).collect();
+    for (i, slot) in index.values_mut().enumerate() {
+        *slot = i;
+    }
+    let events = unique.iter().map(|e| (*e, index[&key(e)])).collect();
+    Plan {
+        events,
+        groups: index.into_keys().collect(),
+    }
+}
+
+/// Stores a batch of validated events; returns once they are committed.
+///
+/// `tz` is the billing time zone, whose calendar days the rollups count.
+pub async fn ingest(
+    db: &Db,
+    batch: &[NewEvent],
+    received_at: DateTime<Utc>,
+    tz: Tz,
+) -> Result<IngestOutcome, sqlx::Error> {
+    if batch.is_empty() {
+        return Ok(IngestOutcome::default());
+    }
+    let plan = plan(batch, tz);
+    let accepted = match db {
+        Db::Postgres(pool) => {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let mut tx = pool.begin().await?;
+                let result = async {
+                    let n = postgres::ingest(&mut tx, &plan, received_at).await?;
+                    tx.commit().await?;
+                    Ok::<_, sqlx::Error>(n)
+                }
+                .await;
+                match result {
+                    // Lock order makes deadlocks impossible among ingests; this is a safety net for
+                    // anything else that locks rollups. Nothing was committed, so retrying is safe.
+                    Err(e) if attempt < 5 && is_retryable(&e) => {
+                        tracing::warn!(error = %e, attempt, "usage ingest retried");
+                        continue;
+                    }
+                    other => break other?,
+                }
+            }
+        }
+        Db::Sqlite(pool) => {
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            let n = sqlite::ingest(&mut tx, &plan, received_at).await?;
+            tx.commit().await?;
+            n
+        }
+    };
+    Ok(IngestOutcome {
+        accepted,
+        duplicates: batch.len() as u64 - accepted,
+    })
+}
+
+/// Deadlock or serialization failure: PostgreSQL rolled the transaction back, so it may be retried.
+fn is_retryable(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "40P01" || c == "40001")
+}
+
+/// Per group, the quantity and count of the events this batch inserted.
+fn deltas(plan: &Plan<'_>, inserted: &HashSet<String>) -> Vec<(usize, i64, i64)> {
+    let mut sums = vec![(0i64, 0i64); plan.groups.len()];
+    for (e, g) in &plan.events {
+        if inserted.contains(&e.event_id) {
+            sums[*g].0 += e.quantity;
+            sums[*g].1 += 1;
+        }
+    }
+    sums.into_iter()
+        .enumerate()
+        .filter(|(_, (_, n))| *n > 0)
+        .map(|(g, (q, n))| (g, q, n))
+        .collect()
+}
+
+/// Maps rows returned by the rollup upsert back to group indexes.
+fn rollup_ids(plan: &Plan<'_>, returned: Vec<(i64, String, NaiveDate, String)>) -> Vec<i64> {
+    let index: HashMap<(&str, NaiveDate, &str), usize> = plan
+        .groups
+        .iter()
+        .enumerate()
+        .map(|(i, (t, d, u))| ((t.as_str(), *d, *u), i))
+        .collect();
+    let mut ids = vec![0i64; plan.groups.len()];
+    for (id, tenant, day, usage_type) in returned {
+        let i = index[&(tenant.as_str(), day, usage_type.as_str())];
+        ids[i] = id;
+    }
+    debug_assert!(ids.iter().all(|id| *id != 0), "every group has its rollup");
+    ids
+}
+
+const UPSERT_CONFLICT: &str = "ON CONFLICT (tenant_id, day, usage_type) WHERE billed_by IS NULL \
+     DO UPDATE SET quantity = usage_rollups.quantity RETURNING id, tenant_id, day, usage_type";
+
+/// PostgreSQL: each step is one statement over arrays (`UNNEST`), so a batch costs five round trips
+/// whatever its size, and the statements' text never changes (prepared once per connection).
+mod postgres {
+    use super::*;
+    use sqlx::{PgConnection, Row};
+
+    pub(super) async fn ingest(
+        conn: &mut PgConnection,
+        plan: &Plan<'_>,
+        received_at: DateTime<Utc>,
+    ) -> Result<u64, sqlx::Error> {
+        let tenants: Vec<&str> = plan.groups.iter().map(|g| g.0.as_str()).collect();
+        let days: Vec<NaiveDate> = plan.groups.iter().map(|g| g.1).collect();
+        let types: Vec<&str> = plan.groups.iter().map(|g| g.2).collect();
+        // WITH ORDINALITY + ORDER BY: rows are inserted, and so locked, in the plan's key order.
+        let rows = sqlx::query(&format!(
+            "INSERT INTO usage_rollups (tenant_id, day, usage_type, quantity, event_count)
+             SELECT k.tenant_id, k.day, k.usage_type, 0, 0
+             FROM UNNEST($1::text[], $2::date[], $3::text[]) WITH ORDINALITY
+                  AS k(tenant_id, day, usage_type, ord)
+             ORDER BY k.ord
+             {UPSERT_CONFLICT}"
+        ))
+        .bind(&tenants)
+        .bind(&days)
+        .bind(&types)
+        .fetch_all(&mut *conn)
+        .await?;
+        let returned = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get("id"),
+                    r.get("tenant_id"),
+                    r.get("day"),
+                    r.get("usage_type"),
+                )
+            })
+            .collect();
+        let ids = rollup_ids(plan, returned);
+
+        let n = plan.events.len();
+        let (mut event_ids, mut tenant_ids, mut usage_types) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut quantities, mut occurred, mut rollups, mut metadata) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for (e, g) in &plan.events {
+            event_ids.push(e.event_id.as_str());
+            tenant_ids.push(e.tenant_id.as_str());
+            usage_types.push(e.usage_type.as_str());
+            quantities.push(e.quantity);
+            occurred.push(e.occurred_at);
+            rollups.push(ids[*g]);
+            metadata.push(e.metadata.as_deref());
+        }
+        let inserted: HashSet<String> = sqlx::query_scalar(
+            "INSERT INTO usage_events
+                 (event_id, tenant_id, usage_type, quantity, occurred_at, received_at, rollup_id, metadata)
+             SELECT e.event_id, e.tenant_id, e.usage_type, e.quantity, e.occurred_at, $6, e.rollup_id, e.metadata
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::timestamptz[], $7::int8[], $8::text[])
+                  WITH ORDINALITY AS e(event_id, tenant_id, usage_type, quantity, occurred_at, rollup_id, metadata, ord)
+             ORDER BY e.ord
+             ON CONFLICT (event_id) DO NOTHING
+             RETURNING event_id",
+        )
+        .bind(&event_ids)
+        .bind(&tenant_ids)
+        .bind(&usage_types)
+        .bind(&quantities)
+        .bind(&occurred)
+        .bind(received_at)
+        .bind(&rollups)
+        .bind(&metadata)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .collect();
+
+        let deltas = deltas(plan, &inserted);
+        if !deltas.is_empty() {
+            let ids: Vec<i64> = deltas.iter().map(|(g, _, _)| ids[*g]).collect();
+            let qs: Vec<i64> = deltas.iter().map(|(_, q, _)| *q).collect();
+            let ns: Vec<i64> = deltas.iter().map(|(_, _, n)| *n).collect();
+            sqlx::query(
+                "UPDATE usage_rollups r
+                 SET quantity = r.quantity + v.q, event_count = r.event_count + v.n
+                 FROM UNNEST($1::int8[], $2::int8[], $3::int8[]) AS v(id, q, n)
+                 WHERE r.id = v.id",
+            )
+            .bind(&ids)
+            .bind(&qs)
+            .bind(&ns)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(inserted.len() as u64)
+    }
+}
+
+/// SQLite: multi-row `VALUES` in chunks (bound parameters stay well under SQLite's limit); the writer
+/// lock is held from `BEGIN IMMEDIATE`, and each statement is an in-process call.
+mod sqlite {
+    use super::*;
+    use sqlx::{Row, SqliteConnection};
+
+    const EVENT_COLUMNS: usize = 8;
+    const EVENTS_PER_STATEMENT: usize = 500;
+    const GROUPS_PER_STATEMENT: usize = 500;
+
+    /// `($1, $2), ($3, $4)` for `rows` rows of `cols` parameters.
+    fn placeholders(rows: usize, cols: usize) -> String {
+        let mut s = String::with_capacity(rows * cols * 6);
+        for r in 0..rows {
+            if r > 0 {
+                s.push_str(", ");
+            }
+            s.push('(');
+            for c in 0..cols {
+                if c > 0 {
+                    s.push_str(", ");
+                }
+                s.push('$');
+                s.push_str(&(r * cols + c + 1).to_string());
+            }
+            s.push(')');
+        }
+        s
+    }
+
+    pub(super) async fn ingest(
+        conn: &mut SqliteConnection,
+        plan: &Plan<'_>,
+        received_at: DateTime<Utc>,
+    ) -> Result<u64, sqlx::Error> {
+        let mut returned = Vec::with_capacity(plan.groups.len());
+        for chunk in plan.groups.chunks(GROUPS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO usage_rollups (tenant_id, day, usage_type) VALUES {} {UPSERT_CONFLICT}",
+                placeholders(chunk.len(), 3)
+            );
+            let mut q = sqlx::query(&sql);
+            for (tenant, day, usage_type) in chunk {
+                q = q.bind(tenant.as_str()).bind(*day).bind(*usage_type);
+            }
+            for r in q.fetch_all(&mut *conn).await? {
+                returned.push((
+                    r.get("id"),
+                    r.get("tenant_id"),
+                    r.get("day"),
+                    r.get("usage_type"),
+                ));
+            }
+        }
+        let ids = rollup_ids(plan, returned);
+
+        let mut inserted = HashSet::with_capacity(plan.events.len());
+        for chunk in plan.events.chunks(EVENTS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO usage_events
+                     (event_id, tenant_id, usage_type, quantity, occurred_at, received_at, rollup_id, metadata)
+                 VALUES {} ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+                placeholders(chunk.len(), EVENT_COLUMNS)
+            );
+            let mut q = sqlx::query_scalar::<_, String>(&sql);
+            for (e, g) in chunk {
+                q = q
+                    .bind(e.event_id.as_str())
+                    .bind(e.tenant_id.as_str())
+                    .bind(e.usage_type.as_str())
+                    .bind(e.quantity)
+                    .bind(e.occurred_at)
+                    .bind(received_at)
+                    .bind(ids[*g])
+                    .bind(e.metadata.as_deref());
+            }
+            inserted.extend(q.fetch_all(&mut *conn).await?);
+        }
+
+        for (g, q, n) in deltas(plan, &inserted) {
+            sqlx::query(
+                "UPDATE usage_rollups SET quantity = quantity + $2, event_count = event_count + $3
+                 WHERE id = $1",
+            )
+            .bind(ids[g])
+            .bind(q)
+            .bind(n)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(inserted.len() as u64)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn placeholders_number_rows_then_columns() {
+            assert_eq!(super::placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+            assert_eq!(super::placeholders(1, 1), "($1)");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::TenantId;
+    use crate::usage::UsageType;
+    use chrono::TimeZone;
+
+    fn event(id: &str, tenant: &str, t: UsageType, at: DateTime<Utc>) -> NewEvent {
+        NewEvent {
+            event_id: id.into(),
+            tenant_id: TenantId::parse(tenant).unwrap(),
+            usage_type: t,
+            quantity: 1,
+            occurred_at: at,
+            metadata: None,
+        }
+    }
+
+    #[test]
+    fn plan_dedupes_sorts_and_groups_by_local_day() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 1, 3, 0, 0).unwrap();
+        let batch = vec![
+            event("b", "t2", UsageType::SttWords, at),
+            event("a", "t1", UsageType::TtsWords, at),
+            event("b", "t2", UsageType::SttWords, at),
+            event("c", "t1", UsageType::PhoneCalls, at),
+        ];
+        let p = plan(&batch, chrono_tz::America::New_York);
+        let ids: Vec<&str> = p.events.iter().map(|(e, _)| e.event_id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        let day = NaiveDate::from_ymd_opt(2026, 10, 31).unwrap();
+        assert_eq!(
+            p.groups,
+            vec![
+                ("t1".to_owned(), day, "phone_calls"),
+                ("t1".to_owned(), day, "tts_words"),
+                ("t2".to_owned(), day, "stt_words"),
+            ]
+        );
+        assert_eq!(p.events[0].1, 1);
+        assert_eq!(p.events[2].1, 0);
+    }
+}

@@ -1,0 +1,290 @@
+//! Rating: usage totals to cents and invoice line descriptions. Pure functions, no I/O.
+//!
+//! The rule (API.md, billing rules): voice words are `stt + tts`, charged
+//! `words * VOICE_PRICE_CENTS_PER_1000_WORDS / 1000` rounded half up on the period's total; calls are
+//! `calls * CALL_PRICE_CENTS`. A line whose amount is zero is not billed.
+
+use crate::config::Settings;
+use crate::domain::{group_thousands, BillingPeriod, Cents};
+use serde::Serialize;
+use std::ops::AddAssign;
+
+/// The usage prices, from configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rates {
+    pub voice_cents_per_1000_words: i64,
+    pub call_cents: i64,
+}
+
+impl Rates {
+    pub fn from_settings(settings: &Settings) -> Rates {
+        Rates {
+            voice_cents_per_1000_words: settings.voice_price_cents_per_1000_words,
+            call_cents: settings.call_price_cents,
+        }
+    }
+}
+
+/// Usage quantities of one tenant over some span (a period, or the part of it not yet billed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct UsageTotals {
+    pub stt_words: i64,
+    pub tts_words: i64,
+    pub calls: i64,
+}
+
+impl UsageTotals {
+    pub fn is_empty(&self) -> bool {
+        self.stt_words == 0 && self.tts_words == 0 && self.calls == 0
+    }
+
+    pub fn words(&self) -> i64 {
+        self.stt_words + self.tts_words
+    }
+}
+
+impl AddAssign for UsageTotals {
+    fn add_assign(&mut self, rhs: UsageTotals) {
+        self.stt_words += rhs.stt_words;
+        self.tts_words += rhs.tts_words;
+        self.calls += rhs.calls;
+    }
+}
+
+/// What a span of usage costs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Charges {
+    pub voice_words: i64,
+    pub voice_cents: Cents,
+    pub calls: i64,
+    pub call_cents: Cents,
+    pub total: Cents,
+}
+
+/// Prices a span's totals. Rounding happens once, on the total words, never per event.
+pub fn rate(totals: &UsageTotals, rates: &Rates) -> Charges {
+    let voice_words = totals.words();
+    let voice_cents = Cents::rate_half_up(voice_words, rates.voice_cents_per_1000_words, 1000);
+    // A per-unit price is the same rule with a denominator of one: exact, in i128.
+    let call_cents = Cents::rate_half_up(totals.calls, rates.call_cents, 1);
+    Charges {
+        voice_words,
+        voice_cents,
+        calls: totals.calls,
+        call_cents,
+        total: voice_cents + call_cents,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LineKind {
+    Voice,
+    Calls,
+}
+
+impl LineKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LineKind::Voice => "voice",
+            LineKind::Calls => "calls",
+        }
+    }
+}
+
+/// One invoice line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Line {
+    pub kind: LineKind,
+    pub description: String,
+    /// Words for a voice line, calls for a calls line.
+    pub quantity: i64,
+    pub amount: Cents,
+}
+
+/// The invoice lines for one period's usage: `late_period` is `None` for the period being billed, or the
+/// earlier period whose late usage these lines carry (their descriptions then say so). Lines whose amount
+/// is zero are left out.
+pub fn lines(late_period: Option<BillingPeriod>, totals: &UsageTotals, rates: &Rates) -> Vec<Line> {
+    let charges = rate(totals, rates);
+    let prefix = late_period
+        .map(|p| format!("Late usage for {p}: "))
+        .unwrap_or_default();
+    let mut out = Vec::with_capacity(2);
+    if !charges.voice_cents.is_zero() {
+        out.push(Line {
+            kind: LineKind::Voice,
+            description: format!(
+                "{prefix}Voice Usage: {} words (STT: {}, TTS: {})",
+                thousands(charges.voice_words),
+                thousands(totals.stt_words),
+                thousands(totals.tts_words)
+            ),
+            quantity: charges.voice_words,
+            amount: charges.voice_cents,
+        });
+    }
+    if !charges.call_cents.is_zero() {
+        let noun = if charges.calls == 1 { "call" } else { "calls" };
+        out.push(Line {
+            kind: LineKind::Calls,
+            description: format!("{prefix}Phone Calls: {} {noun}", thousands(charges.calls)),
+            quantity: charges.calls,
+            amount: charges.call_cents,
+        });
+    }
+    out
+}
+
+fn thousands(n: i64) -> String {
+    group_thousands(n.max(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const DEFAULT: Rates = Rates {
+        voice_cents_per_1000_words: 100,
+        call_cents: 100,
+    };
+
+    fn totals(stt: i64, tts: i64, calls: i64) -> UsageTotals {
+        UsageTotals {
+            stt_words: stt,
+            tts_words: tts,
+            calls,
+        }
+    }
+
+    #[test]
+    fn worked_examples() {
+        assert_eq!(
+            rate(&totals(10_000, 2_345, 0), &DEFAULT).voice_cents,
+            Cents(1235)
+        );
+        assert_eq!(rate(&totals(290, 0, 0), &DEFAULT).voice_cents, Cents(29));
+        assert_eq!(rate(&totals(4, 0, 0), &DEFAULT).voice_cents, Cents(0));
+        let c = rate(&totals(150, 140, 17), &DEFAULT);
+        assert_eq!(c.voice_words, 290);
+        assert_eq!(c.call_cents, Cents(1700));
+        assert_eq!(c.total, Cents(1729));
+    }
+
+    #[test]
+    fn descriptions_are_exact() {
+        let l = lines(None, &totals(10_000, 2_345, 17), &DEFAULT);
+        assert_eq!(l.len(), 2);
+        assert_eq!(
+            l[0].description,
+            "Voice Usage: 12,345 words (STT: 10,000, TTS: 2,345)"
+        );
+        assert_eq!(l[0].amount, Cents(1235));
+        assert_eq!(l[0].quantity, 12_345);
+        assert_eq!(l[0].kind, LineKind::Voice);
+        assert_eq!(l[1].description, "Phone Calls: 17 calls");
+        assert_eq!(l[1].amount, Cents(1700));
+        assert_eq!(l[1].kind, LineKind::Calls);
+
+        let one = lines(None, &totals(0, 0, 1), &DEFAULT);
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].description, "Phone Calls: 1 call");
+
+        let late = lines(Some("2026-09".parse().unwrap()), &totals(0, 0, 2), &DEFAULT);
+        assert_eq!(
+            late[0].description,
+            "Late usage for 2026-09: Phone Calls: 2 calls"
+        );
+        let late = lines(
+            Some("2026-09".parse().unwrap()),
+            &totals(200, 90, 0),
+            &DEFAULT,
+        );
+        assert_eq!(
+            late[0].description,
+            "Late usage for 2026-09: Voice Usage: 290 words (STT: 200, TTS: 90)"
+        );
+        assert_eq!(late[0].amount, Cents(29));
+    }
+
+    #[test]
+    fn zero_amounts_make_no_line() {
+        assert!(lines(None, &totals(3, 1, 0), &DEFAULT).is_empty());
+        assert!(lines(None, &UsageTotals::default(), &DEFAULT).is_empty());
+        let free_calls = Rates {
+            voice_cents_per_1000_words: 100,
+            call_cents: 0,
+        };
+        assert!(lines(None, &totals(0, 0, 5), &free_calls).is_empty());
+        assert_eq!(
+            lines(None, &totals(1_000_000, 0, 0), &DEFAULT)[0].description,
+            "Voice Usage: 1,000,000 words (STT: 1,000,000, TTS: 0)"
+        );
+    }
+
+    /// The exact value of `words * rate / 1000` as a fraction, rounded half up by comparing
+    /// remainders: an independent statement of the rule.
+    fn exact_half_up(words: i64, rate: i64) -> i64 {
+        let n = words as i128 * rate as i128;
+        let (q, r) = (n / 1000, n % 1000);
+        // The fraction r/1000 is at least one half iff 2r >= 1000.
+        (q + i128::from(2 * r >= 1000)) as i64
+    }
+
+    proptest! {
+        #[test]
+        fn voice_cents_match_the_exact_rational(
+            stt in 0i64..=10_000_000_000,
+            tts in 0i64..=10_000_000_000,
+            rate_cents in 0i64..=100_000,
+        ) {
+            let rates = Rates { voice_cents_per_1000_words: rate_cents, call_cents: 100 };
+            let c = rate(&totals(stt, tts, 0), &rates);
+            prop_assert_eq!(c.voice_cents, Cents(exact_half_up(stt + tts, rate_cents)));
+            // Never more than half a cent away from the exact amount.
+            let exact_milli = (stt + tts) as i128 * rate_cents as i128;
+            let diff = (c.voice_cents.0 as i128 * 1000 - exact_milli).abs();
+            prop_assert!(diff <= 500);
+        }
+
+        #[test]
+        fn totals_add_up_and_lines_carry_them(
+            stt in 0i64..=1_000_000_000,
+            tts in 0i64..=1_000_000_000,
+            calls in 0i64..=1_000_000,
+            voice_rate in 0i64..=10_000,
+            call_rate in 0i64..=10_000,
+            late in proptest::option::of((2000i32..=2100, 1u32..=12)),
+        ) {
+            let rates = Rates { voice_cents_per_1000_words: voice_rate, call_cents: call_rate };
+            let t = totals(stt, tts, calls);
+            let c = rate(&t, &rates);
+            prop_assert_eq!(c.call_cents, Cents(calls * call_rate));
+            prop_assert_eq!(c.total, c.voice_cents + c.call_cents);
+            let period = late.map(|(y, m)| BillingPeriod::new(y, m).unwrap());
+            let ls = lines(period, &t, &rates);
+            let sum: Cents = ls.iter().map(|l| l.amount).sum();
+            prop_assert_eq!(sum, c.total);
+            prop_assert!(ls.iter().all(|l| !l.amount.is_zero()));
+            for l in &ls {
+                match period {
+                    Some(p) => {
+                        let prefix = format!("Late usage for {p}: ");
+                        prop_assert!(l.description.starts_with(&prefix));
+                    }
+                    None => prop_assert!(!l.description.starts_with("Late")),
+                }
+            }
+        }
+
+        /// Rating the sum never differs from rating per event by more than the rounding of each part:
+        /// and it is the sum that is billed.
+        #[test]
+        fn rounding_is_on_the_total(words in proptest::collection::vec(1i64..1000, 1..50)) {
+            let total: i64 = words.iter().sum();
+            let c = rate(&totals(total, 0, 0), &DEFAULT);
+            prop_assert_eq!(c.voice_cents.0, (total * 100 + 500) / 1000);
+        }
+    }
+}

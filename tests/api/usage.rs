@@ -1,0 +1,528 @@
+//! Usage metering over HTTP: ingestion exactly once, validation, who may post, the dashboard's figures.
+
+use crate::helpers::{spawn_app_with, super_admin, token, Reply, Store, TestApp};
+use crate::store_tests;
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{json, Value};
+use thanotopolis_billing::domain::{time, BillingPeriod, TenantId};
+use thanotopolis_billing::with_pool;
+
+store_tests!(
+    accepts_events_and_reports_duplicates,
+    racing_duplicate_batches_count_once,
+    an_invalid_batch_names_each_bad_index_and_stores_nothing,
+    only_services_and_super_admins_may_post_usage,
+    dashboard_shows_usage_and_charges_right_after_the_post,
+    worked_rounding_examples,
+    earlier_periods_unbilled_usage_is_late,
+    demo_tenants_see_zero_charges,
+    usage_before_trial_end_is_free,
+    tenants_never_see_each_others_usage,
+);
+
+pub fn service() -> String {
+    token("platform", "service")
+}
+
+pub fn ev(id: &str, tenant: &str, kind: &str, quantity: i64) -> Value {
+    json!({"event_id": id, "tenant_id": tenant, "type": kind, "quantity": quantity})
+}
+
+pub fn ev_at(id: &str, tenant: &str, kind: &str, quantity: i64, at: DateTime<Utc>) -> Value {
+    let mut e = ev(id, tenant, kind, quantity);
+    e["occurred_at"] = json!(time::rfc3339(at));
+    e
+}
+
+pub async fn post_usage(app: &TestApp, events: Vec<Value>) -> Reply {
+    app.post(
+        "/api/usage/events",
+        Some(&service()),
+        &json!({ "events": events }),
+    )
+    .await
+}
+
+async fn stored_events(app: &TestApp) -> i64 {
+    with_pool!(&app.db, pool => {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM usage_events").fetch_one(pool).await
+    })
+    .unwrap()
+}
+
+async fn dashboard(app: &TestApp, tenant: &str) -> Value {
+    app.get("/api/billing/dashboard", Some(&token(tenant, "member")))
+        .await
+        .expect(200)
+        .body
+}
+
+async fn accepts_events_and_reports_duplicates(app: TestApp) {
+    app.add_tenant("acme").await;
+    let reply = post_usage(
+        &app,
+        vec![
+            ev("e1", "acme", "stt_words", 100),
+            ev("e2", "acme", "tts_words", 50),
+            ev("e1", "acme", "stt_words", 100),
+        ],
+    )
+    .await
+    .expect(200);
+    assert_eq!(reply.body, json!({"accepted": 2, "duplicates": 1}));
+    // The same batch again: all duplicates.
+    let reply = post_usage(
+        &app,
+        vec![
+            ev("e1", "acme", "stt_words", 100),
+            ev("e2", "acme", "tts_words", 50),
+        ],
+    )
+    .await
+    .expect(200);
+    assert_eq!(reply.body, json!({"accepted": 0, "duplicates": 2}));
+    // Across batches, even with other content: the event id decides.
+    let reply = post_usage(
+        &app,
+        vec![
+            ev("e2", "acme", "tts_words", 999),
+            ev("call-1", "acme", "phone_calls", 1),
+        ],
+    )
+    .await
+    .expect(200);
+    assert_eq!(reply.body, json!({"accepted": 1, "duplicates": 1}));
+    assert_eq!(stored_events(&app).await, 3);
+    let d = dashboard(&app, "acme").await;
+    assert_eq!(d["current_period_usage"]["total_stt_words"], 100);
+    assert_eq!(d["current_period_usage"]["total_tts_words"], 50);
+    assert_eq!(d["current_period_usage"]["total_phone_calls"], 1);
+}
+
+async fn racing_duplicate_batches_count_once(app: TestApp) {
+    app.add_tenant("acme").await;
+    let batch: Vec<Value> = (0..200)
+        .map(|i| ev(&format!("race-{i}"), "acme", "stt_words", 1))
+        .collect();
+    let posts = (0..4).map(|_| {
+        let (client, url, body) = (
+            app.client.clone(),
+            app.url("/api/usage/events"),
+            json!({ "events": batch.clone() }),
+        );
+        async move {
+            let resp = client.post(url).bearer_auth(service()).json(&body).send();
+            Reply::from(resp.await.expect("request")).await
+        }
+    });
+    let replies = futures_join_all(posts).await;
+    let accepted: i64 = replies
+        .iter()
+        .map(|r| {
+            assert_eq!(r.status, 200, "{}", r.text);
+            r.body["accepted"].as_i64().unwrap()
+        })
+        .sum();
+    let duplicates: i64 = replies
+        .iter()
+        .map(|r| r.body["duplicates"].as_i64().unwrap())
+        .sum();
+    assert_eq!(accepted, 200);
+    assert_eq!(duplicates, 600);
+    assert_eq!(stored_events(&app).await, 200);
+    let d = dashboard(&app, "acme").await;
+    assert_eq!(d["current_period_usage"]["total_stt_words"], 200);
+}
+
+/// Runs futures concurrently (the test crate has no `futures` dependency).
+pub async fn futures_join_all<F: std::future::Future + Send + 'static>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.expect("task"));
+    }
+    out
+}
+
+async fn an_invalid_batch_names_each_bad_index_and_stores_nothing(app: TestApp) {
+    app.add_tenant("acme").await;
+    let future = Utc::now() + Duration::days(3);
+    let reply = post_usage(
+        &app,
+        vec![
+            ev("ok-1", "acme", "stt_words", 10),
+            ev("bad-q", "acme", "stt_words", 0),
+            ev("bad-t", "acme", "sms", 1),
+            ev("bad-call", "acme", "phone_calls", 3),
+            ev("bad-tenant", "nobody", "tts_words", 5),
+            ev_at("bad-time", "acme", "tts_words", 5, future),
+            json!({"event_id": "bad-ts", "tenant_id": "acme", "type": "stt_words", "quantity": 1, "occurred_at": "yesterday"}),
+            ev(&"x".repeat(201), "acme", "stt_words", 1),
+            json!({"event_id": "bad-meta", "tenant_id": "acme", "type": "stt_words", "quantity": 1, "metadata": "text"}),
+            json!({"event_id": "bad-frac", "tenant_id": "acme", "type": "stt_words", "quantity": 1.5}),
+            json!("not an event"),
+        ],
+    )
+    .await
+    .expect(422);
+    assert_eq!(reply.body["code"], "invalid_usage_events");
+    let detail = reply.body["detail"].as_str().unwrap();
+    for expected in [
+        "events[1].quantity: must be a whole number >= 1",
+        "events[2].type:",
+        "events[3].quantity: must be 1 for phone_calls",
+        "events[4].tenant_id: no tenant \"nobody\"",
+        "events[5].occurred_at: is more than a day in the future",
+        "events[6].occurred_at: must be an RFC 3339 timestamp",
+        "events[7].event_id:",
+        "events[8].metadata: must be a JSON object",
+        "events[9].quantity:",
+        "events[10]: must be an object",
+    ] {
+        assert!(
+            detail.contains(expected),
+            "missing {expected:?} in {detail}"
+        );
+    }
+    assert!(!detail.contains("events[0]"), "{detail}");
+    assert_eq!(stored_events(&app).await, 0);
+    assert_eq!(
+        dashboard(&app, "acme").await["current_period_usage"]["total_stt_words"],
+        0
+    );
+
+    let reply = post_usage(&app, vec![]).await.expect(422);
+    assert!(reply.body["detail"].as_str().unwrap().contains("empty"));
+    let too_many: Vec<Value> = (0..1001)
+        .map(|i| ev(&format!("e{i}"), "acme", "stt_words", 1))
+        .collect();
+    let reply = post_usage(&app, too_many).await.expect(422);
+    assert!(reply.body["detail"].as_str().unwrap().contains("1000"));
+    app.post("/api/usage/events", Some(&service()), &json!({"evts": []}))
+        .await
+        .expect(422);
+    let full: Vec<Value> = (0..1000)
+        .map(|i| ev(&format!("e{i}"), "acme", "stt_words", 1))
+        .collect();
+    let reply = post_usage(&app, full).await.expect(200);
+    assert_eq!(reply.body["accepted"], 1000);
+}
+
+async fn only_services_and_super_admins_may_post_usage(app: TestApp) {
+    app.add_tenant("acme").await;
+    let body = json!({"events": [ev("e1", "acme", "stt_words", 5)]});
+    app.post("/api/usage/events", None, &body).await.expect(401);
+    app.post("/api/usage/events", Some("garbage"), &body)
+        .await
+        .expect(401);
+    for role in ["member", "user", "org_admin", "admin"] {
+        let reply = app
+            .post("/api/usage/events", Some(&token("acme", role)), &body)
+            .await;
+        assert_eq!(reply.status, 403, "{role}: {}", reply.text);
+    }
+    assert_eq!(stored_events(&app).await, 0);
+    app.post("/api/usage/events", Some(&service()), &body)
+        .await
+        .expect(200);
+    let reply = app
+        .post("/api/usage/events", Some(&super_admin()), &body)
+        .await
+        .expect(200);
+    assert_eq!(reply.body["duplicates"], 1);
+    // A service token reports usage; it does not read billing.
+    app.get("/api/billing/dashboard", Some(&token("acme", "service")))
+        .await
+        .expect(403);
+    app.get("/api/billing/dashboard", None).await.expect(401);
+}
+
+async fn dashboard_shows_usage_and_charges_right_after_the_post(app: TestApp) {
+    app.add_tenant("acme").await;
+    let mut events = vec![
+        ev("s1", "acme", "stt_words", 150),
+        ev("s2", "acme", "stt_words", 50),
+        ev("t1", "acme", "tts_words", 90),
+    ];
+    events.extend((0..17).map(|i| ev(&format!("call-{i}"), "acme", "phone_calls", 1)));
+    post_usage(&app, events).await.expect(200);
+    let d = dashboard(&app, "acme").await;
+    assert_eq!(d["is_demo"], false);
+    assert!(d.get("demo_message").is_none());
+    assert_eq!(d["current_subscription"], Value::Null);
+    assert_eq!(d["recent_invoices"], json!([]));
+    let period = BillingPeriod::containing(Utc::now(), chrono_tz::UTC);
+    let (start, end) = period.bounds(chrono_tz::UTC);
+    let usage = &d["current_period_usage"];
+    assert_eq!(usage["start_date"], time::rfc3339(start));
+    assert_eq!(usage["end_date"], time::rfc3339(end));
+    assert_eq!(usage["total_stt_words"], 200);
+    assert_eq!(usage["total_tts_words"], 90);
+    assert_eq!(usage["total_phone_calls"], 17);
+    let up = &d["upcoming_charges"];
+    assert_eq!(up["voice_words_count"], 290);
+    assert_eq!(up["voice_usage_cents"], 29);
+    assert_eq!(up["call_count"], 17);
+    assert_eq!(up["call_charges_cents"], 1700);
+    assert_eq!(up["total_charges_cents"], 1729);
+    assert_eq!(up["late"], json!([]));
+}
+
+async fn worked_rounding_examples(app: TestApp) {
+    for (tenant, stt, tts, cents) in [
+        ("big", 10_000, 2_345, 1235),
+        ("mid", 290, 0, 29),
+        ("tiny", 4, 0, 0),
+    ] {
+        app.add_tenant(tenant).await;
+        let mut events = vec![ev(&format!("{tenant}-s"), tenant, "stt_words", stt)];
+        if tts > 0 {
+            events.push(ev(&format!("{tenant}-t"), tenant, "tts_words", tts));
+        }
+        post_usage(&app, events).await.expect(200);
+        let d = dashboard(&app, tenant).await;
+        let up = &d["upcoming_charges"];
+        assert_eq!(up["voice_words_count"], stt + tts, "{tenant}");
+        assert_eq!(up["voice_usage_cents"], cents, "{tenant}");
+        assert_eq!(up["total_charges_cents"], cents, "{tenant}");
+    }
+}
+
+async fn earlier_periods_unbilled_usage_is_late(app: TestApp) {
+    app.add_tenant("acme").await;
+    let period = BillingPeriod::containing(Utc::now(), chrono_tz::UTC);
+    let (start, _) = period.bounds(chrono_tz::UTC);
+    let earlier = start - Duration::hours(1);
+    let two_back = period.prev().prev().bounds(chrono_tz::UTC).0 + Duration::hours(5);
+    let reply = post_usage(
+        &app,
+        vec![
+            ev_at("old-1", "acme", "stt_words", 5_000, earlier),
+            ev_at("old-2", "acme", "phone_calls", 1, earlier),
+            ev_at("old-3", "acme", "phone_calls", 1, two_back),
+            ev("new-1", "acme", "tts_words", 1_000),
+        ],
+    )
+    .await
+    .expect(200);
+    assert_eq!(reply.body["accepted"], 4);
+    let d = dashboard(&app, "acme").await;
+    let up = &d["upcoming_charges"];
+    assert_eq!(up["voice_words_count"], 1000);
+    assert_eq!(up["voice_usage_cents"], 100);
+    assert_eq!(
+        up["late"],
+        json!([
+            {"period": period.prev().prev().to_string(), "voice_words_count": 0, "voice_usage_cents": 0,
+             "call_count": 1, "call_charges_cents": 100},
+            {"period": period.prev().to_string(), "voice_words_count": 5000, "voice_usage_cents": 500,
+             "call_count": 1, "call_charges_cents": 100},
+        ])
+    );
+    assert_eq!(up["total_charges_cents"], 100 + 100 + 500 + 100);
+    // The current period's own usage counts only this period's events.
+    assert_eq!(d["current_period_usage"]["total_stt_words"], 0);
+    assert_eq!(d["current_period_usage"]["total_tts_words"], 1000);
+}
+
+async fn demo_tenants_see_zero_charges(app: TestApp) {
+    app.add_tenant("demo").await;
+    thanotopolis_billing::db::tenants::set_demo(&app.db, &TenantId::parse("demo").unwrap(), true)
+        .await
+        .unwrap();
+    post_usage(
+        &app,
+        vec![
+            ev("d1", "demo", "stt_words", 5_000),
+            ev("d2", "demo", "phone_calls", 1),
+        ],
+    )
+    .await
+    .expect(200);
+    let d = dashboard(&app, "demo").await;
+    assert_eq!(d["is_demo"], true);
+    assert_eq!(
+        d["demo_message"],
+        "This is a demo account and is exempt from billing charges."
+    );
+    assert_eq!(d["current_subscription"], Value::Null);
+    assert_eq!(d["current_period_usage"]["total_stt_words"], 5000);
+    let up = &d["upcoming_charges"];
+    assert_eq!(up["total_charges_cents"], 0);
+    assert_eq!(up["voice_usage_cents"], 0);
+    assert_eq!(up["call_charges_cents"], 0);
+    // Usage during the demo interval stays free after the tenant leaves demo.
+    thanotopolis_billing::db::tenants::set_demo(&app.db, &TenantId::parse("demo").unwrap(), false)
+        .await
+        .unwrap();
+    let later = Utc::now() + Duration::seconds(2);
+    post_usage(&app, vec![ev_at("d3", "demo", "stt_words", 1_000, later)])
+        .await
+        .expect(200);
+    let d = dashboard(&app, "demo").await;
+    assert_eq!(d["is_demo"], false);
+    assert_eq!(d["upcoming_charges"]["voice_words_count"], 1000);
+    assert_eq!(d["upcoming_charges"]["total_charges_cents"], 100);
+}
+
+/// Inserts a subscription row as the Stripe webhooks would have.
+pub async fn insert_subscription(
+    app: &TestApp,
+    tenant: &str,
+    id: &str,
+    status: &str,
+    trial_end: Option<DateTime<Utc>>,
+) {
+    let now = time::now();
+    with_pool!(&app.db, pool => {
+        sqlx::query(
+            "INSERT INTO subscriptions (stripe_subscription_id, tenant_id, stripe_customer_id, status,
+                 price_id, amount_cents, current_period_start, current_period_end, trial_end,
+                 stripe_created_at, stripe_updated_at, synced_at)
+             VALUES ($1, $2, 'cus_1', $3, 'price_1', 29900, $4, $5, $6, $4, $4, $4)",
+        )
+        .bind(id)
+        .bind(tenant)
+        .bind(status)
+        .bind(now)
+        .bind(now + Duration::days(30))
+        .bind(trial_end)
+        .execute(pool)
+        .await
+        .map(|_| ())
+    })
+    .unwrap();
+}
+
+async fn usage_before_trial_end_is_free(app: TestApp) {
+    app.add_tenant("acme").await;
+    let now = time::now();
+    let trial_end = now - Duration::seconds(60);
+    insert_subscription(&app, "acme", "sub_1", "active", Some(trial_end)).await;
+    post_usage(
+        &app,
+        vec![
+            ev_at(
+                "in-trial",
+                "acme",
+                "stt_words",
+                7_000,
+                now - Duration::seconds(120),
+            ),
+            ev_at(
+                "in-trial-call",
+                "acme",
+                "phone_calls",
+                1,
+                now - Duration::seconds(61),
+            ),
+            ev_at("at-end", "acme", "stt_words", 1_000, trial_end),
+            ev_at("after", "acme", "phone_calls", 1, now),
+        ],
+    )
+    .await
+    .expect(200);
+    let d = dashboard(&app, "acme").await;
+    let sub = &d["current_subscription"];
+    assert_eq!(sub["subscription_id"], "sub_1");
+    assert_eq!(sub["status"], "active");
+    assert_eq!(sub["amount_cents"], 29900);
+    assert_eq!(sub["cancel_at_period_end"], false);
+    assert!(sub["current_period_start"].as_str().unwrap().ends_with('Z'));
+    // Raw usage shows everything; the charges only what occurred from trial_end on.
+    assert_eq!(d["current_period_usage"]["total_stt_words"], 8000);
+    let up = &d["upcoming_charges"];
+    assert_eq!(up["voice_words_count"], 1000);
+    assert_eq!(up["call_count"], 1);
+    assert_eq!(up["total_charges_cents"], 200);
+}
+
+async fn tenants_never_see_each_others_usage(app: TestApp) {
+    app.add_tenant("acme").await;
+    app.add_tenant("beta").await;
+    post_usage(
+        &app,
+        vec![
+            ev("a1", "acme", "stt_words", 1_000),
+            ev("b1", "beta", "stt_words", 2_000),
+        ],
+    )
+    .await
+    .expect(200);
+    assert_eq!(
+        dashboard(&app, "acme").await["current_period_usage"]["total_stt_words"],
+        1000
+    );
+    assert_eq!(
+        dashboard(&app, "beta").await["current_period_usage"]["total_stt_words"],
+        2000
+    );
+    let reply = app
+        .get(
+            "/api/billing/dashboard?tenant_id=beta",
+            Some(&token("acme", "org_admin")),
+        )
+        .await
+        .expect(403);
+    assert_eq!(reply.body["code"], "forbidden");
+    let reply = app
+        .get(
+            "/api/billing/dashboard?tenant_id=beta",
+            Some(&super_admin()),
+        )
+        .await
+        .expect(200);
+    assert_eq!(reply.body["current_period_usage"]["total_stt_words"], 2000);
+    app.get("/api/billing/dashboard", Some(&token("ghost", "member")))
+        .await
+        .expect(404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn periods_follow_a_non_utc_billing_timezone() {
+    for store in [Store::Sqlite, Store::Postgres] {
+        let app = spawn_app_with(store, |vars| {
+            vars.insert("BILLING_TIMEZONE".into(), "Pacific/Auckland".into());
+        })
+        .await;
+        app.add_tenant("acme").await;
+        let tz = chrono_tz::Pacific::Auckland;
+        let period = BillingPeriod::containing(Utc::now(), tz);
+        let (start, _) = period.bounds(tz);
+        post_usage(
+            &app,
+            vec![
+                ev_at(
+                    "before",
+                    "acme",
+                    "phone_calls",
+                    1,
+                    start - Duration::seconds(1),
+                ),
+                ev_at("at", "acme", "phone_calls", 1, start),
+            ],
+        )
+        .await
+        .expect(200);
+        let d = dashboard(&app, "acme").await;
+        assert_eq!(
+            d["current_period_usage"]["start_date"],
+            time::rfc3339(start)
+        );
+        assert_eq!(
+            d["current_period_usage"]["total_phone_calls"], 1,
+            "{store:?}"
+        );
+        assert_eq!(d["upcoming_charges"]["call_count"], 1);
+        assert_eq!(
+            d["upcoming_charges"]["late"][0]["period"],
+            period.prev().to_string()
+        );
+        assert_eq!(d["upcoming_charges"]["late"][0]["call_count"], 1);
+    }
+}
