@@ -872,9 +872,7 @@ fn read_items(
             .get(&price)
             .ok_or_else(|| ApiError::no_such("price", &price, &name))?;
         if pr.recurring.is_none() {
-            return Err(ApiError::invalid(format!(
-                "The price specified is set to `type=one_time` but this field only accepts prices with `type=recurring`."
-            ))
+            return Err(ApiError::invalid("The price specified is set to `type=one_time` but this field only accepts prices with `type=recurring`.")
             .param(name));
         }
         out.push((price, qty, new_metadata(md)));
@@ -1001,9 +999,9 @@ fn sub_update(s: &mut Store, id: &str, mut p: Params) -> Result<Value, ApiError>
     );
     p.finish()?;
     if sub.status == "canceled" || sub.status == "incomplete_expired" {
-        return Err(ApiError::invalid(format!(
-            "A canceled subscription can only update its cancellation_details and metadata."
-        ))
+        return Err(ApiError::invalid(
+            "A canceled subscription can only update its cancellation_details and metadata.",
+        )
         .code("resource_missing")
         .status(400));
     }

@@ -139,6 +139,27 @@ pub fn set_default_pm(s: &mut Store, customer: &str, pm: &str) {
     s.emit_update("customer.updated", before, after);
 }
 
+/// A new default card for the customer, also replacing the card its subscriptions were set to
+/// charge (the subscription's own payment method would otherwise win), as the portal does.
+pub fn replace_card(s: &mut Store, customer: &str, number: &str) -> String {
+    let pm = attach_card(s, customer, number, true);
+    let subs: Vec<String> = s
+        .subscriptions
+        .newest_first()
+        .filter(|(_, x)| x.customer == customer && x.default_payment_method.is_some())
+        .map(|(i, _)| i.clone())
+        .collect();
+    for sid in subs {
+        let before = s.render_id(&sid).unwrap_or_default();
+        if let Some(x) = s.subscriptions.get_mut(&sid) {
+            x.default_payment_method = Some(pm.clone());
+        }
+        let after = s.render_id(&sid).unwrap_or_default();
+        s.emit_update("customer.subscription.updated", before, after);
+    }
+    pm
+}
+
 /// The payment method an invoice would be charged with.
 fn invoice_pm(s: &Store, inv: &Invoice) -> Option<String> {
     inv.default_payment_method
@@ -287,7 +308,7 @@ pub fn create_subscription(s: &mut Store, n: NewSub) -> Result<String, ApiError>
         &invoice_id,
         "subscription_create",
         now,
-        period_end,
+        (now, period_end),
         trial.is_some(),
     );
     collect_new_sub_invoice(s, &invoice_id);
@@ -307,14 +328,15 @@ fn collect_new_sub_invoice(s: &mut Store, invoice_id: &str) {
 }
 
 /// A draft invoice for a subscription period, pulling in the customer's pending invoice items
-/// as Stripe does.
+/// as Stripe does. Its lines bill `(start, end)` in advance; the invoice's own period, as in
+/// Stripe, is the one that just ended: `[prev_start, start]`.
 fn create_sub_invoice(
     s: &mut Store,
     sub_id: &str,
     invoice_id: &str,
     reason: &str,
-    start: i64,
-    end: i64,
+    prev_start: i64,
+    (start, end): (i64, i64),
     trial: bool,
 ) {
     let now = s.now();
@@ -380,12 +402,8 @@ fn create_sub_invoice(
         auto_advance: true,
         sub_lines: lines,
         item_ids: pending.into_iter().rev().collect(),
-        period_start: start,
-        period_end: if reason == "subscription_create" {
-            start
-        } else {
-            end
-        },
+        period_start: prev_start,
+        period_end: start,
         ..Invoice::draft(
             invoice_id.to_string(),
             sub.customer.clone(),
@@ -689,7 +707,6 @@ pub fn complete_checkout(
 // ---- the clock -----------------------------------------------------------------------------
 
 enum Due {
-    TrialEnd(String),
     PeriodEnd(String),
     CancelAt(String),
     IncompleteExpiry(String),
@@ -708,7 +725,7 @@ fn next_due(s: &Store, target: i64) -> Option<(i64, Due)> {
         match x.status.as_str() {
             "trialing" => {
                 if let Some(t) = x.trial_end {
-                    consider(t, Due::TrialEnd(id.clone()));
+                    consider(t, Due::PeriodEnd(id.clone()));
                 }
             }
             "active" | "past_due" | "unpaid" => {
@@ -749,7 +766,6 @@ pub fn advance_to(s: &mut Store, target: i64) {
         }
         s.clock.pin(t);
         match due {
-            Due::TrialEnd(id) => trial_end(s, &id),
             Due::PeriodEnd(id) => period_end(s, &id),
             Due::CancelAt(id) => end_subscription(s, &id, "cancellation_requested"),
             Due::IncompleteExpiry(id) => set_sub_status(s, &id, "incomplete_expired"),
@@ -772,38 +788,8 @@ pub fn advance_to(s: &mut Store, target: i64) {
     s.clock.set(target);
 }
 
-fn trial_end(s: &mut Store, id: &str) {
-    let Some(x) = s.subscriptions.get(id) else {
-        return;
-    };
-    if x.cancel_at_period_end {
-        end_subscription(s, id, "cancellation_requested");
-        return;
-    }
-    let before = s.render_id(id).unwrap_or_default();
-    let invoice_id = new_id("in");
-    let (start, end) = {
-        let price = x.items.first().map(|i| i.price.clone()).unwrap_or_default();
-        let (interval, count) = interval_of(s, &price);
-        let start = x.current_period_end;
-        (
-            start,
-            add_intervals(x.billing_cycle_anchor, &interval, count, 1),
-        )
-    };
-    if let Some(x) = s.subscriptions.get_mut(id) {
-        x.status = "active".into();
-        x.periods = 1;
-        x.current_period_start = start;
-        x.current_period_end = end;
-        x.latest_invoice = Some(invoice_id.clone());
-    }
-    let after = s.render_id(id).unwrap_or_default();
-    s.emit_update("customer.subscription.updated", before, after);
-    create_sub_invoice(s, id, &invoice_id, "subscription_cycle", start, end, false);
-    collect_new_sub_invoice(s, &invoice_id);
-}
-
+/// A period (or the trial) ends: the subscription ends if set to, otherwise the next period
+/// starts and is invoiced in advance; a trial becomes `active`.
 fn period_end(s: &mut Store, id: &str) {
     let Some(x) = s.subscriptions.get(id) else {
         return;
@@ -815,11 +801,15 @@ fn period_end(s: &mut Store, id: &str) {
     let before = s.render_id(id).unwrap_or_default();
     let price = x.items.first().map(|i| i.price.clone()).unwrap_or_default();
     let (interval, count) = interval_of(s, &price);
+    let prev_start = x.current_period_start;
     let start = x.current_period_end;
     let periods = x.periods + 1;
     let end = add_intervals(x.billing_cycle_anchor, &interval, count, periods);
     let invoice_id = new_id("in");
     if let Some(x) = s.subscriptions.get_mut(id) {
+        if x.status == "trialing" {
+            x.status = "active".into();
+        }
         x.periods = periods;
         x.current_period_start = start;
         x.current_period_end = end.max(start + 1);
@@ -827,6 +817,14 @@ fn period_end(s: &mut Store, id: &str) {
     }
     let after = s.render_id(id).unwrap_or_default();
     s.emit_update("customer.subscription.updated", before, after);
-    create_sub_invoice(s, id, &invoice_id, "subscription_cycle", start, end, false);
+    create_sub_invoice(
+        s,
+        id,
+        &invoice_id,
+        "subscription_cycle",
+        prev_start,
+        (start, end),
+        false,
+    );
     collect_new_sub_invoice(s, &invoice_id);
 }

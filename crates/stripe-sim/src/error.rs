@@ -9,10 +9,8 @@ pub struct ApiError {
     pub code: Option<&'static str>,
     pub message: String,
     pub param: Option<String>,
-    pub decline_code: Option<&'static str>,
     /// Extra headers Stripe sends with some errors (`Stripe-Should-Retry`).
     pub headers: Vec<(&'static str, String)>,
-    pub extra: Map<String, Value>,
 }
 
 impl ApiError {
@@ -23,9 +21,7 @@ impl ApiError {
             code: None,
             message: message.into(),
             param: None,
-            decline_code: None,
             headers: Vec::new(),
-            extra: Map::new(),
         }
     }
 
@@ -78,12 +74,10 @@ impl ApiError {
     }
 
     pub fn card_declined() -> Self {
-        let mut e = Self::new(402, "card_error", "Your card was declined.").code("card_declined");
-        e.decline_code = Some("generic_decline");
-        e
+        Self::new(402, "card_error", "Your card was declined.").code("card_declined")
     }
 
-    pub fn api_error(status: u16) -> Self {
+    pub fn server_error(status: u16) -> Self {
         Self::new(
             status,
             "api_error",
@@ -127,8 +121,8 @@ impl ApiError {
         if let Some(p) = &self.param {
             err.insert("param".into(), json!(p));
         }
-        if let Some(d) = self.decline_code {
-            err.insert("decline_code".into(), json!(d));
+        if self.code == Some("card_declined") {
+            err.insert("decline_code".into(), json!("generic_decline"));
         }
         err.insert(
             "request_log_url".into(),
@@ -136,9 +130,6 @@ impl ApiError {
                 "https://dashboard.stripe.com/test/logs/{request_id}"
             )),
         );
-        for (k, v) in &self.extra {
-            err.insert(k.clone(), v.clone());
-        }
         json!({ "error": Value::Object(err) })
     }
 }

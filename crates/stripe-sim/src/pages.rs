@@ -116,7 +116,7 @@ pub fn handle(app: &Arc<App>, parts: &Parts, body: &[u8]) -> Response {
                 Ok(()) => {
                     let url = s
                         .checkout_sessions
-                        .get(*id)
+                        .get(id)
                         .and_then(|c| c.success_url.clone())
                         .unwrap_or_else(|| format!("/checkout/{id}"));
                     redirect(&url.replace("{CHECKOUT_SESSION_ID}", id))
@@ -130,7 +130,7 @@ pub fn handle(app: &Arc<App>, parts: &Parts, body: &[u8]) -> Response {
         (true, ["invoice", id, "pay"]) => {
             let card = field("cardNumber");
             let res = (|| {
-                let inv = s.invoices.get(*id).ok_or_else(|| crate::error::ApiError::invalid("No such invoice"))?;
+                let inv = s.invoices.get(id).ok_or_else(|| crate::error::ApiError::invalid("No such invoice"))?;
                 let customer = inv.customer.clone();
                 let pm = if card.is_empty() {
                     None
@@ -426,24 +426,7 @@ fn portal_action(s: &mut Store, id: &str, action: &str, card: &str) -> Response 
         }
         ("card", _) => match billing::check_card(card) {
             Ok(n) => {
-                let pm = billing::attach_card(s, &ps.customer, &n, true);
-                // A subscription's own payment method would win over the new default.
-                let subs: Vec<String> = s
-                    .subscriptions
-                    .newest_first()
-                    .filter(|(_, x)| {
-                        x.customer == ps.customer && x.default_payment_method.is_some()
-                    })
-                    .map(|(i, _)| i.clone())
-                    .collect();
-                for sid in subs {
-                    let before = s.render_id(&sid).unwrap_or_default();
-                    if let Some(x) = s.subscriptions.get_mut(&sid) {
-                        x.default_payment_method = Some(pm.clone());
-                    }
-                    let after = s.render_id(&sid).unwrap_or_default();
-                    s.emit_update("customer.subscription.updated", before, after);
-                }
+                billing::replace_card(s, &ps.customer, &n);
                 portal_page(s, id, None, Some("Your card was updated."))
             }
             Err(e) => portal_page(s, id, Some(&e.message), None),

@@ -226,7 +226,7 @@ fn fault_error(status: u16) -> ApiError {
         )
         .status(409)
         .code("lock_timeout"),
-        s if s >= 500 => ApiError::api_error(s),
+        s if s >= 500 => ApiError::server_error(s),
         s => ApiError::invalid("Simulated fault.").status(s),
     }
 }
@@ -569,7 +569,7 @@ fn control_inner(
             if !s.customers.contains(id) {
                 return Err(ApiError::no_such("customer", id, "customer"));
             }
-            let pm = billing::attach_card(&mut s, id, &number, true);
+            let pm = billing::replace_card(&mut s, id, &number);
             Ok(s.render_id(&pm).unwrap_or_default())
         }
         ("POST", ["clock", "advance"]) => {

@@ -323,6 +323,7 @@ impl Store {
             "billing_cycle_anchor": s.billing_cycle_anchor,
             "billing_cycle_anchor_config": null,
             "billing_mode": {"type": "classic"},
+            "billing_schedules": [],
             "billing_thresholds": null,
             "cancel_at": s.cancel_at,
             "cancel_at_period_end": s.cancel_at_period_end,
@@ -354,6 +355,7 @@ impl Store {
             },
             "latest_invoice": s.latest_invoice,
             "livemode": false,
+            "managed_payments": {"enabled": false},
             "metadata": md(&s.metadata),
             "next_pending_invoice_item_invoice": null,
             "on_behalf_of": null,
@@ -755,8 +757,10 @@ impl Store {
             "amount_subtotal": amount,
             "amount_tax": 0,
             "amount_total": amount,
+            "adjustable_quantity": null,
             "currency": cs.currency,
             "description": desc,
+            "metadata": {},
             "price": price.map(|p| self.render_price(p)),
             "quantity": l.quantity,
         })
@@ -949,9 +953,7 @@ fn parse_clause(s: &str) -> Result<Clause, ApiError> {
     if negate {
         s = &s[1..];
     }
-    let op_pos = s
-        .find(|c| c == ':' || c == '~' || c == '>' || c == '<')
-        .ok_or_else(bad)?;
+    let op_pos = s.find([':', '~', '>', '<']).ok_or_else(bad)?;
     let field = &s[..op_pos];
     let mut rest = &s[op_pos..];
     let op = if rest.starts_with(">=") || rest.starts_with("<=") {

@@ -1,0 +1,11 @@
+//! Drives the simulator over HTTP, as a Stripe client would.
+
+mod checkout;
+mod clock;
+mod common;
+mod conformance;
+mod control;
+mod invoices;
+mod protocol;
+mod resources;
+mod webhooks;

@@ -1,0 +1,249 @@
+"""Drives the Stripe simulator with the official Stripe Python SDK.
+
+Usage: check.py BASE_URL. Prints one line per check and `sdk-check: N passed, M failed`;
+exits non-zero on any failure.
+"""
+
+import http.server
+import json
+import sys
+import threading
+import time
+import traceback
+import uuid
+
+import stripe
+
+BASE = sys.argv[1].rstrip("/")
+stripe.api_key = "sk_test_sdk_check"
+stripe.api_base = BASE
+stripe.max_network_retries = 0
+
+passed = 0
+failed = 0
+ctx = {}
+
+
+def check(name):
+    def wrap(fn):
+        global passed, failed
+        try:
+            fn()
+            passed += 1
+            print(f"ok   {name}")
+        except Exception:  # noqa: BLE001 - every failure is reported, not raised
+            failed += 1
+            print(f"FAIL {name}")
+            traceback.print_exc()
+        return fn
+
+    return wrap
+
+
+def sim_post(path, data):
+    """A /_sim control call, outside the SDK."""
+    import urllib.parse
+    import urllib.request
+
+    body = urllib.parse.urlencode(data).encode()
+    with urllib.request.urlopen(urllib.request.Request(BASE + path, data=body, method="POST")) as r:
+        return json.loads(r.read())
+
+
+@check("customer create/retrieve/update/list")
+def _():
+    c = stripe.Customer.create(email="sdk@example.com", name="SDK", metadata={"tenant_id": "t-sdk"})
+    assert c.id.startswith("cus_")
+    got = stripe.Customer.retrieve(c.id)
+    assert got.email == "sdk@example.com"
+    upd = stripe.Customer.modify(c.id, name="SDK 2", metadata={"plan": "pro"})
+    assert upd.name == "SDK 2" and upd.metadata["plan"] == "pro" and upd.metadata["tenant_id"] == "t-sdk"
+    listed = stripe.Customer.list(email="sdk@example.com", limit=5)
+    assert [x.id for x in listed.data] == [c.id]
+    found = stripe.Customer.search(query="metadata['tenant_id']:'t-sdk'")
+    assert found.data[0].id == c.id
+    ctx["customer"] = c.id
+
+
+@check("product and price create")
+def _():
+    p = stripe.Product.create(name="Thanotopolis Pro")
+    price = stripe.Price.create(
+        product=p.id, unit_amount=29900, currency="usd", recurring={"interval": "month"}, lookup_key="sdk_monthly"
+    )
+    assert price.recurring.interval == "month" and price.unit_amount == 29900
+    by_key = stripe.Price.list(lookup_keys=["sdk_monthly"], expand=["data.product"])
+    assert by_key.data[0].id == price.id and by_key.data[0].product.name == "Thanotopolis Pro"
+    ctx["price"] = price.id
+
+
+@check("subscription create with trial, modify cancel_at_period_end, cancel")
+def _():
+    cus = stripe.Customer.create(email="sub@example.com", payment_method="pm_card_visa",
+                                 invoice_settings={"default_payment_method": "pm_card_visa"})
+    sub = stripe.Subscription.create(
+        customer=cus.id, items=[{"price": ctx["price"]}], trial_period_days=14, metadata={"tenant_id": "t-sdk"}
+    )
+    assert sub.status == "trialing", sub.status
+    assert sub["items"]["data"][0]["current_period_end"] == sub.trial_end
+    mod = stripe.Subscription.modify(sub.id, cancel_at_period_end=True)
+    assert mod.cancel_at_period_end is True
+    canceled = stripe.Subscription.cancel(sub.id)
+    assert canceled.status == "canceled"
+    ctx["card_customer"] = cus.id
+
+
+@check("invoice item create")
+def _():
+    ii = stripe.InvoiceItem.create(customer=ctx["card_customer"], amount=1700, currency="usd",
+                                   description="Phone Calls: 17 calls")
+    assert ii.amount == 1700 and ii.invoice is None
+    ctx["ii"] = ii.id
+
+
+@check("invoice create, finalize, send, pay, void, list by status")
+def _():
+    cus = ctx["card_customer"]
+    inv = stripe.Invoice.create(customer=cus, pending_invoice_items_behavior="include",
+                                collection_method="send_invoice", days_until_due=14,
+                                metadata={"tenant_id": "t-sdk", "billing_period": "2026-09"})
+    assert inv.status == "draft" and inv.total == 1700, (inv.status, inv.total)
+    stripe.InvoiceItem.create(customer=cus, invoice=inv.id, amount=300, currency="usd", description="Voice Usage")
+    inv = stripe.Invoice.finalize_invoice(inv.id)
+    assert inv.status == "open" and inv.number and inv.hosted_invoice_url and inv.total == 2000
+    inv = stripe.Invoice.send_invoice(inv.id)
+    assert inv.status == "open"
+    paid = stripe.Invoice.pay(inv.id)
+    assert paid.status == "paid" and paid.amount_paid == 2000 and paid.amount_remaining == 0
+    other = stripe.Invoice.create(customer=cus)
+    other = stripe.Invoice.finalize_invoice(other.id)
+    assert other.status == "paid"  # a $0 invoice is paid on finalization
+    third = stripe.Invoice.create(customer=cus, collection_method="send_invoice", days_until_due=7)
+    stripe.InvoiceItem.create(customer=cus, invoice=third.id, amount=100, currency="usd")
+    stripe.Invoice.finalize_invoice(third.id)
+    voided = stripe.Invoice.void_invoice(third.id)
+    assert voided.status == "void"
+    paid_list = stripe.Invoice.list(customer=cus, status="paid")
+    assert {x.id for x in paid_list.data} >= {paid.id}
+    void_list = stripe.Invoice.list(customer=cus, status="void")
+    assert [x.id for x in void_list.data] == [third.id]
+    found = stripe.Invoice.search(query="metadata['tenant_id']:'t-sdk' AND metadata['billing_period']:'2026-09'")
+    assert found.data[0].id == paid.id
+
+
+@check("checkout session create (and complete)")
+def _():
+    cs = stripe.checkout.Session.create(
+        mode="subscription",
+        line_items=[{"price": ctx["price"], "quantity": 1}],
+        success_url="https://app.example/ok?session_id={CHECKOUT_SESSION_ID}",
+        cancel_url="https://app.example/cancel",
+        client_reference_id="tenant-sdk",
+        subscription_data={"trial_period_days": 7, "metadata": {"tenant_id": "t-sdk"}},
+        payment_method_types=["card"],
+    )
+    assert cs.status == "open" and cs.url.startswith(BASE)
+    sim_post(f"/_sim/checkout/sessions/{cs.id}/complete", {"card": "4242424242424242"})
+    done = stripe.checkout.Session.retrieve(cs.id, expand=["subscription"])
+    assert done.status == "complete" and done.subscription.status == "trialing"
+    assert done.subscription.metadata["tenant_id"] == "t-sdk"
+    ctx["checkout_customer"] = done.customer
+
+
+@check("billing portal session create")
+def _():
+    ps = stripe.billing_portal.Session.create(customer=ctx["checkout_customer"], return_url="https://app.example/account")
+    assert ps.url.startswith(BASE) and ps.return_url == "https://app.example/account"
+
+
+@check("idempotent replay")
+def _():
+    key = str(uuid.uuid4())
+    a = stripe.Customer.create(email="idem@example.com", idempotency_key=key)
+    b = stripe.Customer.create(email="idem@example.com", idempotency_key=key)
+    assert a.id == b.id
+    assert b.last_response.headers.get("Idempotent-Replayed") == "true"
+    try:
+        stripe.Customer.create(email="different@example.com", idempotency_key=key)
+        raise AssertionError("mismatch accepted")
+    except stripe.IdempotencyError:
+        pass
+
+
+@check("404 raises InvalidRequestError resource_missing")
+def _():
+    try:
+        stripe.Customer.retrieve("cus_does_not_exist")
+        raise AssertionError("no error")
+    except stripe.InvalidRequestError as e:
+        assert e.code == "resource_missing", e.code
+        assert e.http_status == 404
+
+
+@check("unknown parameter raises InvalidRequestError parameter_unknown")
+def _():
+    try:
+        stripe.Customer.create(email="x@example.com", not_a_param="1")
+        raise AssertionError("no error")
+    except stripe.InvalidRequestError as e:
+        assert e.code == "parameter_unknown" and e.param == "not_a_param"
+
+
+@check("declined card raises CardError")
+def _():
+    cs = stripe.checkout.Session.create(
+        mode="subscription", line_items=[{"price": ctx["price"], "quantity": 1}], success_url="https://app.example/ok"
+    )
+    cus = stripe.Customer.create(email="declined@example.com", payment_method="pm_card_chargeCustomerFail",
+                                 invoice_settings={"default_payment_method": "pm_card_chargeCustomerFail"})
+    stripe.InvoiceItem.create(customer=cus.id, amount=500, currency="usd")
+    inv = stripe.Invoice.create(customer=cus.id, pending_invoice_items_behavior="include")
+    try:
+        stripe.Invoice.pay(inv.id)
+        raise AssertionError("no error")
+    except stripe.CardError as e:
+        assert e.code == "card_declined"
+    assert stripe.Invoice.retrieve(inv.id).status == "open"
+    assert cs.status == "open"
+
+
+class Hook(http.server.BaseHTTPRequestHandler):
+    received = []
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        Hook.received.append((body.decode(), self.headers.get("Stripe-Signature")))
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args):
+        pass
+
+
+@check("webhook signature verifies with stripe.Webhook.construct_event")
+def _():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/webhook"
+        we = stripe.WebhookEndpoint.create(url=url, enabled_events=["customer.created"])
+        c = stripe.Customer.create(email="hook@example.com")
+        deadline = time.time() + 10
+        while not Hook.received and time.time() < deadline:
+            time.sleep(0.05)
+        assert Hook.received, "no delivery"
+        payload, sig = Hook.received[0]
+        event = stripe.Webhook.construct_event(payload, sig, we.secret)
+        assert event.type == "customer.created" and event.data.object.id == c.id
+        try:
+            stripe.Webhook.construct_event(payload, sig, "whsec_wrong")
+            raise AssertionError("wrong secret accepted")
+        except stripe.SignatureVerificationError:
+            pass
+    finally:
+        server.shutdown()
+
+
+print(f"sdk-check: {passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
