@@ -69,6 +69,10 @@ pub struct Settings {
     pub call_price_cents: i64,
     pub billing_timezone: Tz,
     pub stripe_max_requests_per_second: u32,
+    /// Retries of a failed Stripe call (429, 5xx, network) before giving up.
+    pub stripe_max_retries: u32,
+    /// The first retry's delay in milliseconds; it doubles each time, with jitter.
+    pub stripe_retry_base_ms: u64,
     pub usage_events_per_second_per_token: u32,
     pub public_base_url: String,
     /// Payment method types offered at checkout (`card`, `us_bank_account`, `sepa_debit`).
@@ -177,6 +181,8 @@ impl Settings {
                 "STRIPE_MAX_REQUESTS_PER_SECOND",
                 default_rps,
             )?,
+            stripe_max_retries: parse_num(&get, "STRIPE_MAX_RETRIES", 4)?,
+            stripe_retry_base_ms: parse_num(&get, "STRIPE_RETRY_BASE_MS", 500)?,
             usage_events_per_second_per_token: parse_num(
                 &get,
                 "USAGE_EVENTS_PER_SECOND_PER_TOKEN",

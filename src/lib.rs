@@ -3,6 +3,7 @@
 //! The module map is in `docs/ARCHITECTURE.md`.
 
 pub mod auth;
+pub mod billing;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -24,6 +24,8 @@ impl AppState {
             settings.stripe_secret_key.clone(),
             crate::stripe::ClientOptions {
                 max_requests_per_second: settings.stripe_max_requests_per_second,
+                max_retries: settings.stripe_max_retries,
+                base_backoff: std::time::Duration::from_millis(settings.stripe_retry_base_ms),
                 ..Default::default()
             },
         );

@@ -3,6 +3,7 @@
 mod billing;
 mod dashboard;
 mod health;
+mod runs;
 mod tenants;
 mod usage;
 mod webhook;
@@ -19,4 +20,5 @@ pub fn router() -> Router<AppState> {
         .merge(webhook::router())
         .merge(usage::router())
         .merge(dashboard::router())
+        .merge(runs::router())
 }

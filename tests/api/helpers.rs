@@ -94,6 +94,9 @@ pub async fn spawn_app_with(
     vars.insert("STRIPE_WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into());
     vars.insert("STRIPE_MONTHLY_PRICE_ID".into(), price_id);
     vars.insert("STRIPE_MAX_REQUESTS_PER_SECOND".into(), "0".into());
+    // Retries stay on, but quick: fault tests exhaust them on purpose.
+    vars.insert("STRIPE_MAX_RETRIES".into(), "2".into());
+    vars.insert("STRIPE_RETRY_BASE_MS".into(), "5".into());
     vars.insert("PUBLIC_BASE_URL".into(), address.clone());
     configure(&mut vars);
     let settings = Settings::from_vars(&vars).expect("test settings are valid");
@@ -111,6 +114,53 @@ pub async fn spawn_app_with(
         database_url,
         _dir: dir,
         _sim: sim,
+    }
+}
+
+/// A second instance of the service on an existing database and simulator (a replica).
+pub async fn spawn_replica_with(
+    database_url: &str,
+    sim: &str,
+    configure: impl FnOnce(&mut HashMap<String, String>),
+) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let mut vars = base_vars(database_url);
+    vars.insert("STRIPE_API_BASE".into(), sim.to_owned());
+    vars.insert("STRIPE_SECRET_KEY".into(), "sk_test_api_tests".into());
+    vars.insert("STRIPE_WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into());
+    vars.insert("STRIPE_MAX_REQUESTS_PER_SECOND".into(), "0".into());
+    vars.insert("STRIPE_MAX_RETRIES".into(), "2".into());
+    vars.insert("STRIPE_RETRY_BASE_MS".into(), "5".into());
+    configure(&mut vars);
+    let settings = Settings::from_vars(&vars).expect("test settings are valid");
+    let app = Application::build_with_listener(settings, Secret::new(JWT_SECRET), listener)
+        .await
+        .expect("the replica starts");
+    let db = app.state().db.clone();
+    tokio::spawn(app.run_until(std::future::pending()));
+    // The replica needs no simulator of its own; a stopped one stands in for the handle.
+    let idle = stripe_sim::spawn(
+        "127.0.0.1:0".parse().unwrap(),
+        stripe_sim::SimConfig::default(),
+    )
+    .await
+    .expect("simulator");
+    TestApp {
+        address,
+        sim: sim.to_owned(),
+        client: reqwest::Client::new(),
+        db,
+        store: if database_url.starts_with("sqlite") {
+            Store::Sqlite
+        } else {
+            Store::Postgres
+        },
+        database_url: database_url.to_owned(),
+        _dir: None,
+        _sim: idle,
     }
 }
 

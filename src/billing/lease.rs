@@ -1,0 +1,84 @@
+//! Who runs a period: a lease in the database, so that with several replicas on one PostgreSQL exactly one
+//! runs a given period at a time (and a crashed holder's lease simply expires).
+
+use crate::db::Db;
+use crate::domain::time::now;
+use crate::domain::BillingPeriod;
+use crate::with_pool;
+use chrono::{DateTime, Duration, Utc};
+
+/// How long a lease lasts without renewal; the holder renews it well before.
+pub const LEASE_SECS: i64 = 60;
+
+/// Takes the period's lease for `holder` if it is free, expired or already `holder`'s.
+pub async fn acquire(db: &Db, period: BillingPeriod, holder: &str) -> Result<bool, sqlx::Error> {
+    let at = now();
+    let until = at + Duration::seconds(LEASE_SECS);
+    with_pool!(db, pool => {
+        sqlx::query(
+            "INSERT INTO billing_period_leases (period, holder, lease_until) VALUES ($1, $2, $3)
+             ON CONFLICT (period) DO UPDATE SET holder = excluded.holder, lease_until = excluded.lease_until
+             WHERE billing_period_leases.lease_until < $4 OR billing_period_leases.holder = excluded.holder",
+        )
+        .bind(period.to_string())
+        .bind(holder)
+        .bind(until)
+        .bind(at)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected() == 1)
+    })
+}
+
+/// Extends the lease; false if another holder took it (ours expired).
+pub async fn renew(db: &Db, period: BillingPeriod, holder: &str) -> Result<bool, sqlx::Error> {
+    with_pool!(db, pool => {
+        sqlx::query("UPDATE billing_period_leases SET lease_until = $3 WHERE period = $1 AND holder = $2")
+            .bind(period.to_string())
+            .bind(holder)
+            .bind(now() + Duration::seconds(LEASE_SECS))
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected() == 1)
+    })
+}
+
+/// Gives the lease up; `completed` marks the period done (every tenant billed or skipped).
+pub async fn release(
+    db: &Db,
+    period: BillingPeriod,
+    holder: &str,
+    completed: bool,
+) -> Result<(), sqlx::Error> {
+    let at = now();
+    with_pool!(db, pool => {
+        sqlx::query(
+            "UPDATE billing_period_leases SET lease_until = $3,
+                completed_at = CASE WHEN $4 THEN $3 ELSE completed_at END
+             WHERE period = $1 AND holder = $2",
+        )
+        .bind(period.to_string())
+        .bind(holder)
+        .bind(at)
+        .bind(completed)
+        .execute(pool)
+        .await
+        .map(|_| ())
+    })
+}
+
+/// When the period's run last completed, if ever.
+pub async fn completed_at(
+    db: &Db,
+    period: BillingPeriod,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    with_pool!(db, pool => {
+        sqlx::query_scalar::<_, Option<DateTime<Utc>>>(
+            "SELECT completed_at FROM billing_period_leases WHERE period = $1",
+        )
+        .bind(period.to_string())
+        .fetch_optional(pool)
+        .await
+        .map(Option::flatten)
+    })
+}

@@ -1,0 +1,18 @@
+//! The monthly run: bill each tenant's unbilled usage as invoice items on one Stripe invoice per tenant
+//! and period, exactly once, whatever fails.
+//!
+//! The money path: `usage::billable::claim_unbilled` marks the usage a tenant's invoice will carry
+//! (idempotent by the invoice's key) → `plan` turns it into lines → `ledger` records them → `run` makes the
+//! Stripe calls step by step, each with an idempotency key derived from tenant, period and step, recording
+//! each step in the ledger so a re-run moves on instead of repeating.
+
+pub mod lease;
+pub mod ledger;
+pub mod plan;
+pub mod report;
+pub mod run;
+pub mod runs;
+pub mod scheduler;
+
+pub use report::RunReport;
+pub use run::{run_period, RunOptions};

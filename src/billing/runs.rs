@@ -1,0 +1,153 @@
+//! The history of runs (`billing_runs`): started from the command line, the API, the pages or the scheduler.
+
+use super::report::RunReport;
+use super::run::{run_period, RunError, RunOptions};
+use crate::db::Db;
+use crate::domain::time::{now, rfc3339};
+use crate::domain::BillingPeriod;
+use crate::state::AppState;
+use crate::with_pool;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use sqlx::Row;
+
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub period: String,
+    pub dry_run: bool,
+    /// `running`, `completed` or `failed`.
+    pub status: String,
+    pub trigger: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub report: Option<Value>,
+}
+
+impl RunRecord {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "run_id": self.run_id,
+            "period": self.period,
+            "dry_run": self.dry_run,
+            "status": self.status,
+            "trigger": self.trigger,
+            "started_at": rfc3339(self.started_at),
+            "finished_at": self.finished_at.map(rfc3339),
+            "report": self.report,
+        })
+    }
+}
+
+const COLUMNS: &str =
+    "run_id, period, dry_run, status, trigger, started_at, finished_at, report_json";
+
+macro_rules! from_row {
+    ($r:expr) => {{
+        let r = $r;
+        let report: Option<String> = r.get("report_json");
+        RunRecord {
+            run_id: r.get("run_id"),
+            period: r.get("period"),
+            dry_run: r.get("dry_run"),
+            status: r.get("status"),
+            trigger: r.get("trigger"),
+            started_at: r.get("started_at"),
+            finished_at: r.get("finished_at"),
+            report: report.and_then(|s| serde_json::from_str(&s).ok()),
+        }
+    }};
+}
+
+/// Records a run as started (before it is spawned, so that its id can be read at once).
+pub async fn insert(
+    db: &Db,
+    run_id: &str,
+    period: BillingPeriod,
+    dry_run: bool,
+    trigger: &str,
+) -> Result<(), sqlx::Error> {
+    with_pool!(db, pool => {
+        sqlx::query(
+            "INSERT INTO billing_runs (run_id, period, dry_run, status, trigger, started_at)
+             VALUES ($1, $2, $3, 'running', $4, $5)",
+        )
+        .bind(run_id)
+        .bind(period.to_string())
+        .bind(dry_run)
+        .bind(trigger)
+        .bind(now())
+        .execute(pool)
+        .await
+        .map(|_| ())
+    })
+}
+
+async fn finish(db: &Db, run_id: &str, status: &str, report: &Value) -> Result<(), sqlx::Error> {
+    with_pool!(db, pool => {
+        sqlx::query("UPDATE billing_runs SET status = $2, finished_at = $3, report_json = $4 WHERE run_id = $1")
+            .bind(run_id)
+            .bind(status)
+            .bind(now())
+            .bind(report.to_string())
+            .execute(pool)
+            .await
+            .map(|_| ())
+    })
+}
+
+pub async fn get(db: &Db, run_id: &str) -> Result<Option<RunRecord>, sqlx::Error> {
+    with_pool!(db, pool => {
+        sqlx::query(&format!("SELECT {COLUMNS} FROM billing_runs WHERE run_id = $1"))
+            .bind(run_id)
+            .fetch_optional(pool)
+            .await
+            .map(|r| r.map(|r| from_row!(&r)))
+    })
+}
+
+pub async fn recent(db: &Db, limit: i64) -> Result<Vec<RunRecord>, sqlx::Error> {
+    with_pool!(db, pool => {
+        sqlx::query(&format!("SELECT {COLUMNS} FROM billing_runs ORDER BY started_at DESC, run_id DESC LIMIT $1"))
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+            .map(|rows| rows.iter().map(|r| from_row!(r)).collect())
+    })
+}
+
+/// Runs the period and records it in the history; the record's status says how it ended
+/// (`completed` also when some tenants failed: their errors are in the report, and a re-run finishes them).
+pub async fn execute(
+    state: &AppState,
+    run_id: &str,
+    period: BillingPeriod,
+    opts: RunOptions,
+    trigger: &str,
+) -> Result<RunReport, RunError> {
+    insert(&state.db, run_id, period, opts.dry_run, trigger).await?;
+    complete(state, run_id, period, opts).await
+}
+
+/// Runs a period whose run is already recorded by [`insert`], and records how it ended.
+pub async fn complete(
+    state: &AppState,
+    run_id: &str,
+    period: BillingPeriod,
+    opts: RunOptions,
+) -> Result<RunReport, RunError> {
+    let result = run_period(state, period, opts).await;
+    let (status, report) = match &result {
+        Ok(r) => (
+            "completed",
+            serde_json::to_value(r).expect("report serializes"),
+        ),
+        Err(e) => ("failed", json!({"error": e.to_string()})),
+    };
+    finish(&state.db, run_id, status, &report).await?;
+    result
+}
+
+pub fn new_run_id() -> String {
+    format!("run_{}", uuid::Uuid::new_v4().simple())
+}

@@ -1,0 +1,61 @@
+//! The scheduler inside `serve`: wakes regularly and, on or after the 1st in the billing time zone, runs
+//! every closed period not yet completed, oldest first (catching up after downtime). Replicas may all run
+//! it: the period lease lets one bill a period at a time.
+
+use super::{lease, runs, RunOptions};
+use crate::domain::time::now;
+use crate::domain::BillingPeriod;
+use crate::state::AppState;
+use std::time::Duration;
+
+/// How often the scheduler looks for work.
+pub const INTERVAL: Duration = Duration::from_secs(15 * 60);
+/// How far back it catches up.
+const MAX_CATCH_UP_MONTHS: u32 = 12;
+
+/// Closed periods whose run has not completed, oldest first, from the first period with usage.
+pub async fn due_periods(state: &AppState) -> Result<Vec<BillingPeriod>, sqlx::Error> {
+    let tz = state.settings.billing_timezone;
+    let current = BillingPeriod::containing(now(), tz);
+    let first_usage: Option<chrono::NaiveDate> = crate::with_pool!(&state.db, pool => {
+        sqlx::query_scalar("SELECT MIN(day) FROM usage_rollups").fetch_one(pool).await
+    })?;
+    let Some(first) = first_usage.map(BillingPeriod::of_day) else {
+        return Ok(Vec::new());
+    };
+    let mut due = Vec::new();
+    let mut p = current.prev();
+    for _ in 0..MAX_CATCH_UP_MONTHS {
+        if p < first {
+            break;
+        }
+        if lease::completed_at(&state.db, p).await?.is_none() {
+            due.push(p);
+        }
+        p = p.prev();
+    }
+    due.reverse();
+    Ok(due)
+}
+
+/// Runs until the process stops.
+pub async fn run(state: AppState) {
+    loop {
+        match due_periods(&state).await {
+            Ok(periods) => {
+                for period in periods {
+                    let opts = RunOptions::new(&state, false);
+                    let run_id = runs::new_run_id();
+                    match runs::execute(&state, &run_id, period, opts, "scheduler").await {
+                        Ok(report) => {
+                            tracing::info!(%period, %run_id, failed = report.failed.len(), "scheduled run done")
+                        }
+                        Err(e) => tracing::info!(%period, error = %e, "scheduled run not done"),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "scheduler could not read the database"),
+        }
+        tokio::time::sleep(INTERVAL).await;
+    }
+}
