@@ -1101,6 +1101,7 @@ fn sub_update(s: &mut Store, id: &str, mut p: Params) -> Result<Value, ApiError>
             Some(t) if !t.is_empty() && x.status == "trialing" => {
                 if let Ok(t) = t.parse::<i64>() {
                     x.trial_end = Some(t);
+                    x.trial_will_end_sent = false;
                     x.current_period_end = t;
                     x.billing_cycle_anchor = t;
                 }

@@ -272,6 +272,7 @@ pub fn create_subscription(s: &mut Store, n: NewSub) -> Result<String, ApiError>
         periods,
         trial_start: trial.map(|_| now),
         trial_end: trial,
+        trial_will_end_sent: false,
         cancel_at_period_end: n.cancel_at_period_end,
         cancel_at: if n.cancel_at_period_end {
             Some(period_end)
@@ -707,6 +708,7 @@ pub fn complete_checkout(
 // ---- the clock -----------------------------------------------------------------------------
 
 enum Due {
+    TrialWillEnd(String),
     PeriodEnd(String),
     CancelAt(String),
     IncompleteExpiry(String),
@@ -726,6 +728,10 @@ fn next_due(s: &Store, target: i64) -> Option<(i64, Due)> {
             "trialing" => {
                 if let Some(t) = x.trial_end {
                     consider(t, Due::PeriodEnd(id.clone()));
+                    // Stripe only warns about trials longer than the warning period.
+                    if !x.trial_will_end_sent && t - 3 * DAY > x.created {
+                        consider(t - 3 * DAY, Due::TrialWillEnd(id.clone()));
+                    }
                 }
             }
             "active" | "past_due" | "unpaid" => {
@@ -766,6 +772,13 @@ pub fn advance_to(s: &mut Store, target: i64) {
         }
         s.clock.pin(t);
         match due {
+            Due::TrialWillEnd(id) => {
+                if let Some(x) = s.subscriptions.get_mut(&id) {
+                    x.trial_will_end_sent = true;
+                }
+                let v = s.render_id(&id).unwrap_or_default();
+                s.emit("customer.subscription.trial_will_end", v, None);
+            }
             Due::PeriodEnd(id) => period_end(s, &id),
             Due::CancelAt(id) => end_subscription(s, &id, "cancellation_requested"),
             Due::IncompleteExpiry(id) => set_sub_status(s, &id, "incomplete_expired"),

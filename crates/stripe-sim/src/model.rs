@@ -159,6 +159,8 @@ pub struct Subscription {
     pub periods: u32,
     pub trial_start: Option<i64>,
     pub trial_end: Option<i64>,
+    /// `customer.subscription.trial_will_end` goes out once, three days before the trial ends.
+    pub trial_will_end_sent: bool,
     pub cancel_at_period_end: bool,
     pub cancel_at: Option<i64>,
     pub canceled_at: Option<i64>,

@@ -64,6 +64,7 @@ async fn trial_end_charges_and_activates() {
     assert_eq!(
         events[n_before..],
         [
+            "customer.subscription.trial_will_end",
             "customer.subscription.updated",
             "invoice.created",
             "invoice.finalized",
