@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `tenants`, `token`.
+//! The command line: `serve`, `migrate`, `tenants`, `token`, `bill`, `stripe-sim`, `stripe setup`.
 
 use crate::auth::jwt::{self, Claims, Role};
 use crate::config::{Secret, Settings};
@@ -25,8 +25,42 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Migrate the database, then serve the HTTP API and the billing pages.
-    Serve,
+    /// Migrate the database, then serve the HTTP API and the billing pages, and run the monthly billing
+    /// scheduler.
+    Serve {
+        /// The one-command demo: start a Stripe simulator in-process, set it up, seed demo organizations.
+        /// Needs no keys and no JWT_SECRET.
+        #[arg(long)]
+        stripe_sim: bool,
+    },
+    /// Run the monthly billing for one period: invoice each tenant's unbilled usage (safe to repeat).
+    Bill {
+        /// The period to bill, YYYY-MM (a month that has ended, in BILLING_TIMEZONE).
+        #[arg(long)]
+        period: String,
+        /// Show what would be billed; write nothing to Stripe.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the Stripe simulator on its own.
+    StripeSim {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:12111")]
+        bind: std::net::SocketAddr,
+        /// Also deliver every event here (signed with --webhook-secret).
+        #[arg(long)]
+        webhook_url: Option<String>,
+        #[arg(long, default_value = stripe_sim::DEFAULT_WEBHOOK_SECRET)]
+        webhook_secret: String,
+    },
+    /// Stripe account tasks.
+    Stripe {
+        #[command(subcommand)]
+        command: StripeCommand,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Add or list tenants (organizations).
@@ -52,6 +86,13 @@ enum Command {
         #[arg(long)]
         email: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum StripeCommand {
+    /// Create or find the product, the $299/month price, the webhook endpoint and the customer-portal
+    /// configuration (idempotent), and print the .env lines to add.
+    Setup,
 }
 
 #[derive(Subcommand)]
@@ -94,7 +135,33 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load()?;
     match cli.command {
-        Command::Serve => serve(settings).await,
+        Command::Serve { stripe_sim } => serve(settings, stripe_sim).await,
+        Command::Bill {
+            period,
+            dry_run,
+            json,
+        } => bill(settings, &period, dry_run, json).await,
+        Command::StripeSim {
+            bind,
+            webhook_url,
+            webhook_secret,
+        } => {
+            telemetry::init();
+            let listener = tokio::net::TcpListener::bind(bind)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
+            println!("Stripe simulator on http://{bind} (any sk_test_ key works)");
+            let config = stripe_sim::SimConfig {
+                webhook_url,
+                webhook_secret,
+                ..Default::default()
+            };
+            stripe_sim::serve(listener, config, shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::Stripe {
+            command: StripeCommand::Setup,
+        } => stripe_setup(settings).await,
         Command::Migrate => {
             let db = Db::connect(&settings.database_url).await?;
             let applied = db::migrate(&db).await?;
@@ -130,16 +197,109 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
+async fn serve(mut settings: Settings, stripe_sim: bool) -> anyhow::Result<()> {
     telemetry::init();
+    let sim = if stripe_sim {
+        if std::env::var_os("DATABASE_URL").is_none() {
+            // The simulator forgets everything on exit, so the demo starts from a fresh database too.
+            settings.database_url = "sqlite://data/demo.db".into();
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("data/demo.db{suffix}"));
+            }
+        }
+        Some(crate::demo::start_simulator(&mut settings).await?)
+    } else {
+        None
+    };
     let jwt_secret: Secret = settings.require_jwt_secret()?.clone();
-    let app = Application::build(settings.clone(), jwt_secret).await?;
+    let app = Application::build(settings.clone(), jwt_secret.clone()).await?;
+    let base = format!("http://{}", app.local_addr());
     tracing::info!(
         address = %app.local_addr(),
         database = database_kind(&settings.database_url),
+        stripe = %settings.stripe_api_base,
         "thanotopolis-billing listening"
     );
+    tokio::spawn(crate::billing::scheduler::run(app.state().clone()));
+    if let Some(sim) = &sim {
+        let (base, sim_url, secret) = (base.clone(), sim.base_url.clone(), jwt_secret.clone());
+        tokio::spawn(async move {
+            match crate::demo::seed(&base, &sim_url, &secret).await {
+                Ok(()) => println!("{}", crate::demo::banner(&base, &sim_url, &secret)),
+                Err(e) => tracing::error!(error = %e, "demo seeding failed"),
+            }
+        });
+    }
     app.run_until(shutdown_signal()).await
+}
+
+async fn bill(settings: Settings, period: &str, dry_run: bool, json: bool) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let period: crate::domain::BillingPeriod = period
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--period: {e}"))?;
+    let current =
+        crate::domain::BillingPeriod::containing(chrono::Utc::now(), settings.billing_timezone);
+    if period >= current {
+        anyhow::bail!(
+            "--period: {period} has not ended yet; the latest period that can be billed is {}",
+            current.prev()
+        );
+    }
+    let db = Db::connect(&settings.database_url).await?;
+    db::migrate(&db).await?;
+    let state = crate::state::AppState::new(db, std::sync::Arc::new(settings), Secret::new(""));
+    let mut opts = crate::billing::RunOptions::new(&state, dry_run);
+    if std::io::stderr().is_terminal() {
+        let started = std::time::Instant::now();
+        opts.progress = Some(std::sync::Arc::new(move |done, total| {
+            let secs = started.elapsed().as_secs_f64().max(0.001);
+            eprint!(
+                "\r{period}: {done}/{total} tenants ({:.0}/s)   ",
+                done as f64 / secs
+            );
+            if done == total {
+                eprintln!();
+            }
+        }));
+    }
+    let run_id = crate::billing::runs::new_run_id();
+    let report = crate::billing::runs::execute(&state, &run_id, period, opts, "cli").await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_table());
+    }
+    state.db.close().await;
+    if !report.failed.is_empty() {
+        anyhow::bail!(
+            "{} tenant(s) failed; run the same command again to finish them",
+            report.failed.len()
+        );
+    }
+    Ok(())
+}
+
+async fn stripe_setup(settings: Settings) -> anyhow::Result<()> {
+    if settings.stripe_secret_key.is_none() {
+        anyhow::bail!("STRIPE_SECRET_KEY is not set: use your test-mode secret key (sk_test_...) or point STRIPE_API_BASE at the simulator");
+    }
+    let client = crate::stripe::StripeClient::new(
+        &settings.stripe_api_base,
+        settings.stripe_secret_key.clone(),
+        crate::stripe::ClientOptions::default(),
+    );
+    let result = crate::stripe_setup::run(
+        &client,
+        &settings.public_base_url,
+        &settings.stripe_payment_methods,
+    )
+    .await?;
+    for line in &result.log {
+        println!("{line}");
+    }
+    println!("\nAdd these lines to .env:\n\n{}", result.env_lines());
+    Ok(())
 }
 
 async fn tenants_command(settings: Settings, command: TenantsCommand) -> anyhow::Result<()> {

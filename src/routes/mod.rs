@@ -1,6 +1,6 @@
 //! HTTP routes, one module per area, each with its own `router()`.
 
-mod billing;
+pub mod billing;
 mod dashboard;
 mod health;
 mod runs;

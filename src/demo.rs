@@ -1,0 +1,155 @@
+//! `serve --stripe-sim`: the one-command demo. An in-process Stripe simulator, set up as `stripe setup`
+//! would set up real Stripe, and a few organizations with a month of plausible usage.
+
+use crate::auth::jwt::{self, Claims};
+use crate::config::{Secret, Settings};
+use crate::stripe::{ClientOptions, StripeClient};
+use crate::stripe_setup;
+use serde_json::{json, Value};
+
+/// The demo's organizations: (id, name, subscription: None, or Some(trial days)).
+const TENANTS: [(&str, &str, Option<u32>, bool); 3] = [
+    ("acme", "Acme Funeral Home", Some(0), false),
+    ("evergreen", "Evergreen Memorial Chapel", Some(14), false),
+    ("demo-org", "Demo Organization", None, true),
+];
+
+/// Starts the simulator and points `settings` at it, set up like a real account.
+pub async fn start_simulator(settings: &mut Settings) -> anyhow::Result<stripe_sim::SimHandle> {
+    let sim = stripe_sim::spawn("127.0.0.1:0".parse()?, stripe_sim::SimConfig::default()).await?;
+    settings.stripe_api_base = sim.base_url.clone();
+    settings.stripe_secret_key = Some(Secret::new("sk_test_simulator"));
+    let client = StripeClient::new(
+        &sim.base_url,
+        settings.stripe_secret_key.clone(),
+        ClientOptions::default(),
+    );
+    let setup = stripe_setup::run(
+        &client,
+        &settings.public_base_url,
+        &settings.stripe_payment_methods,
+    )
+    .await?;
+    for line in &setup.log {
+        tracing::info!("stripe setup: {line}");
+    }
+    settings.stripe_monthly_price_id = Some(setup.price_id);
+    settings.stripe_portal_configuration_id = Some(setup.portal_configuration_id);
+    settings.stripe_webhook_secret = Secret::new(setup.webhook_secret.unwrap_or_default());
+    if settings.jwt_secret.is_none() {
+        settings.jwt_secret = Some(Secret::new(hex::encode(rand::random::<[u8; 32]>())));
+    }
+    Ok(sim)
+}
+
+fn token(secret: &Secret, tenant: &str, role: &str) -> String {
+    let claims = Claims {
+        sub: format!("demo-{role}"),
+        tenant_id: tenant.to_owned(),
+        role: role.to_owned(),
+        exp: chrono::Utc::now().timestamp() + 12 * 3600,
+        email: Some(format!("{role}@{tenant}.example")),
+    };
+    jwt::sign(&claims, secret.expose().as_bytes())
+}
+
+/// Seeds the demo through the service's own API once it is serving: tenants, checkouts completed in the
+/// simulator, and 30 days of usage. Skipped when the database already has tenants.
+pub async fn seed(base: &str, sim: &str, secret: &Secret) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let admin = token(secret, "platform", "super_admin");
+    let existing: Value = http
+        .get(format!("{base}/api/admin/tenants"))
+        .bearer_auth(&admin)
+        .send()
+        .await?
+        .json()
+        .await?;
+    if existing["tenants"]
+        .as_array()
+        .is_some_and(|t| !t.is_empty())
+    {
+        return Ok(());
+    }
+    for (id, name, plan, is_demo) in TENANTS {
+        http.post(format!("{base}/api/admin/tenants"))
+            .bearer_auth(&admin)
+            .json(&json!({"id": id, "name": name, "subdomain": id}))
+            .send()
+            .await?
+            .error_for_status()?;
+        if is_demo {
+            http.post(format!(
+                "{base}/api/billing/set-demo-status/{id}?is_demo=true"
+            ))
+            .bearer_auth(&admin)
+            .send()
+            .await?
+            .error_for_status()?;
+        }
+        if let Some(trial_days) = plan {
+            let session: Value = http
+                .post(format!("{base}/api/billing/create-checkout-session"))
+                .bearer_auth(token(secret, id, "org_admin"))
+                .json(&json!({"success_url": format!("{base}/billing"), "cancel_url": format!("{base}/billing"), "trial_days": trial_days}))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let sid = session["session_id"].as_str().unwrap_or_default();
+            http.post(format!("{sim}/_sim/checkout/sessions/{sid}/complete"))
+                .bearer_auth("sk_test_simulator")
+                .form(&[("card", "4242424242424242")])
+                .send()
+                .await?
+                .error_for_status()?;
+        }
+    }
+    // Thirty days of calls and voice, a little different every day and for every organization.
+    let now = chrono::Utc::now();
+    let service = token(secret, "platform", "service");
+    for (t, (id, ..)) in TENANTS.iter().enumerate() {
+        let mut events = Vec::new();
+        for day in 0..30i64 {
+            let at =
+                now - chrono::Duration::days(30 - day) + chrono::Duration::minutes(37 * t as i64);
+            let calls = 2 + (day * 7 + t as i64 * 3) % 9;
+            for c in 0..calls {
+                let at = (at + chrono::Duration::minutes(11 * c)).to_rfc3339();
+                let words = 180 + (day * 53 + c * 31 + t as i64 * 17) % 900;
+                events.push(json!({"event_id": format!("demo-{id}-{day}-{c}-call"), "tenant_id": id, "type": "phone_calls", "quantity": 1, "occurred_at": at}));
+                events.push(json!({"event_id": format!("demo-{id}-{day}-{c}-stt"), "tenant_id": id, "type": "stt_words", "quantity": words, "occurred_at": at}));
+                events.push(json!({"event_id": format!("demo-{id}-{day}-{c}-tts"), "tenant_id": id, "type": "tts_words", "quantity": words * 6 / 5, "occurred_at": at}));
+            }
+        }
+        for chunk in events.chunks(1000) {
+            http.post(format!("{base}/api/usage/events"))
+                .bearer_auth(&service)
+                .json(&json!({"events": chunk}))
+                .send()
+                .await?
+                .error_for_status()?;
+        }
+    }
+    Ok(())
+}
+
+/// What to print once the demo runs.
+pub fn banner(base: &str, sim: &str, secret: &Secret) -> String {
+    format!(
+        "\nThanotopolis billing demo is running (SQLite + in-process Stripe simulator, no keys).\n\n\
+         \x20 Tenant billing page:   {base}/billing\n\
+         \x20 Super-admin page:      {base}/admin/billing\n\
+         \x20 Sign in:               {base}/dev/sign-in  (pick an organization, or the super admin)\n\
+         \x20 Stripe simulator:      {sim}  (test card 4242 4242 4242 4242; failing card 4000 0000 0000 0341)\n\n\
+         API tokens for curl (valid 12 hours):\n\
+         \x20 super admin: {}\n\
+         \x20 acme admin:  {}\n\
+         \x20 service:     {}\n\n\
+         Try: curl -s -H 'Authorization: Bearer <acme admin token>' {base}/api/billing/dashboard\n",
+        token(secret, "platform", "super_admin"),
+        token(secret, "acme", "org_admin"),
+        token(secret, "platform", "service"),
+    )
+}
