@@ -2,6 +2,7 @@
 
 mod dashboard;
 mod health;
+mod reports;
 mod tenants;
 mod usage;
 
@@ -15,4 +16,5 @@ pub fn router() -> Router<AppState> {
         .merge(tenants::router())
         .merge(usage::router())
         .merge(dashboard::router())
+        .merge(reports::router())
 }

@@ -7,3 +7,4 @@ mod health;
 mod tenants;
 mod usage;
 mod usage_claims;
+mod usage_reports;
