@@ -1,9 +1,10 @@
-//! The command line: `serve`, `migrate`, `tenants`, `token`, `bill`, `stripe-sim`, `stripe setup`.
+//! The command line: `serve`, `migrate`, `tenants`, `token`, `bill`, `usage import`, `report`, `stripe-sim`,
+//! `stripe setup`.
 
 use crate::auth::jwt::{self, Claims, Role};
 use crate::config::{Secret, Settings};
 use crate::db::{self, tenants, Db};
-use crate::domain::{Subdomain, TenantId};
+use crate::domain::{time, BillingPeriod, Subdomain, TenantId};
 use crate::startup::{shutdown_signal, Application};
 use crate::telemetry;
 use clap::{Parser, Subcommand};
@@ -86,6 +87,48 @@ enum Command {
         #[arg(long)]
         email: Option<String>,
     },
+    /// Usage metering: import usage events from a file.
+    Usage {
+        #[command(subcommand)]
+        command: UsageCommand,
+    },
+    /// Monthly reports: usage or revenue by organization.
+    Report {
+        #[command(subcommand)]
+        report: ReportKind,
+        /// The month, YYYY-MM, in BILLING_TIMEZONE (default: the current month).
+        #[arg(long, global = true)]
+        month: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsageCommand {
+    /// Import usage events from a CSV or JSON-lines file; safe to repeat (event ids are deduplicated).
+    ///
+    /// CSV: a header naming event_id, tenant_id, type, quantity and optionally occurred_at and metadata
+    /// (a JSON object, quoted). JSON lines: one object per line with the API's event fields. The format
+    /// follows the extension (.csv, .jsonl, .ndjson, .json) or else the first line. Events are stored in
+    /// batches of 1,000; invalid lines are listed with their line numbers and make the exit status 1,
+    /// without stopping the valid ones.
+    Import {
+        /// The file to import.
+        file: std::path::PathBuf,
+        /// Never draw the progress bar.
+        #[arg(long)]
+        no_progress: bool,
+    },
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum ReportKind {
+    /// STT words, TTS words and phone calls per organization, from the daily rollups.
+    Usage,
+    /// Paid invoices and revenue per organization, by the date they were paid.
+    Revenue,
 }
 
 #[derive(Subcommand)]
@@ -169,6 +212,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Tenants { command } => tenants_command(settings, command).await,
+        Command::Usage {
+            command: UsageCommand::Import { file, no_progress },
+        } => import_command(settings, &file, !no_progress).await,
+        Command::Report {
+            report,
+            month,
+            json,
+        } => report_command(settings, report, month, json).await,
         Command::Token {
             tenant,
             role,
@@ -340,6 +391,78 @@ async fn tenants_command(settings: Settings, command: TenantsCommand) -> anyhow:
         }
     }
     db.close().await;
+    Ok(())
+}
+
+async fn import_command(
+    settings: Settings,
+    file: &std::path::Path,
+    progress: bool,
+) -> anyhow::Result<()> {
+    let db = Db::connect(&settings.database_url).await?;
+    db::migrate(&db).await?;
+    let summary =
+        crate::usage::import::import_file(&db, file, settings.billing_timezone, progress).await;
+    db.close().await;
+    let summary = summary?;
+    println!(
+        "{} line(s): {} accepted, {} duplicate(s), {} rejected",
+        summary.lines,
+        summary.accepted,
+        summary.duplicates,
+        summary.rejected.len()
+    );
+    for (line, why) in &summary.rejected {
+        eprintln!("line {line}: {why}");
+    }
+    if summary.rejected.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} line(s) were rejected (listed above); the other lines were imported",
+            summary.rejected.len()
+        )
+    }
+}
+
+async fn report_command(
+    settings: Settings,
+    report: ReportKind,
+    month: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    use crate::usage::report as r;
+    let tz = settings.billing_timezone;
+    let month: BillingPeriod = match month {
+        Some(m) => m.parse().map_err(|e| anyhow::anyhow!("--month: {e}"))?,
+        None => BillingPeriod::containing(time::now(), tz),
+    };
+    let db = Db::connect(&settings.database_url).await?;
+    db::migrate(&db).await?;
+    let out = match report {
+        ReportKind::Usage => {
+            let rows = r::usage_by_organization(&db, month).await;
+            rows.map(|rows| {
+                if json {
+                    serde_json::json!({"month": month, "organizations": rows}).to_string()
+                } else {
+                    r::usage_table(month, &rows)
+                }
+            })
+        }
+        ReportKind::Revenue => {
+            let rows = r::revenue_by_organization(&db, month, tz).await;
+            rows.map(|rows| {
+                if json {
+                    serde_json::json!({"month": month, "organizations": rows}).to_string()
+                } else {
+                    r::revenue_table(month, &rows)
+                }
+            })
+        }
+    };
+    db.close().await;
+    println!("{}", out?.trim_end());
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 pub mod billing;
 mod dashboard;
 mod health;
+mod reports;
 mod runs;
 mod tenants;
 mod usage;
@@ -21,4 +22,5 @@ pub fn router() -> Router<AppState> {
         .merge(usage::router())
         .merge(dashboard::router())
         .merge(runs::router())
+        .merge(reports::router())
 }

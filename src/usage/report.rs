@@ -1,1 +1,200 @@
+//! The operators' two monthly reports: usage by organization and revenue by organization.
 
+use crate::db::Db;
+use crate::domain::{BillingPeriod, Cents};
+use crate::with_pool;
+use chrono_tz::Tz;
+use serde::Serialize;
+
+/// One organization's recorded usage in a month (billed or not, free or not).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UsageRow {
+    pub tenant_id: String,
+    pub name: String,
+    pub stt_words: i64,
+    pub tts_words: i64,
+    pub calls: i64,
+}
+
+/// One organization's paid invoices in a month.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RevenueRow {
+    pub tenant_id: String,
+    pub name: String,
+    pub invoices: i64,
+    pub revenue_cents: Cents,
+}
+
+/// Usage by organization for the month, from the daily rollups of its local days.
+pub async fn usage_by_organization(
+    db: &Db,
+    month: BillingPeriod,
+) -> Result<Vec<UsageRow>, sqlx::Error> {
+    let rows: Vec<(String, String, i64, i64, i64)> = with_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT t.id, t.name,
+                    CAST(COALESCE(SUM(CASE WHEN r.usage_type = 'stt_words' THEN r.quantity ELSE 0 END), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(CASE WHEN r.usage_type = 'tts_words' THEN r.quantity ELSE 0 END), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(CASE WHEN r.usage_type = 'phone_calls' THEN r.quantity ELSE 0 END), 0) AS BIGINT)
+             FROM usage_rollups r JOIN tenants t ON t.id = r.tenant_id
+             WHERE r.day >= $1 AND r.day < $2
+             GROUP BY t.id, t.name
+             ORDER BY t.name, t.id",
+        )
+        .bind(month.first_day())
+        .bind(month.end_day())
+        .fetch_all(pool)
+        .await
+    })?;
+    Ok(rows
+        .into_iter()
+        .map(|(tenant_id, name, stt_words, tts_words, calls)| UsageRow {
+            tenant_id,
+            name,
+            stt_words,
+            tts_words,
+            calls,
+        })
+        .collect())
+}
+
+/// Revenue by organization: invoices paid during the month (in the billing time zone).
+pub async fn revenue_by_organization(
+    db: &Db,
+    month: BillingPeriod,
+    tz: Tz,
+) -> Result<Vec<RevenueRow>, sqlx::Error> {
+    let (start, end) = month.bounds(tz);
+    let rows: Vec<(String, String, i64, i64)> = with_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT t.id, t.name, COUNT(*), CAST(COALESCE(SUM(i.amount_paid_cents), 0) AS BIGINT)
+             FROM invoices i JOIN tenants t ON t.id = i.tenant_id
+             WHERE i.status = 'paid' AND i.paid_at >= $1 AND i.paid_at < $2
+             GROUP BY t.id, t.name
+             ORDER BY t.name, t.id",
+        )
+        .bind(start)
+        .bind(end)
+        .fetch_all(pool)
+        .await
+    })?;
+    Ok(rows
+        .into_iter()
+        .map(|(tenant_id, name, invoices, cents)| RevenueRow {
+            tenant_id,
+            name,
+            invoices,
+            revenue_cents: Cents(cents),
+        })
+        .collect())
+}
+
+/// The usage report as a table for a terminal.
+pub fn usage_table(month: BillingPeriod, rows: &[UsageRow]) -> String {
+    use crate::domain::group_thousands as n;
+    let g = |v: i64| n(v.max(0) as u64);
+    let mut out = format!(
+        "Usage by organization, {month}\n{:<38} {:<24} {:>14} {:>14} {:>10}\n",
+        "TENANT", "NAME", "STT WORDS", "TTS WORDS", "CALLS"
+    );
+    let (mut s, mut t, mut c) = (0, 0, 0);
+    for r in rows {
+        out.push_str(&format!(
+            "{:<38} {:<24} {:>14} {:>14} {:>10}\n",
+            r.tenant_id,
+            truncate(&r.name, 24),
+            g(r.stt_words),
+            g(r.tts_words),
+            g(r.calls)
+        ));
+        (s, t, c) = (s + r.stt_words, t + r.tts_words, c + r.calls);
+    }
+    out.push_str(&format!(
+        "{:<38} {:<24} {:>14} {:>14} {:>10}\n{} organization(s)\n",
+        "TOTAL",
+        "",
+        g(s),
+        g(t),
+        g(c),
+        rows.len()
+    ));
+    out
+}
+
+/// The revenue report as a table for a terminal.
+pub fn revenue_table(month: BillingPeriod, rows: &[RevenueRow]) -> String {
+    let mut out = format!(
+        "Revenue by organization, {month} (paid invoices)\n{:<38} {:<24} {:>8} {:>16}\n",
+        "TENANT", "NAME", "INVOICES", "REVENUE"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:<38} {:<24} {:>8} {:>16}\n",
+            r.tenant_id,
+            truncate(&r.name, 24),
+            r.invoices,
+            r.revenue_cents.to_string()
+        ));
+    }
+    let total: Cents = rows.iter().map(|r| r.revenue_cents).sum();
+    let count: i64 = rows.iter().map(|r| r.invoices).sum();
+    out.push_str(&format!(
+        "{:<38} {:<24} {:>8} {:>16}\n{} organization(s)\n",
+        "TOTAL",
+        "",
+        count,
+        total.to_string(),
+        rows.len()
+    ));
+    out
+}
+
+fn truncate(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        s.to_owned()
+    } else {
+        let mut t: String = s.chars().take(width - 1).collect();
+        t.push('…');
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_total_their_rows() {
+        let month: BillingPeriod = "2026-10".parse().unwrap();
+        let rows = vec![
+            UsageRow {
+                tenant_id: "a".into(),
+                name: "Acme".into(),
+                stt_words: 12_345,
+                tts_words: 1,
+                calls: 2,
+            },
+            UsageRow {
+                tenant_id: "b".into(),
+                name: "A very long organization name indeed".into(),
+                stt_words: 5,
+                tts_words: 0,
+                calls: 0,
+            },
+        ];
+        let t = usage_table(month, &rows);
+        assert!(t.contains("12,345"), "{t}");
+        assert!(t.contains("12,350"), "{t}");
+        assert!(t.contains("A very long organizatio…"), "{t}");
+        let r = revenue_table(
+            month,
+            &[RevenueRow {
+                tenant_id: "a".into(),
+                name: "Acme".into(),
+                invoices: 2,
+                revenue_cents: Cents(61_033),
+            }],
+        );
+        assert!(r.contains("$610.33"), "{r}");
+    }
+}

@@ -10,4 +10,5 @@ mod subscriptions;
 mod tenants;
 mod usage;
 mod usage_claims;
+mod usage_reports;
 mod webhooks;
