@@ -3,6 +3,7 @@
 pub mod billing;
 mod dashboard;
 mod health;
+mod metrics;
 mod reports;
 mod runs;
 mod tenants;
@@ -16,6 +17,7 @@ use axum::Router;
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(health::router())
+        .merge(metrics::router())
         .merge(tenants::router())
         .merge(billing::router())
         .merge(webhook::router())

@@ -111,6 +111,7 @@ async fn post_events(
         state.settings.billing_timezone,
     )
     .await?;
+    crate::metrics::usage_events(outcome.accepted as u64, outcome.duplicates as u64);
     tracing::debug!(
         actor = %caller.actor(),
         accepted = outcome.accepted,

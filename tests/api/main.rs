@@ -5,6 +5,7 @@ mod helpers;
 mod auth;
 mod billing_run;
 mod health;
+mod metrics;
 mod stripe_setup;
 mod subscriptions;
 mod tenants;
