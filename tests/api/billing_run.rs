@@ -446,6 +446,19 @@ async fn lost_replies_at_every_step_never_duplicate(app: TestApp) {
         );
         assert_eq!(invs[0]["status"], "paid", "{step}");
     }
+    // No item was left pending outside its invoice, to land on some other invoice later.
+    let items = app
+        .sim_get("/v1/invoiceitems?limit=100")
+        .await
+        .expect(200)
+        .body;
+    let stray = items["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["invoice"].is_null())
+        .count();
+    assert_eq!(stray, 0, "{items}");
 }
 
 async fn runs_are_listed_and_async_runs_report(app: TestApp) {

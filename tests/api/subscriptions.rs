@@ -444,3 +444,30 @@ async fn sqlite_app_starts_with_the_simulator() {
     let app = spawn_app_with(Store::Sqlite, |_| {}).await;
     app.sim_get("/_sim/clock").await.expect(200);
 }
+
+store_tests!(dashboard_shows_the_subscription);
+
+async fn dashboard_shows_the_subscription(app: TestApp) {
+    app.add_tenant("acme").await;
+    app.add_tenant("trial").await;
+    app.subscribe("acme", None, GOOD_CARD).await;
+    app.subscribe("trial", Some(14), GOOD_CARD).await;
+    for (tenant, status) in [("acme", "active"), ("trial", "trialing")] {
+        let d = app
+            .get("/api/billing/dashboard", Some(&token(tenant, "member")))
+            .await
+            .expect(200)
+            .body;
+        let sub = &d["current_subscription"];
+        assert_eq!(sub["status"], status, "{d}");
+        assert_eq!(sub["amount_cents"], 29_900);
+        assert_eq!(sub["cancel_at_period_end"], false);
+        assert!(sub["current_period_end"].as_str().is_some());
+        assert_eq!(d["is_demo"], false);
+    }
+    let d = app
+        .get("/api/billing/dashboard", Some(&token("acme", "member")))
+        .await
+        .body;
+    assert_eq!(d["recent_invoices"][0]["amount_paid_cents"], 29_900);
+}

@@ -228,3 +228,130 @@ async fn unhandled_event_types_are_acknowledged(app: TestApp) {
     .expect(400);
     assert_eq!(r.body["code"], "invalid_event");
 }
+
+store_tests!(chaos_every_event_three_times_shuffled_ends_as_stripe_says);
+
+/// A subscription's whole life, then every event of it delivered three times in shuffled order: our copy
+/// ends exactly as Stripe's objects are.
+async fn chaos_every_event_three_times_shuffled_ends_as_stripe_says(app: TestApp) {
+    use rand::seq::SliceRandom;
+    app.add_tenant("acme").await;
+    app.add_tenant("beta").await;
+    app.subscribe("acme", Some(3), "4242424242424242").await;
+    app.subscribe("beta", Some(2), "4000000000000341").await;
+    let admin = token("acme", "admin");
+    app.post(
+        "/api/billing/cancel-subscription",
+        Some(&admin),
+        &serde_json::json!({}),
+    )
+    .await
+    .expect(200);
+    app.post(
+        "/api/billing/reactivate-subscription",
+        Some(&admin),
+        &serde_json::json!({}),
+    )
+    .await
+    .expect(200);
+    app.sim_post(
+        "/_sim/clock/advance",
+        &[("seconds", &(4 * 86_400).to_string())],
+    )
+    .await
+    .expect(200);
+    app.post(
+        "/api/billing/cancel-subscription",
+        Some(&admin),
+        &serde_json::json!({}),
+    )
+    .await
+    .expect(200);
+    app.sim_post(
+        "/_sim/clock/advance",
+        &[("seconds", &(40 * 86_400).to_string())],
+    )
+    .await
+    .expect(200);
+    app.settle().await;
+
+    let events = app.sim_get("/v1/events?limit=100").await.expect(200).body;
+    let mut bodies: Vec<String> = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        bodies.len() > 15,
+        "a full life has many events: {}",
+        bodies.len()
+    );
+    bodies = bodies
+        .iter()
+        .cycle()
+        .take(bodies.len() * 3)
+        .cloned()
+        .collect();
+    bodies.shuffle(&mut rand::rng());
+    for body in &bodies {
+        deliver(
+            &app,
+            body,
+            Some(sign(body.as_bytes(), WEBHOOK_SECRET, now())),
+        )
+        .await
+        .expect(200);
+    }
+
+    for tenant in ["acme", "beta"] {
+        for ours in thanotopolis_billing::db::subscriptions::for_tenant(&app.db, tenant)
+            .await
+            .unwrap()
+        {
+            let theirs = app
+                .sim_get(&format!(
+                    "/v1/subscriptions/{}",
+                    ours.stripe_subscription_id
+                ))
+                .await
+                .body;
+            assert_eq!(ours.status, theirs["status"].as_str().unwrap(), "{tenant}");
+            assert_eq!(
+                ours.cancel_at_period_end,
+                theirs["cancel_at_period_end"].as_bool().unwrap()
+            );
+            assert_eq!(
+                ours.ended_at.map(|t| t.timestamp()),
+                theirs["ended_at"].as_i64()
+            );
+            let end = theirs["items"]["data"][0]["current_period_end"].as_i64();
+            assert_eq!(ours.current_period_end.map(|t| t.timestamp()), end);
+        }
+        let ours = app
+            .get(
+                "/api/billing/invoices?limit=100",
+                Some(&token(tenant, "member")),
+            )
+            .await
+            .expect(200)
+            .body;
+        for inv in ours["invoices"].as_array().unwrap() {
+            let theirs = app
+                .sim_get(&format!(
+                    "/v1/invoices/{}",
+                    inv["stripe_invoice_id"].as_str().unwrap()
+                ))
+                .await
+                .body;
+            assert_eq!(inv["status"], theirs["status"]);
+            assert_eq!(inv["amount_paid_cents"], theirs["amount_paid"]);
+        }
+    }
+    let acme = thanotopolis_billing::db::subscriptions::for_tenant(&app.db, "acme")
+        .await
+        .unwrap();
+    assert_eq!(acme[0].status, "canceled");
+    let beta = app.live_subscription("beta").await;
+    assert!(beta.is_none() || beta.unwrap().status != "active");
+}
