@@ -108,7 +108,8 @@ pub fn app(state: AppState) -> Router {
         // The path only, never the query string: it may carry return URLs or other caller data.
         tracing::info_span!("request", method = %req.method(), route = %route, request_id = %request_id)
     });
-    routes::router().with_state(state).layer(
+    let pages = crate::web::router(&state.settings);
+    routes::router().merge(pages).with_state(state).layer(
         tower::ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
             .layer(trace)

@@ -1,8 +1,9 @@
 //! HTTP routes, one module per area, each with its own `router()`.
 
-mod billing;
-mod dashboard;
+pub mod billing;
+pub mod dashboard;
 mod health;
+mod overview;
 mod tenants;
 mod usage;
 mod webhook;
@@ -19,4 +20,5 @@ pub fn router() -> Router<AppState> {
         .merge(webhook::router())
         .merge(usage::router())
         .merge(dashboard::router())
+        .merge(overview::router())
 }

@@ -4,6 +4,7 @@ mod helpers;
 
 mod auth;
 mod health;
+mod overview;
 mod subscriptions;
 mod tenants;
 mod usage;
