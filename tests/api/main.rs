@@ -5,6 +5,7 @@ mod helpers;
 mod auth;
 mod health;
 mod overview;
+mod pages;
 mod subscriptions;
 mod tenants;
 mod usage;
