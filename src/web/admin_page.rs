@@ -234,6 +234,8 @@ fn charts(o: &Overview) -> String {
             "Monthly revenue",
             "Paid subscription and usage invoices by month, stacked.",
             &revenue,
+            // At least $100 on the axis.
+            10_000,
             dollars_axis
         ),
         total
@@ -243,8 +245,8 @@ fn charts(o: &Overview) -> String {
         "<section class=\"card\" aria-labelledby=\"use-h\"><h2 id=\"use-h\">Usage, last 12 months</h2>{}\
          <div class=\"legend\"><span><span class=\"swatch s0\"></span>Voice words (STT + TTS)</span></div>{}\
          <div class=\"legend\"><span><span class=\"swatch s1\"></span>Phone calls</span></div></section>",
-        chart::bars("chart-words", "Voice words by month", "Speech-to-text plus text-to-speech words recorded each month.", &words, count),
-        chart::bars("chart-calls", "Phone calls by month", "Phone calls recorded each month.", &calls, count),
+        chart::bars("chart-words", "Voice words by month", "Speech-to-text plus text-to-speech words recorded each month.", &words, 10, count),
+        chart::bars("chart-calls", "Phone calls by month", "Phone calls recorded each month.", &calls, 10, count),
     );
     out.push_str("</div>");
     out

@@ -19,12 +19,14 @@ pub struct Bar {
     pub values: Vec<i64>,
 }
 
-/// A stacked bar chart. `axis` formats a value for the axis labels (e.g. cents as dollars).
+/// A stacked bar chart. `axis` formats a value for the axis labels (e.g. cents as dollars); the axis
+/// reaches at least `min_top` (so an empty chart of dollars does not count in cents).
 pub fn bars(
     id: &str,
     title: &str,
     description: &str,
     bars: &[Bar],
+    min_top: i64,
     axis: impl Fn(i64) -> String,
 ) -> String {
     let max = bars
@@ -32,7 +34,7 @@ pub fn bars(
         .map(|b| b.values.iter().map(|v| (*v).max(0)).sum::<i64>())
         .max()
         .unwrap_or(0);
-    let top_value = nice_ceiling(max);
+    let top_value = nice_ceiling(max.max(min_top));
     let plot_h = HEIGHT - TOP - BOTTOM;
     let plot_w = WIDTH - LEFT - RIGHT;
     let y_of = |v: i64| TOP + plot_h - (v as f64 / top_value as f64) * plot_h;
@@ -134,6 +136,7 @@ mod tests {
                     values: vec![0, 0],
                 },
             ],
+            1,
             |v| v.to_string(),
         );
         assert_eq!(svg.matches("<rect").count(), 2);

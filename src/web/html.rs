@@ -171,7 +171,7 @@ ul.features li{margin:4px 0}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:6px 16px;margin:0 0 16px}
 dl.facts dt{color:var(--muted)}
 dl.facts dd{margin:0;font-weight:550}
-.kpis{display:grid;gap:12px;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));margin-bottom:16px}
+.kpis{display:grid;gap:12px;grid-template-columns:repeat(auto-fit,minmax(128px,1fr));margin-bottom:16px}
 .kpi{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:14px 16px}
 .kpi .label{color:var(--muted);font-size:13px}
 .kpi .value{font-size:24px;font-weight:700;margin-top:2px}
