@@ -258,6 +258,7 @@ async fn serve(mut settings: Settings, stripe_sim: bool) -> anyhow::Result<()> {
                 let _ = std::fs::remove_file(format!("data/demo.db{suffix}"));
             }
         }
+        settings.dev_sign_in = true;
         Some(crate::demo::start_simulator(&mut settings).await?)
     } else {
         None

@@ -81,6 +81,9 @@ pub struct Settings {
     pub billing_days_until_due: u32,
     /// Origins allowed to call the API from a browser; empty means same-origin only.
     pub cors_allowed_origins: Vec<String>,
+    /// Whether `/dev/sign-in` mints tokens for any tenant (the local demo). Never read from the
+    /// environment: only `serve --stripe-sim` turns it on, so no production setting can enable it.
+    pub dev_sign_in: bool,
 }
 
 /// A configuration problem, said as a sentence that tells the operator what to fix.
@@ -205,6 +208,7 @@ impl Settings {
                         .collect()
                 })
                 .unwrap_or_default(),
+            dev_sign_in: false,
         })
     }
 

@@ -108,7 +108,9 @@ pub fn app(state: AppState) -> Router {
         // The path only, never the query string: it may carry return URLs or other caller data.
         tracing::info_span!("request", method = %req.method(), route = %route, request_id = %request_id)
     });
+    let pages = crate::web::router(&state.settings);
     routes::router()
+        .merge(pages)
         .route_layer(axum::middleware::from_fn(record_metrics))
         .with_state(state)
         .layer(

@@ -132,6 +132,19 @@ pub async fn for_tenant(
     })
 }
 
+/// Each tenant's newest invoice (a tie on creation time returns each of the tied; the caller picks one).
+pub async fn newest_per_tenant(db: &Db) -> Result<Vec<InvoiceRow>, sqlx::Error> {
+    with_pool!(db, pool => {
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM invoices i WHERE stripe_created_at =
+                (SELECT MAX(stripe_created_at) FROM invoices j WHERE j.tenant_id = i.tenant_id)"
+        ))
+        .fetch_all(pool)
+        .await
+        .map(|rows| rows.iter().map(|r| from_row!(r)).collect())
+    })
+}
+
 pub async fn get(db: &Db, id: &str) -> Result<Option<InvoiceRow>, sqlx::Error> {
     with_pool!(db, pool => {
         sqlx::query(&format!("SELECT {COLUMNS} FROM invoices WHERE stripe_invoice_id = $1"))

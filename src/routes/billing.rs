@@ -1,6 +1,6 @@
 //! The tenant's subscription: plans, checkout, portal, cancel and reactivate, demo status, invoices.
 
-use crate::auth::{SuperAdmin, TenantAdmin, TenantUser};
+use crate::auth::{Caller, SuperAdmin, TenantAdmin, TenantUser};
 use crate::db::{audit, invoices, subscriptions, tenants};
 use crate::domain::time::{now, rfc3339};
 use crate::domain::TenantId;
@@ -72,7 +72,7 @@ async fn plans(State(state): State<AppState>) -> Json<Value> {
     }))
 }
 
-async fn tenant_or_404(state: &AppState, id: &TenantId) -> ApiResult<tenants::Tenant> {
+pub async fn tenant_or_404(state: &AppState, id: &TenantId) -> ApiResult<tenants::Tenant> {
     tenants::get(&state.db, id).await?.ok_or_else(|| {
         ApiError::not_found(
             "tenant_not_found",
@@ -111,16 +111,45 @@ async fn create_checkout_session(
     admin: TenantAdmin,
     ApiJson(body): ApiJson<CheckoutRequest>,
 ) -> ApiResult<Json<Value>> {
-    check_url("success_url", &body.success_url)?;
-    check_url("cancel_url", &body.cancel_url)?;
-    let trial_days = body.trial_days.unwrap_or(0);
+    let started = start_checkout(
+        &state,
+        &admin.tenant_id,
+        admin.caller.claims.email.as_deref(),
+        &body.success_url,
+        &body.cancel_url,
+        body.trial_days,
+    )
+    .await?;
+    Ok(Json(
+        json!({"checkout_url": started.checkout_url, "session_id": started.session_id}),
+    ))
+}
+
+/// A Stripe Checkout session to send the browser to.
+pub struct CheckoutStarted {
+    pub checkout_url: String,
+    pub session_id: String,
+}
+
+/// Opens a Stripe Checkout session for the tenant's subscription (the API route and the billing page).
+pub async fn start_checkout(
+    state: &AppState,
+    tenant_id: &TenantId,
+    email: Option<&str>,
+    success_url: &str,
+    cancel_url: &str,
+    trial_days: Option<u32>,
+) -> ApiResult<CheckoutStarted> {
+    check_url("success_url", success_url)?;
+    check_url("cancel_url", cancel_url)?;
+    let trial_days = trial_days.unwrap_or(0);
     if trial_days > MAX_TRIAL_DAYS {
         return Err(ApiError::unprocessable(
             "invalid_trial_days",
             format!("trial_days: give a whole number from 0 to {MAX_TRIAL_DAYS}."),
         ));
     }
-    let tenant = tenant_or_404(&state, &admin.tenant_id).await?;
+    let tenant = tenant_or_404(state, tenant_id).await?;
     if tenant.is_demo {
         return Err(ApiError::forbidden(
             "This is a demo account and is exempt from billing charges; it cannot subscribe.",
@@ -144,16 +173,15 @@ async fn create_checkout_session(
         )
         .with_code("stripe_not_configured")
     })?;
-    let customer_id =
-        customer::get_or_create(&state, &tenant, admin.caller.claims.email.as_deref()).await?;
+    let customer_id = customer::get_or_create(state, &tenant, email).await?;
 
     let mut params = Params::new()
         .set("mode", "subscription")
         .set("customer", &customer_id)
         .set("line_items[0][price]", &price_id)
         .set("line_items[0][quantity]", 1)
-        .set("success_url", &body.success_url)
-        .set("cancel_url", &body.cancel_url)
+        .set("success_url", success_url)
+        .set("cancel_url", cancel_url)
         .set("client_reference_id", &tenant.id)
         .metadata("tenant_id", &tenant.id)
         .set("subscription_data[metadata][tenant_id]", &tenant.id);
@@ -178,7 +206,10 @@ async fn create_checkout_session(
         .url
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("checkout session without url")))?;
     tracing::info!(tenant_id = %tenant.id, session = %session.id, trial_days, "checkout session created");
-    Ok(Json(json!({"checkout_url": url, "session_id": session.id})))
+    Ok(CheckoutStarted {
+        checkout_url: url,
+        session_id: session.id,
+    })
 }
 
 #[derive(Deserialize)]
@@ -194,8 +225,18 @@ async fn customer_portal(
     let return_url = q
         .return_url
         .unwrap_or_else(|| format!("{}/billing", state.settings.public_base_url));
-    check_url("return_url", &return_url)?;
-    let tenant = tenant_or_404(&state, &admin.tenant_id).await?;
+    let portal_url = portal_session(&state, &admin.tenant_id, &return_url).await?;
+    Ok(Json(json!({ "portal_url": portal_url })))
+}
+
+/// Opens a customer-portal session for the tenant and returns its URL.
+pub async fn portal_session(
+    state: &AppState,
+    tenant_id: &TenantId,
+    return_url: &str,
+) -> ApiResult<String> {
+    check_url("return_url", return_url)?;
+    let tenant = tenant_or_404(state, tenant_id).await?;
     let customer_id = crate::db::customers::customer_of(&state.db, &tenant.id)
         .await?
         .ok_or_else(|| {
@@ -206,7 +247,7 @@ async fn customer_portal(
         })?;
     let params = Params::new()
         .set("customer", &customer_id)
-        .set("return_url", &return_url)
+        .set("return_url", return_url)
         .set_opt(
             "configuration",
             state.settings.stripe_portal_configuration_id.as_deref(),
@@ -218,7 +259,7 @@ async fn customer_portal(
         .stripe
         .post("billing_portal/sessions", &params, &key)
         .await?;
-    Ok(Json(json!({"portal_url": session.url})))
+    Ok(session.url)
 }
 
 /// Sets `cancel_at_period_end` on the tenant's subscription and stores Stripe's answer.
@@ -248,27 +289,7 @@ async fn set_cancel_at_period_end(
 }
 
 async fn cancel(State(state): State<AppState>, admin: TenantAdmin) -> ApiResult<Json<Value>> {
-    let sub = subscriptions::live_for_tenant(&state.db, admin.tenant_id.as_str())
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "no_active_subscription",
-                "The organization has no active subscription to cancel.",
-            )
-        })?;
-    let sub = if sub.cancel_at_period_end {
-        sub
-    } else {
-        set_cancel_at_period_end(&state, &sub, true).await?
-    };
-    audit::record(
-        &state.db,
-        &admin.caller.actor(),
-        "subscription.cancel",
-        Some(admin.tenant_id.as_str()),
-        &sub.stripe_subscription_id,
-    )
-    .await?;
+    let sub = cancel_subscription(&state, &admin.caller, &admin.tenant_id).await?;
     let period_end = sub.current_period_end.map(rfc3339);
     Ok(Json(json!({
         "message": format!(
@@ -282,8 +303,54 @@ async fn cancel(State(state): State<AppState>, admin: TenantAdmin) -> ApiResult<
     })))
 }
 
+/// Sets the tenant's live subscription to cancel at the end of its period (idempotent), audited.
+pub async fn cancel_subscription(
+    state: &AppState,
+    caller: &Caller,
+    tenant_id: &TenantId,
+) -> ApiResult<subscriptions::SubscriptionRow> {
+    let sub = subscriptions::live_for_tenant(&state.db, tenant_id.as_str())
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "no_active_subscription",
+                "The organization has no active subscription to cancel.",
+            )
+        })?;
+    let sub = if sub.cancel_at_period_end {
+        sub
+    } else {
+        set_cancel_at_period_end(state, &sub, true).await?
+    };
+    audit::record(
+        &state.db,
+        &caller.actor(),
+        "subscription.cancel",
+        Some(tenant_id.as_str()),
+        &sub.stripe_subscription_id,
+    )
+    .await?;
+    Ok(sub)
+}
+
 async fn reactivate(State(state): State<AppState>, admin: TenantAdmin) -> ApiResult<Json<Value>> {
-    let sub = subscriptions::live_for_tenant(&state.db, admin.tenant_id.as_str())
+    let sub = reactivate_subscription(&state, &admin.caller, &admin.tenant_id).await?;
+    Ok(Json(json!({
+        "message": "The subscription is reactivated and will renew at the end of the current period.",
+        "status": sub.status,
+        "cancel_at_period_end": false,
+        "period_end": sub.current_period_end.map(rfc3339),
+        "subscription_id": sub.stripe_subscription_id,
+    })))
+}
+
+/// Undoes a pending cancellation of the tenant's subscription, audited.
+pub async fn reactivate_subscription(
+    state: &AppState,
+    caller: &Caller,
+    tenant_id: &TenantId,
+) -> ApiResult<subscriptions::SubscriptionRow> {
+    let sub = subscriptions::live_for_tenant(&state.db, tenant_id.as_str())
         .await?
         .filter(|s| s.cancel_at_period_end)
         .ok_or_else(|| {
@@ -292,22 +359,16 @@ async fn reactivate(State(state): State<AppState>, admin: TenantAdmin) -> ApiRes
                 "The organization has no subscription pending cancellation.",
             )
         })?;
-    let sub = set_cancel_at_period_end(&state, &sub, false).await?;
+    let sub = set_cancel_at_period_end(state, &sub, false).await?;
     audit::record(
         &state.db,
-        &admin.caller.actor(),
+        &caller.actor(),
         "subscription.reactivate",
-        Some(admin.tenant_id.as_str()),
+        Some(tenant_id.as_str()),
         &sub.stripe_subscription_id,
     )
     .await?;
-    Ok(Json(json!({
-        "message": "The subscription is reactivated and will renew at the end of the current period.",
-        "status": sub.status,
-        "cancel_at_period_end": false,
-        "period_end": sub.current_period_end.map(rfc3339),
-        "subscription_id": sub.stripe_subscription_id,
-    })))
+    Ok(sub)
 }
 
 #[derive(Deserialize)]
@@ -331,7 +392,20 @@ async fn set_demo_status(
             ))
         }
     };
-    let id = TenantId::parse(&tenant_id)
+    let (tenant, message) = set_demo(&state, &caller, &tenant_id, is_demo).await?;
+    Ok(Json(
+        json!({"tenant_id": tenant.id, "is_demo": tenant.is_demo, "message": message}),
+    ))
+}
+
+/// Sets a tenant's demo status, audited; returns the tenant and a sentence saying what changed.
+pub async fn set_demo(
+    state: &AppState,
+    caller: &Caller,
+    tenant_id: &str,
+    is_demo: bool,
+) -> ApiResult<(tenants::Tenant, String)> {
+    let id = TenantId::parse(tenant_id)
         .map_err(|e| ApiError::not_found("tenant_not_found", format!("No such tenant: {e}.")))?;
     let tenant = tenants::set_demo(&state.db, &id, is_demo)
         .await?
@@ -365,9 +439,7 @@ async fn set_demo_status(
             tenant.name
         )
     };
-    Ok(Json(
-        json!({"tenant_id": tenant.id, "is_demo": tenant.is_demo, "message": message}),
-    ))
+    Ok((tenant, message))
 }
 
 #[derive(Deserialize)]

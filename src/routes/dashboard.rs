@@ -5,7 +5,7 @@ use crate::auth::TenantUser;
 use crate::db::invoices::{self, InvoiceView};
 use crate::db::subscriptions::{self, CurrentSubscription};
 use crate::db::tenants;
-use crate::domain::{time, BillingPeriod, Cents};
+use crate::domain::{time, BillingPeriod, Cents, TenantId};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::usage::billable;
@@ -63,12 +63,16 @@ pub struct LateCharges {
 }
 
 async fn dashboard(State(state): State<AppState>, user: TenantUser) -> ApiResult<Json<Dashboard>> {
+    Ok(Json(load(&state, &user.tenant_id).await?))
+}
+
+/// The tenant's dashboard as of now (the JSON route and the billing page show the same numbers).
+pub async fn load(state: &AppState, tenant_id: &TenantId) -> ApiResult<Dashboard> {
     let tz = state.settings.billing_timezone;
     let rates = Rates::from_settings(&state.settings);
     let period = BillingPeriod::containing(time::now(), tz);
     let (start, end) = period.bounds(tz);
     let db = &state.db;
-    let tenant_id = &user.tenant_id;
     // Independent reads, each on its own pooled connection: the page costs one round trip's latency.
     let (tenant, subscription, invoices, recorded, unbilled) = tokio::try_join!(
         tenants::get(db, tenant_id),
@@ -92,23 +96,23 @@ async fn dashboard(State(state): State<AppState>, user: TenantUser) -> ApiResult
         total_phone_calls: recorded.calls,
     };
     if tenant.is_demo {
-        return Ok(Json(Dashboard {
+        return Ok(Dashboard {
             is_demo: true,
             demo_message: Some(DEMO_MESSAGE),
             current_subscription: None,
             recent_invoices: invoices,
             current_period_usage,
             upcoming_charges: UpcomingCharges::default(),
-        }));
+        });
     }
-    Ok(Json(Dashboard {
+    Ok(Dashboard {
         is_demo: false,
         demo_message: None,
         current_subscription: subscription,
         recent_invoices: invoices,
         current_period_usage,
         upcoming_charges: upcoming(period, unbilled, &rates),
-    }))
+    })
 }
 
 /// Splits unbilled usage into the period's own charges and earlier periods' late charges.

@@ -1,11 +1,12 @@
 //! HTTP routes, one module per area, each with its own `router()`.
 
 pub mod billing;
-mod dashboard;
+pub mod dashboard;
 mod health;
 mod metrics;
+mod overview;
 mod reports;
-mod runs;
+pub mod runs;
 mod tenants;
 mod usage;
 mod webhook;
@@ -25,4 +26,5 @@ pub fn router() -> Router<AppState> {
         .merge(dashboard::router())
         .merge(runs::router())
         .merge(reports::router())
+        .merge(overview::router())
 }

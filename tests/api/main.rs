@@ -6,6 +6,8 @@ mod auth;
 mod billing_run;
 mod health;
 mod metrics;
+mod overview;
+mod pages;
 mod stripe_setup;
 mod subscriptions;
 mod tenants;

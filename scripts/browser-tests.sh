@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# End-to-end tests of the billing pages in headless Chromium (Debian's chromium, driven by Playwright):
+# builds the service and the Stripe simulator, starts both on free ports with a temporary SQLite database,
+# adds tenants, mints tokens, runs tests/browser, and stops everything on exit. Screenshots: artifacts/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+log() { printf '== %s\n' "$*"; }
+
+chromium=${CHROMIUM:-/usr/bin/chromium}
+[ -x "$chromium" ] || { echo "Chromium is not installed: apt-get install -y chromium chromium-driver" >&2; exit 1; }
+command -v node >/dev/null || { echo "Node.js is required for the browser tests" >&2; exit 1; }
+
+log "building"
+cargo build -q -p thanotopolis-billing --bin thanotopolis-billing
+cargo build -q -p stripe-sim --example stripe_sim
+bin="$root/target/debug/thanotopolis-billing"
+sim_bin="$root/target/debug/examples/stripe_sim"
+
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  log "installing playwright-core"
+  npm ci --prefix tests/browser --no-audit --no-fund --silent
+fi
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+free_port() { node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
+app_port=$(free_port)
+sim_port=$(free_port)
+app="http://127.0.0.1:$app_port"
+sim="http://127.0.0.1:$sim_port"
+webhook_secret="whsec_browser_tests"
+
+log "starting the Stripe simulator on $sim"
+"$sim_bin" --port "$sim_port" --webhook-url "$app/api/billing/webhook" \
+  --webhook-secret "$webhook_secret" --retry-base-ms 200 >"$work/sim.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do curl -fsS "$sim/_sim/clock" >/dev/null 2>&1 && break; sleep 0.1; done
+
+product=$(curl -fsS -u sk_test_x: "$sim/v1/products" -d name="Thanotopolis Platform Subscription" | node -pe 'JSON.parse(require("fs").readFileSync(0)).id')
+price=$(curl -fsS -u sk_test_x: "$sim/v1/prices" -d product="$product" -d unit_amount=29900 -d currency=usd \
+  -d "recurring[interval]=month" | node -pe 'JSON.parse(require("fs").readFileSync(0)).id')
+
+# The service reads .env from its working directory: run it from the temporary folder so a developer's
+# .env does not leak in.
+export DATABASE_URL="sqlite://$work/billing.db"
+export BIND="127.0.0.1:$app_port"
+export JWT_SECRET="browser-tests-jwt-secret"
+export STRIPE_API_BASE="$sim"
+export STRIPE_SECRET_KEY="sk_test_x"
+export STRIPE_WEBHOOK_SECRET="$webhook_secret"
+export STRIPE_MONTHLY_PRICE_ID="$price"
+export STRIPE_MAX_REQUESTS_PER_SECOND=0
+export PUBLIC_BASE_URL="$app"
+export RUST_LOG="${RUST_LOG:-warn}"
+cd "$work"
+
+"$bin" tenants add --id acme --name "Acme Funeral Home" --subdomain acme >/dev/null
+"$bin" tenants add --id globex --name "Globex Memorial" --subdomain globex >/dev/null
+
+log "starting the service on $app"
+"$bin" serve >"$work/app.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do curl -fsS "$app/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+curl -fsS "$app/healthz" >/dev/null || { cat "$work/app.log" >&2; exit 1; }
+
+export BASE_URL="$app" SIM_URL="$sim" CHROMIUM="$chromium" ARTIFACTS="$root/artifacts"
+export ADMIN_TOKEN=$("$bin" token --tenant acme --role org_admin --email owner@acme.example)
+export MEMBER_TOKEN=$("$bin" token --tenant acme --role member)
+export SUPER_TOKEN=$("$bin" token --tenant platform --role super_admin)
+export SERVICE_TOKEN=$("$bin" token --tenant platform --role service)
+mkdir -p "$root/artifacts"
+
+log "running the browser tests"
+start=$(date +%s)
+if ! (cd "$root/tests/browser" && node --test --test-concurrency=1 billing.test.mjs); then
+  echo "--- service log" >&2; tail -50 "$work/app.log" >&2
+  echo "--- simulator log" >&2; tail -20 "$work/sim.log" >&2
+  exit 1
+fi
+log "browser tests passed in $(( $(date +%s) - start ))s; screenshots in artifacts/"

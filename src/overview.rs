@@ -1,0 +1,369 @@
+//! The super admin's revenue overview: MRR, subscription counts, usage revenue, failed payments, churn,
+//! one row per organization and twelve months of history. The definitions are in `docs/OVERVIEW.md`.
+
+use crate::db::invoices::{self, InvoiceRow};
+use crate::db::subscriptions::{self, SubscriptionRow};
+use crate::db::{tenants, webhook_events, Db};
+use crate::domain::{time, BillingPeriod, Cents, TenantId};
+use crate::routes::dashboard;
+use crate::state::AppState;
+use crate::usage::billable;
+use crate::usage::rating::Rates;
+use crate::with_pool;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+
+/// Statuses whose monthly amount counts as recurring revenue.
+pub const MRR_STATUSES: [&str; 2] = ["active", "past_due"];
+/// How many calendar months the history covers, the current one included.
+pub const HISTORY_MONTHS: usize = 12;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Overview {
+    pub mrr_cents: Cents,
+    pub active_subscriptions: i64,
+    pub trialing_subscriptions: i64,
+    pub past_due_subscriptions: i64,
+    pub usage_revenue_cents: Cents,
+    pub failed_payments_30d: i64,
+    pub churned_30d: i64,
+    pub period: BillingPeriod,
+    pub organizations: Vec<Organization>,
+    pub monthly: Vec<Month>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Organization {
+    pub tenant_id: String,
+    pub name: String,
+    pub subdomain: String,
+    pub is_demo: bool,
+    pub subscription_status: Option<String>,
+    pub cancel_at_period_end: bool,
+    pub mrr_cents: Cents,
+    pub usage_this_month: UsageThisMonth,
+    pub upcoming_usage_cents: Cents,
+    pub last_invoice: Option<LastInvoice>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct UsageThisMonth {
+    pub stt_words: i64,
+    pub tts_words: i64,
+    pub phone_calls: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LastInvoice {
+    pub stripe_invoice_id: String,
+    pub status: String,
+    pub amount_due_cents: Cents,
+    pub hosted_invoice_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Month {
+    pub period: BillingPeriod,
+    pub subscription_revenue_cents: Cents,
+    pub usage_revenue_cents: Cents,
+    /// STT plus TTS words recorded in the month.
+    pub words: i64,
+    pub calls: i64,
+}
+
+/// Whether a subscription counts toward MRR: not ended, active or past due.
+fn in_mrr(s: &SubscriptionRow) -> bool {
+    s.ended_at.is_none() && MRR_STATUSES.contains(&s.status.as_str())
+}
+
+/// Builds the overview at `now`.
+pub async fn build(state: &AppState, now: DateTime<Utc>) -> Result<Overview, sqlx::Error> {
+    let db = &state.db;
+    let tz = state.settings.billing_timezone;
+    let rates = Rates::from_settings(&state.settings);
+    let period = BillingPeriod::containing(now, tz);
+    let (_, period_end) = period.bounds(tz);
+    let first = (1..HISTORY_MONTHS).fold(period, |p, _| p.prev());
+    let since_30d = now - Duration::days(30);
+
+    let (tenant_list, subs, last_invoices, usage, paid, daily, failed) = tokio::try_join!(
+        tenants::list(db),
+        subscriptions::all(db),
+        latest_invoice_per_tenant(db),
+        usage_by_tenant(db, period),
+        paid_invoices_since(db, first.bounds(tz).0),
+        usage_by_day_since(db, first.first_day()),
+        webhook_events::count_since(db, "invoice.payment_failed", since_30d),
+    )?;
+    let demo: HashMap<&str, bool> = tenant_list
+        .iter()
+        .map(|t| (t.id.as_str(), t.is_demo))
+        .collect();
+    let is_demo = |tenant: &str| demo.get(tenant).copied().unwrap_or(false);
+
+    let counted = |status: &str| {
+        subs.iter()
+            .filter(|s| s.ended_at.is_none() && s.status == status && !is_demo(&s.tenant_id))
+            .count() as i64
+    };
+    let mrr_cents = subs
+        .iter()
+        .filter(|s| in_mrr(s) && !is_demo(&s.tenant_id))
+        .map(|s| Cents(s.amount_cents))
+        .sum();
+    let churned_30d = subs
+        .iter()
+        .filter(|s| s.ended_at.is_some_and(|e| e >= since_30d))
+        .count() as i64;
+
+    let mut organizations = Vec::with_capacity(tenant_list.len());
+    for t in &tenant_list {
+        let mine: Vec<&SubscriptionRow> = subs.iter().filter(|s| s.tenant_id == t.id).collect();
+        // `subscriptions::all` lists each tenant's newest first: the live one if any, else the last one.
+        let shown = mine
+            .iter()
+            .find(|s| s.is_live())
+            .or_else(|| mine.first())
+            .copied();
+        let mrr = if t.is_demo {
+            Cents::ZERO
+        } else {
+            mine.iter()
+                .filter(|s| in_mrr(s))
+                .map(|s| Cents(s.amount_cents))
+                .sum()
+        };
+        // The same figure as the tenant's dashboard: what this period's run would bill now.
+        let upcoming_usage_cents = if t.is_demo {
+            Cents::ZERO
+        } else {
+            let id = TenantId::parse(&t.id).map_err(|e| sqlx::Error::Decode(e.into()))?;
+            let unbilled = billable::unbilled(db, &id, period_end, tz).await?;
+            dashboard::upcoming(period, unbilled, &rates).total_charges_cents
+        };
+        organizations.push(Organization {
+            tenant_id: t.id.clone(),
+            name: t.name.clone(),
+            subdomain: t.subdomain.clone(),
+            is_demo: t.is_demo,
+            subscription_status: shown.map(|s| s.status.clone()),
+            cancel_at_period_end: shown.is_some_and(|s| s.cancel_at_period_end && s.is_live()),
+            mrr_cents: mrr,
+            usage_this_month: usage.get(&t.id).copied().unwrap_or_default(),
+            upcoming_usage_cents,
+            last_invoice: last_invoices.get(&t.id).map(|i| LastInvoice {
+                stripe_invoice_id: i.stripe_invoice_id.clone(),
+                status: i.status.clone(),
+                amount_due_cents: Cents(i.amount_due_cents),
+                hosted_invoice_url: i.hosted_invoice_url.clone(),
+            }),
+        });
+    }
+
+    let mut months: BTreeMap<BillingPeriod, Month> = BTreeMap::new();
+    let mut p = first;
+    for _ in 0..HISTORY_MONTHS {
+        months.insert(
+            p,
+            Month {
+                period: p,
+                subscription_revenue_cents: Cents::ZERO,
+                usage_revenue_cents: Cents::ZERO,
+                words: 0,
+                calls: 0,
+            },
+        );
+        p = p.next();
+    }
+    for (paid_at, amount, is_usage) in &paid {
+        if let Some(m) = months.get_mut(&BillingPeriod::containing(*paid_at, tz)) {
+            if *is_usage {
+                m.usage_revenue_cents += Cents(*amount);
+            } else {
+                m.subscription_revenue_cents += Cents(*amount);
+            }
+        }
+    }
+    for (day, usage_type, quantity) in &daily {
+        if let Some(m) = months.get_mut(&BillingPeriod::of_day(*day)) {
+            match usage_type.as_str() {
+                "stt_words" | "tts_words" => m.words += quantity,
+                "phone_calls" => m.calls += quantity,
+                _ => {}
+            }
+        }
+    }
+    let usage_revenue_cents = months
+        .get(&period)
+        .map(|m| m.usage_revenue_cents)
+        .unwrap_or_default();
+
+    Ok(Overview {
+        mrr_cents,
+        active_subscriptions: counted("active"),
+        trialing_subscriptions: counted("trialing"),
+        past_due_subscriptions: counted("past_due"),
+        usage_revenue_cents,
+        failed_payments_30d: failed,
+        churned_30d,
+        period,
+        organizations,
+        monthly: months.into_values().collect(),
+    })
+}
+
+/// Each tenant's newest invoice.
+async fn latest_invoice_per_tenant(db: &Db) -> Result<HashMap<String, InvoiceRow>, sqlx::Error> {
+    let mut latest: HashMap<String, InvoiceRow> = HashMap::new();
+    for i in invoices::newest_per_tenant(db).await? {
+        let newer = latest.get(&i.tenant_id).is_none_or(|seen| {
+            (i.stripe_created_at, &i.stripe_invoice_id)
+                > (seen.stripe_created_at, &seen.stripe_invoice_id)
+        });
+        if newer {
+            latest.insert(i.tenant_id.clone(), i);
+        }
+    }
+    Ok(latest)
+}
+
+/// Usage recorded in `period`, by tenant (billed or not, free or not: what happened).
+async fn usage_by_tenant(
+    db: &Db,
+    period: BillingPeriod,
+) -> Result<HashMap<String, UsageThisMonth>, sqlx::Error> {
+    let rows: Vec<(String, String, i64)> = with_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT tenant_id, usage_type, CAST(SUM(quantity) AS BIGINT) FROM usage_rollups
+             WHERE day >= $1 AND day < $2 GROUP BY tenant_id, usage_type",
+        )
+        .bind(period.first_day())
+        .bind(period.end_day())
+        .fetch_all(pool)
+        .await
+    })?;
+    let mut out: HashMap<String, UsageThisMonth> = HashMap::new();
+    for (tenant, usage_type, q) in rows {
+        let u = out.entry(tenant).or_default();
+        match usage_type.as_str() {
+            "stt_words" => u.stt_words += q,
+            "tts_words" => u.tts_words += q,
+            "phone_calls" => u.phone_calls += q,
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Paid invoices since `since`: when, how much, and whether it is a usage invoice (has `billing_period`).
+async fn paid_invoices_since(
+    db: &Db,
+    since: DateTime<Utc>,
+) -> Result<Vec<(DateTime<Utc>, i64, bool)>, sqlx::Error> {
+    let rows: Vec<(DateTime<Utc>, i64, Option<String>)> = with_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT paid_at, amount_paid_cents, billing_period FROM invoices
+             WHERE status = 'paid' AND paid_at IS NOT NULL AND paid_at >= $1",
+        )
+        .bind(since)
+        .fetch_all(pool)
+        .await
+    })?;
+    Ok(rows
+        .into_iter()
+        .map(|(at, amount, period)| (at, amount, period.is_some()))
+        .collect())
+}
+
+/// Usage of every tenant by local day and type, from `since` on.
+async fn usage_by_day_since(
+    db: &Db,
+    since: NaiveDate,
+) -> Result<Vec<(NaiveDate, String, i64)>, sqlx::Error> {
+    with_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT day, usage_type, CAST(SUM(quantity) AS BIGINT) FROM usage_rollups
+             WHERE day >= $1 GROUP BY day, usage_type",
+        )
+        .bind(since)
+        .fetch_all(pool)
+        .await
+    })
+}
+
+/// The overview as of now.
+pub async fn now(state: &AppState) -> Result<Overview, sqlx::Error> {
+    build(state, time::now()).await
+}
+
+/// A monthly run as the admin page lists it, with the totals of its report.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub period: String,
+    pub dry_run: bool,
+    pub status: String,
+    pub trigger: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub billed: Option<i64>,
+    pub skipped: Option<i64>,
+    pub failed: Option<i64>,
+    pub billed_cents: Option<Cents>,
+}
+
+type RunRow = (
+    String,
+    String,
+    bool,
+    String,
+    String,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    Option<String>,
+);
+
+/// The latest monthly runs, newest first, with counts from their reports (none while a run has none).
+pub async fn recent_runs(db: &Db, limit: i64) -> Result<Vec<RunSummary>, sqlx::Error> {
+    let rows: Vec<RunRow> = with_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT run_id, period, dry_run, status, trigger, started_at, finished_at, report_json
+             FROM billing_runs ORDER BY started_at DESC, run_id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+    })?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(run_id, period, dry_run, status, trigger, started_at, finished_at, report)| {
+                let report: Option<serde_json::Value> =
+                    report.and_then(|r| serde_json::from_str(&r).ok());
+                let len = |key: &str| {
+                    report
+                        .as_ref()
+                        .and_then(|r| r[key].as_array())
+                        .map(|a| a.len() as i64)
+                };
+                RunSummary {
+                    billed: len("billed"),
+                    skipped: len("skipped"),
+                    failed: len("failed"),
+                    billed_cents: report
+                        .as_ref()
+                        .and_then(|r| r["totals"]["billed_cents"].as_i64())
+                        .map(Cents),
+                    run_id,
+                    period,
+                    dry_run,
+                    status,
+                    trigger,
+                    started_at,
+                    finished_at,
+                }
+            },
+        )
+        .collect())
+}

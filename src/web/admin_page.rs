@@ -1,0 +1,386 @@
+//! `/admin/billing`: the super admin's revenue page: figures, charts, organizations with the demo
+//! toggle, the monthly runs with the form that starts one, and the audit log.
+
+use super::chart::{self, Bar};
+use super::html::{self, badge, count, date_time, money, notice, Esc};
+use super::session::{error_page, require, PageUser, Posted};
+use crate::auth::Role;
+use crate::db::audit;
+use crate::domain::{time, BillingPeriod, Cents};
+use crate::error::ApiError;
+use crate::overview::{self, Overview};
+use crate::push_html;
+use crate::routes::billing as api;
+use crate::state::AppState;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+
+const RUNS_SHOWN: i64 = 12;
+const AUDIT_SHOWN: i64 = 30;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/billing", get(show))
+        .route("/admin/billing/tenants/{tenant_id}/demo", post(set_demo))
+        .route("/admin/billing/runs", post(start_run))
+}
+
+fn require_super_admin(user: &PageUser) -> Result<(), Response> {
+    require(
+        user,
+        user.caller.role == Role::SuperAdmin,
+        "This page is for the platform's super admins.",
+    )
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    done: Option<String>,
+}
+
+async fn show(
+    State(state): State<AppState>,
+    user: PageUser,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    if let Err(r) = require_super_admin(&user) {
+        return r;
+    }
+    let done = match q.done.as_deref() {
+        Some("demo_on") => {
+            Some("The organization is now a demo account: exempt from billing charges.")
+        }
+        Some("demo_off") => {
+            Some("The organization is no longer a demo account: it is billed normally.")
+        }
+        Some("run") => {
+            Some("The run has started; its report appears in the runs below when it finishes.")
+        }
+        _ => None,
+    };
+    let loaded = async {
+        let o = overview::now(&state).await?;
+        let runs = overview::recent_runs(&state.db, RUNS_SHOWN).await?;
+        let log = audit::recent(&state.db, AUDIT_SHOWN).await?;
+        Ok::<_, ApiError>((o, runs, log))
+    }
+    .await;
+    let (o, runs, log) = match loaded {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let tz = state.settings.billing_timezone;
+    let csrf = html::csrf_field(&user.csrf);
+
+    let mut body = String::from(
+        "<h1>Revenue overview</h1><p class=\"sub\">All organizations on the platform.</p>",
+    );
+    if let Some(d) = done {
+        body.push_str(&notice("ok", "done", d));
+    }
+    body.push_str(&kpis(&o));
+    body.push_str(&charts(&o));
+    body.push_str(&organizations(&o, &csrf));
+
+    // Monthly runs, and the form that starts one (the handler belongs to the run module).
+    let default_period = BillingPeriod::containing(time::now(), tz).prev();
+    push_html!(
+        body,
+        "<section class=\"card\" id=\"runs\" aria-labelledby=\"runs-h\"><h2 id=\"runs-h\">Monthly billing runs</h2>\
+         <form method=\"post\" action=\"/admin/billing/runs\" class=\"row-form\" id=\"run-form\">{csrf}\
+         <div class=\"field\"><label for=\"run-period\">Period</label>\
+         <input type=\"text\" id=\"run-period\" name=\"period\" value=\"{default_period}\" pattern=\"[0-9]{{4}}-[0-9]{{2}}\" placeholder=\"YYYY-MM\" required aria-describedby=\"run-period-hint\">\
+         <div class=\"hint\" id=\"run-period-hint\">A calendar month, YYYY-MM.</div></div>\
+         <div class=\"field\"><label class=\"check\" for=\"run-dry-run\"><input type=\"checkbox\" id=\"run-dry-run\" name=\"dry_run\" value=\"true\" checked> Dry run (bill nothing, show what would be billed)</label></div>\
+         <div class=\"field\"><button type=\"submit\" id=\"run-start\">Start run</button></div></form>"
+    );
+    if runs.is_empty() {
+        body.push_str("<p class=\"muted\">No runs yet.</p>");
+    } else {
+        body.push_str(
+            "<div class=\"table-scroll\"><table id=\"runs-table\"><thead><tr><th>Started</th><th>Period</th><th>Kind</th><th>Status</th>\
+             <th class=\"num\">Billed</th><th class=\"num\">Skipped</th><th class=\"num\">Failed</th><th class=\"num\">Amount</th></tr></thead><tbody>",
+        );
+        let n = |v: Option<i64>| v.map(count).unwrap_or_else(|| "—".to_owned());
+        for r in &runs {
+            push_html!(
+                body,
+                "<tr><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                date_time(r.started_at, tz),
+                Esc(&r.period),
+                if r.dry_run { "dry run" } else { "live" },
+                Esc(&format!(" · {}", r.trigger)),
+                badge(&r.status),
+                n(r.billed),
+                n(r.skipped),
+                n(r.failed),
+                r.billed_cents.map(|c| c.to_string()).unwrap_or_else(|| "—".to_owned()),
+            );
+        }
+        body.push_str("</tbody></table></div>");
+    }
+    body.push_str("</section>");
+
+    body.push_str("<section class=\"card\" id=\"audit\" aria-labelledby=\"audit-h\"><h2 id=\"audit-h\">Audit log</h2>");
+    if log.is_empty() {
+        body.push_str("<p class=\"muted\">No admin actions yet.</p>");
+    } else {
+        body.push_str("<div class=\"table-scroll\"><table><thead><tr><th>When</th><th>Who</th><th>Action</th><th>Organization</th><th>Detail</th></tr></thead><tbody>");
+        for e in &log {
+            push_html!(
+                body,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                date_time(e.at, tz),
+                Esc(&e.actor),
+                Esc(&e.action),
+                Esc(e.tenant_id.as_deref().unwrap_or("—")),
+                Esc(&e.detail)
+            );
+        }
+        body.push_str("</tbody></table></div>");
+    }
+    body.push_str("</section>");
+
+    let label = user.label();
+    super::html_response(
+        StatusCode::OK,
+        html::page(&user.chrome("Revenue overview", &label), &body),
+    )
+}
+
+fn kpis(o: &Overview) -> String {
+    let tiles: [(&str, &str, String); 7] = [
+        ("kpi-mrr", "MRR", o.mrr_cents.to_string()),
+        ("kpi-active", "Active", count(o.active_subscriptions)),
+        ("kpi-trialing", "Trialing", count(o.trialing_subscriptions)),
+        ("kpi-past-due", "Past due", count(o.past_due_subscriptions)),
+        (
+            "kpi-usage-revenue",
+            "Usage revenue this month",
+            o.usage_revenue_cents.to_string(),
+        ),
+        (
+            "kpi-failed",
+            "Failed payments (30 days)",
+            count(o.failed_payments_30d),
+        ),
+        ("kpi-churn", "Churned (30 days)", count(o.churned_30d)),
+    ];
+    let mut out = String::from("<section class=\"kpis\" aria-label=\"Key figures\">");
+    for (id, label, value) in tiles {
+        push_html!(
+            out,
+            "<div class=\"kpi\"><div class=\"label\">{label}</div><div class=\"value\" id=\"{id}\">{}</div></div>",
+            Esc(&value)
+        );
+    }
+    out.push_str("</section>");
+    out
+}
+
+/// `Jan`, or `Jan 26` for January (so a year's turn is visible).
+fn month_label(p: BillingPeriod) -> String {
+    let name = p.first_day().format("%b").to_string();
+    if p.month() == 1 {
+        format!("{name} {:02}", p.year() % 100)
+    } else {
+        name
+    }
+}
+
+fn dollars_axis(cents: i64) -> String {
+    // Whole dollars on the axis: the ticks are round numbers.
+    let s = Cents(cents).to_string();
+    s.strip_suffix(".00").map(str::to_owned).unwrap_or(s)
+}
+
+fn charts(o: &Overview) -> String {
+    let revenue: Vec<Bar> = o
+        .monthly
+        .iter()
+        .map(|m| Bar {
+            label: month_label(m.period),
+            values: vec![m.subscription_revenue_cents.0, m.usage_revenue_cents.0],
+        })
+        .collect();
+    let words: Vec<Bar> = o
+        .monthly
+        .iter()
+        .map(|m| Bar {
+            label: month_label(m.period),
+            values: vec![m.words],
+        })
+        .collect();
+    let calls: Vec<Bar> = o
+        .monthly
+        .iter()
+        .map(|m| Bar {
+            label: month_label(m.period),
+            values: vec![0, m.calls],
+        })
+        .collect();
+    let total: Cents = o
+        .monthly
+        .iter()
+        .map(|m| m.subscription_revenue_cents + m.usage_revenue_cents)
+        .sum();
+    let mut out = String::from("<div class=\"grid\">");
+    push_html!(
+        out,
+        "<section class=\"card\" aria-labelledby=\"rev-h\"><h2 id=\"rev-h\">Revenue, last 12 months</h2>{}\
+         <div class=\"legend\"><span><span class=\"swatch s0\"></span>Subscriptions</span><span><span class=\"swatch s1\"></span>Usage</span><span>Total {}</span></div></section>",
+        chart::bars(
+            "chart-revenue",
+            "Monthly revenue",
+            "Paid subscription and usage invoices by month, stacked.",
+            &revenue,
+            // At least $100 on the axis.
+            10_000,
+            dollars_axis
+        ),
+        total
+    );
+    push_html!(
+        out,
+        "<section class=\"card\" aria-labelledby=\"use-h\"><h2 id=\"use-h\">Usage, last 12 months</h2>{}\
+         <div class=\"legend\"><span><span class=\"swatch s0\"></span>Voice words (STT + TTS)</span></div>{}\
+         <div class=\"legend\"><span><span class=\"swatch s1\"></span>Phone calls</span></div></section>",
+        chart::bars("chart-words", "Voice words by month", "Speech-to-text plus text-to-speech words recorded each month.", &words, 10, count),
+        chart::bars("chart-calls", "Phone calls by month", "Phone calls recorded each month.", &calls, 10, count),
+    );
+    out.push_str("</div>");
+    out
+}
+
+fn organizations(o: &Overview, csrf: &str) -> String {
+    let mut out = String::from(
+        "<section class=\"card\" id=\"organizations\" aria-labelledby=\"orgs-h\"><h2 id=\"orgs-h\">Organizations</h2>",
+    );
+    if o.organizations.is_empty() {
+        out.push_str("<p class=\"muted\">No organizations yet.</p></section>");
+        return out;
+    }
+    out.push_str(
+        "<div class=\"table-scroll\"><table><thead><tr><th>Organization</th><th>Status</th><th class=\"num\">MRR</th>\
+         <th class=\"num\">Words this month</th><th class=\"num\">Calls</th><th class=\"num\">Upcoming usage</th>\
+         <th>Last invoice</th><th>Demo</th></tr></thead><tbody>",
+    );
+    for org in &o.organizations {
+        let id: String = form_urlencoded::byte_serialize(org.tenant_id.as_bytes()).collect();
+        let status = match &org.subscription_status {
+            Some(s) if org.cancel_at_period_end => {
+                format!("{} <span class=\"muted\">(cancels)</span>", badge(s))
+            }
+            Some(s) => badge(s),
+            None => "<span class=\"muted\">none</span>".to_owned(),
+        };
+        let last = match &org.last_invoice {
+            Some(i) => {
+                let amount = money(i.amount_due_cents.0);
+                let amount = match i
+                    .hosted_invoice_url
+                    .as_deref()
+                    .filter(|u| u.starts_with("http"))
+                {
+                    Some(u) => format!(
+                        "<a href=\"{}\" rel=\"noopener noreferrer\">{amount}</a>",
+                        Esc(u)
+                    ),
+                    None => amount,
+                };
+                format!("{amount} {}", badge(&i.status))
+            }
+            None => "<span class=\"muted\">—</span>".to_owned(),
+        };
+        let u = org.usage_this_month;
+        let (label, to) = if org.is_demo {
+            ("End demo", "false")
+        } else {
+            ("Make demo", "true")
+        };
+        push_html!(
+            out,
+            "<tr id=\"org-{}\"><td><a href=\"/billing?tenant_id={id}\">{}</a><div class=\"muted\">{}</div></td><td>{status}</td>\
+             <td class=\"num org-mrr\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{last}</td>\
+             <td>{}<form method=\"post\" action=\"/admin/billing/tenants/{id}/demo\" class=\"inline\">{csrf}\
+             <input type=\"hidden\" name=\"is_demo\" value=\"{to}\">\
+             <button type=\"submit\" class=\"small secondary demo-toggle\" aria-label=\"{label}: {}\">{label}</button></form></td></tr>",
+            Esc(&org.tenant_id),
+            Esc(&org.name),
+            Esc(&org.subdomain),
+            org.mrr_cents,
+            count(u.stt_words + u.tts_words),
+            count(u.phone_calls),
+            org.upcoming_usage_cents,
+            if org.is_demo { "<span class=\"badge info\">demo</span> " } else { "" },
+            Esc(&org.name),
+        );
+    }
+    out.push_str("</tbody></table></div></section>");
+    out
+}
+
+#[derive(Deserialize)]
+struct DemoForm {
+    is_demo: String,
+}
+
+async fn set_demo(
+    State(state): State<AppState>,
+    Path(tenant_id): Path<String>,
+    posted: Posted<DemoForm>,
+) -> Response {
+    let user = &posted.user;
+    if let Err(r) = require_super_admin(user) {
+        return r;
+    }
+    let is_demo = match posted.form.is_demo.as_str() {
+        "true" => true,
+        "false" => false,
+        _ => {
+            return error_page(
+                user,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Choose demo on or off.",
+            )
+        }
+    };
+    match api::set_demo(&state, &user.caller, &tenant_id, is_demo).await {
+        Ok(_) => Redirect::to(if is_demo {
+            "/admin/billing?done=demo_on"
+        } else {
+            "/admin/billing?done=demo_off"
+        })
+        .into_response(),
+        Err(e) => error_page(user, e.status, &e.detail),
+    }
+}
+
+#[derive(Deserialize)]
+struct RunForm {
+    period: String,
+    #[serde(default)]
+    dry_run: Option<String>,
+}
+
+/// Starts the monthly run from the page, in the background; the history below shows its report.
+async fn start_run(State(state): State<AppState>, posted: Posted<RunForm>) -> Response {
+    let user = &posted.user;
+    if let Err(r) = require_super_admin(user) {
+        return r;
+    }
+    let period = match crate::routes::runs::closed_period(&state, posted.form.period.trim()) {
+        Ok(p) => p,
+        Err(e) => return error_page(user, e.status, &e.detail),
+    };
+    let dry_run = posted.form.dry_run.as_deref() == Some("true");
+    match crate::routes::runs::start_run(&state, &user.caller.actor(), period, dry_run, false).await
+    {
+        Ok(_) => Redirect::to("/admin/billing?done=run").into_response(),
+        Err(e) => error_page(user, e.status, &e.detail),
+    }
+}

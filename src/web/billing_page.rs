@@ -1,0 +1,528 @@
+//! `/billing`: a tenant's plan, subscription, usage, upcoming charges and invoices, with the admin's
+//! actions (subscribe, cancel with confirmation, reactivate, payment methods). Every action calls the same
+//! functions as the JSON API.
+
+use super::html::{self, badge, count, date, date_opt, money, notice, Esc};
+use super::session::{error_page, require, PageUser, Posted};
+use crate::db::{subscriptions, tenants};
+use crate::domain::TenantId;
+use crate::error::ApiError;
+use crate::push_html;
+use crate::routes::billing::{self as api, PLAN_AMOUNT_CENTS, PLAN_NAME};
+use crate::routes::dashboard::{self, Dashboard};
+use crate::state::AppState;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/billing", get(show))
+        .route("/billing/checkout", post(checkout))
+        .route("/billing/cancel", get(confirm_cancel).post(cancel))
+        .route("/billing/reactivate", post(reactivate))
+        .route("/billing/portal", post(portal))
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    tenant_id: Option<String>,
+    done: Option<String>,
+}
+
+/// Messages for `?done=`: fixed sentences, so nothing from the URL is echoed into the page.
+fn done_notice(key: &str) -> Option<(&'static str, &'static str)> {
+    Some(match key {
+        "subscribed" => (
+            "ok",
+            "Thank you! Your payment details were accepted; the subscription appears below once Stripe confirms it.",
+        ),
+        "checkout_canceled" => ("info", "Checkout was canceled. Nothing was charged."),
+        "canceled" => (
+            "ok",
+            "Cancellation scheduled: the subscription stays active until the end of the current period.",
+        ),
+        "reactivated" => ("ok", "Your subscription is reactivated and will renew as usual."),
+        "portal" => ("info", "Welcome back from the customer portal."),
+        _ => return None,
+    })
+}
+
+/// `?tenant_id=` for a super admin acting on another organization's page, so its forms stay on it.
+fn tenant_suffix(user: &PageUser, tenant: &TenantId) -> String {
+    if tenant.as_str() == user.caller.claims.tenant_id {
+        String::new()
+    } else {
+        let encoded: String = form_urlencoded::byte_serialize(tenant.as_str().as_bytes()).collect();
+        format!("?tenant_id={encoded}")
+    }
+}
+
+async fn show(
+    State(state): State<AppState>,
+    user: PageUser,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let tenant = match user.tenant(q.tenant_id.as_deref()) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let done = q.done.as_deref().and_then(done_notice);
+    render(&state, &user, &tenant, done, None).await
+}
+
+/// The whole page, with an optional notice (after an action) or error (an action that failed).
+async fn render(
+    state: &AppState,
+    user: &PageUser,
+    tenant_id: &TenantId,
+    done: Option<(&str, &str)>,
+    error: Option<ApiError>,
+) -> Response {
+    let loaded = async {
+        let tenant = tenants::get(&state.db, tenant_id).await?;
+        let live = subscriptions::live_for_tenant(&state.db, tenant_id.as_str()).await?;
+        Ok::<_, ApiError>((tenant, live))
+    }
+    .await;
+    let (tenant, live) = match loaded {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let Some(tenant) = tenant else {
+        if user.caller.role == crate::auth::Role::SuperAdmin {
+            return Redirect::to("/admin/billing").into_response();
+        }
+        return error_page(
+            user,
+            StatusCode::NOT_FOUND,
+            "Your organization is not registered with billing yet. Ask the platform's administrator to add it.",
+        );
+    };
+    let dash = match dashboard::load(state, tenant_id).await {
+        Ok(d) => d,
+        Err(e) => return e.into_response(),
+    };
+    let tz = state.settings.billing_timezone;
+    let admin = user.caller.role.manages_tenant();
+    let suffix = tenant_suffix(user, tenant_id);
+    let csrf = html::csrf_field(&user.csrf);
+
+    let mut body = String::new();
+    push_html!(
+        body,
+        "<h1>Billing</h1><p class=\"sub\">{} <span class=\"muted\">· {}</span></p>",
+        Esc(&tenant.name),
+        Esc(&tenant.subdomain)
+    );
+    if let Some(e) = &error {
+        body.push_str(&notice("error", "action-error", &e.detail));
+    }
+    if let Some((kind, text)) = done {
+        body.push_str(&notice(kind, "done", text));
+    }
+    if let Some(message) = dash.demo_message {
+        push_html!(
+            body,
+            "<div class=\"notice info\" id=\"demo-banner\" role=\"status\"><strong>Demo account.</strong> {}</div>",
+            Esc(message)
+        );
+    }
+    if !admin {
+        body.push_str(&notice(
+            "info",
+            "member-note",
+            "You can see your organization's billing; only organization admins can change it.",
+        ));
+    }
+
+    body.push_str("<div class=\"grid\">");
+    // The subscription, or the plan to subscribe to.
+    match (&live, tenant.is_demo) {
+        (Some(sub), false) => {
+            push_html!(
+                body,
+                "<section class=\"card\" id=\"subscription\" aria-labelledby=\"subscription-h\"><h2 id=\"subscription-h\">Your subscription</h2>\
+                 <p><strong>{}</strong> <span id=\"subscription-status\">{}</span></p><dl class=\"facts\"><dt>Price</dt><dd>{} / month</dd>",
+                Esc(PLAN_NAME),
+                badge(&sub.status),
+                money(sub.amount_cents)
+            );
+            if sub.status == "trialing" {
+                push_html!(
+                    body,
+                    "<dt>Trial ends</dt><dd id=\"trial-end\">{}</dd>",
+                    date_opt(sub.trial_end, tz)
+                );
+            }
+            let period_end = date_opt(sub.current_period_end, tz);
+            if sub.cancel_at_period_end {
+                push_html!(body, "<dt>Ends on</dt><dd>{period_end}</dd></dl>");
+                body.push_str(&notice(
+                    "warn",
+                    "cancel-notice",
+                    &format!(
+                        "This subscription is set to cancel on {period_end}. It stays active until then, and you can reactivate it at any time before."
+                    ),
+                ));
+            } else {
+                push_html!(
+                    body,
+                    "<dt>Next renewal</dt><dd id=\"next-renewal\">{period_end}</dd></dl>"
+                );
+            }
+            if sub.status == "past_due" {
+                body.push_str(&notice(
+                    "error",
+                    "past-due",
+                    "The last payment failed. Update your payment method to keep the subscription.",
+                ));
+            }
+            if admin {
+                body.push_str("<div class=\"actions\">");
+                push_html!(
+                    body,
+                    "<form method=\"post\" action=\"/billing/portal{suffix}\">{csrf}<button type=\"submit\" class=\"secondary\" id=\"manage-payment\">Manage payment methods</button></form>"
+                );
+                if sub.cancel_at_period_end {
+                    push_html!(
+                        body,
+                        "<form method=\"post\" action=\"/billing/reactivate{suffix}\">{csrf}<button type=\"submit\" id=\"reactivate\">Reactivate subscription</button></form>"
+                    );
+                } else {
+                    push_html!(
+                        body,
+                        "<a class=\"button danger-outline\" id=\"cancel-subscription\" href=\"/billing/cancel{suffix}\">Cancel subscription</a>"
+                    );
+                }
+                body.push_str("</div>");
+            }
+            body.push_str("</section>");
+        }
+        _ => body.push_str(&plan_card(state, &tenant, admin, &suffix, &csrf)),
+    }
+    body.push_str(&usage_card(state, &dash));
+    body.push_str("</div>");
+    body.push_str(&invoices_card(state, &dash));
+
+    let label = user.label();
+    let status = error.as_ref().map_or(StatusCode::OK, |e| e.status);
+    super::html_response(status, html::page(&user.chrome("Billing", &label), &body))
+}
+
+fn plan_card(
+    state: &AppState,
+    tenant: &tenants::Tenant,
+    admin: bool,
+    suffix: &str,
+    csrf: &str,
+) -> String {
+    let mut out = String::new();
+    push_html!(
+        out,
+        "<section class=\"card\" id=\"plan\" aria-labelledby=\"plan-h\"><h2 id=\"plan-h\">{}</h2>\
+         <p class=\"price\" id=\"plan-price\">{} <small>/ month</small></p><ul class=\"features\">",
+        Esc(PLAN_NAME),
+        money(PLAN_AMOUNT_CENTS)
+    );
+    for f in api::plan_features(state) {
+        push_html!(out, "<li>{}</li>", Esc(&f));
+    }
+    out.push_str("</ul>");
+    if tenant.is_demo {
+        out.push_str(
+            "<p class=\"muted\">Demo accounts have full access without a subscription.</p>",
+        );
+    } else if admin {
+        push_html!(
+            out,
+            "<form method=\"post\" action=\"/billing/checkout{suffix}\">{csrf}\
+             <div class=\"field\"><label for=\"trial-days\">Free trial (days, optional)</label>\
+             <input type=\"number\" id=\"trial-days\" name=\"trial_days\" min=\"0\" max=\"730\" inputmode=\"numeric\" placeholder=\"0\">\
+             <div class=\"hint\">No charge until the trial ends. Usage during the trial is free.</div></div>\
+             <button type=\"submit\" id=\"subscribe\">Subscribe · {} / month</button></form>",
+            money(PLAN_AMOUNT_CENTS)
+        );
+    } else {
+        out.push_str("<p class=\"muted\">Your organization has no subscription. An organization admin can subscribe.</p>");
+    }
+    out.push_str("</section>");
+    out
+}
+
+fn usage_card(state: &AppState, d: &Dashboard) -> String {
+    let u = &d.current_period_usage;
+    let c = &d.upcoming_charges;
+    let tz = state.settings.billing_timezone;
+    let day = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .map(|t| date(t.with_timezone(&chrono::Utc), tz))
+            .unwrap_or_default()
+    };
+    // The period's end is exclusive: the last day shown is the one before it.
+    let last_day = chrono::DateTime::parse_from_rfc3339(&u.end_date)
+        .map(|t| {
+            date(
+                t.with_timezone(&chrono::Utc) - chrono::Duration::seconds(1),
+                tz,
+            )
+        })
+        .unwrap_or_default();
+    let mut out = String::new();
+    push_html!(
+        out,
+        "<section class=\"card\" id=\"usage\" aria-labelledby=\"usage-h\"><h2 id=\"usage-h\">Usage this period</h2>\
+         <p class=\"muted\">{} – {}</p><dl class=\"facts\">\
+         <dt>Speech-to-text words</dt><dd id=\"usage-stt\">{}</dd>\
+         <dt>Text-to-speech words</dt><dd id=\"usage-tts\">{}</dd>\
+         <dt>Phone calls</dt><dd id=\"usage-calls\">{}</dd></dl>\
+         <h3>Upcoming charges</h3><div class=\"table-scroll\"><table id=\"upcoming\"><tbody>\
+         <tr><td>Voice usage: {} words</td><td class=\"num\">{}</td></tr>\
+         <tr><td>Phone calls: {}</td><td class=\"num\">{}</td></tr>",
+        day(&u.start_date),
+        last_day,
+        count(u.total_stt_words),
+        count(u.total_tts_words),
+        count(u.total_phone_calls),
+        count(c.voice_words_count),
+        c.voice_usage_cents,
+        count(c.call_count),
+        c.call_charges_cents,
+    );
+    for late in &c.late {
+        push_html!(
+            out,
+            "<tr><td>Earlier usage ({}): {} words, {} calls</td><td class=\"num\">{}</td></tr>",
+            late.period,
+            count(late.voice_words_count),
+            count(late.call_count),
+            late.voice_usage_cents + late.call_charges_cents
+        );
+    }
+    push_html!(
+        out,
+        "<tr><th>Total so far</th><th class=\"num\" id=\"upcoming-total\">{}</th></tr></tbody></table></div>\
+         <p class=\"hint\">Billed on the first of next month, on a separate invoice from the subscription.</p></section>",
+        c.total_charges_cents
+    );
+    out
+}
+
+fn invoices_card(state: &AppState, d: &Dashboard) -> String {
+    let tz = state.settings.billing_timezone;
+    let mut out = String::from(
+        "<section class=\"card\" id=\"invoices\" aria-labelledby=\"invoices-h\"><h2 id=\"invoices-h\">Invoices</h2>",
+    );
+    if d.recent_invoices.is_empty() {
+        out.push_str("<p class=\"muted\">No invoices yet.</p></section>");
+        return out;
+    }
+    out.push_str(
+        "<div class=\"table-scroll\"><table><thead><tr><th>Period</th><th>Description</th><th class=\"num\">Amount</th><th>Status</th><th><span class=\"muted\">Invoice</span></th></tr></thead><tbody>",
+    );
+    for i in &d.recent_invoices {
+        let what = i
+            .lines
+            .iter()
+            .map(|l| l.description.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let link = i
+            .hosted_invoice_url
+            .as_deref()
+            .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+            .map(|u| {
+                format!(
+                    "<a href=\"{}\" rel=\"noopener noreferrer\">View<span class=\"muted\"> invoice</span></a>",
+                    Esc(u)
+                )
+            })
+            .unwrap_or_default();
+        push_html!(
+            out,
+            "<tr><td>{} – {}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td><td>{link}</td></tr>",
+            date_opt(i.period_start, tz),
+            date_opt(i.period_end, tz),
+            Esc(if what.is_empty() { "Subscription" } else { &what }),
+            money(i.amount_due_cents),
+            badge(&i.status)
+        );
+    }
+    out.push_str("</tbody></table></div></section>");
+    out
+}
+
+/// The tenant an admin action applies to; members are refused: only organization admins (and super
+/// admins) act on billing.
+fn admin_tenant(user: &PageUser, requested: Option<&str>) -> Result<TenantId, Response> {
+    require(
+        user,
+        user.caller.role.manages_tenant(),
+        "Only an organization admin can change billing.",
+    )?;
+    user.tenant(requested)
+}
+
+#[derive(Deserialize)]
+struct TenantQuery {
+    tenant_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CheckoutForm {
+    #[serde(default)]
+    trial_days: String,
+}
+
+async fn checkout(
+    State(state): State<AppState>,
+    Query(q): Query<TenantQuery>,
+    posted: Posted<CheckoutForm>,
+) -> Response {
+    let user = &posted.user;
+    let tenant = match admin_tenant(user, q.tenant_id.as_deref()) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let trial = posted.form.trial_days.trim();
+    let trial_days = if trial.is_empty() {
+        None
+    } else {
+        match trial.parse::<u32>() {
+            Ok(d) => Some(d),
+            Err(_) => {
+                let e = ApiError::unprocessable(
+                    "invalid_trial_days",
+                    "Free trial: give a whole number of days from 0 to 730, or leave it empty.",
+                );
+                return render(&state, user, &tenant, None, Some(e)).await;
+            }
+        }
+    };
+    let base = format!("{}/billing", state.settings.public_base_url);
+    let suffix = tenant_suffix(user, &tenant);
+    let sep = if suffix.is_empty() { "?" } else { "&" };
+    let started = api::start_checkout(
+        &state,
+        &tenant,
+        user.caller.claims.email.as_deref(),
+        &format!("{base}{suffix}{sep}done=subscribed"),
+        &format!("{base}{suffix}{sep}done=checkout_canceled"),
+        trial_days,
+    )
+    .await;
+    match started {
+        Ok(s) => Redirect::to(&s.checkout_url).into_response(),
+        Err(e) => render(&state, user, &tenant, None, Some(e)).await,
+    }
+}
+
+async fn confirm_cancel(
+    State(state): State<AppState>,
+    user: PageUser,
+    Query(q): Query<TenantQuery>,
+) -> Response {
+    let tenant = match admin_tenant(&user, q.tenant_id.as_deref()) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let sub = match subscriptions::live_for_tenant(&state.db, tenant.as_str()).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return Redirect::to("/billing").into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let suffix = tenant_suffix(&user, &tenant);
+    let end = date_opt(sub.current_period_end, state.settings.billing_timezone);
+    let body = format!(
+        "<section class=\"card narrow\" id=\"confirm\"><h1>Cancel your subscription?</h1>\
+         <p>The subscription stays active until <strong>{end}</strong> and then ends. Usage until then is still \
+         billed. You can reactivate it any time before that date.</p>\
+         <div class=\"actions\"><form method=\"post\" action=\"/billing/cancel{suffix}\">{}\
+         <button type=\"submit\" class=\"danger\" id=\"confirm-cancel\">Yes, cancel at period end</button></form>\
+         <a class=\"button secondary\" id=\"keep-subscription\" href=\"/billing{suffix}\">Keep my subscription</a></div></section>",
+        html::csrf_field(&user.csrf)
+    );
+    let label = user.label();
+    super::html_response(
+        StatusCode::OK,
+        html::page(&user.chrome("Cancel subscription", &label), &body),
+    )
+}
+
+#[derive(Deserialize)]
+struct NoFields {}
+
+/// Runs an admin action on the page's tenant; on success back to the page with `done`, else the page
+/// with the error.
+async fn act<F, Fut>(
+    state: &AppState,
+    q: TenantQuery,
+    posted: Posted<NoFields>,
+    done: &str,
+    f: F,
+) -> Response
+where
+    F: FnOnce(AppState, crate::auth::Caller, TenantId) -> Fut,
+    Fut: std::future::Future<Output = Result<subscriptions::SubscriptionRow, ApiError>>,
+{
+    let user = &posted.user;
+    let tenant = match admin_tenant(user, q.tenant_id.as_deref()) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    match f(state.clone(), user.caller.clone(), tenant.clone()).await {
+        Ok(_) => {
+            let suffix = tenant_suffix(user, &tenant);
+            let sep = if suffix.is_empty() { "?" } else { "&" };
+            Redirect::to(&format!("/billing{suffix}{sep}done={done}")).into_response()
+        }
+        Err(e) => render(state, user, &tenant, None, Some(e)).await,
+    }
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    Query(q): Query<TenantQuery>,
+    posted: Posted<NoFields>,
+) -> Response {
+    act(&state, q, posted, "canceled", |s, c, t| async move {
+        api::cancel_subscription(&s, &c, &t).await
+    })
+    .await
+}
+
+async fn reactivate(
+    State(state): State<AppState>,
+    Query(q): Query<TenantQuery>,
+    posted: Posted<NoFields>,
+) -> Response {
+    act(&state, q, posted, "reactivated", |s, c, t| async move {
+        api::reactivate_subscription(&s, &c, &t).await
+    })
+    .await
+}
+
+async fn portal(
+    State(state): State<AppState>,
+    Query(q): Query<TenantQuery>,
+    posted: Posted<NoFields>,
+) -> Response {
+    let user = &posted.user;
+    let tenant = match admin_tenant(user, q.tenant_id.as_deref()) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let suffix = tenant_suffix(user, &tenant);
+    let sep = if suffix.is_empty() { "?" } else { "&" };
+    let return_url = format!(
+        "{}/billing{suffix}{sep}done=portal",
+        state.settings.public_base_url
+    );
+    match api::portal_session(&state, &tenant, &return_url).await {
+        Ok(url) => Redirect::to(&url).into_response(),
+        Err(e) => render(&state, user, &tenant, None, Some(e)).await,
+    }
+}

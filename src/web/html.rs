@@ -1,0 +1,244 @@
+//! HTML building blocks: escaping, the page layout, formatting of money, dates and statuses.
+//!
+//! The pages are written with `format!`-family macros rather than a template engine: rustc checks every
+//! placeholder at compile time, the pages are few and small, and the build gains no proc-macro crates. The
+//! rule that keeps them safe: every value that did not come from a literal in this crate goes through
+//! [`Esc`] (text and quoted attributes alike).
+
+use crate::domain::Cents;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use std::fmt::{self, Display, Write};
+
+/// Text escaped for HTML element content and double- or single-quoted attribute values.
+pub struct Esc<'a>(pub &'a str);
+
+impl Display for Esc<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut rest = self.0;
+        while let Some(i) = rest.find(['&', '<', '>', '"', '\'']) {
+            f.write_str(&rest[..i])?;
+            f.write_str(match rest.as_bytes()[i] {
+                b'&' => "&amp;",
+                b'<' => "&lt;",
+                b'>' => "&gt;",
+                b'"' => "&quot;",
+                _ => "&#39;",
+            })?;
+            rest = &rest[i + 1..];
+        }
+        f.write_str(rest)
+    }
+}
+
+/// Appends formatted markup to a `String` (writing to a `String` cannot fail).
+#[macro_export]
+macro_rules! push_html {
+    ($out:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = write!($out, $($arg)*);
+    }};
+}
+
+/// What the layout needs to know about the signed-in user, for the header.
+pub struct Chrome<'a> {
+    pub title: &'a str,
+    /// Who is signed in and the CSRF token for the sign-out form; none on the sign-in pages.
+    pub user: Option<(&'a str, &'a str)>,
+    /// Whether to link the admin page in the header.
+    pub admin_link: bool,
+}
+
+/// A whole page: the shared header, then `body`.
+pub fn page(chrome: &Chrome<'_>, body: &str) -> String {
+    let mut out = String::with_capacity(body.len() + 1024);
+    push_html!(
+        out,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{} · Thanotopolis Billing</title>\
+         <link rel=\"icon\" href=\"/assets/icon.svg\" type=\"image/svg+xml\">\
+         <link rel=\"stylesheet\" href=\"/assets/billing.css\"></head><body>\
+         <header class=\"top\"><div class=\"wrap top-row\"><a class=\"brand\" href=\"/billing\">\
+         <span class=\"logo\" aria-hidden=\"true\">T</span>Thanotopolis <span class=\"muted\">Billing</span></a>",
+        Esc(chrome.title)
+    );
+    if let Some((who, csrf)) = chrome.user {
+        out.push_str("<nav aria-label=\"Account\">");
+        if chrome.admin_link {
+            out.push_str("<a href=\"/admin/billing\">Admin</a>");
+        }
+        push_html!(
+            out,
+            "<span class=\"who\">{}</span><form method=\"post\" action=\"/auth/logout\" class=\"inline\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+             <button type=\"submit\" class=\"link\" id=\"sign-out\">Sign out</button></form></nav>",
+            Esc(who),
+            Esc(csrf)
+        );
+    }
+    push_html!(
+        out,
+        "</div></header><main class=\"wrap\" id=\"main\">{body}</main>\
+         <footer class=\"wrap foot muted\">Amounts in US dollars. Payments are processed by Stripe.</footer>\
+         </body></html>"
+    );
+    out
+}
+
+/// A notice box: `kind` is `ok`, `warn`, `error` or `info`.
+pub fn notice(kind: &str, id: &str, text: &str) -> String {
+    let role = if kind == "error" { "alert" } else { "status" };
+    format!(
+        "<div class=\"notice {kind}\" id=\"{id}\" role=\"{role}\">{}</div>",
+        Esc(text)
+    )
+}
+
+/// A date in the billing time zone, e.g. `Mar 5, 2026`.
+pub fn date(t: DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz).format("%b %-d, %Y").to_string()
+}
+
+pub fn date_opt(t: Option<DateTime<Utc>>, tz: Tz) -> String {
+    t.map(|t| date(t, tz)).unwrap_or_else(|| "—".to_owned())
+}
+
+/// A date and time in the billing time zone, e.g. `Mar 5, 2026 14:03`.
+pub fn date_time(t: DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz).format("%b %-d, %Y %H:%M").to_string()
+}
+
+/// A count with thousands separators.
+pub fn count(n: i64) -> String {
+    let sign = if n < 0 { "-" } else { "" };
+    format!("{sign}{}", crate::domain::group_thousands(n.unsigned_abs()))
+}
+
+pub fn money(c: i64) -> String {
+    Cents(c).to_string()
+}
+
+/// A status badge (Stripe's subscription and invoice statuses), with words a person reads.
+pub fn badge(status: &str) -> String {
+    let (class, label) = match status {
+        "active" | "paid" => ("good", status.to_owned()),
+        "trialing" => ("info", "trial".to_owned()),
+        "past_due" | "unpaid" | "uncollectible" => ("bad", status.replace('_', " ")),
+        "open" | "incomplete" | "draft" => ("warn", status.replace('_', " ")),
+        other => ("neutral", other.replace('_', " ")),
+    };
+    format!("<span class=\"badge {class}\">{}</span>", Esc(&label))
+}
+
+/// A hidden CSRF field for a form.
+pub fn csrf_field(csrf: &str) -> String {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        Esc(csrf)
+    );
+    out
+}
+
+/// The stylesheet every page links (served from `/assets/billing.css`, so the CSP needs no inline styles).
+pub const CSS: &str = r#":root{--bg:#f6f7f9;--card:#fff;--ink:#1b1f24;--muted:#5b6470;--line:#e2e5ea;--accent:#2f4fd8;--accent-ink:#fff;--good:#136c3a;--good-bg:#e3f4ea;--bad:#a4161a;--bad-bg:#fbe5e6;--warn:#7a4d00;--warn-bg:#fff2d6;--info:#1f4c9a;--info-bg:#e3ecfb}
+*{box-sizing:border-box}
+html{-webkit-text-size-adjust:100%}
+body{margin:0;background:var(--bg);color:var(--ink);font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif}
+a{color:var(--accent)}
+.wrap{max-width:1080px;margin:0 auto;padding:0 16px}
+.top{background:var(--card);border-bottom:1px solid var(--line)}
+.top-row{display:flex;align-items:center;justify-content:space-between;gap:12px;min-height:56px;flex-wrap:wrap}
+.brand{display:flex;align-items:center;gap:8px;font-weight:650;color:var(--ink);text-decoration:none}
+.logo{display:inline-grid;place-items:center;width:28px;height:28px;border-radius:7px;background:var(--accent);color:#fff;font-weight:700}
+nav{display:flex;align-items:center;gap:14px;flex-wrap:wrap}
+.who{color:var(--muted);font-size:14px;overflow-wrap:anywhere}
+main{padding-top:24px;padding-bottom:24px}
+h1{font-size:26px;line-height:1.2;margin:0 0 4px}
+h2{font-size:18px;margin:0 0 12px}
+h3{font-size:15px;margin:0 0 8px}
+.sub{color:var(--muted);margin:0 0 20px}
+.muted{color:var(--muted)}
+.grid{display:grid;gap:16px;grid-template-columns:repeat(auto-fit,minmax(300px,1fr));margin-bottom:16px}
+.card{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:20px;margin-bottom:16px;min-width:0}
+.grid .card{margin-bottom:0}
+.price{font-size:34px;font-weight:700;margin:4px 0}
+.price small{font-size:15px;font-weight:400;color:var(--muted)}
+ul.features{padding-left:20px;margin:8px 0 16px}
+ul.features li{margin:4px 0}
+dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:6px 16px;margin:0 0 16px}
+dl.facts dt{color:var(--muted)}
+dl.facts dd{margin:0;font-weight:550}
+.kpis{display:grid;gap:12px;grid-template-columns:repeat(auto-fit,minmax(128px,1fr));margin-bottom:16px}
+.kpi{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:14px 16px}
+.kpi .label{color:var(--muted);font-size:13px}
+.kpi .value{font-size:24px;font-weight:700;margin-top:2px}
+.table-scroll{overflow-x:auto;-webkit-overflow-scrolling:touch}
+table{width:100%;border-collapse:collapse;font-size:14px}
+th,td{text-align:left;padding:9px 10px;border-bottom:1px solid var(--line);vertical-align:middle}
+th{color:var(--muted);font-weight:600;font-size:13px;white-space:nowrap}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+tr:last-child td{border-bottom:0}
+.badge{display:inline-block;padding:1px 9px;border-radius:999px;font-size:12.5px;font-weight:600;white-space:nowrap;background:#eceef2;color:#39414c}
+.badge.good{background:var(--good-bg);color:var(--good)}.badge.bad{background:var(--bad-bg);color:var(--bad)}
+.badge.warn{background:var(--warn-bg);color:var(--warn)}.badge.info{background:var(--info-bg);color:var(--info)}
+.notice{border-radius:10px;padding:12px 14px;margin-bottom:16px;border:1px solid transparent}
+.notice.ok{background:var(--good-bg);color:var(--good);border-color:#bfe3cd}
+.notice.error{background:var(--bad-bg);color:var(--bad);border-color:#f1c1c3}
+.notice.warn{background:var(--warn-bg);color:var(--warn);border-color:#f3dca8}
+.notice.info{background:var(--info-bg);color:var(--info);border-color:#c6d7f5}
+form{margin:0}
+form.inline{display:inline}
+.actions{display:flex;gap:10px;flex-wrap:wrap;align-items:center}
+label{display:block;font-weight:600;font-size:14px;margin-bottom:4px}
+.check{display:flex;align-items:center;gap:8px;font-weight:500}
+input[type=text],input[type=number],textarea{width:100%;max-width:100%;padding:9px 11px;border:1px solid #c5cad3;border-radius:8px;font:inherit;background:#fff;color:var(--ink)}
+textarea{min-height:120px;font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:13px}
+input:focus-visible,textarea:focus-visible,button:focus-visible,a:focus-visible{outline:3px solid #9db0f5;outline-offset:1px}
+.field{margin-bottom:12px}
+.hint{color:var(--muted);font-size:13px;margin-top:4px}
+button,.button{display:inline-block;border:1px solid var(--accent);background:var(--accent);color:var(--accent-ink);padding:9px 16px;border-radius:8px;font:inherit;font-weight:600;cursor:pointer;text-decoration:none;line-height:1.3}
+button.secondary,.button.secondary{background:#fff;color:var(--accent)}
+button.danger,.button.danger{background:var(--bad);border-color:var(--bad);color:#fff}
+button.danger-outline,.button.danger-outline{background:#fff;border-color:var(--bad);color:var(--bad)}
+button.small{padding:5px 10px;font-size:13px}
+button.link{background:none;border:0;color:var(--accent);padding:0;font-weight:500;text-decoration:underline}
+.row-form{display:flex;gap:12px;flex-wrap:wrap;align-items:flex-end}
+.row-form .field{margin:0;flex:1 1 160px}
+.chart{width:100%;height:auto;display:block}
+.chart .axis{stroke:#c5cad3}.chart .grid-line{stroke:#edf0f3}
+.chart text{fill:#5b6470;font-size:11px}
+.legend{display:flex;gap:16px;flex-wrap:wrap;font-size:13px;color:var(--muted);margin-top:6px}
+.swatch{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:6px;vertical-align:middle}
+.swatch.s0{background:#2f4fd8}.swatch.s1{background:#1fa67a}
+.foot{font-size:13px;padding-bottom:24px}
+.narrow{max-width:560px}
+@media (max-width:600px){h1{font-size:22px}.card{padding:16px}.price{font-size:28px}main{padding-top:16px}}
+"#;
+
+/// The favicon: the logo's letter on the accent colour (without it browsers log a 404 on every page).
+pub const ICON_SVG: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="7" fill="#2f4fd8"/><text x="16" y="23" font-family="Arial,sans-serif" font-size="20" font-weight="700" text-anchor="middle" fill="#fff">T</text></svg>"##;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup_and_quotes() {
+        assert_eq!(
+            Esc(r#"<a href="x">'&'</a>"#).to_string(),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+        assert_eq!(Esc("plain").to_string(), "plain");
+        assert_eq!(Esc("é<").to_string(), "é&lt;");
+    }
+
+    #[test]
+    fn counts_and_money_read_well() {
+        assert_eq!(count(12345), "12,345");
+        assert_eq!(count(-5), "-5");
+        assert_eq!(money(29_900), "$299.00");
+    }
+}
