@@ -218,6 +218,11 @@ test('the super admin sees MRR once the trial ends, toggles demo, and has the ru
   assert.ok(await sa.isVisible('#run-period'));
   assert.ok(await sa.isVisible('#run-dry-run'));
   assert.ok(await sa.isVisible('#run-start'));
+  // A dry run of the last closed month, started from the page, appears in the history.
+  await Promise.all([sa.waitForURL(`${BASE}/admin/billing?done=run`), sa.click('#run-start')]);
+  assert.match(await sa.textContent('body'), /The run has started/);
+  await sa.reload();
+  assert.match(await sa.textContent('body'), /dry run/i);
   await assertAccessible(sa);
   await sa.screenshot({ path: `${ARTIFACTS}/admin-billing.png`, fullPage: true });
 
