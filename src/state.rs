@@ -13,11 +13,14 @@ pub struct Inner {
     pub settings: Arc<Settings>,
     /// The HS256 secret tokens are verified with (required to start).
     pub jwt_secret: Secret,
+    /// Stores usage events, combining concurrent small requests into one transaction.
+    pub usage: crate::usage::batcher::Batcher,
 }
 
 impl AppState {
     pub fn new(db: Db, settings: Arc<Settings>, jwt_secret: Secret) -> AppState {
         AppState(Arc::new(Inner {
+            usage: crate::usage::batcher::Batcher::new(db.clone(), settings.billing_timezone),
             db,
             settings,
             jwt_secret,

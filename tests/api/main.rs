@@ -7,4 +7,5 @@ mod health;
 mod tenants;
 mod usage;
 mod usage_claims;
+mod usage_crash;
 mod usage_reports;
