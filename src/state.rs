@@ -15,6 +15,8 @@ pub struct Inner {
     /// The HS256 secret tokens are verified with (required to start).
     pub jwt_secret: Secret,
     pub stripe: StripeClient,
+    /// Stores usage events, combining concurrent small requests into one transaction.
+    pub usage: crate::usage::batcher::Batcher,
 }
 
 impl AppState {
@@ -30,6 +32,7 @@ impl AppState {
             },
         );
         AppState(Arc::new(Inner {
+            usage: crate::usage::batcher::Batcher::new(db.clone(), settings.billing_timezone),
             db,
             settings,
             jwt_secret,

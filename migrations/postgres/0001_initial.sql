@@ -102,7 +102,9 @@ CREATE TABLE usage_rollups (
     billed_by       TEXT,
     billed_quantity BIGINT,
     billed_at       TIMESTAMPTZ
-);
+) WITH (fillfactor = 50, autovacuum_vacuum_scale_factor = 0.02);
+-- Every batch updates its rollups: free space on each page keeps those updates HOT (no new index entries),
+-- and frequent vacuuming keeps the dead versions few.
 CREATE UNIQUE INDEX usage_rollups_open ON usage_rollups (tenant_id, day, usage_type) WHERE billed_by IS NULL;
 CREATE INDEX usage_rollups_tenant_day ON usage_rollups (tenant_id, day);
 CREATE INDEX usage_rollups_billed_by ON usage_rollups (billed_by);

@@ -5,7 +5,7 @@ use crate::domain::time;
 use crate::error::{ApiError, ApiJson, ApiResult};
 use crate::state::AppState;
 use crate::usage::validate::{self, RawEvent, MAX_BATCH};
-use crate::usage::{ingest, IngestOutcome};
+use crate::usage::IngestOutcome;
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
@@ -72,45 +72,34 @@ async fn post_events(
             })),
         }
     }
-    let unknown = validate::unknown_tenants(&state.db, batch.iter().map(|e| &e.tenant_id)).await?;
-    if !unknown.is_empty() {
-        for (event, i) in batch.iter().zip(&indexes) {
-            if unknown.contains(event.tenant_id.as_str()) {
-                problems.push((
-                    *i,
-                    format!(
-                        "events[{i}].tenant_id: no tenant {:?}",
-                        event.tenant_id.as_str()
-                    ),
-                ));
-            }
+    let outcome = if problems.is_empty() {
+        match state.usage.ingest(&batch, received_at).await {
+            Ok(outcome) => Some(outcome),
+            // A foreign key failed: some tenant is unknown. Only now is it worth a query to say which.
+            Err(e) if validate::is_unknown_tenant(&e) => None,
+            Err(e) => return Err(e.into()),
         }
-    }
-    if !problems.is_empty() {
-        problems.sort_by_key(|(i, _)| *i);
-        let bad = {
-            let mut idx: Vec<usize> = problems.iter().map(|(i, _)| *i).collect();
-            idx.dedup();
-            idx.len()
-        };
-        let list: Vec<String> = problems.into_iter().map(|(_, p)| p).collect();
-        return Err(ApiError::unprocessable(
-            INVALID,
-            format!(
-                "{bad} of {} events are invalid, so none was stored: {}.",
-                events.len(),
-                list.join("; ")
-            ),
-        ));
-    }
-
-    let outcome = ingest(
-        &state.db,
-        &batch,
-        received_at,
-        state.settings.billing_timezone,
-    )
-    .await?;
+    } else {
+        None
+    };
+    let outcome = match outcome {
+        Some(outcome) => outcome,
+        None => {
+            let unknown =
+                validate::unknown_tenants(&state.db, batch.iter().map(|e| &e.tenant_id)).await?;
+            for (event, i) in batch.iter().zip(&indexes) {
+                if unknown.contains(event.tenant_id.as_str()) {
+                    let id = event.tenant_id.as_str();
+                    problems.push((*i, format!("events[{i}].tenant_id: no tenant {id:?}")));
+                }
+            }
+            if !problems.is_empty() {
+                return Err(rejected(problems, events.len()));
+            }
+            // The missing tenant was added in between: the batch is valid now.
+            state.usage.ingest(&batch, received_at).await?
+        }
+    };
     crate::metrics::usage_events(outcome.accepted as u64, outcome.duplicates as u64);
     tracing::debug!(
         actor = %caller.actor(),
@@ -119,4 +108,20 @@ async fn post_events(
         "usage events stored"
     );
     Ok(Json(outcome))
+}
+
+/// The 422 for an invalid batch: every problem, in index order.
+fn rejected(mut problems: Vec<(usize, String)>, total: usize) -> ApiError {
+    problems.sort_by_key(|(i, _)| *i);
+    let mut bad: Vec<usize> = problems.iter().map(|(i, _)| *i).collect();
+    bad.dedup();
+    let list: Vec<String> = problems.into_iter().map(|(_, p)| p).collect();
+    ApiError::unprocessable(
+        INVALID,
+        format!(
+            "{} of {total} events are invalid, so none was stored: {}.",
+            bad.len(),
+            list.join("; ")
+        ),
+    )
 }

@@ -3,12 +3,19 @@
 //! One write transaction per batch:
 //! 1. group the batch by (tenant, local day, type), in key order so that every writer locks rollups in
 //!    the same order and two batches never deadlock on them;
-//! 2. upsert each group's open rollup (`billed_by IS NULL`, unique by the partial index): this creates
-//!    the bucket or locks it until commit, and gives its id;
+//! 2. upsert each group's open rollup (`billed_by IS NULL`, unique by the partial index), adding the
+//!    group's quantity and count: this creates the bucket or locks it until commit, and gives its id;
 //! 3. insert the events with that id, `ON CONFLICT (event_id) DO NOTHING RETURNING event_id`: what comes
 //!    back is what is new, the rest are duplicates (of earlier batches, or of a concurrent one, whose
 //!    commit the insert waits for);
-//! 4. add only the new events' quantities to their rollups; commit; only then answer.
+//! 4. take the duplicates' quantities back out of their rollups (the rollups are still locked, so no one
+//!    saw them counted); commit; only then answer. The rollups end up with exactly the new events.
+//!
+//! Adding first and correcting after costs one rollup write per batch in the usual case (no duplicates)
+//! instead of two: rollups are the rows every writer of a tenant's day shares.
+//!
+//! An event naming an unknown tenant fails the rollup's foreign key, which rolls the batch back: the
+//! caller checks tenants only then, so the common path spends no query on it.
 //!
 //! Because the monthly run claims a rollup by updating it, it waits for an ingest holding that rollup
 //! (and vice versa): an event is either in a rollup before the claim, or lands in a new open bucket.
@@ -37,6 +44,8 @@ struct Plan<'a> {
     events: Vec<(&'a NewEvent, usize)>,
     /// Group keys in lock order.
     groups: Vec<GroupKey>,
+    /// Per group, the quantity and count of its events.
+    sums: Vec<(i64, i64)>,
 }
 
 fn plan(batch: &[NewEvent], tz: Tz) -> Plan<'_> {
@@ -57,10 +66,16 @@ fn plan(batch: &[NewEvent], tz: Tz) -> Plan<'_> {
     for (i, slot) in index.values_mut().enumerate() {
         *slot = i;
     }
-    let events = unique.iter().map(|e| (*e, index[&key(e)])).collect();
+    let events: Vec<(&NewEvent, usize)> = unique.iter().map(|e| (*e, index[&key(e)])).collect();
+    let mut sums = vec![(0i64, 0i64); index.len()];
+    for (e, g) in &events {
+        sums[*g].0 += e.quantity;
+        sums[*g].1 += 1;
+    }
     Plan {
         events,
         groups: index.into_keys().collect(),
+        sums,
     }
 }
 
@@ -73,11 +88,27 @@ pub async fn ingest(
     received_at: DateTime<Utc>,
     tz: Tz,
 ) -> Result<IngestOutcome, sqlx::Error> {
+    let accepted = ingest_returning_new(db, batch, received_at, tz)
+        .await?
+        .len() as u64;
+    Ok(IngestOutcome {
+        accepted,
+        duplicates: batch.len() as u64 - accepted,
+    })
+}
+
+/// [`ingest`], returning the ids of the events this batch stored (the others were duplicates).
+pub async fn ingest_returning_new(
+    db: &Db,
+    batch: &[NewEvent],
+    received_at: DateTime<Utc>,
+    tz: Tz,
+) -> Result<HashSet<String>, sqlx::Error> {
     if batch.is_empty() {
-        return Ok(IngestOutcome::default());
+        return Ok(HashSet::new());
     }
     let plan = plan(batch, tz);
-    let accepted = match db {
+    let inserted = match db {
         Db::Postgres(pool) => {
             let mut attempt = 0;
             loop {
@@ -107,10 +138,7 @@ pub async fn ingest(
             n
         }
     };
-    Ok(IngestOutcome {
-        accepted,
-        duplicates: batch.len() as u64 - accepted,
-    })
+    Ok(inserted)
 }
 
 /// Deadlock or serialization failure: PostgreSQL rolled the transaction back, so it may be retried.
@@ -120,11 +148,11 @@ fn is_retryable(e: &sqlx::Error) -> bool {
         .is_some_and(|c| c == "40P01" || c == "40001")
 }
 
-/// Per group, the quantity and count of the events this batch inserted.
-fn deltas(plan: &Plan<'_>, inserted: &HashSet<String>) -> Vec<(usize, i64, i64)> {
+/// Per group, the quantity and count of the events that were not inserted (duplicates).
+fn not_inserted(plan: &Plan<'_>, inserted: &HashSet<String>) -> Vec<(usize, i64, i64)> {
     let mut sums = vec![(0i64, 0i64); plan.groups.len()];
     for (e, g) in &plan.events {
-        if inserted.contains(&e.event_id) {
+        if !inserted.contains(&e.event_id) {
             sums[*g].0 += e.quantity;
             sums[*g].1 += 1;
         }
@@ -154,10 +182,13 @@ fn rollup_ids(plan: &Plan<'_>, returned: Vec<(i64, String, NaiveDate, String)>) 
 }
 
 const UPSERT_CONFLICT: &str = "ON CONFLICT (tenant_id, day, usage_type) WHERE billed_by IS NULL \
-     DO UPDATE SET quantity = usage_rollups.quantity RETURNING id, tenant_id, day, usage_type";
+     DO UPDATE SET quantity = usage_rollups.quantity + EXCLUDED.quantity, \
+                   event_count = usage_rollups.event_count + EXCLUDED.event_count \
+     RETURNING id, tenant_id, day, usage_type";
 
-/// PostgreSQL: each step is one statement over arrays (`UNNEST`), so a batch costs five round trips
-/// whatever its size, and the statements' text never changes (prepared once per connection).
+/// PostgreSQL: each step is one statement over arrays (`UNNEST`), so a batch costs four round trips
+/// (begin, upsert, insert, commit) whatever its size, and the statements' text never changes (prepared
+/// once per connection).
 mod postgres {
     use super::*;
     use sqlx::{PgConnection, Row};
@@ -166,22 +197,26 @@ mod postgres {
         conn: &mut PgConnection,
         plan: &Plan<'_>,
         received_at: DateTime<Utc>,
-    ) -> Result<u64, sqlx::Error> {
+    ) -> Result<HashSet<String>, sqlx::Error> {
         let tenants: Vec<&str> = plan.groups.iter().map(|g| g.0.as_str()).collect();
         let days: Vec<NaiveDate> = plan.groups.iter().map(|g| g.1).collect();
         let types: Vec<&str> = plan.groups.iter().map(|g| g.2).collect();
+        let quantities: Vec<i64> = plan.sums.iter().map(|s| s.0).collect();
+        let counts: Vec<i64> = plan.sums.iter().map(|s| s.1).collect();
         // WITH ORDINALITY + ORDER BY: rows are inserted, and so locked, in the plan's key order.
         let rows = sqlx::query(&format!(
             "INSERT INTO usage_rollups (tenant_id, day, usage_type, quantity, event_count)
-             SELECT k.tenant_id, k.day, k.usage_type, 0, 0
-             FROM UNNEST($1::text[], $2::date[], $3::text[]) WITH ORDINALITY
-                  AS k(tenant_id, day, usage_type, ord)
+             SELECT k.tenant_id, k.day, k.usage_type, k.quantity, k.event_count
+             FROM UNNEST($1::text[], $2::date[], $3::text[], $4::int8[], $5::int8[]) WITH ORDINALITY
+                  AS k(tenant_id, day, usage_type, quantity, event_count, ord)
              ORDER BY k.ord
              {UPSERT_CONFLICT}"
         ))
         .bind(&tenants)
         .bind(&days)
         .bind(&types)
+        .bind(&quantities)
+        .bind(&counts)
         .fetch_all(&mut *conn)
         .await?;
         let returned = rows
@@ -241,24 +276,23 @@ mod postgres {
         .into_iter()
         .collect();
 
-        let deltas = deltas(plan, &inserted);
-        if !deltas.is_empty() {
-            let ids: Vec<i64> = deltas.iter().map(|(g, _, _)| ids[*g]).collect();
-            let qs: Vec<i64> = deltas.iter().map(|(_, q, _)| *q).collect();
-            let ns: Vec<i64> = deltas.iter().map(|(_, _, n)| *n).collect();
+        let dups = not_inserted(plan, &inserted);
+        if !dups.is_empty() {
+            let rollup: Vec<i64> = dups.iter().map(|(g, _, _)| ids[*g]).collect();
+            let q: Vec<i64> = dups.iter().map(|(_, q, _)| *q).collect();
+            let n: Vec<i64> = dups.iter().map(|(_, _, n)| *n).collect();
             sqlx::query(
-                "UPDATE usage_rollups r
-                 SET quantity = r.quantity + v.q, event_count = r.event_count + v.n
-                 FROM UNNEST($1::int8[], $2::int8[], $3::int8[]) AS v(id, q, n)
-                 WHERE r.id = v.id",
+                "UPDATE usage_rollups r SET quantity = r.quantity - d.q, event_count = r.event_count - d.n
+                 FROM UNNEST($1::int8[], $2::int8[], $3::int8[]) AS d(id, q, n)
+                 WHERE r.id = d.id",
             )
-            .bind(&ids)
-            .bind(&qs)
-            .bind(&ns)
+            .bind(&rollup)
+            .bind(&q)
+            .bind(&n)
             .execute(&mut *conn)
             .await?;
         }
-        Ok(inserted.len() as u64)
+        Ok(inserted)
     }
 }
 
@@ -296,16 +330,23 @@ mod sqlite {
         conn: &mut SqliteConnection,
         plan: &Plan<'_>,
         received_at: DateTime<Utc>,
-    ) -> Result<u64, sqlx::Error> {
+    ) -> Result<HashSet<String>, sqlx::Error> {
         let mut returned = Vec::with_capacity(plan.groups.len());
-        for chunk in plan.groups.chunks(GROUPS_PER_STATEMENT) {
+        let groups: Vec<_> = plan.groups.iter().zip(&plan.sums).collect();
+        for chunk in groups.chunks(GROUPS_PER_STATEMENT) {
             let sql = format!(
-                "INSERT INTO usage_rollups (tenant_id, day, usage_type) VALUES {} {UPSERT_CONFLICT}",
-                placeholders(chunk.len(), 3)
+                "INSERT INTO usage_rollups (tenant_id, day, usage_type, quantity, event_count)
+                 VALUES {} {UPSERT_CONFLICT}",
+                placeholders(chunk.len(), 5)
             );
             let mut q = sqlx::query(&sql);
-            for (tenant, day, usage_type) in chunk {
-                q = q.bind(tenant.as_str()).bind(*day).bind(*usage_type);
+            for ((tenant, day, usage_type), (quantity, count)) in chunk {
+                q = q
+                    .bind(tenant.as_str())
+                    .bind(*day)
+                    .bind(*usage_type)
+                    .bind(*quantity)
+                    .bind(*count);
             }
             for r in q.fetch_all(&mut *conn).await? {
                 returned.push((
@@ -341,9 +382,10 @@ mod sqlite {
             inserted.extend(q.fetch_all(&mut *conn).await?);
         }
 
-        for (g, q, n) in deltas(plan, &inserted) {
+        for (g, q, n) in not_inserted(plan, &inserted) {
+            // Takes duplicates back out of the rollup the upsert added them to.
             sqlx::query(
-                "UPDATE usage_rollups SET quantity = quantity + $2, event_count = event_count + $3
+                "UPDATE usage_rollups SET quantity = quantity - $2, event_count = event_count - $3
                  WHERE id = $1",
             )
             .bind(ids[g])
@@ -352,7 +394,7 @@ mod sqlite {
             .execute(&mut *conn)
             .await?;
         }
-        Ok(inserted.len() as u64)
+        Ok(inserted)
     }
 
     #[cfg(test)]

@@ -1,11 +1,13 @@
 //! Usage metering: ingest each event exactly once, keep per-day rollups, rate them, report them.
 //!
-//! - [`ingest`]: a batch of events into `usage_events` and `usage_rollups` in one transaction.
+//! - [`ingest`]: a batch of events into `usage_events` and `usage_rollups` in one transaction;
+//!   [`batcher`] combines concurrent small requests into one such transaction.
 //! - [`rating`]: totals to cents and invoice lines (pure).
 //! - [`billable`]: what is billable and not yet billed, and the monthly run's claim on it.
 //! - [`report`]: usage and revenue by organization for a month.
 //! - [`import`]: a CSV or JSON-lines file through [`ingest`].
 
+pub mod batcher;
 pub mod billable;
 pub mod import;
 pub mod ingest;

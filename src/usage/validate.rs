@@ -210,6 +210,12 @@ pub fn check(raw: &RawEvent<'_>, received_at: DateTime<Utc>) -> Result<NewEvent,
     }
 }
 
+/// Whether a storage error is a foreign key failure: in ingestion, an event naming an unknown tenant.
+pub fn is_unknown_tenant(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_foreign_key_violation())
+}
+
 /// Of the given tenant ids, those that name no tenant.
 pub async fn unknown_tenants<'a>(
     db: &Db,

@@ -13,5 +13,6 @@ mod subscriptions;
 mod tenants;
 mod usage;
 mod usage_claims;
+mod usage_crash;
 mod usage_reports;
 mod webhooks;

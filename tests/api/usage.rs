@@ -10,6 +10,7 @@ use thanotopolis_billing::with_pool;
 store_tests!(
     accepts_events_and_reports_duplicates,
     racing_duplicate_batches_count_once,
+    concurrent_single_events_share_commits_and_keep_their_answers,
     an_invalid_batch_names_each_bad_index_and_stores_nothing,
     only_services_and_super_admins_may_post_usage,
     dashboard_shows_usage_and_charges_right_after_the_post,
@@ -104,18 +105,7 @@ async fn racing_duplicate_batches_count_once(app: TestApp) {
     let batch: Vec<Value> = (0..200)
         .map(|i| ev(&format!("race-{i}"), "acme", "stt_words", 1))
         .collect();
-    let posts = (0..4).map(|_| {
-        let (client, url, body) = (
-            app.client.clone(),
-            app.url("/api/usage/events"),
-            json!({ "events": batch.clone() }),
-        );
-        async move {
-            let resp = client.post(url).bearer_auth(service()).json(&body).send();
-            Reply::from(resp.await.expect("request")).await
-        }
-    });
-    let replies = futures_join_all(posts).await;
+    let replies = futures_join_all((0..4).map(|_| post_detached(&app, batch.clone()))).await;
     let accepted: i64 = replies
         .iter()
         .map(|r| {
@@ -132,6 +122,58 @@ async fn racing_duplicate_batches_count_once(app: TestApp) {
     assert_eq!(stored_events(&app).await, 200);
     let d = dashboard(&app, "acme").await;
     assert_eq!(d["current_period_usage"]["total_stt_words"], 200);
+}
+
+/// Many single-event requests at once (stored together by the batcher): each gets its own answer,
+/// duplicates across requests count once, and a request naming an unknown tenant fails alone.
+async fn concurrent_single_events_share_commits_and_keep_their_answers(app: TestApp) {
+    app.add_tenant("acme").await;
+    let post = |events: Vec<Value>| post_detached(&app, events);
+    // 300 requests for 150 distinct calls (each sent twice), and 10 for an unknown tenant.
+    let mut requests: Vec<_> = (0..300)
+        .map(|i| {
+            post(vec![ev(
+                &format!("call-{}", i % 150),
+                "acme",
+                "phone_calls",
+                1,
+            )])
+        })
+        .collect();
+    requests.extend((0..10).map(|i| post(vec![ev(&format!("x-{i}"), "ghost", "stt_words", 5)])));
+    let replies = futures_join_all(requests).await;
+    let (mut accepted, mut duplicates, mut rejected) = (0, 0, 0);
+    for r in &replies {
+        match r.status {
+            200 => {
+                accepted += r.body["accepted"].as_i64().unwrap();
+                duplicates += r.body["duplicates"].as_i64().unwrap();
+            }
+            422 => rejected += 1,
+            other => panic!("unexpected {other}: {}", r.text),
+        }
+    }
+    assert_eq!((accepted, duplicates, rejected), (150, 150, 10));
+    assert_eq!(stored_events(&app).await, 150);
+    let d = dashboard(&app, "acme").await;
+    assert_eq!(d["current_period_usage"]["total_phone_calls"], 150);
+    assert_eq!(d["upcoming_charges"]["call_charges_cents"], 15_000);
+}
+
+/// A post of usage that borrows nothing from the test, so that many can run as tasks at once.
+fn post_detached(
+    app: &TestApp,
+    events: Vec<Value>,
+) -> impl std::future::Future<Output = Reply> + Send + 'static {
+    let (client, url) = (app.client.clone(), app.url("/api/usage/events"));
+    async move {
+        let resp = client
+            .post(url)
+            .bearer_auth(service())
+            .json(&json!({ "events": events }))
+            .send();
+        Reply::from(resp.await.expect("request")).await
+    }
 }
 
 /// Runs futures concurrently (the test crate has no `futures` dependency).
@@ -195,6 +237,26 @@ async fn an_invalid_batch_names_each_bad_index_and_stores_nothing(app: TestApp) 
         dashboard(&app, "acme").await["current_period_usage"]["total_stt_words"],
         0
     );
+
+    // An unknown tenant alone rejects the batch too, valid events with it.
+    let reply = post_usage(
+        &app,
+        vec![
+            ev("fine", "acme", "stt_words", 10),
+            ev("stranger", "ghost", "stt_words", 10),
+        ],
+    )
+    .await
+    .expect(422);
+    assert!(
+        reply.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("1 of 2 events are invalid, so none was stored: events[1].tenant_id: no tenant \"ghost\""),
+        "{}",
+        reply.text
+    );
+    assert_eq!(stored_events(&app).await, 0);
 
     let reply = post_usage(&app, vec![]).await.expect(422);
     assert!(reply.body["detail"].as_str().unwrap().contains("empty"));
