@@ -73,6 +73,11 @@ pub struct Settings {
     pub stripe_max_retries: u32,
     /// The first retry's delay in milliseconds; it doubles each time, with jitter.
     pub stripe_retry_base_ms: u64,
+    /// How long one Stripe call may take before it counts as failed (and is retried).
+    pub stripe_timeout_ms: u64,
+    /// How long a monthly run's claim on its period lasts without renewal: how soon another runner may
+    /// take over from one that died.
+    pub billing_lease_seconds: u32,
     pub usage_events_per_second_per_token: u32,
     pub public_base_url: String,
     /// Payment method types offered at checkout (`card`, `us_bank_account`, `sepa_debit`).
@@ -186,6 +191,8 @@ impl Settings {
             )?,
             stripe_max_retries: parse_num(&get, "STRIPE_MAX_RETRIES", 4)?,
             stripe_retry_base_ms: parse_num(&get, "STRIPE_RETRY_BASE_MS", 500)?,
+            stripe_timeout_ms: parse_num(&get, "STRIPE_TIMEOUT_MS", 30_000)?,
+            billing_lease_seconds: parse_num(&get, "BILLING_LEASE_SECONDS", 60)?.max(1),
             usage_events_per_second_per_token: parse_num(
                 &get,
                 "USAGE_EVENTS_PER_SECOND_PER_TOKEN",

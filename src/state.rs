@@ -28,6 +28,7 @@ impl AppState {
                 max_requests_per_second: settings.stripe_max_requests_per_second,
                 max_retries: settings.stripe_max_retries,
                 base_backoff: std::time::Duration::from_millis(settings.stripe_retry_base_ms),
+                timeout: std::time::Duration::from_millis(settings.stripe_timeout_ms.max(1)),
                 ..Default::default()
             },
         );

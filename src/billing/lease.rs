@@ -7,13 +7,16 @@ use crate::domain::BillingPeriod;
 use crate::with_pool;
 use chrono::{DateTime, Duration, Utc};
 
-/// How long a lease lasts without renewal; the holder renews it well before.
-pub const LEASE_SECS: i64 = 60;
-
 /// Takes the period's lease for `holder` if it is free, expired or already `holder`'s.
-pub async fn acquire(db: &Db, period: BillingPeriod, holder: &str) -> Result<bool, sqlx::Error> {
+/// `ttl_secs` is how long the lease lasts without renewal; the holder renews it at a third of that.
+pub async fn acquire(
+    db: &Db,
+    period: BillingPeriod,
+    holder: &str,
+    ttl_secs: i64,
+) -> Result<bool, sqlx::Error> {
     let at = now();
-    let until = at + Duration::seconds(LEASE_SECS);
+    let until = at + Duration::seconds(ttl_secs);
     with_pool!(db, pool => {
         sqlx::query(
             "INSERT INTO billing_period_leases (period, holder, lease_until) VALUES ($1, $2, $3)
@@ -31,12 +34,17 @@ pub async fn acquire(db: &Db, period: BillingPeriod, holder: &str) -> Result<boo
 }
 
 /// Extends the lease; false if another holder took it (ours expired).
-pub async fn renew(db: &Db, period: BillingPeriod, holder: &str) -> Result<bool, sqlx::Error> {
+pub async fn renew(
+    db: &Db,
+    period: BillingPeriod,
+    holder: &str,
+    ttl_secs: i64,
+) -> Result<bool, sqlx::Error> {
     with_pool!(db, pool => {
         sqlx::query("UPDATE billing_period_leases SET lease_until = $3 WHERE period = $1 AND holder = $2")
             .bind(period.to_string())
             .bind(holder)
-            .bind(now() + Duration::seconds(LEASE_SECS))
+            .bind(now() + Duration::seconds(ttl_secs))
             .execute(pool)
             .await
             .map(|r| r.rows_affected() == 1)

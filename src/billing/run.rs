@@ -65,15 +65,16 @@ pub async fn run_period(
     period: BillingPeriod,
     opts: RunOptions,
 ) -> Result<RunReport, RunError> {
-    if !opts.dry_run && !lease::acquire(&state.db, period, &opts.holder).await? {
+    let ttl = i64::from(state.settings.billing_lease_seconds);
+    if !opts.dry_run && !lease::acquire(&state.db, period, &opts.holder, ttl).await? {
         return Err(RunError::InProgress(period));
     }
     let renewer = (!opts.dry_run).then(|| {
         let (db, holder) = (state.db.clone(), opts.holder.clone());
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(Duration::from_secs((lease::LEASE_SECS / 3) as u64)).await;
-                if !matches!(lease::renew(&db, period, &holder).await, Ok(true)) {
+                tokio::time::sleep(Duration::from_millis(ttl as u64 * 1000 / 3)).await;
+                if !matches!(lease::renew(&db, period, &holder, ttl).await, Ok(true)) {
                     tracing::warn!(%period, "lost the billing lease");
                 }
             }

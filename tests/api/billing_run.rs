@@ -560,3 +560,72 @@ async fn two_replicas_bill_each_tenant_once() {
     }
     assert_eq!(item_count(&a).await, 12);
 }
+
+store_tests!(rate_limits_and_timeouts_at_every_step);
+
+/// 429s at each step are retried within the run; a call that times out (its work still done by Stripe
+/// later) is retried with the same key or finished by the re-run. Either way: one invoice, one item per line.
+async fn rate_limits_and_timeouts_at_every_step(app: TestApp) {
+    let (p, _) = closed_periods();
+    let slow = crate::helpers::spawn_replica_with(&app.database_url, &app.sim, |v| {
+        v.insert("STRIPE_TIMEOUT_MS".into(), "250".into());
+    })
+    .await;
+    for kind in ["429", "timeout"] {
+        for step in STEPS {
+            let t = format!("{kind}-{step}");
+            app.add_tenant(&t).await;
+            app.subscribe(&t, None, "4242424242424242").await;
+            standard_usage(&app, &t, p).await;
+            reach(&app, &t, p, step).await;
+            clear_faults(&app).await;
+            let path = step_path(&app, &t, p, step).await;
+            if kind == "429" {
+                // Two 429s in a row: within the client's two retries.
+                fault(&app, &path, "429", "before", "2").await;
+            } else {
+                app.sim_post(
+                    "/_sim/faults",
+                    &[("path", &path), ("delay_ms", "700"), ("count", "1")],
+                )
+                .await
+                .expect(200);
+            }
+            let first = run(&slow, p, false).await.expect(200).body;
+            if kind == "429" {
+                assert_eq!(
+                    lines_of(billed(&first, &t)),
+                    expected(),
+                    "{kind} {step}: {first}"
+                );
+            }
+            // Let a delayed request finish in Stripe before the re-run looks.
+            tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+            clear_faults(&app).await;
+            let r = run(&slow, p, false).await.expect(200).body;
+            assert_eq!(lines_of(billed(&r, &t)), expected(), "{kind} {step}: {r}");
+            let invs = stripe_invoices(&app, &t, p).await;
+            assert_eq!(invs.len(), 1, "{kind} {step}: one invoice");
+            assert_eq!(
+                invs[0]["lines"]["data"].as_array().unwrap().len(),
+                2,
+                "{kind} {step}: one item per line"
+            );
+            assert_eq!(invs[0]["status"], "paid", "{kind} {step}");
+        }
+    }
+    let items = app
+        .sim_get("/v1/invoiceitems?limit=100")
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(
+        items["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["invoice"].is_null())
+            .count(),
+        0
+    );
+}

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod auth;
+mod billing_crash;
 mod billing_run;
 mod health;
 mod metrics;
