@@ -313,57 +313,35 @@ pub struct RunSummary {
     pub billed_cents: Option<Cents>,
 }
 
-type RunRow = (
-    String,
-    String,
-    bool,
-    String,
-    String,
-    DateTime<Utc>,
-    Option<DateTime<Utc>>,
-    Option<String>,
-);
-
 /// The latest monthly runs, newest first, with counts from their reports (none while a run has none).
 pub async fn recent_runs(db: &Db, limit: i64) -> Result<Vec<RunSummary>, sqlx::Error> {
-    let rows: Vec<RunRow> = with_pool!(db, pool => {
-        sqlx::query_as(
-            "SELECT run_id, period, dry_run, status, trigger, started_at, finished_at, report_json
-             FROM billing_runs ORDER BY started_at DESC, run_id DESC LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(pool)
-        .await
-    })?;
-    Ok(rows
+    let runs = crate::billing::runs::recent(db, limit).await?;
+    Ok(runs
         .into_iter()
-        .map(
-            |(run_id, period, dry_run, status, trigger, started_at, finished_at, report)| {
-                let report: Option<serde_json::Value> =
-                    report.and_then(|r| serde_json::from_str(&r).ok());
-                let len = |key: &str| {
-                    report
-                        .as_ref()
-                        .and_then(|r| r[key].as_array())
-                        .map(|a| a.len() as i64)
-                };
-                RunSummary {
-                    billed: len("billed"),
-                    skipped: len("skipped"),
-                    failed: len("failed"),
-                    billed_cents: report
-                        .as_ref()
-                        .and_then(|r| r["totals"]["billed_cents"].as_i64())
-                        .map(Cents),
-                    run_id,
-                    period,
-                    dry_run,
-                    status,
-                    trigger,
-                    started_at,
-                    finished_at,
-                }
-            },
-        )
+        .map(|r| {
+            let len = |key: &str| {
+                r.report
+                    .as_ref()
+                    .and_then(|rep| rep[key].as_array())
+                    .map(|a| a.len() as i64)
+            };
+            RunSummary {
+                billed: len("billed"),
+                skipped: len("skipped"),
+                failed: len("failed"),
+                billed_cents: r
+                    .report
+                    .as_ref()
+                    .and_then(|rep| rep["totals"]["billed_cents"].as_i64())
+                    .map(Cents),
+                run_id: r.run_id,
+                period: r.period,
+                dry_run: r.dry_run,
+                status: r.status,
+                trigger: r.trigger,
+                started_at: r.started_at,
+                finished_at: r.finished_at,
+            }
+        })
         .collect())
 }

@@ -234,28 +234,26 @@ impl StripeClient {
         if let Some(k) = idempotency_key {
             req = req.header("Idempotency-Key", k);
         }
-        let resp = req.send().await.map_err(|e| {
-            let err = if e.is_timeout() {
-                StripeError::Timeout
-            } else {
-                StripeError::Network(without_url(&e))
-            };
-            (err, None)
-        })?;
+        let resp = req.send().await.map_err(|e| (transport_error(&e), None))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(|e| {
-            let err = if e.is_timeout() {
-                StripeError::Timeout
-            } else {
-                StripeError::Network(without_url(&e))
-            };
-            (err, None)
-        })?;
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| (transport_error(&e), None))?;
         if (200..300).contains(&status) {
             return Ok(body.to_vec());
         }
         Err((api_error(status, &headers, &body), retry_after(&headers)))
+    }
+}
+
+/// A request that got no (complete) answer: it may or may not have been applied.
+fn transport_error(e: &reqwest::Error) -> StripeError {
+    if e.is_timeout() {
+        StripeError::Timeout
+    } else {
+        StripeError::Network(without_url(e))
     }
 }
 
