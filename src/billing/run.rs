@@ -389,11 +389,15 @@ async fn continue_invoice(
     let is_draft = current_status.as_deref().is_none_or(|s| s == "draft");
     if entry.step < Step::Finalized {
         if is_draft {
+            // Charged invoices keep auto-advancing after finalization, so that if our charge is declined
+            // Stripe's own retries (dunning) go on collecting; emailed invoices are sent by us, once.
+            let auto_advance =
+                state.settings.billing_collection_method == CollectionMethod::ChargeAutomatically;
             let inv: stripe::Invoice = state
                 .stripe
                 .post(
                     &format!("invoices/{invoice_id}/finalize"),
-                    &Params::new().set("auto_advance", false),
+                    &Params::new().set("auto_advance", auto_advance),
                     &format!("{key}:finalize"),
                 )
                 .await?;

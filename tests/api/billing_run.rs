@@ -629,3 +629,77 @@ async fn rate_limits_and_timeouts_at_every_step(app: TestApp) {
         0
     );
 }
+
+store_tests!(a_declined_charge_leaves_the_invoice_to_stripes_retries);
+
+/// The card on file is declined: the invoice stays open (billed once, not failed), the failure is
+/// recorded from the webhook, and once the customer fixes the card Stripe's retries collect it.
+async fn a_declined_charge_leaves_the_invoice_to_stripes_retries(app: TestApp) {
+    let (p, _) = closed_periods();
+    app.add_tenant("acme").await;
+    app.subscribe("acme", None, "4242424242424242").await;
+    standard_usage(&app, "acme", p).await;
+    let customer = thanotopolis_billing::db::customers::customer_of(&app.db, "acme")
+        .await
+        .unwrap()
+        .unwrap();
+    app.sim_post(
+        &format!("/_sim/customers/{customer}/card"),
+        &[("card", "4000000000000341")],
+    )
+    .await
+    .expect(200);
+
+    let r = run(&app, p, false).await.expect(200).body;
+    let b = billed(&r, "acme");
+    assert_eq!(lines_of(b), expected());
+    let invs = stripe_invoices(&app, "acme", p).await;
+    assert_eq!(invs.len(), 1);
+    assert_eq!(invs[0]["status"], "open");
+    app.settle().await;
+    let since = chrono::Utc::now() - chrono::Duration::days(1);
+    let failed = thanotopolis_billing::db::webhook_events::count_since(
+        &app.db,
+        "invoice.payment_failed",
+        since,
+    )
+    .await
+    .unwrap();
+    assert!(failed >= 1);
+    // A re-run does not charge again or bill again.
+    let again = run(&app, p, false).await.expect(200).body;
+    assert_eq!(again["billed"], r["billed"]);
+
+    // The customer fixes the card; Stripe's next retry collects.
+    app.sim_post(
+        &format!("/_sim/customers/{customer}/card"),
+        &[("card", "4242424242424242")],
+    )
+    .await
+    .expect(200);
+    app.sim_post(
+        "/_sim/clock/advance",
+        &[("seconds", &(4 * 86_400).to_string())],
+    )
+    .await
+    .expect(200);
+    app.settle().await;
+    let invs = stripe_invoices(&app, "acme", p).await;
+    assert_eq!(invs[0]["status"], "paid", "{}", invs[0]);
+    let ours = app
+        .get(
+            "/api/billing/invoices?limit=50",
+            Some(&token("acme", "member")),
+        )
+        .await
+        .expect(200)
+        .body;
+    let usage_inv = ours["invoices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["billing_period"] == p.to_string())
+        .cloned()
+        .unwrap();
+    assert_eq!(usage_inv["status"], "paid");
+}
