@@ -52,6 +52,10 @@ struct Args {
     /// Parts to skip: batch, copy, sqlite, single, dashboard (repeatable).
     #[arg(long)]
     skip: Vec<String>,
+    /// Tenants the ingestion runs spread events over: with 100, a batch of 1,000 touches about 470
+    /// rollups (tenant, day, type); with 10, about 50.
+    #[arg(long, default_value_t = 100)]
+    tenants: usize,
     /// Keep the dashboard's seeded schema (and reuse it when it exists) instead of dropping it.
     #[arg(long)]
     keep_seed: bool,
@@ -121,8 +125,6 @@ async fn drop_schema(server: &str, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-const BENCH_TENANTS: usize = 100;
-
 async fn add_tenants(db: &Db, n: usize) -> anyhow::Result<()> {
     for t in 0..n {
         let id = TenantId::parse(&format!("tenant-{t:04}")).map_err(anyhow::Error::msg)?;
@@ -132,13 +134,13 @@ async fn add_tenants(db: &Db, n: usize) -> anyhow::Result<()> {
 }
 
 /// One event as the services send it; spread over tenants, types and the last three days.
-fn event_json(prefix: &str, i: usize) -> serde_json::Value {
+fn event_json(prefix: &str, i: usize, tenants: usize) -> serde_json::Value {
     let kinds = ["stt_words", "tts_words", "phone_calls"];
     let kind = kinds[i % 3];
     let at = Utc::now() - Duration::minutes((i % (3 * 24 * 60)) as i64);
     serde_json::json!({
         "event_id": format!("{prefix}-{i:09}"),
-        "tenant_id": format!("tenant-{:04}", (i / 3) % BENCH_TENANTS),
+        "tenant_id": format!("tenant-{:04}", (i / 3) % tenants),
         "type": kind,
         "quantity": if kind == "phone_calls" { 1 } else { 1 + (i % 40) },
         "occurred_at": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -146,11 +148,11 @@ fn event_json(prefix: &str, i: usize) -> serde_json::Value {
     })
 }
 
-fn batches(prefix: &str, events: usize) -> Vec<Vec<u8>> {
+fn batches(prefix: &str, events: usize, tenants: usize) -> Vec<Vec<u8>> {
     (0..events.div_ceil(1000))
         .map(|b| {
             let evs: Vec<_> = (b * 1000..((b + 1) * 1000).min(events))
-                .map(|i| event_json(prefix, i))
+                .map(|i| event_json(prefix, i, tenants))
                 .collect();
             serde_json::to_vec(&serde_json::json!({ "events": evs })).unwrap()
         })
@@ -159,7 +161,7 @@ fn batches(prefix: &str, events: usize) -> Vec<Vec<u8>> {
 
 /// Posts every batch with `clients` concurrent clients; returns events/s.
 async fn batch_ingest(app: &App, label: &str, args: &Args) -> anyhow::Result<f64> {
-    let bodies = Arc::new(batches(label, args.events));
+    let bodies = Arc::new(batches(label, args.events, args.tenants));
     let next = Arc::new(AtomicUsize::new(0));
     let token = mint("service");
     let url = format!("{}/api/usage/events", app.base);
@@ -213,7 +215,7 @@ async fn copy_ceiling(url: &str, args: &Args) -> anyhow::Result<(f64, f64)> {
         .await?;
     let rows: Vec<String> = (0..args.events)
         .map(|i| {
-            let e = event_json("copy", i);
+            let e = event_json("copy", i, args.tenants);
             format!(
                 "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
                 e["event_id"].as_str().unwrap(),
@@ -329,7 +331,8 @@ async fn single_events(app: &App, label: &str, args: &Args) -> anyhow::Result<La
     let url = Arc::new(format!("{}/api/usage/events", app.base));
     // Warm the connection pools (HTTP and database) before measuring.
     for i in 0..200 {
-        let body = serde_json::json!({"events": [event_json(&format!("{label}-warm"), i)]});
+        let body =
+            serde_json::json!({"events": [event_json(&format!("{label}-warm"), i, args.tenants)]});
         client
             .post(url.as_str())
             .bearer_auth(token.as_str())
@@ -337,11 +340,12 @@ async fn single_events(app: &App, label: &str, args: &Args) -> anyhow::Result<La
             .send()
             .await?;
     }
-    let label = label.to_owned();
+    let (label, tenants) = (label.to_owned(), args.tenants);
     open_loop(args.rate, args.seconds, move |i| {
         let (client, token, url) = (client.clone(), token.clone(), url.clone());
         let body =
-            serde_json::to_vec(&serde_json::json!({"events": [event_json(&label, i)]})).unwrap();
+            serde_json::to_vec(&serde_json::json!({"events": [event_json(&label, i, tenants)]}))
+                .unwrap();
         async move {
             let resp = client
                 .post(url.as_str())
@@ -517,8 +521,9 @@ async fn main() -> anyhow::Result<()> {
     let skip = |part: &str| args.skip.iter().any(|s| s == part);
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     println!(
-        "usage_bench: {} events per batch run, {} clients, batches of 1,000; {} cores",
+        "usage_bench: {} events per batch run over {} tenants, {} clients, batches of 1,000; {} cores",
         args.events,
+        args.tenants,
         args.clients,
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -529,7 +534,7 @@ async fn main() -> anyhow::Result<()> {
         let schema = format!("bench_{run}");
         let url = pg_schema(&args.pg, &schema).await?;
         let app = spawn(&url).await?;
-        add_tenants(&app.db, BENCH_TENANTS).await?;
+        add_tenants(&app.db, args.tenants).await?;
         let mut pg_rate = None;
         if !skip("batch") {
             let rate = batch_ingest(&app, "pg", &args).await?;
@@ -566,7 +571,7 @@ async fn main() -> anyhow::Result<()> {
         let dir = std::env::temp_dir().join(format!("usage-bench-{run}"));
         std::fs::create_dir_all(&dir)?;
         let app = spawn(&format!("sqlite://{}/bench.db", dir.display())).await?;
-        add_tenants(&app.db, BENCH_TENANTS).await?;
+        add_tenants(&app.db, args.tenants).await?;
         if !skip("batch") {
             let rate = batch_ingest(&app, "lite", &args).await?;
             println!(
