@@ -17,6 +17,8 @@ pub struct Inner {
     pub stripe: StripeClient,
     /// Stores usage events, combining concurrent small requests into one transaction.
     pub usage: crate::usage::batcher::Batcher,
+    /// `USAGE_EVENTS_PER_SECOND_PER_TOKEN`.
+    pub usage_limit: crate::usage::limit::RateLimit,
 }
 
 impl AppState {
@@ -34,6 +36,9 @@ impl AppState {
         );
         AppState(Arc::new(Inner {
             usage: crate::usage::batcher::Batcher::new(db.clone(), settings.billing_timezone),
+            usage_limit: crate::usage::limit::RateLimit::new(
+                settings.usage_events_per_second_per_token,
+            ),
             db,
             settings,
             jwt_secret,

@@ -94,9 +94,9 @@ CREATE INDEX webhook_events_type_received ON webhook_events (event_type, receive
 -- the monthly run claims open buckets (sets billed_by), so usage arriving later lands in a new open bucket.
 CREATE TABLE usage_rollups (
     id              BIGSERIAL PRIMARY KEY,
-    tenant_id       TEXT NOT NULL REFERENCES tenants(id),
+    tenant_id       TEXT COLLATE "C" NOT NULL REFERENCES tenants(id),
     day             DATE NOT NULL,
-    usage_type      TEXT NOT NULL,
+    usage_type      TEXT COLLATE "C" NOT NULL,
     quantity        BIGINT NOT NULL DEFAULT 0,
     event_count     BIGINT NOT NULL DEFAULT 0,
     billed_by       TEXT,
@@ -110,8 +110,9 @@ CREATE INDEX usage_rollups_tenant_day ON usage_rollups (tenant_id, day);
 CREATE INDEX usage_rollups_billed_by ON usage_rollups (billed_by);
 
 -- Raw usage events: the audit trail. event_id is the idempotency key, forever.
+-- Identifiers compare as bytes (COLLATE "C"): the same order as the service's, and cheaper than a locale's.
 CREATE TABLE usage_events (
-    event_id     TEXT PRIMARY KEY,
+    event_id     TEXT COLLATE "C" PRIMARY KEY,
     tenant_id    TEXT NOT NULL,
     usage_type   TEXT NOT NULL,
     quantity     BIGINT NOT NULL,

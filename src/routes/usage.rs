@@ -50,6 +50,20 @@ async fn post_events(
         ));
     }
 
+    // Per token: the same caller with another token is another bucket, as the setting's name says.
+    let bucket = format!(
+        "{}:{}:{}",
+        caller.actor(),
+        caller.claims.tenant_id,
+        caller.claims.exp
+    );
+    if let Err(wait) = state.usage_limit.take(&bucket, events.len()) {
+        return Err(ApiError::too_many_requests(
+            format!("This token reports usage faster than the allowed rate; retry in {wait} s."),
+            wait,
+        ));
+    }
+
     let mut problems: Vec<(usize, String)> = Vec::new();
     let mut batch = Vec::with_capacity(events.len());
     let mut indexes = Vec::with_capacity(events.len());

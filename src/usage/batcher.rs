@@ -8,19 +8,22 @@
 
 use super::ingest::{ingest, ingest_returning_new, IngestOutcome};
 use super::NewEvent;
-use crate::db::Db;
+use crate::db::{Backend, Db};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::{mpsc, oneshot};
 
-/// Requests with at most this many events go through the batcher; larger ones are a batch already.
+/// On PostgreSQL, requests with at most this many events go through the batcher; larger ones are a
+/// batch already and run in their own transaction, in parallel.
 pub const SMALL_REQUEST: usize = 50;
 /// Events in one combined transaction, at most.
 const MAX_COMBINED: usize = 1000;
-/// Transactions in flight at once: enough to overlap one commit's flush with the next batch's work.
-const WORKERS: usize = 4;
+/// PostgreSQL transactions in flight at once: enough to overlap one commit's flush with the next
+/// batch's work. SQLite has one writer at a time, so one worker, through which every request goes:
+/// writers then never wait on each other's locks (SQLite's busy wait sleeps, which shows in latency).
+const PG_WORKERS: usize = 4;
 
 struct Job {
     events: Vec<NewEvent>,
@@ -58,7 +61,7 @@ impl Batcher {
         events: &[NewEvent],
         received_at: DateTime<Utc>,
     ) -> Result<IngestOutcome, sqlx::Error> {
-        if events.len() > SMALL_REQUEST {
+        if events.len() > SMALL_REQUEST && self.db.backend() == Backend::Postgres {
             return ingest(&self.db, events, received_at, self.tz).await;
         }
         self.started.get_or_init(|| self.start());
@@ -82,7 +85,11 @@ impl Batcher {
             .take()
             .expect("started once");
         let queue: Queue = Arc::new(tokio::sync::Mutex::new(receiver));
-        for _ in 0..WORKERS {
+        let workers = match self.db.backend() {
+            Backend::Postgres => PG_WORKERS,
+            Backend::Sqlite => 1,
+        };
+        for _ in 0..workers {
             tokio::spawn(work(queue.clone(), self.db.clone(), self.tz));
         }
     }

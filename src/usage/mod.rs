@@ -11,6 +11,7 @@ pub mod batcher;
 pub mod billable;
 pub mod import;
 pub mod ingest;
+pub mod limit;
 pub mod rating;
 pub mod report;
 pub mod validate;

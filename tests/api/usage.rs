@@ -546,6 +546,41 @@ async fn tenants_never_see_each_others_usage(app: TestApp) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_over_its_rate_gets_429_with_retry_after() {
+    let app = spawn_app_with(Store::Sqlite, |vars| {
+        vars.insert("USAGE_EVENTS_PER_SECOND_PER_TOKEN".into(), "100".into());
+    })
+    .await;
+    app.add_tenant("acme").await;
+    let full: Vec<Value> = (0..1000)
+        .map(|i| ev(&format!("e{i}"), "acme", "stt_words", 1))
+        .collect();
+    post_usage(&app, full).await.expect(200);
+    // 500 more events need 5 s of refill at 100/s.
+    let more: Vec<Value> = (0..500)
+        .map(|i| ev(&format!("m{i}"), "acme", "stt_words", 1))
+        .collect();
+    let reply = post_usage(&app, more).await;
+    assert_eq!(reply.status, 429, "{}", reply.text);
+    assert_eq!(reply.body["code"], "rate_limited");
+    let wait: u64 = reply.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=5).contains(&wait), "{wait}");
+    assert_eq!(stored_events(&app).await, 1000);
+    // Another caller has its own allowance.
+    app.post(
+        "/api/usage/events",
+        Some(&super_admin()),
+        &json!({"events": [ev("admin-1", "acme", "stt_words", 1)]}),
+    )
+    .await
+    .expect(200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn periods_follow_a_non_utc_billing_timezone() {
     for store in [Store::Sqlite, Store::Postgres] {
         let app = spawn_app_with(store, |vars| {

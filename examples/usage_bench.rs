@@ -1,0 +1,608 @@
+//! Usage metering benchmark: not a test, a measurement. See docs/PERFORMANCE.md.
+//!
+//! ```text
+//! cargo run --release --example usage_bench -- [--pg postgres://postgres@127.0.0.1:5432] [--events 200000]
+//!     [--clients 4] [--rate 2000] [--seconds 10] [--dashboard-events 10000000] [--skip ...]
+//! ```
+//!
+//! Each part starts the real service in-process on port 0 over a fresh database (a PostgreSQL schema in the
+//! database `billing_bench`, or a SQLite file) and drives it over HTTP on loopback:
+//! 1. batch ingestion: batches of 1,000 events posted by `--clients` concurrent clients (events/s);
+//! 2. the ceiling: PostgreSQL `COPY` of the same rows into a table shaped like `usage_events`;
+//! 3. single-event latency at a steady `--rate` requests/s (open loop: latency counts from the intended
+//!    send time, so a stall is not hidden);
+//! 4. dashboard latency over `--dashboard-events` events for 1,000 tenants, seeded with SQL.
+
+use chrono::{Duration, Utc};
+use clap::Parser;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::Connection;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use thanotopolis_billing::auth::jwt::{self, Claims};
+use thanotopolis_billing::config::{Secret, Settings};
+use thanotopolis_billing::db::{tenants, Db};
+use thanotopolis_billing::domain::TenantId;
+use thanotopolis_billing::startup::Application;
+
+const SECRET: &str = "bench-secret-with-enough-entropy-for-hs256";
+
+#[derive(Parser, Clone)]
+struct Args {
+    /// PostgreSQL server (the database billing_bench is created on it).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+    pg: String,
+    /// Events per batch-ingestion run.
+    #[arg(long, default_value_t = 200_000)]
+    events: usize,
+    /// Concurrent clients posting batches.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Requests per second for the single-event latency run.
+    #[arg(long, default_value_t = 2000)]
+    rate: u64,
+    /// Duration of the latency runs, in seconds.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Events seeded for the dashboard run (over 1,000 tenants).
+    #[arg(long, default_value_t = 10_000_000)]
+    dashboard_events: i64,
+    /// Parts to skip: batch, copy, sqlite, single, dashboard (repeatable).
+    #[arg(long)]
+    skip: Vec<String>,
+    /// Tenants the ingestion runs spread events over: with 100, a batch of 1,000 touches about 470
+    /// rollups (tenant, day, type); with 10, about 50.
+    #[arg(long, default_value_t = 100)]
+    tenants: usize,
+    /// Keep the dashboard's seeded schema (and reuse it when it exists) instead of dropping it.
+    #[arg(long)]
+    keep_seed: bool,
+}
+
+struct App {
+    base: String,
+    db: Db,
+}
+
+fn mint(role: &str) -> String {
+    jwt::sign(
+        &Claims {
+            sub: "bench".into(),
+            tenant_id: "tenant-0000".into(),
+            role: role.into(),
+            exp: Utc::now().timestamp() + 86_400,
+            email: None,
+        },
+        SECRET.as_bytes(),
+    )
+}
+
+async fn spawn(database_url: &str) -> anyhow::Result<App> {
+    let vars = HashMap::from([
+        ("DATABASE_URL".to_owned(), database_url.to_owned()),
+        ("BIND".to_owned(), "127.0.0.1:0".to_owned()),
+        ("JWT_SECRET".to_owned(), SECRET.to_owned()),
+    ]);
+    let settings = Settings::from_vars(&vars)?;
+    let app = Application::build(settings, Secret::new(SECRET)).await?;
+    let base = format!("http://{}", app.local_addr());
+    let db = app.state().db.clone();
+    tokio::spawn(app.run_until(std::future::pending()));
+    Ok(App { base, db })
+}
+
+/// A fresh schema in `billing_bench`, and the URL whose connections use it.
+async fn pg_schema(server: &str, name: &str) -> anyhow::Result<String> {
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres")).await?;
+    let exists: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = 'billing_bench'")
+            .fetch_optional(&mut admin)
+            .await?;
+    if exists.is_none() {
+        sqlx::query("CREATE DATABASE billing_bench")
+            .execute(&mut admin)
+            .await?;
+    }
+    admin.close().await?;
+    let mut conn = sqlx::PgConnection::connect(&format!("{server}/billing_bench")).await?;
+    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {name}"))
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(format!(
+        "{server}/billing_bench?options=-c%20search_path%3D{name}"
+    ))
+}
+
+async fn drop_schema(server: &str, name: &str) -> anyhow::Result<()> {
+    let mut conn = sqlx::PgConnection::connect(&format!("{server}/billing_bench")).await?;
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(())
+}
+
+async fn add_tenants(db: &Db, n: usize) -> anyhow::Result<()> {
+    for t in 0..n {
+        let id = TenantId::parse(&format!("tenant-{t:04}")).map_err(anyhow::Error::msg)?;
+        tenants::add(db, &id, &format!("Org {t}"), &format!("org{t}")).await?;
+    }
+    Ok(())
+}
+
+/// One event as the services send it; spread over tenants, types and the last three days.
+fn event_json(prefix: &str, i: usize, tenants: usize) -> serde_json::Value {
+    let kinds = ["stt_words", "tts_words", "phone_calls"];
+    let kind = kinds[i % 3];
+    let at = Utc::now() - Duration::minutes((i % (3 * 24 * 60)) as i64);
+    serde_json::json!({
+        "event_id": format!("{prefix}-{i:09}"),
+        "tenant_id": format!("tenant-{:04}", (i / 3) % tenants),
+        "type": kind,
+        "quantity": if kind == "phone_calls" { 1 } else { 1 + (i % 40) },
+        "occurred_at": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "metadata": {"session": format!("s{}", i % 997)},
+    })
+}
+
+fn batches(prefix: &str, events: usize, tenants: usize) -> Vec<Vec<u8>> {
+    (0..events.div_ceil(1000))
+        .map(|b| {
+            let evs: Vec<_> = (b * 1000..((b + 1) * 1000).min(events))
+                .map(|i| event_json(prefix, i, tenants))
+                .collect();
+            serde_json::to_vec(&serde_json::json!({ "events": evs })).unwrap()
+        })
+        .collect()
+}
+
+/// Posts every batch with `clients` concurrent clients; returns events/s.
+async fn batch_ingest(app: &App, label: &str, args: &Args) -> anyhow::Result<f64> {
+    let bodies = Arc::new(batches(label, args.events, args.tenants));
+    let next = Arc::new(AtomicUsize::new(0));
+    let token = mint("service");
+    let url = format!("{}/api/usage/events", app.base);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.clients {
+        let (bodies, next, token, url) = (bodies.clone(), next.clone(), token.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut accepted = 0u64;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(body) = bodies.get(i) else { break };
+                let resp = client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await?;
+                anyhow::ensure!(
+                    resp.status() == 200,
+                    "batch refused: {}",
+                    resp.text().await?
+                );
+                let v: serde_json::Value = resp.json().await?;
+                accepted += v["accepted"].as_u64().unwrap_or(0);
+            }
+            anyhow::Ok(accepted)
+        }));
+    }
+    let mut accepted = 0;
+    for t in tasks {
+        accepted += t.await??;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        accepted as usize == args.events,
+        "accepted {accepted} of {}",
+        args.events
+    );
+    Ok(args.events as f64 / secs)
+}
+
+/// COPY of the same rows (text format) into a table shaped like usage_events, with its indexes: one
+/// stream, and `clients` streams of 1,000-row COPYs (a transaction each, as a batch is).
+async fn copy_ceiling(url: &str, args: &Args) -> anyhow::Result<(f64, f64)> {
+    let pool = PgPoolOptions::new()
+        .max_connections(args.clients as u32 + 1)
+        .connect(url)
+        .await?;
+    let rows: Vec<String> = (0..args.events)
+        .map(|i| {
+            let e = event_json("copy", i, args.tenants);
+            format!(
+                "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                e["event_id"].as_str().unwrap(),
+                e["tenant_id"].as_str().unwrap(),
+                e["type"].as_str().unwrap(),
+                e["quantity"],
+                e["occurred_at"].as_str().unwrap(),
+                Utc::now().to_rfc3339(),
+                1 + i % 900,
+                e["metadata"].to_string().replace('\\', "\\\\"),
+            )
+        })
+        .collect();
+    let mut rates = Vec::new();
+    for streams in [1usize, args.clients] {
+        sqlx::query("DROP TABLE IF EXISTS usage_events_copy")
+            .execute(&pool)
+            .await?;
+        sqlx::query("CREATE TABLE usage_events_copy (LIKE usage_events INCLUDING ALL)")
+            .execute(&pool)
+            .await?;
+        let chunk = if streams == 1 { rows.len() } else { 1000 };
+        let chunks: Arc<Vec<String>> = Arc::new(rows.chunks(chunk).map(|c| c.concat()).collect());
+        let next = Arc::new(AtomicUsize::new(0));
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..streams {
+            let (pool, chunks, next) = (pool.clone(), chunks.clone(), next.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut conn = pool.acquire().await?;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(data) = chunks.get(i) else { break };
+                    let mut copy = conn
+                        .copy_in_raw(
+                            "COPY usage_events_copy (event_id, tenant_id, usage_type, quantity, \
+                             occurred_at, received_at, rollup_id, metadata) FROM STDIN",
+                        )
+                        .await?;
+                    copy.send(data.as_bytes()).await?;
+                    copy.finish().await?;
+                }
+                anyhow::Ok(())
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        rates.push(args.events as f64 / started.elapsed().as_secs_f64());
+    }
+    sqlx::query("DROP TABLE usage_events_copy")
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    Ok((rates[0], rates[1]))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+struct Latency {
+    sent: usize,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    achieved_rps: f64,
+}
+
+/// Open loop: request `i` is due at `start + i / rate`; its latency counts from then.
+async fn open_loop<F, Fut>(rate: u64, seconds: u64, make: F) -> anyhow::Result<Latency>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let total = (rate * seconds) as usize;
+    let start = tokio::time::Instant::now() + std::time::Duration::from_millis(50);
+    let period = std::time::Duration::from_secs_f64(1.0 / rate as f64);
+    let mut tasks = Vec::with_capacity(total);
+    for i in 0..total {
+        let due = start + period * i as u32;
+        tokio::time::sleep_until(due).await;
+        let fut = make(i);
+        tasks.push(tokio::spawn(async move {
+            fut.await?;
+            anyhow::Ok(due.elapsed().as_secs_f64() * 1000.0)
+        }));
+    }
+    let mut ms = Vec::with_capacity(total);
+    for t in tasks {
+        ms.push(t.await??);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    ms.sort_by(|a, b| a.total_cmp(b));
+    Ok(Latency {
+        sent: total,
+        p50_ms: percentile(&ms, 0.50),
+        p99_ms: percentile(&ms, 0.99),
+        max_ms: *ms.last().unwrap_or(&f64::NAN),
+        achieved_rps: total as f64 / elapsed,
+    })
+}
+
+async fn single_events(app: &App, label: &str, args: &Args) -> anyhow::Result<Latency> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let token = Arc::new(mint("service"));
+    let url = Arc::new(format!("{}/api/usage/events", app.base));
+    // Warm the connection pools (HTTP and database) before measuring.
+    for i in 0..200 {
+        let body =
+            serde_json::json!({"events": [event_json(&format!("{label}-warm"), i, args.tenants)]});
+        client
+            .post(url.as_str())
+            .bearer_auth(token.as_str())
+            .json(&body)
+            .send()
+            .await?;
+    }
+    let (label, tenants) = (label.to_owned(), args.tenants);
+    open_loop(args.rate, args.seconds, move |i| {
+        let (client, token, url) = (client.clone(), token.clone(), url.clone());
+        let body =
+            serde_json::to_vec(&serde_json::json!({"events": [event_json(&label, i, tenants)]}))
+                .unwrap();
+        async move {
+            let resp = client
+                .post(url.as_str())
+                .bearer_auth(token.as_str())
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await?;
+            anyhow::ensure!(resp.status() == 200, "refused: {}", resp.status());
+            resp.bytes().await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// Seeds `n` events over 1,000 tenants and 120 days (to today), with their rollups: older months
+/// claimed by earlier runs, a subscription per tenant (a tenth still in trial this month), demo tenants,
+/// and invoices.
+async fn seed_dashboard(url: &str, n: i64) -> anyhow::Result<()> {
+    let mut c = sqlx::PgConnection::connect(url).await?;
+    let seeded: Option<i64> = sqlx::query_scalar("SELECT COUNT(*) FROM usage_events")
+        .fetch_optional(&mut c)
+        .await
+        .ok()
+        .flatten();
+    if seeded == Some(n) {
+        eprintln!("  (reusing the seeded schema)");
+        return Ok(());
+    }
+    const DAYS: i64 = 120;
+    let started = Instant::now();
+    for s in [
+        "SET synchronous_commit = off",
+        "SET maintenance_work_mem = '512MB'",
+        "INSERT INTO tenants (id, name, subdomain, is_demo, created_at, updated_at)
+         SELECT 'tenant-' || lpad(t::text, 4, '0'), 'Org ' || t, 'org' || t, t % 100 = 99, now(), now()
+         FROM generate_series(0, 999) t",
+        "ALTER TABLE usage_events DROP CONSTRAINT usage_events_pkey",
+        "DROP INDEX usage_events_rollup",
+    ] {
+        sqlx::query(s).execute(&mut c).await?;
+    }
+    let chunk = 1_000_000i64;
+    let mut from = 0;
+    while from < n {
+        let to = (from + chunk).min(n) - 1;
+        sqlx::query(
+            "INSERT INTO usage_events (event_id, tenant_id, usage_type, quantity, occurred_at, received_at, rollup_id, metadata)
+             SELECT 'seed-' || i, 'tenant-' || lpad((i % 1000)::text, 4, '0'),
+                    (ARRAY['stt_words', 'tts_words', 'phone_calls'])[k + 1],
+                    CASE WHEN k = 2 THEN 1 ELSE 1 + i % 40 END,
+                    ((current_date - ($3::int - 1) + d::int)::timestamp + make_interval(secs => (i * 7919) % 86400)) AT TIME ZONE 'UTC',
+                    now(), 1 + ((i % 1000) * $3 + d) * 3 + k, NULL
+             FROM (SELECT i, (i / 1000) % $3 AS d, (i / (1000 * $3)) % 3 AS k
+                   FROM generate_series($1::bigint, $2::bigint) i) s",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(DAYS)
+        .execute(&mut c)
+        .await?;
+        from = to + 1;
+        eprintln!(
+            "  seeded {from} events ({:.0}s)",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    for s in [
+        "ALTER TABLE usage_events ADD PRIMARY KEY (event_id)",
+        "CREATE INDEX usage_events_rollup ON usage_events (rollup_id, occurred_at)",
+        "INSERT INTO usage_rollups (id, tenant_id, day, usage_type, quantity, event_count)
+         SELECT rollup_id, tenant_id, (occurred_at AT TIME ZONE 'UTC')::date, usage_type, SUM(quantity), COUNT(*)
+         FROM usage_events GROUP BY 1, 2, 3, 4",
+        "SELECT setval(pg_get_serial_sequence('usage_rollups', 'id'), (SELECT max(id) FROM usage_rollups))",
+        // Months before the previous one were billed by their runs; the previous month is still open
+        // (late usage) for some tenants.
+        "UPDATE usage_rollups SET billed_by = 'run:' || to_char(day, 'YYYY-MM') || ':' || tenant_id,
+                billed_quantity = quantity, billed_at = now()
+         WHERE day < date_trunc('month', current_date)::date
+           AND (day < (date_trunc('month', current_date) - interval '1 month')::date OR tenant_id < 'tenant-0500')",
+        "INSERT INTO subscriptions (stripe_subscription_id, tenant_id, stripe_customer_id, status, price_id,
+             amount_cents, current_period_start, current_period_end, trial_end,
+             stripe_created_at, stripe_updated_at, synced_at)
+         SELECT 'sub_' || id, id, 'cus_' || id, CASE WHEN right(id, 1) = '7' THEN 'trialing' ELSE 'active' END,
+                'price_monthly', 29900, date_trunc('month', now()), date_trunc('month', now()) + interval '1 month',
+                CASE WHEN right(id, 1) = '7' THEN date_trunc('month', now()) + interval '3 days 5 hours'
+                     ELSE now() - interval '200 days' END,
+                now() - interval '200 days', now(), now()
+         FROM tenants",
+        "INSERT INTO tenant_demo_periods (tenant_id, started_at) SELECT id, now() - interval '300 days' FROM tenants WHERE is_demo",
+        "INSERT INTO invoices (stripe_invoice_id, tenant_id, stripe_customer_id, stripe_subscription_id,
+             billing_period, status, period_start, period_end, amount_due_cents, amount_paid_cents,
+             paid_at, lines_json, stripe_created_at, stripe_updated_at, synced_at)
+         SELECT 'in_' || t.id || '_' || m, t.id, 'cus_' || t.id, 'sub_' || t.id,
+                to_char(now() - make_interval(months => m), 'YYYY-MM'), 'paid',
+                date_trunc('month', now()) - make_interval(months => m),
+                date_trunc('month', now()) - make_interval(months => m - 1), 31629, 31629,
+                date_trunc('month', now()) - make_interval(months => m - 1) + interval '2 hours',
+                '[{\"description\": \"Voice Usage: 12,345 words (STT: 10,000, TTS: 2,345)\", \"amount_cents\": 1235}]',
+                now() - make_interval(months => m - 1), now(), now()
+         FROM tenants t, generate_series(1, 12) m",
+        // The steady state autovacuum keeps: index entries of claimed rollups' old versions cleaned.
+        "VACUUM ANALYZE",
+    ] {
+        sqlx::query(s).execute(&mut c).await?;
+    }
+    eprintln!("  seeding done in {:.0}s", started.elapsed().as_secs_f64());
+    c.close().await?;
+    Ok(())
+}
+
+async fn dashboard(app: &App, args: &Args) -> anyhow::Result<(Latency, Latency)> {
+    let client = reqwest::Client::new();
+    let super_admin = Arc::new(mint("super_admin"));
+    let base = Arc::new(app.base.clone());
+    let make = |client: reqwest::Client| {
+        let (super_admin, base) = (super_admin.clone(), base.clone());
+        move |i: usize| {
+            let (client, token, base) = (client.clone(), super_admin.clone(), base.clone());
+            async move {
+                // Tenants in a scattered order, so that each read finds cold-ish pages too.
+                let tenant = (i * 7919) % 1000;
+                let resp = client
+                    .get(format!(
+                        "{base}/api/billing/dashboard?tenant_id=tenant-{tenant:04}"
+                    ))
+                    .bearer_auth(token.as_str())
+                    .send()
+                    .await?;
+                anyhow::ensure!(resp.status() == 200, "dashboard: {}", resp.status());
+                resp.bytes().await?;
+                Ok(())
+            }
+        }
+    };
+    // Warm up.
+    for i in 0..200 {
+        make(client.clone())(i).await?;
+    }
+    // Closed loop (one request at a time), then open loop at 200 requests/s.
+    let mut ms = Vec::new();
+    let started = Instant::now();
+    let mut i = 0;
+    while started.elapsed().as_secs() < args.seconds {
+        let t = Instant::now();
+        make(client.clone())(i).await?;
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        i += 1;
+    }
+    ms.sort_by(|a, b| a.total_cmp(b));
+    let closed = Latency {
+        sent: ms.len(),
+        p50_ms: percentile(&ms, 0.5),
+        p99_ms: percentile(&ms, 0.99),
+        max_ms: *ms.last().unwrap(),
+        achieved_rps: ms.len() as f64 / started.elapsed().as_secs_f64(),
+    };
+    let open = open_loop(200, args.seconds, make(client.clone())).await?;
+    Ok((closed, open))
+}
+
+fn show(label: &str, l: &Latency) {
+    println!(
+        "{label:<44} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  ({} requests, {:.0}/s)",
+        l.p50_ms, l.p99_ms, l.max_ms, l.sent, l.achieved_rps
+    );
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let skip = |part: &str| args.skip.iter().any(|s| s == part);
+    let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    println!(
+        "usage_bench: {} events per batch run over {} tenants, {} clients, batches of 1,000; {} cores",
+        args.events,
+        args.tenants,
+        args.clients,
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+
+    if !skip("batch") || !skip("single") || !skip("copy") {
+        let schema = format!("bench_{run}");
+        let url = pg_schema(&args.pg, &schema).await?;
+        let app = spawn(&url).await?;
+        add_tenants(&app.db, args.tenants).await?;
+        let mut pg_rate = None;
+        if !skip("batch") {
+            let rate = batch_ingest(&app, "pg", &args).await?;
+            println!(
+                "{:<44} {rate:>10.0} events/s",
+                "PostgreSQL batch ingestion (HTTP)"
+            );
+            pg_rate = Some(rate);
+        }
+        if !skip("copy") {
+            let (one, many) = copy_ceiling(&url, &args).await?;
+            println!("{:<44} {one:>10.0} rows/s", "PostgreSQL COPY, one stream");
+            println!(
+                "{:<44} {many:>10.0} rows/s",
+                format!("PostgreSQL COPY, {} streams of 1,000 rows", args.clients)
+            );
+            if let Some(rate) = pg_rate {
+                println!(
+                    "{:<44} {:>10.0} %",
+                    "batch ingestion / best COPY",
+                    100.0 * rate / one.max(many)
+                );
+            }
+        }
+        if !skip("single") {
+            let l = single_events(&app, "pg-single", &args).await?;
+            show(&format!("PostgreSQL single event at {}/s", args.rate), &l);
+        }
+        app.db.close().await;
+        drop_schema(&args.pg, &schema).await?;
+    }
+
+    if !skip("sqlite") {
+        let dir = std::env::temp_dir().join(format!("usage-bench-{run}"));
+        std::fs::create_dir_all(&dir)?;
+        let app = spawn(&format!("sqlite://{}/bench.db", dir.display())).await?;
+        add_tenants(&app.db, args.tenants).await?;
+        if !skip("batch") {
+            let rate = batch_ingest(&app, "lite", &args).await?;
+            println!(
+                "{:<44} {rate:>10.0} events/s",
+                "SQLite batch ingestion (HTTP)"
+            );
+        }
+        if !skip("single") {
+            let l = single_events(&app, "lite-single", &args).await?;
+            show(&format!("SQLite single event at {}/s", args.rate), &l);
+        }
+        app.db.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    if !skip("dashboard") {
+        let schema = format!("bench_dashboard_{}", args.dashboard_events);
+        let url = pg_schema(&args.pg, &schema).await?;
+        let app = spawn(&url).await?;
+        eprintln!(
+            "seeding {} events over 1,000 tenants",
+            args.dashboard_events
+        );
+        seed_dashboard(&url, args.dashboard_events).await?;
+        let (closed, open) = dashboard(&app, &args).await?;
+        show("dashboard, one client (closed loop)", &closed);
+        show("dashboard at 200/s (open loop)", &open);
+        app.db.close().await;
+        if !args.keep_seed {
+            drop_schema(&args.pg, &schema).await?;
+        }
+    }
+    Ok(())
+}
