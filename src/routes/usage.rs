@@ -50,13 +50,8 @@ async fn post_events(
         ));
     }
 
-    // Per token: the same caller with another token is another bucket, as the setting's name says.
-    let bucket = format!(
-        "{}:{}:{}",
-        caller.actor(),
-        caller.claims.tenant_id,
-        caller.claims.exp
-    );
+    // Per token identity (role, subject, tenant): a service that renews its token keeps its bucket.
+    let bucket = format!("{}:{}", caller.actor(), caller.claims.tenant_id);
     if let Err(wait) = state.usage_limit.take(&bucket, events.len()) {
         return Err(ApiError::too_many_requests(
             format!("This token reports usage faster than the allowed rate; retry in {wait} s."),

@@ -17,6 +17,7 @@ store_tests!(
     a_claim_is_idempotent_and_late_usage_waits_for_the_next,
     claims_store_what_is_billable_after_trials_and_demos,
     concurrent_ingestion_during_claims_loses_and_doubles_nothing,
+    racing_claims_with_one_key_take_once,
 );
 
 const UTC: Tz = chrono_tz::UTC;
@@ -329,4 +330,40 @@ async fn concurrent_ingestion_during_claims_loses_and_doubles_nothing(app: TestA
     }
     assert_eq!(left, open);
     assert_eq!(claimed + left, total);
+}
+
+/// Two runs racing with the same key (two replicas, say): one claims, the other returns the same totals.
+async fn racing_claims_with_one_key_take_once(app: TestApp) {
+    app.add_tenant("acme").await;
+    let last = BillingPeriod::containing(Utc::now(), UTC).prev();
+    let (start, end) = last.bounds(UTC);
+    let events: Vec<NewEvent> = (0..300)
+        .map(|i| {
+            let at = start + Duration::hours(i);
+            event(&format!("e{i}"), "acme", UsageType::SttWords, 10, at)
+        })
+        .collect();
+    put(&app, &events).await;
+    let claims = (0..4).map(|_| {
+        let db = app.db.clone();
+        tokio::spawn(async move {
+            billable::claim_unbilled(&db, &acme(), end, UTC, "run:same")
+                .await
+                .unwrap()
+        })
+    });
+    let mut results = Vec::new();
+    for c in claims.collect::<Vec<_>>() {
+        results.push(c.await.unwrap());
+    }
+    let expected = BTreeMap::from([(last, totals(3_000, 0, 0))]);
+    assert!(results.iter().all(|r| *r == expected), "{results:?}");
+    assert_eq!(
+        scalar(
+            &app,
+            "SELECT CAST(SUM(billed_quantity) AS BIGINT) FROM usage_rollups"
+        )
+        .await,
+        3_000
+    );
 }
