@@ -203,10 +203,13 @@ impl Settings {
             cors_allowed_origins: get("CORS_ALLOWED_ORIGINS")
                 .map(|v| {
                     v.split(',')
-                        .map(|s| s.trim().to_owned())
+                        .map(str::trim)
                         .filter(|s| !s.is_empty())
-                        .collect()
+                        .map(crate::cors::check_origin)
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| ConfigError(format!("CORS_ALLOWED_ORIGINS: {e}")))
                 })
+                .transpose()?
                 .unwrap_or_default(),
             dev_sign_in: false,
         })
@@ -295,6 +298,9 @@ mod tests {
         assert!(err.0.contains("DATABASE_URL"), "{err}");
         let err = Settings::from_vars(&vars(&[("BIND", "nope")])).unwrap_err();
         assert!(err.0.contains("BIND"), "{err}");
+        let err = Settings::from_vars(&vars(&[("CORS_ALLOWED_ORIGINS", "https://a.example,*")]))
+            .unwrap_err();
+        assert!(err.0.contains("CORS_ALLOWED_ORIGINS"), "{err}");
     }
 
     #[test]

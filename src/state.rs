@@ -17,6 +17,8 @@ pub struct Inner {
     pub stripe: StripeClient,
     /// Stores usage events, combining concurrent small requests into one transaction.
     pub usage: crate::usage::batcher::Batcher,
+    /// Events per second per token on `POST /api/usage/events` (off when the setting is 0).
+    pub usage_limit: crate::usage::limit::EventLimiter,
 }
 
 impl AppState {
@@ -33,6 +35,9 @@ impl AppState {
         );
         AppState(Arc::new(Inner {
             usage: crate::usage::batcher::Batcher::new(db.clone(), settings.billing_timezone),
+            usage_limit: crate::usage::limit::EventLimiter::new(
+                settings.usage_events_per_second_per_token,
+            ),
             db,
             settings,
             jwt_secret,

@@ -4,6 +4,7 @@ mod helpers;
 
 mod auth;
 mod billing_run;
+mod hardening;
 mod health;
 mod metrics;
 mod overview;

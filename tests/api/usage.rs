@@ -44,7 +44,7 @@ pub async fn post_usage(app: &TestApp, events: Vec<Value>) -> Reply {
     .await
 }
 
-async fn stored_events(app: &TestApp) -> i64 {
+pub async fn stored_events(app: &TestApp) -> i64 {
     with_pool!(&app.db, pool => {
         sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM usage_events").fetch_one(pool).await
     })
