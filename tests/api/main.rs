@@ -6,6 +6,7 @@ mod auth;
 mod billing_run;
 mod hardening;
 mod health;
+mod logs;
 mod metrics;
 mod overview;
 mod pages;
