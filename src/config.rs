@@ -7,8 +7,17 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 /// A secret that never prints: `Debug` and `Display` show only that it is set.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Secret(String);
+
+/// In constant time: a derived `==` would stop at the first differing byte.
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        crate::ct::ct_eq(self.0.as_bytes(), other.0.as_bytes())
+    }
+}
+
+impl Eq for Secret {}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Secret {

@@ -7,6 +7,7 @@ pub mod billing;
 pub mod cli;
 pub mod config;
 pub mod cors;
+pub mod ct;
 pub mod db;
 pub mod demo;
 pub mod domain;
