@@ -72,7 +72,8 @@ pub fn verify(
         return Err(SignatureError::NoSecret);
     }
     let header = parse_header(header.ok_or(SignatureError::Missing)?)?;
-    if (now - header.timestamp).abs() > TOLERANCE_SECS {
+    // abs_diff, not `(now - t).abs()`: a hostile `t` near i64::MIN or MAX must not overflow.
+    if now.abs_diff(header.timestamp) > TOLERANCE_SECS.unsigned_abs() {
         return Err(SignatureError::Stale);
     }
     for secret in secrets {
@@ -164,6 +165,13 @@ mod tests {
             verify(BODY, None, &["whsec_a"], 1_000),
             Err(SignatureError::Missing)
         );
+        for extreme in [i64::MIN, i64::MAX] {
+            let h = format!("t={extreme},v1=00");
+            assert_eq!(
+                verify(BODY, Some(&h), &["whsec_a"], 1_000),
+                Err(SignatureError::Stale)
+            );
+        }
         for bad in ["", "t=abc,v1=00", "v1=00", "garbage", "t=1000"] {
             assert!(
                 verify(BODY, Some(bad), &["whsec_a"], 1_000).is_err(),
