@@ -12,6 +12,7 @@ pub mod db;
 pub mod demo;
 pub mod domain;
 pub mod error;
+pub mod fuzzing;
 pub mod metrics;
 pub mod overview;
 pub mod routes;
