@@ -60,7 +60,8 @@ export STRIPE_WEBHOOK_SECRET="$webhook_secret"
 export STRIPE_MONTHLY_PRICE_ID="$price"
 export STRIPE_MAX_REQUESTS_PER_SECOND=0
 export PUBLIC_BASE_URL="$app"
-export RUST_LOG="${RUST_LOG:-warn}"
+# info, not less: the log is searched for secrets after the tests, so it should say something.
+export RUST_LOG="${RUST_LOG:-info}"
 cd "$work"
 
 "$bin" tenants add --id acme --name "Acme Funeral Home" --subdomain acme >/dev/null
@@ -87,3 +88,24 @@ if ! (cd "$root/tests/browser" && node --test --test-concurrency=1 billing.test.
   exit 1
 fi
 log "browser tests passed in $(( $(date +%s) - start ))s; screenshots in artifacts/"
+
+# No secret and no token may reach the service's log (a match is named by what it is, never printed).
+log "searching the service log for secrets and tokens"
+leaked=0
+check_log() { # check_log WHAT VALUE
+  if [ -n "$2" ] && grep -qF -- "$2" "$work/app.log"; then
+    echo "the service log contains $1" >&2
+    leaked=1
+  fi
+}
+check_log JWT_SECRET "$JWT_SECRET"
+check_log STRIPE_SECRET_KEY "$STRIPE_SECRET_KEY"
+check_log STRIPE_WEBHOOK_SECRET "$STRIPE_WEBHOOK_SECRET"
+check_log "a webhook secret (whsec_)" whsec_
+check_log "a Stripe key (sk_test_)" sk_test_
+check_log "a Stripe key (sk_live_)" sk_live_
+check_log "a JWT (eyJ)" eyJ
+for name in ADMIN_TOKEN MEMBER_TOKEN SUPER_TOKEN SERVICE_TOKEN; do
+  check_log "$name" "${!name}"
+done
+[ "$leaked" = 0 ] || exit 1

@@ -3,7 +3,8 @@
 #   - PostgreSQL on 127.0.0.1:5432 (started if it is not running; the PostgreSQL tests never skip),
 #   - the Rust test suites on SQLite and PostgreSQL,
 #   - the official Stripe Python SDK against the simulator (a venv in .venv),
-#   - the browser tests in headless Chromium (when tests/browser exists).
+#   - the browser tests in headless Chromium (when tests/browser exists),
+#   - a short fuzzing pass over the hostile-input parsers (scripts/fuzz.sh; FUZZ_SECONDS per target).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,6 +47,11 @@ fi
 if [ -x scripts/browser-tests.sh ]; then
   log "browser tests (headless Chromium)"
   scripts/browser-tests.sh
+fi
+
+if [ -x scripts/fuzz.sh ]; then
+  log "fuzzing, a short pass (the long one: scripts/fuzz.sh 600)"
+  scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
 fi
 
 log "all tests passed"

@@ -7,8 +7,17 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 /// A secret that never prints: `Debug` and `Display` show only that it is set.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Secret(String);
+
+/// In constant time: a derived `==` would stop at the first differing byte.
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        crate::ct::ct_eq(self.0.as_bytes(), other.0.as_bytes())
+    }
+}
+
+impl Eq for Secret {}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Secret {
@@ -210,10 +219,13 @@ impl Settings {
             cors_allowed_origins: get("CORS_ALLOWED_ORIGINS")
                 .map(|v| {
                     v.split(',')
-                        .map(|s| s.trim().to_owned())
+                        .map(str::trim)
                         .filter(|s| !s.is_empty())
-                        .collect()
+                        .map(crate::cors::check_origin)
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| ConfigError(format!("CORS_ALLOWED_ORIGINS: {e}")))
                 })
+                .transpose()?
                 .unwrap_or_default(),
             dev_sign_in: false,
         })
@@ -302,6 +314,9 @@ mod tests {
         assert!(err.0.contains("DATABASE_URL"), "{err}");
         let err = Settings::from_vars(&vars(&[("BIND", "nope")])).unwrap_err();
         assert!(err.0.contains("BIND"), "{err}");
+        let err = Settings::from_vars(&vars(&[("CORS_ALLOWED_ORIGINS", "https://a.example,*")]))
+            .unwrap_err();
+        assert!(err.0.contains("CORS_ALLOWED_ORIGINS"), "{err}");
     }
 
     #[test]

@@ -91,7 +91,7 @@ impl Application {
     }
 }
 
-/// The router with its middleware: request ids, a span per request, body limit, timeout.
+/// The router with its middleware: request ids, a span per request, CORS, body limit, timeout.
 pub fn app(state: AppState) -> Router {
     let trace = TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
         let route = req
@@ -109,23 +109,34 @@ pub fn app(state: AppState) -> Router {
         tracing::info_span!("request", method = %req.method(), route = %route, request_id = %request_id)
     });
     let pages = crate::web::router(&state.settings);
-    routes::router()
+    let cors = crate::cors::layer(&state.settings.cors_allowed_origins);
+    let allowed = crate::cors::Allowed::new(&state.settings.cors_allowed_origins);
+    let mut router = routes::router()
         .merge(pages)
         .route_layer(axum::middleware::from_fn(record_metrics))
-        .with_state(state)
-        .layer(
-            tower::ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-                .layer(trace)
-                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                .layer(tower_http::limit::RequestBodyLimitLayer::new(
-                    MAX_BODY_BYTES,
-                ))
-                .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-                    axum::http::StatusCode::REQUEST_TIMEOUT,
-                    Duration::from_secs(60),
-                )),
-        )
+        .with_state(state);
+    if let Some(cors) = cors {
+        // Around every route and the fallback, so preflights are answered before any method check.
+        router = router
+            .layer(cors)
+            .layer(axum::middleware::from_fn_with_state(
+                allowed,
+                crate::cors::strip_for_strangers,
+            ));
+    }
+    router.layer(
+        tower::ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(trace)
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(tower_http::limit::RequestBodyLimitLayer::new(
+                MAX_BODY_BYTES,
+            ))
+            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                Duration::from_secs(60),
+            )),
+    )
 }
 
 /// Counts every request by method, matched route pattern (never the raw path) and status.

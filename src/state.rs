@@ -17,8 +17,8 @@ pub struct Inner {
     pub stripe: StripeClient,
     /// Stores usage events, combining concurrent small requests into one transaction.
     pub usage: crate::usage::batcher::Batcher,
-    /// `USAGE_EVENTS_PER_SECOND_PER_TOKEN`.
-    pub usage_limit: crate::usage::limit::RateLimit,
+    /// Events per second per token on `POST /api/usage/events` (off when the setting is 0).
+    pub usage_limit: crate::usage::limit::EventLimiter,
 }
 
 impl AppState {
@@ -30,13 +30,12 @@ impl AppState {
                 max_requests_per_second: settings.stripe_max_requests_per_second,
                 max_retries: settings.stripe_max_retries,
                 base_backoff: std::time::Duration::from_millis(settings.stripe_retry_base_ms),
-                timeout: std::time::Duration::from_millis(settings.stripe_timeout_ms.max(1)),
                 ..Default::default()
             },
         );
         AppState(Arc::new(Inner {
             usage: crate::usage::batcher::Batcher::new(db.clone(), settings.billing_timezone),
-            usage_limit: crate::usage::limit::RateLimit::new(
+            usage_limit: crate::usage::limit::EventLimiter::new(
                 settings.usage_events_per_second_per_token,
             ),
             db,

@@ -4,7 +4,8 @@ use crate::auth::UsageWriter;
 use crate::domain::time;
 use crate::error::{ApiError, ApiJson, ApiResult};
 use crate::state::AppState;
-use crate::usage::validate::{self, RawEvent, MAX_BATCH};
+use crate::usage::limit::TokenKey;
+use crate::usage::validate;
 use crate::usage::IngestOutcome;
 use axum::extract::State;
 use axum::routing::post;
@@ -25,61 +26,24 @@ async fn post_events(
     ApiJson(body): ApiJson<Value>,
 ) -> ApiResult<Json<IngestOutcome>> {
     let received_at = time::now();
-    let events = body
-        .get("events")
-        .and_then(Value::as_array)
-        .ok_or_else(|| {
-            ApiError::unprocessable(
-                INVALID,
-                "events: send {\"events\": [...]}, an array of usage events.",
-            )
-        })?;
-    if events.is_empty() {
-        return Err(ApiError::unprocessable(
-            INVALID,
-            "events: the batch is empty; send at least one event.",
-        ));
-    }
-    if events.len() > MAX_BATCH {
-        return Err(ApiError::unprocessable(
-            INVALID,
-            format!(
-                "events: at most {MAX_BATCH} events per batch, got {}; split the batch.",
-                events.len()
-            ),
-        ));
-    }
-
-    // Per token identity (role, subject, tenant): a service that renews its token keeps its bucket.
-    let bucket = format!("{}:{}", caller.actor(), caller.claims.tenant_id);
-    if let Err(wait) = state.usage_limit.take(&bucket, events.len()) {
+    let validate::Batch {
+        total,
+        events: batch,
+        indexes,
+        mut problems,
+    } = validate::decode_batch(&body, received_at)
+        .map_err(|detail| ApiError::unprocessable(INVALID, detail))?;
+    // Every event of a well-formed batch counts, valid or not: the limit bounds the work a token causes.
+    if let Err(limited) = state.usage_limit.check(TokenKey::of(&caller.claims), total) {
         return Err(ApiError::too_many_requests(
-            format!("This token reports usage faster than the allowed rate; retry in {wait} s."),
-            wait,
+            format!(
+                "This token may send at most {} usage events per second, so this batch of {total} was \
+                 not stored; retry after {} s.",
+                limited.per_second,
+                limited.retry_after_secs()
+            ),
+            limited.retry_after_secs(),
         ));
-    }
-
-    let mut problems: Vec<(usize, String)> = Vec::new();
-    let mut batch = Vec::with_capacity(events.len());
-    let mut indexes = Vec::with_capacity(events.len());
-    for (i, value) in events.iter().enumerate() {
-        let checked = RawEvent::from_json(value)
-            .map_err(|e| vec![e])
-            .and_then(|raw| validate::check(&raw, received_at));
-        match checked {
-            Ok(event) => {
-                batch.push(event);
-                indexes.push(i);
-            }
-            Err(errors) => problems.extend(errors.into_iter().map(|e| {
-                let field = if e.field.is_empty() {
-                    String::new()
-                } else {
-                    format!(".{}", e.field)
-                };
-                (i, format!("events[{i}]{field}: {}", e.message))
-            })),
-        }
     }
     let outcome = if problems.is_empty() {
         match state.usage.ingest(&batch, received_at).await {
@@ -103,7 +67,7 @@ async fn post_events(
                 }
             }
             if !problems.is_empty() {
-                return Err(rejected(problems, events.len()));
+                return Err(rejected(problems, total));
             }
             // The missing tenant was added in between: the batch is valid now.
             state.usage.ingest(&batch, received_at).await?

@@ -45,7 +45,7 @@ async fn receive(
         };
         return Err(ApiError::bad_request("invalid_signature", detail));
     }
-    let event: Event = serde_json::from_slice(&body).map_err(|e| {
+    let event: Event = signature::decode_event(&body).map_err(|e| {
         ApiError::bad_request(
             "invalid_event",
             format!("The body is not a Stripe event: {e}."),

@@ -1,5 +1,6 @@
 //! Usage metering: ingest each event exactly once, keep per-day rollups, rate them, report them.
 //!
+//! - [`limit`]: `USAGE_EVENTS_PER_SECOND_PER_TOKEN`, events per second per caller token.
 //! - [`ingest`]: a batch of events into `usage_events` and `usage_rollups` in one transaction;
 //!   [`batcher`] combines concurrent small requests into one such transaction.
 //! - [`rating`]: totals to cents and invoice lines (pure).

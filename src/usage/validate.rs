@@ -210,6 +210,62 @@ pub fn check(raw: &RawEvent<'_>, received_at: DateTime<Utc>) -> Result<NewEvent,
     }
 }
 
+/// A usage batch as `POST /api/usage/events` receives it, checked event by event.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// How many events the batch holds, valid or not.
+    pub total: usize,
+    /// The valid events, in order, with their index in the batch.
+    pub events: Vec<NewEvent>,
+    pub indexes: Vec<usize>,
+    /// Every problem, as `(index, "events[i].field: message")`, in index order.
+    pub problems: Vec<(usize, String)>,
+}
+
+/// Decodes the body `{"events": [...]}`: `Err` with a sentence when the batch itself is unusable (not that
+/// shape, empty, too big), else every event checked (tenants are not looked up here).
+pub fn decode_batch(body: &Value, received_at: DateTime<Utc>) -> Result<Batch, String> {
+    let events = body
+        .get("events")
+        .and_then(Value::as_array)
+        .ok_or("events: send {\"events\": [...]}, an array of usage events.")?;
+    if events.is_empty() {
+        return Err("events: the batch is empty; send at least one event.".into());
+    }
+    if events.len() > MAX_BATCH {
+        return Err(format!(
+            "events: at most {MAX_BATCH} events per batch, got {}; split the batch.",
+            events.len()
+        ));
+    }
+    let mut batch = Batch {
+        total: events.len(),
+        events: Vec::with_capacity(events.len()),
+        indexes: Vec::with_capacity(events.len()),
+        problems: Vec::new(),
+    };
+    for (i, value) in events.iter().enumerate() {
+        let checked = RawEvent::from_json(value)
+            .map_err(|e| vec![e])
+            .and_then(|raw| check(&raw, received_at));
+        match checked {
+            Ok(event) => {
+                batch.events.push(event);
+                batch.indexes.push(i);
+            }
+            Err(errors) => batch.problems.extend(errors.into_iter().map(|e| {
+                let field = if e.field.is_empty() {
+                    String::new()
+                } else {
+                    format!(".{}", e.field)
+                };
+                (i, format!("events[{i}]{field}: {}", e.message))
+            })),
+        }
+    }
+    Ok(batch)
+}
+
 /// Whether a storage error is a foreign key failure: in ingestion, an event naming an unknown tenant.
 pub fn is_unknown_tenant(e: &sqlx::Error) -> bool {
     e.as_database_error()

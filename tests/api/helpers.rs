@@ -76,28 +76,7 @@ pub async fn spawn_app_with(
         .await
         .expect("bind");
     let address = format!("http://{}", listener.local_addr().unwrap());
-    let sim = stripe_sim::spawn(
-        "127.0.0.1:0".parse().unwrap(),
-        stripe_sim::SimConfig {
-            webhook_url: Some(format!("{address}/api/billing/webhook")),
-            webhook_secret: WEBHOOK_SECRET.to_owned(),
-            webhook_retry_base: std::time::Duration::from_millis(50),
-            webhook_max_attempts: 6,
-        },
-    )
-    .await
-    .expect("the simulator starts");
-    let price_id = create_price(&sim.base_url).await;
-    let mut vars = base_vars(&database_url);
-    vars.insert("STRIPE_API_BASE".into(), sim.base_url.clone());
-    vars.insert("STRIPE_SECRET_KEY".into(), "sk_test_api_tests".into());
-    vars.insert("STRIPE_WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into());
-    vars.insert("STRIPE_MONTHLY_PRICE_ID".into(), price_id);
-    vars.insert("STRIPE_MAX_REQUESTS_PER_SECOND".into(), "0".into());
-    // Retries stay on, but quick: fault tests exhaust them on purpose.
-    vars.insert("STRIPE_MAX_RETRIES".into(), "2".into());
-    vars.insert("STRIPE_RETRY_BASE_MS".into(), "5".into());
-    vars.insert("PUBLIC_BASE_URL".into(), address.clone());
+    let (sim, mut vars) = simulator_for(&address, &database_url).await;
     configure(&mut vars);
     let settings = Settings::from_vars(&vars).expect("test settings are valid");
     let app = Application::build_with_listener(settings, Secret::new(JWT_SECRET), listener)
@@ -115,6 +94,37 @@ pub async fn spawn_app_with(
         _dir: dir,
         _sim: sim,
     }
+}
+
+/// A Stripe simulator delivering its webhooks to the service at `address`, with the monthly price created
+/// in it, and the service's variables pointing at both.
+async fn simulator_for(
+    address: &str,
+    database_url: &str,
+) -> (stripe_sim::SimHandle, HashMap<String, String>) {
+    let sim = stripe_sim::spawn(
+        "127.0.0.1:0".parse().unwrap(),
+        stripe_sim::SimConfig {
+            webhook_url: Some(format!("{address}/api/billing/webhook")),
+            webhook_secret: WEBHOOK_SECRET.to_owned(),
+            webhook_retry_base: std::time::Duration::from_millis(50),
+            webhook_max_attempts: 6,
+        },
+    )
+    .await
+    .expect("the simulator starts");
+    let price_id = create_price(&sim.base_url).await;
+    let mut vars = base_vars(database_url);
+    vars.insert("STRIPE_API_BASE".into(), sim.base_url.clone());
+    vars.insert("STRIPE_SECRET_KEY".into(), "sk_test_api_tests".into());
+    vars.insert("STRIPE_WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into());
+    vars.insert("STRIPE_MONTHLY_PRICE_ID".into(), price_id);
+    vars.insert("STRIPE_MAX_REQUESTS_PER_SECOND".into(), "0".into());
+    // Retries stay on, but quick: fault tests exhaust them on purpose.
+    vars.insert("STRIPE_MAX_RETRIES".into(), "2".into());
+    vars.insert("STRIPE_RETRY_BASE_MS".into(), "5".into());
+    vars.insert("PUBLIC_BASE_URL".into(), address.to_owned());
+    (sim, vars)
 }
 
 /// A second instance of the service on an existing database and simulator (a replica).
@@ -487,4 +497,79 @@ impl TestApp {
         .await
         .expect(201);
     }
+}
+
+/// The real binary running `serve` as a child process, its output going to a log file.
+pub struct ServiceProcess {
+    child: tokio::process::Child,
+    pub log: std::path::PathBuf,
+}
+
+impl ServiceProcess {
+    /// Stops the service and returns everything it wrote to stdout and stderr.
+    pub async fn stop(mut self) -> String {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+        std::fs::read_to_string(&self.log).expect("read the service log")
+    }
+}
+
+/// Like [`spawn_app_with`], but the service is the built binary (`serve`) in a process of its own, with
+/// only the variables given (`configure` adds more), run from a temporary folder so no `.env` applies.
+pub async fn spawn_process_with(
+    configure: impl FnOnce(&mut HashMap<String, String>),
+) -> (TestApp, ServiceProcess) {
+    let dir = TempDir::new();
+    let database_url = format!("sqlite://{}/billing.db", dir.path.display());
+    // The child binds the port itself: find a free one, then let it go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let address = format!("http://127.0.0.1:{port}");
+    let (sim, mut vars) = simulator_for(&address, &database_url).await;
+    vars.insert("BIND".into(), format!("127.0.0.1:{port}"));
+    configure(&mut vars);
+    let log = dir.path.join("service.log");
+    let out = std::fs::File::create(&log).expect("create the log file");
+    let err = out.try_clone().expect("clone the log file");
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_thanotopolis-billing"))
+        .arg("serve")
+        .current_dir(&dir.path)
+        .env_clear()
+        .envs(&vars)
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the service binary");
+    let process = ServiceProcess { child, log };
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while client
+        .get(format!("{address}/healthz"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service did not start; its log:\n{}",
+            std::fs::read_to_string(&process.log).unwrap_or_default()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let db = Db::connect(&database_url).await.expect("open the database");
+    let app = TestApp {
+        address,
+        sim: sim.base_url.clone(),
+        client,
+        db,
+        store: Store::Sqlite,
+        database_url,
+        _dir: Some(dir),
+        _sim: sim,
+    };
+    (app, process)
 }

@@ -1,0 +1,135 @@
+//! Cross-origin access to the API from browsers: only the exact origins of `CORS_ALLOWED_ORIGINS`.
+//!
+//! With no origins configured there is no CORS layer at all, so browsers keep the API same-origin. The API
+//! authenticates with bearer tokens, never cookies, so credentials are never allowed cross-origin (the
+//! pages' session cookie is `SameSite=Lax` and stays on this site).
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::Response;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+/// How long a browser may cache a preflight answer.
+const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(600);
+
+/// The layer for `origins`, or `None` when the list is empty (same-origin only).
+pub fn layer(origins: &[String]) -> Option<CorsLayer> {
+    let allowed = parse(origins);
+    if allowed.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(allowed))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .expose_headers([header::RETRY_AFTER, HeaderName::from_static("x-request-id")])
+            .max_age(PREFLIGHT_MAX_AGE),
+    )
+}
+
+/// The allowed origins as header values (the configuration checked them already).
+fn parse(origins: &[String]) -> Vec<HeaderValue> {
+    origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect()
+}
+
+/// The allowed origins, for [`strip_for_strangers`].
+#[derive(Clone)]
+pub struct Allowed(Arc<[HeaderValue]>);
+
+impl Allowed {
+    pub fn new(origins: &[String]) -> Allowed {
+        Allowed(parse(origins).into())
+    }
+}
+
+/// Keeps every `Access-Control-*` header away from origins that are not allowed: `CorsLayer` answers any
+/// preflight with the allowed methods and headers, and a stranger should learn nothing, not even those.
+pub async fn strip_for_strangers(
+    State(allowed): State<Allowed>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let stranger = req
+        .headers()
+        .get(header::ORIGIN)
+        .is_some_and(|o| !allowed.0.contains(o));
+    let mut response = next.run(req).await;
+    if stranger {
+        let names: Vec<HeaderName> = response
+            .headers()
+            .keys()
+            .filter(|k| k.as_str().starts_with("access-control-"))
+            .cloned()
+            .collect();
+        for name in names {
+            response.headers_mut().remove(name);
+        }
+    }
+    response
+}
+
+/// Checks one configured origin: `scheme://host[:port]`, exactly as browsers send `Origin`.
+pub fn check_origin(origin: &str) -> Result<String, String> {
+    let origin = origin.trim_end_matches('/');
+    if origin == "*" || origin.contains('*') {
+        return Err(format!(
+            "{origin:?}: wildcards are not allowed; list each origin, e.g. https://app.example.com"
+        ));
+    }
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return Err(format!(
+            "{origin:?} is not an origin; use scheme://host[:port], e.g. https://app.example.com"
+        ));
+    };
+    if !matches!(scheme, "http" | "https")
+        || authority.is_empty()
+        || authority.contains(['/', '?', '#', '@', ' '])
+        || HeaderValue::from_str(origin).is_err()
+    {
+        return Err(format!(
+            "{origin:?} is not an origin; use scheme://host[:port] with no path, e.g. https://app.example.com"
+        ));
+    }
+    Ok(origin.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_checked_and_normalized() {
+        assert_eq!(
+            check_origin("https://App.example.com/").unwrap(),
+            "https://app.example.com"
+        );
+        assert_eq!(
+            check_origin("http://localhost:3000").unwrap(),
+            "http://localhost:3000"
+        );
+        for bad in [
+            "*",
+            "https://*.example.com",
+            "app.example.com",
+            "https://app.example.com/path",
+            "ftp://x",
+            "https://",
+            "https://user@host",
+        ] {
+            assert!(check_origin(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn no_origins_no_layer() {
+        assert!(layer(&[]).is_none());
+        assert!(layer(&["https://app.example.com".into()]).is_some());
+    }
+}
