@@ -8,27 +8,45 @@ use crate::error::{ApiError, ApiJson, ApiResult};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/admin/tenants", get(list).post(add))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list, add))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewTenant {
+    /// The platform's tenant id (a UUID there), at most 64 characters.
+    #[schema(max_length = 64, example = "acme")]
     id: String,
+    /// The organization's name, 1 to 200 characters.
+    #[schema(example = "Acme Funeral Home")]
     name: String,
+    #[schema(example = "acme")]
     subdomain: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct TenantList {
     tenants: Vec<Tenant>,
 }
 
+/// Add a tenant (an organization to bill).
+///
+/// Roles: super_admin.
+#[utoipa::path(post, path = "/api/admin/tenants", tag = "admin",
+    security(("bearer" = [])),
+    request_body = NewTenant,
+    responses(
+        (status = 201, description = "The tenant, added.", body = Tenant),
+        (status = 409, description = "The id or the subdomain is taken (`tenant_exists`).", body = ApiError),
+        (status = 422, description = "A field is missing or invalid (`invalid_tenant`, `invalid_json`).", body = ApiError),
+    ))]
 async fn add(
     State(state): State<AppState>,
     SuperAdmin(caller): SuperAdmin,
@@ -66,6 +84,12 @@ async fn add(
     Ok((StatusCode::CREATED, Json(tenant)))
 }
 
+/// List the tenants.
+///
+/// Roles: super_admin.
+#[utoipa::path(get, path = "/api/admin/tenants", tag = "admin",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Every tenant.", body = TenantList)))]
 async fn list(State(state): State<AppState>, _admin: SuperAdmin) -> ApiResult<Json<TenantList>> {
     Ok(Json(TenantList {
         tenants: tenants::list(&state.db).await?,

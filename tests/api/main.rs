@@ -6,6 +6,7 @@ mod auth;
 mod billing_run;
 mod health;
 mod metrics;
+mod openapi;
 mod overview;
 mod pages;
 mod stripe_setup;
