@@ -17,7 +17,7 @@ impl utoipa::PartialSchema for BillingPeriod {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::String)
-            .pattern(Some(r"^[0-9]{4}-(0[1-9]|1[0-2])$"))
+            .pattern(Some(r"^(2[0-9]{3}|[3-9][0-9]{3})-(0[1-9]|1[0-2])$"))
             .description(Some(
                 "A billing period: a calendar month in the billing time zone, YYYY-MM.",
             ))

@@ -41,7 +41,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[allow(dead_code)] // Only documents the parameter.
 pub struct TenantParam {
     /// super_admin only: act on this tenant instead of the token's `tenant_id`.
-    #[param(max_length = 64)]
+    #[param(pattern = r"^[!-~]{1,64}$")]
     tenant_id: Option<String>,
 }
 
@@ -118,7 +118,7 @@ fn check_url(field: &str, url: &str) -> ApiResult<()> {
     let ok = (url.starts_with("https://") || url.starts_with("http://"))
         && url.len() <= 2048
         && url.len() > "https://".len()
-        && !url.chars().any(char::is_whitespace);
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control());
     if ok {
         Ok(())
     } else {
@@ -134,16 +134,23 @@ fn check_url(field: &str, url: &str) -> ApiResult<()> {
 struct CheckoutRequest {
     /// Where Stripe sends the browser after payment: an absolute http(s) URL.
     #[schema(
+        pattern = r"^https?://[!-~]+$",
+        min_length = 9,
         max_length = 2048,
         example = "https://app.example.com/billing?checkout=success"
     )]
     success_url: String,
     /// Where Stripe sends the browser when the person goes back: an absolute http(s) URL.
-    #[schema(max_length = 2048, example = "https://app.example.com/billing")]
+    #[schema(
+        pattern = r"^https?://[!-~]+$",
+        min_length = 9,
+        max_length = 2048,
+        example = "https://app.example.com/billing"
+    )]
     cancel_url: String,
     /// Days of free trial, 0 to 730.
-    #[serde(default)]
-    #[schema(maximum = 730)]
+    #[serde(default, deserialize_with = "crate::error::whole_number")]
+    #[schema(minimum = 0, maximum = 730)]
     trial_days: Option<u32>,
 }
 
@@ -293,7 +300,7 @@ struct PortalSessionCreated {
 #[utoipa::path(get, path = "/api/billing/customer-portal", tag = "billing",
     security(("bearer" = [])),
     params(
-        ("return_url" = Option<String>, Query, description = "Where the portal's back link goes: an absolute http(s) URL (default: the billing page)."),
+        ("return_url" = Option<String>, Query, pattern = r"^https?://[!-~]+$", min_length = 9, max_length = 2048, description = "Where the portal's back link goes: an absolute http(s) URL (default: the billing page)."),
         TenantParam,
     ),
     responses(
@@ -519,7 +526,7 @@ struct DemoStatus {
 #[utoipa::path(post, path = "/api/billing/set-demo-status/{tenant_id}", tag = "admin",
     security(("bearer" = [])),
     params(
-        ("tenant_id" = String, Path, description = "The tenant."),
+        ("tenant_id" = String, Path, pattern = r"^[!-~]{1,64}$", description = "The tenant."),
         ("is_demo" = bool, Query, description = "`true` or `false`."),
     ),
     responses(
@@ -660,7 +667,7 @@ struct InvoiceList {
 #[utoipa::path(get, path = "/api/billing/invoices", tag = "billing",
     security(("bearer" = [])),
     params(
-        ("limit" = Option<i64>, Query, description = "How many, 1 to 100 (default 20)."),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "How many, 1 to 100 (default 20)."),
         TenantParam,
     ),
     responses(

@@ -23,7 +23,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 struct MonthQuery {
     /// YYYY-MM, in the billing time zone; default: the current month.
-    #[param(pattern = r"^[0-9]{4}-[0-9]{2}$")]
+    #[param(pattern = r"^(2[0-9]{3}|[3-9][0-9]{3})-(0[1-9]|1[0-2])$")]
     month: Option<String>,
 }
 

@@ -30,7 +30,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 struct StartRun {
     /// The period to bill, YYYY-MM: a month that has ended, in the billing time zone.
-    #[schema(example = "2026-09")]
+    #[schema(
+        pattern = r"^(2[0-9]{3}|[3-9][0-9]{3})-(0[1-9]|1[0-2])$",
+        example = "2026-09"
+    )]
     period: String,
     /// Show what would be billed; write nothing to Stripe.
     #[serde(default)]
@@ -233,9 +236,13 @@ async fn show(
     _admin: SuperAdmin,
     ApiPath(run_id): ApiPath<String>,
 ) -> ApiResult<Json<RunView>> {
-    let run = runs::get(&state.db, &run_id).await?.ok_or_else(|| {
-        ApiError::not_found("run_not_found", format!("No run has the id {run_id:?}."))
-    })?;
+    let not_found =
+        || ApiError::not_found("run_not_found", format!("No run has the id {run_id:?}."));
+    // Ids are `run_` and hex: anything else cannot exist, and PostgreSQL rejects NUL in a parameter.
+    if run_id.len() > 64 || !run_id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(not_found());
+    }
+    let run = runs::get(&state.db, &run_id).await?.ok_or_else(not_found)?;
     Ok(Json(RunView::from(&run)))
 }
 

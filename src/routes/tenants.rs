@@ -22,12 +22,18 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 struct NewTenant {
     /// The platform's tenant id (a UUID there), at most 64 characters.
-    #[schema(max_length = 64, example = "acme")]
+    #[schema(pattern = r"^[!-~]{1,64}$", example = "acme")]
     id: String,
     /// The organization's name, 1 to 200 characters.
-    #[schema(example = "Acme Funeral Home")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$",
+        example = "Acme Funeral Home"
+    )]
     name: String,
-    #[schema(example = "acme")]
+    /// A DNS label: 1 to 63 lowercase letters, digits and inner hyphens.
+    #[schema(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", example = "acme")]
     subdomain: String,
 }
 
@@ -55,10 +61,11 @@ async fn add(
     let id = TenantId::parse(&body.id)
         .map_err(|e| ApiError::unprocessable("invalid_tenant", format!("id: {e}.")))?;
     let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
+    // Control characters have no place in a name (and PostgreSQL's text cannot hold NUL).
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         return Err(ApiError::unprocessable(
             "invalid_tenant",
-            "name: give the organization's name, 1 to 200 characters.",
+            "name: give the organization's name, 1 to 200 characters, without control characters.",
         ));
     }
     let subdomain = Subdomain::parse(&body.subdomain)

@@ -35,9 +35,14 @@ struct UsageBatch {
 struct UsageEvent {
     /// The idempotency key: the same `event_id` again is a duplicate, counted once. For phone calls,
     /// the call's id.
-    #[schema(min_length = 1, max_length = 200, example = "call-7f3a")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$",
+        example = "call-7f3a"
+    )]
     event_id: String,
-    #[schema(max_length = 64, example = "acme")]
+    #[schema(pattern = r"^[!-~]{1,64}$", example = "acme")]
     tenant_id: String,
     #[schema(rename = "type", inline)]
     usage_type: UsageTypeDoc,

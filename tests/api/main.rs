@@ -5,6 +5,7 @@ mod helpers;
 mod auth;
 mod billing_run;
 mod health;
+mod hostile_input;
 mod metrics;
 mod openapi;
 mod overview;
