@@ -41,7 +41,7 @@ pub fn render(doc: &Value) -> String {
     );
     body.push_str("<div class=\"card\">");
     for para in text(&info["description"]).split("\n\n") {
-        push_html!(body, "<p>{}</p>", Esc(para));
+        push_html!(body, "<p>{}</p>", prose(para));
     }
     body.push_str("</div>");
 
@@ -66,7 +66,7 @@ pub fn render(doc: &Value) -> String {
                 method_badge(method),
                 anchor(method, path),
                 Esc(path),
-                Esc(text(&op["summary"]))
+                prose(text(&op["summary"]))
             );
         }
     }
@@ -78,7 +78,7 @@ pub fn render(doc: &Value) -> String {
             "<h2 id=\"tag-{}\">{}</h2><p class=\"sub\">{}</p>",
             Esc(tag),
             Esc(tag),
-            Esc(description)
+            prose(description)
         );
         for (path, method, op) in operations(paths, tag) {
             operation(&mut body, path, method, op);
@@ -128,13 +128,13 @@ fn operation(out: &mut String, path: &str, method: &str, op: &Value) {
         anchor(method, path),
         method_badge(method),
         Esc(path),
-        Esc(text(&op["summary"]))
+        prose(text(&op["summary"]))
     );
     for para in text(&op["description"])
         .split("\n\n")
         .filter(|p| !p.is_empty())
     {
-        push_html!(out, "<p>{}</p>", Esc(para));
+        push_html!(out, "<p>{}</p>", prose(para));
     }
     let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
     push_html!(
@@ -160,7 +160,7 @@ fn operation(out: &mut String, path: &str, method: &str, op: &Value) {
                 Esc(text(&p["in"])),
                 type_html(&p["schema"]),
                 if p["required"] == true { "yes" } else { "no" },
-                Esc(text(&p["description"]))
+                prose(text(&p["description"]))
             );
         }
         out.push_str("</tbody></table></div>");
@@ -169,7 +169,7 @@ fn operation(out: &mut String, path: &str, method: &str, op: &Value) {
     if let Some(content) = op["requestBody"]["content"].as_object() {
         out.push_str("<h3>Request body</h3>");
         if let Some(d) = op["requestBody"]["description"].as_str() {
-            push_html!(out, "<p>{}</p>", Esc(d));
+            push_html!(out, "<p>{}</p>", prose(d));
         }
         for (media, c) in content {
             push_html!(
@@ -203,7 +203,7 @@ fn operation(out: &mut String, path: &str, method: &str, op: &Value) {
             "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
             Esc(status),
             bodies.join("<br>"),
-            Esc(text(&r["description"]))
+            prose(text(&r["description"]))
         );
     }
     out.push_str("</tbody></table></div></div>");
@@ -212,7 +212,7 @@ fn operation(out: &mut String, path: &str, method: &str, op: &Value) {
 /// A component schema: its description, then its properties or its alternatives.
 fn schema_body(out: &mut String, schema: &Value) {
     if let Some(d) = schema["description"].as_str() {
-        push_html!(out, "<p>{}</p>", Esc(d));
+        push_html!(out, "<p>{}</p>", prose(d));
     }
     if let Some(props) = schema["properties"].as_object() {
         let required: Vec<&str> = schema["required"]
@@ -236,7 +236,7 @@ fn schema_body(out: &mut String, schema: &Value) {
                 } else {
                     "no"
                 },
-                Esc(text(&p["description"]))
+                prose(text(&p["description"]))
             );
         }
         out.push_str("</tbody></table></div>");
@@ -306,6 +306,43 @@ fn anchor(method: &str, path: &str) -> String {
     format!("{method}{}", slug.trim_end_matches('-'))
 }
 
+/// Escaped text in which `backticked` spans become code, as the descriptions write them.
+fn prose(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 16);
+    for (i, part) in s.split('`').enumerate() {
+        if i % 2 == 1 {
+            push_html!(out, "<code>{}</code>", Esc(part));
+        } else {
+            push_html!(out, "{}", Esc(part));
+        }
+    }
+    out
+}
+
 fn text(v: &Value) -> &str {
     v.as_str().unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prose_escapes_and_marks_code() {
+        assert_eq!(
+            prose("send `<b>` & `x`"),
+            "send <code>&lt;b&gt;</code> &amp; <code>x</code>"
+        );
+        assert_eq!(prose("no code"), "no code");
+    }
+
+    #[test]
+    fn types_link_named_schemas_and_show_nullability() {
+        let t = type_html(&serde_json::json!({"type": ["string", "null"], "format": "date-time"}));
+        assert_eq!(t, "string or null <span class=\"muted\">(date-time)</span>");
+        let t = type_html(
+            &serde_json::json!({"type": "array", "items": {"$ref": "#/components/schemas/Tenant"}}),
+        );
+        assert_eq!(t, "array of <a href=\"#schema-Tenant\">Tenant</a>");
+    }
 }
