@@ -81,13 +81,14 @@ fuzz() {
     token="$(cd "$dir" && JWT_SECRET="$secret" "$BIN" token --tenant acme --role super_admin --sub schemathesis --ttl 1h)"
 
     local status=0
+    # One worker: with two, hypothesis' lambda-source parsing races in Python 3.11 and errors at random.
     # shellcheck disable=SC2086 # SCHEMATHESIS_ARGS is a list of arguments.
     .venv/bin/schemathesis --no-color run "$base/api/openapi.json" \
         --header "Authorization: Bearer $token" \
         --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
         --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-50}" \
         --seed "${SCHEMATHESIS_SEED:-20261126}" \
-        --workers 2 \
+        --workers 1 \
         --request-timeout 30 \
         ${SCHEMATHESIS_ARGS:-} || status=$?
 
