@@ -124,6 +124,53 @@ async fn the_contract_routes_are_documented() {
     }
 }
 
+#[tokio::test]
+async fn every_operation_says_who_may_call_it() {
+    let app = spawn_app(Store::Sqlite).await;
+    let (_, doc) = served(&app).await;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let description = op["description"].as_str().unwrap_or("");
+            let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+            let says = if secured {
+                description.contains("Roles:")
+            } else {
+                description.contains("Anyone") || description.contains("Stripe only")
+            };
+            assert!(
+                says,
+                "{method} {path}: the description must say who may call it: {description:?}"
+            );
+            if secured {
+                for status in ["401", "403"] {
+                    assert!(
+                        op["responses"][status].is_object(),
+                        "{method} {path}: no {status}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Routes go through `utoipa_axum::routes!`, which documents them; `OpenApiRouter::route` would serve
+/// one without documenting it. The pages (src/web) are HTML and are left out on purpose.
+#[test]
+fn api_routes_are_registered_only_through_their_annotations() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/routes");
+    for entry in std::fs::read_dir(&dir).expect("src/routes") {
+        let path = entry.unwrap().path();
+        let source = std::fs::read_to_string(&path).unwrap();
+        for needle in [".route(", ".nest(", ".fallback("] {
+            assert!(
+                !source.contains(needle),
+                "{} uses {needle}: register the route with .routes(routes!(handler)) and #[utoipa::path]",
+                path.display()
+            );
+        }
+    }
+}
+
 /// The (method, path) pairs of API.md's HTTP table, without the pages (rows whose "who" is `browser`)
 /// and without query strings.
 fn contract_routes(api_md: &str) -> BTreeSet<(String, String)> {
