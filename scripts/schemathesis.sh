@@ -79,6 +79,18 @@ fuzz() {
     # A super admin acting on a seeded tenant: the tenant routes find data, the admin routes are allowed.
     local token
     token="$(cd "$dir" && JWT_SECRET="$secret" "$BIN" token --tenant acme --role super_admin --sub schemathesis --ttl 1h)"
+    # `fuzz` runs under `||`, where `set -e` does not apply: a token that does not work would turn every
+    # case into a documented 401 and pass, so check it.
+    if ! .venv/bin/python - "$base" "$token" <<'PY'
+import sys, urllib.request
+req = urllib.request.Request(sys.argv[1] + "/api/admin/tenants", headers={"Authorization": "Bearer " + sys.argv[2]})
+with urllib.request.urlopen(req, timeout=10) as r:
+    sys.exit(0 if r.status == 200 and b'"acme"' in r.read() else 1)
+PY
+    then
+        echo "schemathesis: the super-admin token was not accepted or the demo tenant is missing" >&2
+        return 1
+    fi
 
     local status=0
     # One worker: with two, hypothesis' lambda-source parsing races in Python 3.11 and errors at random.
