@@ -3,6 +3,7 @@
 #   - PostgreSQL on 127.0.0.1:5432 (started if it is not running; the PostgreSQL tests never skip),
 #   - the Rust test suites on SQLite and PostgreSQL,
 #   - the official Stripe Python SDK against the simulator (a venv in .venv),
+#   - schemathesis against /api/openapi.json on SQLite and PostgreSQL (same venv),
 #   - the browser tests in headless Chromium (when tests/browser exists),
 #   - a short fuzzing pass over the hostile-input parsers (scripts/fuzz.sh; FUZZ_SECONDS per target).
 set -euo pipefail
@@ -42,6 +43,11 @@ fi
 if [ -x scripts/sdk-check/run.sh ]; then
   log "official Stripe SDK against the simulator"
   scripts/sdk-check/run.sh
+fi
+
+if [ -x scripts/schemathesis.sh ]; then
+  log "schemathesis: the API fuzzed from its OpenAPI document"
+  scripts/schemathesis.sh
 fi
 
 if [ -x scripts/browser-tests.sh ]; then

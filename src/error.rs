@@ -17,10 +17,26 @@ pub struct ApiError {
     source: Option<anyhow::Error>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Body<'a> {
+    /// A sentence for people: what went wrong and what to do.
     detail: &'a str,
+    /// A stable snake_case code for programs.
+    #[schema(example = "not_authenticated")]
     code: &'a str,
+}
+
+// Documented under the name the error responses use: `ApiError`, the wire shape of this type.
+impl utoipa::PartialSchema for ApiError {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <Body as utoipa::PartialSchema>::schema()
+    }
+}
+
+impl utoipa::ToSchema for ApiError {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "ApiError".into()
+    }
 }
 
 impl ApiError {
@@ -169,6 +185,91 @@ where
                 }
             })?;
         parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// A query string parsed into `T`, whose problems become a 422 in the error shape (axum's own
+/// rejection is a plain-text 400).
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::try_from_uri(&parts.uri)
+            .map(|axum::extract::Query(q)| ApiQuery(q))
+            .map_err(|e| {
+                ApiError::unprocessable(
+                    "invalid_query",
+                    format!(
+                        "The query string does not match the expected shape: {}.",
+                        e.body_text()
+                    ),
+                )
+            })
+    }
+}
+
+/// Path parameters parsed into `T`, whose problems (e.g. bytes that are not UTF-8) become a 422 in
+/// the error shape.
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        <axum::extract::Path<T> as axum::extract::FromRequestParts<S>>::from_request_parts(
+            parts, state,
+        )
+        .await
+        .map(|axum::extract::Path(p)| ApiPath(p))
+        .map_err(|e| {
+            ApiError::unprocessable(
+                "invalid_path",
+                format!("The URL path is not valid: {}.", e.body_text()),
+            )
+        })
+    }
+}
+
+/// A JSON number that is a whole number: `3` or `3.0` (JSON does not tell them apart, and JSON Schema's
+/// `integer` accepts both).
+pub fn as_whole_number(v: &serde_json::Value) -> Option<i64> {
+    v.as_i64().or_else(|| {
+        let f = v.as_f64()?;
+        // Within ±2^53 every whole f64 is exact, so the conversion below is too.
+        (f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0).then_some(f as i64)
+    })
+}
+
+/// Deserializes an optional whole number that a client may have written as `25.0`.
+pub fn whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    use serde::de::{Deserialize, Error};
+    let v = Option::<serde_json::Value>::deserialize(deserializer)?;
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => as_whole_number(&v)
+            .and_then(|n| T::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| D::Error::custom(format!("expected a whole number in range, got {v}"))),
     }
 }
 

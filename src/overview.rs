@@ -19,7 +19,7 @@ pub const MRR_STATUSES: [&str; 2] = ["active", "past_due"];
 /// How many calendar months the history covers, the current one included.
 pub const HISTORY_MONTHS: usize = 12;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Overview {
     pub mrr_cents: Cents,
     pub active_subscriptions: i64,
@@ -33,7 +33,7 @@ pub struct Overview {
     pub monthly: Vec<Month>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Organization {
     pub tenant_id: String,
     pub name: String,
@@ -47,14 +47,14 @@ pub struct Organization {
     pub last_invoice: Option<LastInvoice>,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct UsageThisMonth {
     pub stt_words: i64,
     pub tts_words: i64,
     pub phone_calls: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LastInvoice {
     pub stripe_invoice_id: String,
     pub status: String,
@@ -62,7 +62,7 @@ pub struct LastInvoice {
     pub hosted_invoice_url: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Month {
     pub period: BillingPeriod,
     pub subscription_revenue_cents: Cents,

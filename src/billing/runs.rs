@@ -3,7 +3,7 @@
 use super::report::RunReport;
 use super::run::{run_period, RunError, RunOptions};
 use crate::db::Db;
-use crate::domain::time::{now, rfc3339};
+use crate::domain::time::now;
 use crate::domain::BillingPeriod;
 use crate::state::AppState;
 use crate::with_pool;
@@ -22,21 +22,6 @@ pub struct RunRecord {
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub report: Option<Value>,
-}
-
-impl RunRecord {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "run_id": self.run_id,
-            "period": self.period,
-            "dry_run": self.dry_run,
-            "status": self.status,
-            "trigger": self.trigger,
-            "started_at": rfc3339(self.started_at),
-            "finished_at": self.finished_at.map(rfc3339),
-            "report": self.report,
-        })
-    }
 }
 
 const COLUMNS: &str =

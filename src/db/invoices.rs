@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(as = InvoiceLine)]
 pub struct InvoiceLineRow {
     pub description: String,
     pub amount_cents: i64,
@@ -156,7 +157,7 @@ pub async fn get(db: &Db, id: &str) -> Result<Option<InvoiceRow>, sqlx::Error> {
 }
 
 /// An invoice as the invoices route and the dashboard show it (API.md).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct InvoiceView {
     pub stripe_invoice_id: String,
     pub status: String,

@@ -151,7 +151,7 @@ pub async fn all(db: &Db) -> Result<Vec<SubscriptionRow>, sqlx::Error> {
 }
 
 /// A tenant's live subscription, as the dashboard shows it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct CurrentSubscription {
     pub subscription_id: String,
     pub status: String,

@@ -5,9 +5,21 @@ use std::ops::{Add, AddAssign};
 
 /// An amount of money in integer cents. There is no floating point anywhere near an amount.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(transparent)]
+#[schema(example = 29900)]
 pub struct Cents(pub i64);
 
 impl Cents {

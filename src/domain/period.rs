@@ -12,6 +12,22 @@ pub struct BillingPeriod {
     month: u32,
 }
 
+// Serialized as its `YYYY-MM` string (see the serde attributes), so documented as one.
+impl utoipa::PartialSchema for BillingPeriod {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(r"^(2[0-9]{3}|[3-9][0-9]{3})-(0[1-9]|1[0-2])$"))
+            .description(Some(
+                "A billing period: a calendar month in the billing time zone, YYYY-MM.",
+            ))
+            .examples([serde_json::json!("2026-09")])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for BillingPeriod {}
+
 impl BillingPeriod {
     pub fn new(year: i32, month: u32) -> Result<BillingPeriod, String> {
         if !(1..=12).contains(&month) {

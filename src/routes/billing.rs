@@ -4,16 +4,17 @@ use crate::auth::{Caller, SuperAdmin, TenantAdmin, TenantUser};
 use crate::db::{audit, invoices, subscriptions, tenants};
 use crate::domain::time::{now, rfc3339};
 use crate::domain::TenantId;
-use crate::error::{ApiError, ApiJson, ApiResult};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::state::AppState;
 use crate::stripe::{self, Params};
 use crate::subscriptions::{customer, sync};
-use axum::extract::{Path, Query, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use axum::extract::State;
+use axum::Json;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The one plan: $299.00 a month.
 pub const PLAN_AMOUNT_CENTS: i64 = 29_900;
@@ -23,21 +24,25 @@ pub const PLAN_DESCRIPTION: &str =
 /// Stripe allows at most two years of trial.
 const MAX_TRIAL_DAYS: u32 = 730;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/billing/subscription-plans", get(plans))
-        .route(
-            "/api/billing/create-checkout-session",
-            post(create_checkout_session),
-        )
-        .route("/api/billing/customer-portal", get(customer_portal))
-        .route("/api/billing/cancel-subscription", post(cancel))
-        .route("/api/billing/reactivate-subscription", post(reactivate))
-        .route(
-            "/api/billing/set-demo-status/{tenant_id}",
-            post(set_demo_status),
-        )
-        .route("/api/billing/invoices", get(list_invoices))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(plans))
+        .routes(routes!(create_checkout_session))
+        .routes(routes!(customer_portal))
+        .routes(routes!(cancel))
+        .routes(routes!(reactivate))
+        .routes(routes!(set_demo_status))
+        .routes(routes!(list_invoices))
+}
+
+/// The `?tenant_id=` every tenant route takes (read by the auth extractors, not by the handlers).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Only documents the parameter.
+pub struct TenantParam {
+    /// super_admin only: act on this tenant instead of the token's `tenant_id`.
+    #[param(pattern = r"^[!-~]{1,64}$")]
+    tenant_id: Option<String>,
 }
 
 /// What the plan includes, said with the configured rates.
@@ -57,19 +62,46 @@ pub fn plan_features(state: &AppState) -> Vec<String> {
     ]
 }
 
-async fn plans(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({
-        "plans": [{
-            "id": "monthly",
-            "name": PLAN_NAME,
-            "description": PLAN_DESCRIPTION,
-            "price_id": state.settings.stripe_monthly_price_id,
-            "amount_cents": PLAN_AMOUNT_CENTS,
-            "currency": "usd",
-            "interval": "month",
-            "features": plan_features(&state),
-        }]
-    }))
+#[derive(Serialize, ToSchema)]
+struct PlanList {
+    plans: Vec<Plan>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Plan {
+    #[schema(example = "monthly")]
+    id: &'static str,
+    name: &'static str,
+    description: &'static str,
+    /// The Stripe price (null until the operator configures it).
+    price_id: Option<String>,
+    #[schema(example = 29900)]
+    amount_cents: i64,
+    #[schema(example = "usd")]
+    currency: &'static str,
+    #[schema(example = "month")]
+    interval: &'static str,
+    features: Vec<String>,
+}
+
+/// The subscription plans: the one $299.00 monthly plan and what it includes.
+///
+/// Anyone.
+#[utoipa::path(get, path = "/api/billing/subscription-plans", tag = "billing",
+    responses((status = 200, description = "The plans.", body = PlanList)))]
+async fn plans(State(state): State<AppState>) -> Json<PlanList> {
+    Json(PlanList {
+        plans: vec![Plan {
+            id: "monthly",
+            name: PLAN_NAME,
+            description: PLAN_DESCRIPTION,
+            price_id: state.settings.stripe_monthly_price_id.clone(),
+            amount_cents: PLAN_AMOUNT_CENTS,
+            currency: "usd",
+            interval: "month",
+            features: plan_features(&state),
+        }],
+    })
 }
 
 pub async fn tenant_or_404(state: &AppState, id: &TenantId) -> ApiResult<tenants::Tenant> {
@@ -86,7 +118,7 @@ fn check_url(field: &str, url: &str) -> ApiResult<()> {
     let ok = (url.starts_with("https://") || url.starts_with("http://"))
         && url.len() <= 2048
         && url.len() > "https://".len()
-        && !url.chars().any(char::is_whitespace);
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control());
     if ok {
         Ok(())
     } else {
@@ -97,20 +129,58 @@ fn check_url(field: &str, url: &str) -> ApiResult<()> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CheckoutRequest {
+    /// Where Stripe sends the browser after payment: an absolute http(s) URL.
+    #[schema(
+        pattern = r"^https?://[!-~]+$",
+        min_length = 9,
+        max_length = 2048,
+        example = "https://app.example.com/billing?checkout=success"
+    )]
     success_url: String,
+    /// Where Stripe sends the browser when the person goes back: an absolute http(s) URL.
+    #[schema(
+        pattern = r"^https?://[!-~]+$",
+        min_length = 9,
+        max_length = 2048,
+        example = "https://app.example.com/billing"
+    )]
     cancel_url: String,
-    #[serde(default)]
+    /// Days of free trial, 0 to 730.
+    #[serde(default, deserialize_with = "crate::error::whole_number")]
+    #[schema(minimum = 0, maximum = 730)]
     trial_days: Option<u32>,
 }
 
+#[derive(Serialize, ToSchema)]
+struct CheckoutSessionCreated {
+    /// Stripe Checkout's hosted page: send the browser there.
+    checkout_url: String,
+    session_id: String,
+}
+
+/// Start a Stripe Checkout session for the monthly subscription.
+///
+/// Roles: org_admin, admin; super_admin for any tenant with `?tenant_id=`.
+#[utoipa::path(post, path = "/api/billing/create-checkout-session", tag = "billing",
+    security(("bearer" = [])),
+    params(TenantParam),
+    request_body = CheckoutRequest,
+    responses(
+        (status = 200, description = "The session to send the browser to.", body = CheckoutSessionCreated),
+        (status = 403, description = "A demo tenant cannot subscribe (`demo_account`), or the role may not manage billing (`forbidden`).", body = ApiError),
+        (status = 404, description = "The tenant is not registered (`tenant_not_found`).", body = ApiError),
+        (status = 409, description = "The tenant already has a live subscription (`subscription_exists`).", body = ApiError),
+        (status = 422, description = "A URL, `trial_days` or `tenant_id` is invalid (`invalid_url`, `invalid_trial_days`, `invalid_tenant_id`, `invalid_json`).", body = ApiError),
+        (status = 503, description = "Stripe is not configured or not reachable (`stripe_not_configured`, `stripe_unavailable`).", body = ApiError),
+    ))]
 async fn create_checkout_session(
     State(state): State<AppState>,
     admin: TenantAdmin,
     ApiJson(body): ApiJson<CheckoutRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CheckoutSessionCreated>> {
     let started = start_checkout(
         &state,
         &admin.tenant_id,
@@ -120,9 +190,10 @@ async fn create_checkout_session(
         body.trial_days,
     )
     .await?;
-    Ok(Json(
-        json!({"checkout_url": started.checkout_url, "session_id": started.session_id}),
-    ))
+    Ok(Json(CheckoutSessionCreated {
+        checkout_url: started.checkout_url,
+        session_id: started.session_id,
+    }))
 }
 
 /// A Stripe Checkout session to send the browser to.
@@ -217,16 +288,37 @@ struct PortalQuery {
     return_url: Option<String>,
 }
 
+#[derive(Serialize, ToSchema)]
+struct PortalSessionCreated {
+    /// Stripe's customer portal: send the browser there.
+    portal_url: String,
+}
+
+/// Open a Stripe customer-portal session: cards, invoices, cancellation.
+///
+/// Roles: org_admin, admin; super_admin for any tenant with `?tenant_id=`.
+#[utoipa::path(get, path = "/api/billing/customer-portal", tag = "billing",
+    security(("bearer" = [])),
+    params(
+        ("return_url" = Option<String>, Query, pattern = r"^https?://[!-~]+$", min_length = 9, max_length = 2048, description = "Where the portal's back link goes: an absolute http(s) URL (default: the billing page)."),
+        TenantParam,
+    ),
+    responses(
+        (status = 200, description = "The portal session.", body = PortalSessionCreated),
+        (status = 404, description = "The tenant is not registered or has no Stripe customer yet (`tenant_not_found`, `no_stripe_customer`).", body = ApiError),
+        (status = 422, description = "`return_url` or `tenant_id` is invalid (`invalid_url`, `invalid_tenant_id`).", body = ApiError),
+        (status = 503, description = "Stripe is not configured or not reachable (`stripe_not_configured`, `stripe_unavailable`).", body = ApiError),
+    ))]
 async fn customer_portal(
     State(state): State<AppState>,
     admin: TenantAdmin,
-    Query(q): Query<PortalQuery>,
-) -> ApiResult<Json<Value>> {
+    ApiQuery(q): ApiQuery<PortalQuery>,
+) -> ApiResult<Json<PortalSessionCreated>> {
     let return_url = q
         .return_url
         .unwrap_or_else(|| format!("{}/billing", state.settings.public_base_url));
     let portal_url = portal_session(&state, &admin.tenant_id, &return_url).await?;
-    Ok(Json(json!({ "portal_url": portal_url })))
+    Ok(Json(PortalSessionCreated { portal_url }))
 }
 
 /// Opens a customer-portal session for the tenant and returns its URL.
@@ -288,19 +380,48 @@ async fn set_cancel_at_period_end(
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("updated subscription has no tenant")))
 }
 
-async fn cancel(State(state): State<AppState>, admin: TenantAdmin) -> ApiResult<Json<Value>> {
+/// The subscription after a cancel or a reactivation.
+#[derive(Serialize, ToSchema)]
+struct SubscriptionChanged {
+    message: String,
+    /// Stripe's status of the subscription, e.g. `active` or `trialing`.
+    #[schema(example = "active")]
+    status: String,
+    cancel_at_period_end: bool,
+    /// The end of the current period: when a pending cancellation takes effect.
+    #[schema(format = DateTime)]
+    period_end: Option<String>,
+    subscription_id: String,
+}
+
+/// Cancel the subscription at the end of the current period (it stays active until then).
+///
+/// Roles: org_admin, admin; super_admin for any tenant with `?tenant_id=`. Repeating it changes nothing.
+#[utoipa::path(post, path = "/api/billing/cancel-subscription", tag = "billing",
+    security(("bearer" = [])),
+    params(TenantParam),
+    responses(
+        (status = 200, description = "Set to cancel at period end; `cancel_at_period_end` is true.", body = SubscriptionChanged),
+        (status = 404, description = "No active subscription (`no_active_subscription`).", body = ApiError),
+        (status = 422, description = "`tenant_id` is invalid (`invalid_tenant_id`).", body = ApiError),
+        (status = 503, description = "Stripe is not configured or not reachable (`stripe_not_configured`, `stripe_unavailable`).", body = ApiError),
+    ))]
+async fn cancel(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+) -> ApiResult<Json<SubscriptionChanged>> {
     let sub = cancel_subscription(&state, &admin.caller, &admin.tenant_id).await?;
     let period_end = sub.current_period_end.map(rfc3339);
-    Ok(Json(json!({
-        "message": format!(
+    Ok(Json(SubscriptionChanged {
+        message: format!(
             "The subscription will be canceled at the end of the current billing period{}; it stays active until then and can be reactivated.",
             period_end.as_deref().map(|p| format!(" ({p})")).unwrap_or_default()
         ),
-        "status": sub.status,
-        "cancel_at_period_end": true,
-        "period_end": period_end,
-        "subscription_id": sub.stripe_subscription_id,
-    })))
+        status: sub.status,
+        cancel_at_period_end: true,
+        period_end,
+        subscription_id: sub.stripe_subscription_id,
+    }))
 }
 
 /// Sets the tenant's live subscription to cancel at the end of its period (idempotent), audited.
@@ -333,15 +454,31 @@ pub async fn cancel_subscription(
     Ok(sub)
 }
 
-async fn reactivate(State(state): State<AppState>, admin: TenantAdmin) -> ApiResult<Json<Value>> {
+/// Undo a pending cancellation: the subscription renews again.
+///
+/// Roles: org_admin, admin; super_admin for any tenant with `?tenant_id=`.
+#[utoipa::path(post, path = "/api/billing/reactivate-subscription", tag = "billing",
+    security(("bearer" = [])),
+    params(TenantParam),
+    responses(
+        (status = 200, description = "Reactivated; `cancel_at_period_end` is false.", body = SubscriptionChanged),
+        (status = 404, description = "No subscription pending cancellation (`no_pending_cancellation`).", body = ApiError),
+        (status = 422, description = "`tenant_id` is invalid (`invalid_tenant_id`).", body = ApiError),
+        (status = 503, description = "Stripe is not configured or not reachable (`stripe_not_configured`, `stripe_unavailable`).", body = ApiError),
+    ))]
+async fn reactivate(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+) -> ApiResult<Json<SubscriptionChanged>> {
     let sub = reactivate_subscription(&state, &admin.caller, &admin.tenant_id).await?;
-    Ok(Json(json!({
-        "message": "The subscription is reactivated and will renew at the end of the current period.",
-        "status": sub.status,
-        "cancel_at_period_end": false,
-        "period_end": sub.current_period_end.map(rfc3339),
-        "subscription_id": sub.stripe_subscription_id,
-    })))
+    Ok(Json(SubscriptionChanged {
+        message: "The subscription is reactivated and will renew at the end of the current period."
+            .to_owned(),
+        status: sub.status,
+        cancel_at_period_end: false,
+        period_end: sub.current_period_end.map(rfc3339),
+        subscription_id: sub.stripe_subscription_id,
+    }))
 }
 
 /// Undoes a pending cancellation of the tenant's subscription, audited.
@@ -376,12 +513,33 @@ struct DemoQuery {
     is_demo: Option<String>,
 }
 
+#[derive(Serialize, ToSchema)]
+struct DemoStatus {
+    tenant_id: String,
+    is_demo: bool,
+    message: String,
+}
+
+/// Mark a tenant as a demo account (exempt from billing) or not.
+///
+/// Roles: super_admin.
+#[utoipa::path(post, path = "/api/billing/set-demo-status/{tenant_id}", tag = "admin",
+    security(("bearer" = [])),
+    params(
+        ("tenant_id" = String, Path, pattern = r"^[!-~]{1,64}$", description = "The tenant."),
+        ("is_demo" = bool, Query, description = "`true` or `false`."),
+    ),
+    responses(
+        (status = 200, description = "The tenant's demo status now.", body = DemoStatus),
+        (status = 404, description = "No such tenant (`tenant_not_found`).", body = ApiError),
+        (status = 422, description = "`is_demo` is not `true` or `false` (`invalid_is_demo`).", body = ApiError),
+    ))]
 async fn set_demo_status(
     State(state): State<AppState>,
     SuperAdmin(caller): SuperAdmin,
-    Path(tenant_id): Path<String>,
-    Query(q): Query<DemoQuery>,
-) -> ApiResult<Json<Value>> {
+    ApiPath(tenant_id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<DemoQuery>,
+) -> ApiResult<Json<DemoStatus>> {
     let is_demo = match q.is_demo.as_deref() {
         Some("true") => true,
         Some("false") => false,
@@ -393,9 +551,11 @@ async fn set_demo_status(
         }
     };
     let (tenant, message) = set_demo(&state, &caller, &tenant_id, is_demo).await?;
-    Ok(Json(
-        json!({"tenant_id": tenant.id, "is_demo": tenant.is_demo, "message": message}),
-    ))
+    Ok(Json(DemoStatus {
+        tenant_id: tenant.id,
+        is_demo: tenant.is_demo,
+        message,
+    }))
 }
 
 /// Sets a tenant's demo status, audited; returns the tenant and a sentence saying what changed.
@@ -447,31 +607,78 @@ struct InvoiceQuery {
     limit: Option<String>,
 }
 
-/// An invoice as the API shows it.
-pub fn invoice_json(i: &invoices::InvoiceRow) -> Value {
-    json!({
-        "stripe_invoice_id": i.stripe_invoice_id,
-        "number": i.number,
-        "status": i.status,
-        "billing_period": i.billing_period,
-        "period_start": i.period_start.map(rfc3339),
-        "period_end": i.period_end.map(rfc3339),
-        "amount_due_cents": i.amount_due_cents,
-        "amount_paid_cents": i.amount_paid_cents,
-        "currency": i.currency,
-        "hosted_invoice_url": i.hosted_invoice_url,
-        "invoice_pdf": i.invoice_pdf,
-        "paid_at": i.paid_at.map(rfc3339),
-        "created_at": rfc3339(i.stripe_created_at),
-        "lines": i.lines,
-    })
+/// An invoice as the invoices route shows it.
+#[derive(Serialize, ToSchema)]
+pub struct Invoice {
+    stripe_invoice_id: String,
+    number: Option<String>,
+    /// Stripe's status: `draft`, `open`, `paid`, `void` or `uncollectible`.
+    #[schema(example = "paid")]
+    status: String,
+    /// The usage period a monthly usage invoice bills, YYYY-MM; null on subscription invoices.
+    billing_period: Option<String>,
+    #[schema(format = DateTime)]
+    period_start: Option<String>,
+    #[schema(format = DateTime)]
+    period_end: Option<String>,
+    amount_due_cents: i64,
+    amount_paid_cents: i64,
+    #[schema(example = "usd")]
+    currency: String,
+    hosted_invoice_url: Option<String>,
+    invoice_pdf: Option<String>,
+    #[schema(format = DateTime)]
+    paid_at: Option<String>,
+    #[schema(format = DateTime)]
+    created_at: String,
+    lines: Vec<invoices::InvoiceLine>,
 }
 
+impl From<&invoices::InvoiceRow> for Invoice {
+    fn from(i: &invoices::InvoiceRow) -> Invoice {
+        Invoice {
+            stripe_invoice_id: i.stripe_invoice_id.clone(),
+            number: i.number.clone(),
+            status: i.status.clone(),
+            billing_period: i.billing_period.clone(),
+            period_start: i.period_start.map(rfc3339),
+            period_end: i.period_end.map(rfc3339),
+            amount_due_cents: i.amount_due_cents,
+            amount_paid_cents: i.amount_paid_cents,
+            currency: i.currency.clone(),
+            hosted_invoice_url: i.hosted_invoice_url.clone(),
+            invoice_pdf: i.invoice_pdf.clone(),
+            paid_at: i.paid_at.map(rfc3339),
+            created_at: rfc3339(i.stripe_created_at),
+            lines: i.lines.clone(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+struct InvoiceList {
+    invoices: Vec<Invoice>,
+}
+
+/// The tenant's invoices, newest first.
+///
+/// Roles: any role of the tenant (member, user, org_admin, admin); super_admin for any tenant with
+/// `?tenant_id=`.
+#[utoipa::path(get, path = "/api/billing/invoices", tag = "billing",
+    security(("bearer" = [])),
+    params(
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "How many, 1 to 100 (default 20)."),
+        TenantParam,
+    ),
+    responses(
+        (status = 200, description = "The invoices.", body = InvoiceList),
+        (status = 422, description = "`limit` or `tenant_id` is invalid (`invalid_limit`, `invalid_tenant_id`).", body = ApiError),
+    ))]
 async fn list_invoices(
     State(state): State<AppState>,
     user: TenantUser,
-    Query(q): Query<InvoiceQuery>,
-) -> ApiResult<Json<Value>> {
+    ApiQuery(q): ApiQuery<InvoiceQuery>,
+) -> ApiResult<Json<InvoiceList>> {
     let limit = match q.limit.as_deref() {
         None => 20,
         Some(raw) => raw
@@ -486,7 +693,7 @@ async fn list_invoices(
             })?,
     };
     let rows = invoices::for_tenant(&state.db, user.tenant_id.as_str(), limit).await?;
-    Ok(Json(
-        json!({"invoices": rows.iter().map(invoice_json).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(InvoiceList {
+        invoices: rows.iter().map(Invoice::from).collect(),
+    }))
 }

@@ -11,21 +11,25 @@ use crate::state::AppState;
 use crate::usage::billable;
 use crate::usage::rating::{rate, Rates, UsageTotals};
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/billing/dashboard", get(dashboard))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(dashboard))
 }
 
 pub const DEMO_MESSAGE: &str = "This is a demo account and is exempt from billing charges.";
 const RECENT_INVOICES: u32 = 10;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Dashboard {
     pub is_demo: bool,
+    /// Only for a demo tenant.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "This is a demo account and is exempt from billing charges.")]
     pub demo_message: Option<&'static str>,
     pub current_subscription: Option<CurrentSubscription>,
     pub recent_invoices: Vec<InvoiceView>,
@@ -33,16 +37,20 @@ pub struct Dashboard {
     pub upcoming_charges: UpcomingCharges,
 }
 
-#[derive(Serialize)]
+/// The current billing period's recorded usage.
+#[derive(Serialize, ToSchema)]
 pub struct PeriodUsage {
+    #[schema(format = DateTime)]
     pub start_date: String,
+    #[schema(format = DateTime)]
     pub end_date: String,
     pub total_stt_words: i64,
     pub total_tts_words: i64,
     pub total_phone_calls: i64,
 }
 
-#[derive(Serialize, Default)]
+/// What the run for the current period would bill if it ran now.
+#[derive(Serialize, Default, ToSchema)]
 pub struct UpcomingCharges {
     pub voice_words_count: i64,
     pub voice_usage_cents: Cents,
@@ -53,7 +61,7 @@ pub struct UpcomingCharges {
     pub late: Vec<LateCharges>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct LateCharges {
     pub period: BillingPeriod,
     pub voice_words_count: i64,
@@ -62,6 +70,19 @@ pub struct LateCharges {
     pub call_charges_cents: Cents,
 }
 
+/// The tenant's billing dashboard: subscription, recent invoices, this period's usage and upcoming
+/// charges.
+///
+/// Roles: any role of the tenant (member, user, org_admin, admin); super_admin for any tenant with
+/// `?tenant_id=`. A demo tenant gets `is_demo: true`, `demo_message`, no subscription and zero charges.
+#[utoipa::path(get, path = "/api/billing/dashboard", tag = "billing",
+    security(("bearer" = [])),
+    params(super::billing::TenantParam),
+    responses(
+        (status = 200, description = "The dashboard as of now.", body = Dashboard),
+        (status = 404, description = "The tenant is not registered (`tenant_not_found`).", body = ApiError),
+        (status = 422, description = "`tenant_id` is not a valid tenant id (`invalid_tenant_id`).", body = ApiError),
+    ))]
 async fn dashboard(State(state): State<AppState>, user: TenantUser) -> ApiResult<Json<Dashboard>> {
     Ok(Json(load(&state, &user.tenant_id).await?))
 }

@@ -3,13 +3,18 @@
 use crate::state::AppState;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/metrics", get(metrics))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(metrics))
 }
 
+/// Prometheus metrics: requests, usage events, webhooks, Stripe calls, billing runs.
+///
+/// Anyone. What each metric means is in docs/OPERATIONS.md.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "The Prometheus text exposition format, version 0.0.4.", body = String, content_type = "text/plain")))]
 async fn metrics() -> impl IntoResponse {
     (
         [(

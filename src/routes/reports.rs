@@ -3,29 +3,40 @@
 
 use crate::auth::SuperAdmin;
 use crate::domain::{time, BillingPeriod};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiQuery, ApiResult};
 use crate::state::AppState;
 use crate::usage::report::{self, RevenueRow, UsageRow};
-use axum::extract::{Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::extract::State;
+use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/admin/reports/usage", get(usage))
-        .route("/api/admin/reports/revenue", get(revenue))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(usage))
+        .routes(routes!(revenue))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct MonthQuery {
+    /// YYYY-MM, in the billing time zone; default: the current month.
+    #[param(pattern = r"^(2[0-9]{3}|[3-9][0-9]{3})-(0[1-9]|1[0-2])$")]
     month: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Report<T> {
+#[derive(Serialize, ToSchema)]
+struct UsageReport {
     month: BillingPeriod,
-    organizations: Vec<T>,
+    organizations: Vec<UsageRow>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct RevenueReport {
+    month: BillingPeriod,
+    organizations: Vec<RevenueRow>,
 }
 
 fn month(state: &AppState, q: MonthQuery) -> ApiResult<BillingPeriod> {
@@ -40,26 +51,46 @@ fn month(state: &AppState, q: MonthQuery) -> ApiResult<BillingPeriod> {
     }
 }
 
+/// Usage by organization for a month: words and calls recorded, billed or not.
+///
+/// Roles: super_admin.
+#[utoipa::path(get, path = "/api/admin/reports/usage", tag = "admin",
+    security(("bearer" = [])),
+    params(MonthQuery),
+    responses(
+        (status = 200, description = "One row per organization.", body = UsageReport),
+        (status = 422, description = "The month is not YYYY-MM (`invalid_month`, `invalid_query`).", body = ApiError),
+    ))]
 async fn usage(
     State(state): State<AppState>,
     _admin: SuperAdmin,
-    Query(q): Query<MonthQuery>,
-) -> ApiResult<Json<Report<UsageRow>>> {
+    ApiQuery(q): ApiQuery<MonthQuery>,
+) -> ApiResult<Json<UsageReport>> {
     let month = month(&state, q)?;
-    Ok(Json(Report {
+    Ok(Json(UsageReport {
         month,
         organizations: report::usage_by_organization(&state.db, month).await?,
     }))
 }
 
+/// Revenue by organization for a month: the invoices paid in it.
+///
+/// Roles: super_admin.
+#[utoipa::path(get, path = "/api/admin/reports/revenue", tag = "admin",
+    security(("bearer" = [])),
+    params(MonthQuery),
+    responses(
+        (status = 200, description = "One row per organization.", body = RevenueReport),
+        (status = 422, description = "The month is not YYYY-MM (`invalid_month`, `invalid_query`).", body = ApiError),
+    ))]
 async fn revenue(
     State(state): State<AppState>,
     _admin: SuperAdmin,
-    Query(q): Query<MonthQuery>,
-) -> ApiResult<Json<Report<RevenueRow>>> {
+    ApiQuery(q): ApiQuery<MonthQuery>,
+) -> ApiResult<Json<RevenueReport>> {
     let month = month(&state, q)?;
     let tz = state.settings.billing_timezone;
-    Ok(Json(Report {
+    Ok(Json(RevenueReport {
         month,
         organizations: report::revenue_by_organization(&state.db, month, tz).await?,
     }))

@@ -1,33 +1,125 @@
 //! `POST/GET /api/admin/billing/runs`: start the monthly run for a period and read its report.
 
 use crate::auth::SuperAdmin;
+use crate::billing::report::RunReport;
 use crate::billing::run::RunError;
-use crate::billing::{runs, RunOptions};
+use crate::billing::runs::{self, RunRecord};
+use crate::billing::RunOptions;
 use crate::db::audit;
+use crate::domain::time::rfc3339;
 use crate::domain::BillingPeriod;
-use crate::error::{ApiError, ApiJson, ApiResult};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::state::AppState;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/admin/billing/runs", get(list).post(start))
-        .route("/api/admin/billing/runs/{run_id}", get(show))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, start))
+        .routes(routes!(show))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct StartRun {
+    /// The period to bill, YYYY-MM: a month that has ended, in the billing time zone.
+    #[schema(
+        pattern = r"^(2[0-9]{3}|[3-9][0-9]{3})-(0[1-9]|1[0-2])$",
+        example = "2026-09"
+    )]
     period: String,
+    /// Show what would be billed; write nothing to Stripe.
     #[serde(default)]
     dry_run: bool,
+    /// Answer with the report when the run ends (default), or at once with the run's id.
     #[serde(default = "yes")]
+    #[schema(default = true)]
     wait: bool,
+}
+
+/// A run started in the background (`wait: false`).
+#[derive(Serialize, ToSchema)]
+pub struct RunAccepted {
+    pub run_id: String,
+    #[schema(example = "running")]
+    pub status: &'static str,
+}
+
+/// How a started run answers: its report, or its id while it goes on.
+pub enum RunStarted {
+    Finished(RunReport),
+    Accepted(RunAccepted),
+}
+
+impl IntoResponse for RunStarted {
+    fn into_response(self) -> Response {
+        match self {
+            RunStarted::Finished(report) => (StatusCode::OK, Json(report)).into_response(),
+            RunStarted::Accepted(accepted) => {
+                (StatusCode::ACCEPTED, Json(accepted)).into_response()
+            }
+        }
+    }
+}
+
+/// A run from the history.
+#[derive(Serialize, ToSchema)]
+pub struct RunView {
+    run_id: String,
+    #[schema(example = "2026-09")]
+    period: String,
+    dry_run: bool,
+    /// `running`, `completed` (also when some tenants failed: see the report) or `failed`.
+    #[schema(example = "completed")]
+    status: String,
+    /// Who started it: `scheduler`, or the role and user that did.
+    trigger: String,
+    #[schema(format = DateTime)]
+    started_at: String,
+    #[schema(format = DateTime)]
+    finished_at: Option<String>,
+    /// The report when completed, `{error}` when failed, null while running.
+    #[schema(value_type = Option<RunOutcome>)]
+    report: Option<Value>,
+}
+
+/// What a finished run recorded (documentation of `RunView::report`, stored as JSON).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum RunOutcome {
+    Completed(RunReport),
+    Failed {
+        /// Why the run stopped.
+        error: String,
+    },
+}
+
+impl From<&RunRecord> for RunView {
+    fn from(r: &RunRecord) -> RunView {
+        RunView {
+            run_id: r.run_id.clone(),
+            period: r.period.clone(),
+            dry_run: r.dry_run,
+            status: r.status.clone(),
+            trigger: r.trigger.clone(),
+            started_at: rfc3339(r.started_at),
+            finished_at: r.finished_at.map(rfc3339),
+            report: r.report.clone(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+struct RunList {
+    runs: Vec<RunView>,
 }
 
 fn yes() -> bool {
@@ -63,7 +155,7 @@ pub async fn start_run(
     period: BillingPeriod,
     dry_run: bool,
     wait: bool,
-) -> ApiResult<(StatusCode, Value)> {
+) -> ApiResult<RunStarted> {
     let run_id = runs::new_run_id();
     let opts = RunOptions::new(state, dry_run);
     audit::record(
@@ -86,16 +178,13 @@ pub async fn start_run(
                 tracing::warn!(run_id = %run_id2, error = %e, "run failed");
             }
         });
-        return Ok((
-            StatusCode::ACCEPTED,
-            json!({"run_id": run_id, "status": "running"}),
-        ));
+        return Ok(RunStarted::Accepted(RunAccepted {
+            run_id,
+            status: "running",
+        }));
     }
     match runs::execute(state, &run_id, period, opts, actor).await {
-        Ok(report) => Ok((
-            StatusCode::OK,
-            serde_json::to_value(report).expect("report serializes"),
-        )),
+        Ok(report) => Ok(RunStarted::Finished(report)),
         Err(e @ RunError::InProgress(_)) => Err(ApiError::conflict(
             "run_in_progress",
             format!("{}.", capitalize(&e.to_string())),
@@ -111,26 +200,50 @@ fn capitalize(s: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Run the monthly billing for a period that has ended (safe to repeat: nothing is billed twice).
+///
+/// Roles: super_admin.
+#[utoipa::path(post, path = "/api/admin/billing/runs", tag = "admin",
+    security(("bearer" = [])),
+    request_body = StartRun,
+    responses(
+        (status = 200, description = "The run finished (`wait`: true): its report, as `bill --json` prints it. In a dry run `stripe_invoice_id` is null.", body = RunReport),
+        (status = 202, description = "The run started in the background (`wait`: false).", body = RunAccepted),
+        (status = 409, description = "A run for the period is in progress (`run_in_progress`).", body = ApiError),
+        (status = 422, description = "The period is not YYYY-MM or has not ended (`invalid_period`, `period_not_closed`, `invalid_json`).", body = ApiError),
+    ))]
 async fn start(
     State(state): State<AppState>,
     SuperAdmin(caller): SuperAdmin,
     ApiJson(body): ApiJson<StartRun>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<RunStarted> {
     let period = closed_period(&state, &body.period)?;
-    let (status, body) =
-        start_run(&state, &caller.actor(), period, body.dry_run, body.wait).await?;
-    Ok((status, Json(body)))
+    start_run(&state, &caller.actor(), period, body.dry_run, body.wait).await
 }
 
+/// One run and its report.
+///
+/// Roles: super_admin.
+#[utoipa::path(get, path = "/api/admin/billing/runs/{run_id}", tag = "admin",
+    security(("bearer" = [])),
+    params(("run_id" = String, Path, description = "The run's id, as the start answered it.")),
+    responses(
+        (status = 200, description = "The run.", body = RunView),
+        (status = 404, description = "No such run (`run_not_found`).", body = ApiError),
+    ))]
 async fn show(
     State(state): State<AppState>,
     _admin: SuperAdmin,
-    Path(run_id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let run = runs::get(&state.db, &run_id).await?.ok_or_else(|| {
-        ApiError::not_found("run_not_found", format!("No run has the id {run_id:?}."))
-    })?;
-    Ok(Json(run.to_json()))
+    ApiPath(run_id): ApiPath<String>,
+) -> ApiResult<Json<RunView>> {
+    let not_found =
+        || ApiError::not_found("run_not_found", format!("No run has the id {run_id:?}."));
+    // Ids are `run_` and hex: anything else cannot exist, and PostgreSQL rejects NUL in a parameter.
+    if run_id.len() > 64 || !run_id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(not_found());
+    }
+    let run = runs::get(&state.db, &run_id).await?.ok_or_else(not_found)?;
+    Ok(Json(RunView::from(&run)))
 }
 
 #[derive(Deserialize)]
@@ -138,14 +251,24 @@ struct ListQuery {
     limit: Option<i64>,
 }
 
+/// The most recent runs, newest first.
+///
+/// Roles: super_admin.
+#[utoipa::path(get, path = "/api/admin/billing/runs", tag = "admin",
+    security(("bearer" = [])),
+    params(("limit" = Option<i64>, Query, description = "How many (default 50; clamped to 1 to 500).")),
+    responses(
+        (status = 200, description = "The runs.", body = RunList),
+        (status = 422, description = "`limit` is not a whole number (`invalid_query`).", body = ApiError),
+    ))]
 async fn list(
     State(state): State<AppState>,
     _admin: SuperAdmin,
-    Query(q): Query<ListQuery>,
-) -> ApiResult<Json<Value>> {
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<RunList>> {
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let rows = runs::recent(&state.db, limit).await?;
-    Ok(Json(
-        json!({"runs": rows.iter().map(|r| r.to_json()).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(RunList {
+        runs: rows.iter().map(RunView::from).collect(),
+    }))
 }

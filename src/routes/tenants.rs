@@ -8,27 +8,51 @@ use crate::error::{ApiError, ApiJson, ApiResult};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/admin/tenants", get(list).post(add))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list, add))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewTenant {
+    /// The platform's tenant id (a UUID there), at most 64 characters.
+    #[schema(pattern = r"^[!-~]{1,64}$", example = "acme")]
     id: String,
+    /// The organization's name, 1 to 200 characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
+        example = "Acme Funeral Home"
+    )]
     name: String,
+    /// A DNS label: 1 to 63 lowercase letters, digits and inner hyphens.
+    #[schema(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", example = "acme")]
     subdomain: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct TenantList {
     tenants: Vec<Tenant>,
 }
 
+/// Add a tenant (an organization to bill).
+///
+/// Roles: super_admin.
+#[utoipa::path(post, path = "/api/admin/tenants", tag = "admin",
+    security(("bearer" = [])),
+    request_body = NewTenant,
+    responses(
+        (status = 201, description = "The tenant, added.", body = Tenant),
+        (status = 409, description = "The id or the subdomain is taken (`tenant_exists`).", body = ApiError),
+        (status = 422, description = "A field is missing or invalid (`invalid_tenant`, `invalid_json`).", body = ApiError),
+    ))]
 async fn add(
     State(state): State<AppState>,
     SuperAdmin(caller): SuperAdmin,
@@ -37,10 +61,11 @@ async fn add(
     let id = TenantId::parse(&body.id)
         .map_err(|e| ApiError::unprocessable("invalid_tenant", format!("id: {e}.")))?;
     let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
+    // Control characters have no place in a name (and PostgreSQL's text cannot hold NUL).
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         return Err(ApiError::unprocessable(
             "invalid_tenant",
-            "name: give the organization's name, 1 to 200 characters.",
+            "name: give the organization's name, 1 to 200 characters, without control characters.",
         ));
     }
     let subdomain = Subdomain::parse(&body.subdomain)
@@ -66,6 +91,12 @@ async fn add(
     Ok((StatusCode::CREATED, Json(tenant)))
 }
 
+/// List the tenants.
+///
+/// Roles: super_admin.
+#[utoipa::path(get, path = "/api/admin/tenants", tag = "admin",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Every tenant.", body = TenantList)))]
 async fn list(State(state): State<AppState>, _admin: SuperAdmin) -> ApiResult<Json<TenantList>> {
     Ok(Json(TenantList {
         tenants: tenants::list(&state.db).await?,

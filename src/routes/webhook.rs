@@ -10,19 +10,42 @@ use crate::subscriptions::webhook::{self, Applied};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::post;
-use axum::{Json, Router};
-use serde_json::{json, Value};
+use axum::Json;
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/billing/webhook", post(receive))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(receive))
 }
 
+#[derive(Serialize, ToSchema)]
+struct Received {
+    received: bool,
+    /// Present (true) when the event had been applied before: Stripe delivered it again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duplicate: Option<bool>,
+}
+
+/// Stripe's webhook: subscription, checkout and invoice events, verified by their signature.
+///
+/// Stripe only: the `Stripe-Signature` header (signed with STRIPE_WEBHOOK_SECRET) is the credential.
+/// Each event is applied once however often it is delivered.
+#[utoipa::path(post, path = "/api/billing/webhook", tag = "stripe",
+    params(("Stripe-Signature" = String, Header, description = "`t=<unix time>,v1=<HMAC-SHA256 hex>`, as Stripe signs.")),
+    request_body(content = Object, description = "A Stripe event, exactly as Stripe sent it (the signature covers the raw bytes).", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Received (and applied, or applied before).", body = Received),
+        (status = 400, description = "The signature is missing, wrong or stale (`invalid_signature`), or the body is not a Stripe event (`invalid_event`).", body = ApiError),
+        (status = 500, description = "Applying the event failed (`webhook_failed`); Stripe delivers it again later.", body = ApiError),
+    ))]
 async fn receive(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Received>> {
     let header = headers
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok());
@@ -59,7 +82,10 @@ async fn receive(
     {
         Receipt::AlreadyApplied => {
             metrics::webhook(&event.event_type, "duplicate");
-            return Ok(Json(json!({"received": true, "duplicate": true})));
+            return Ok(Json(Received {
+                received: true,
+                duplicate: Some(true),
+            }));
         }
         Receipt::Apply => {}
     }
@@ -72,7 +98,10 @@ async fn receive(
             webhook_events::mark_applied(&state.db, &event.id, tenant).await?;
             metrics::webhook(&event.event_type, outcome);
             tracing::info!(event = %event.id, kind = %event.event_type, outcome, tenant_id = tenant.unwrap_or(""), "webhook");
-            Ok(Json(json!({"received": true})))
+            Ok(Json(Received {
+                received: true,
+                duplicate: None,
+            }))
         }
         Err(e) => {
             metrics::webhook(&event.event_type, "failed");

@@ -27,7 +27,7 @@ use chrono_tz::Tz;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct IngestOutcome {
     /// Events stored by this batch.
     pub accepted: u64,

@@ -7,7 +7,7 @@ use chrono_tz::Tz;
 use serde::Serialize;
 
 /// One organization's recorded usage in a month (billed or not, free or not).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct UsageRow {
     pub tenant_id: String,
     pub name: String,
@@ -17,7 +17,7 @@ pub struct UsageRow {
 }
 
 /// One organization's paid invoices in a month.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RevenueRow {
     pub tenant_id: String,
     pub name: String,

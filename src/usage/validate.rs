@@ -71,13 +71,20 @@ pub fn check(raw: &RawEvent<'_>, received_at: DateTime<Utc>) -> Result<NewEvent,
     let mut errors = Vec::new();
 
     let event_id = match text(raw.event_id) {
-        Some(id) if !id.trim().is_empty() && id.chars().count() <= MAX_EVENT_ID_CHARS => {
+        Some(id)
+            if !id.trim().is_empty()
+                && id.chars().count() <= MAX_EVENT_ID_CHARS
+                && !id.chars().any(char::is_control) =>
+        {
             Some(id.to_owned())
         }
         _ => {
             errors.push(FieldError::new(
                 "event_id",
-                format!("must be a non-empty string of at most {MAX_EVENT_ID_CHARS} characters"),
+                format!(
+                    "must be a non-empty string of at most {MAX_EVENT_ID_CHARS} characters, \
+                     without control characters"
+                ),
             ));
             None
         }
@@ -110,7 +117,7 @@ pub fn check(raw: &RawEvent<'_>, received_at: DateTime<Utc>) -> Result<NewEvent,
         }
     };
 
-    let quantity = match raw.quantity.and_then(Value::as_i64) {
+    let quantity = match raw.quantity.and_then(crate::error::as_whole_number) {
         Some(q) if (1..=MAX_QUANTITY).contains(&q) => Some(q),
         _ => {
             errors.push(FieldError::new(

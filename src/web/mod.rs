@@ -1,4 +1,5 @@
-//! The web pages: `/billing` for a tenant's users, `/admin/billing` for super admins, and signing in.
+//! The web pages: `/billing` for a tenant's users, `/admin/billing` for super admins, signing in, and
+//! `/api/docs`, the API reference.
 //!
 //! Server-rendered HTML with no script: the forms post back here and every action redirects (303). The
 //! pages reuse the JSON API's functions, so both always say and do the same.
@@ -8,6 +9,7 @@
 #![allow(clippy::result_large_err)]
 
 mod admin_page;
+mod api_docs;
 mod billing_page;
 mod chart;
 pub mod html;
@@ -46,6 +48,7 @@ pub fn router(settings: &Settings) -> Router<AppState> {
         .merge(session::router())
         .merge(billing_page::router())
         .merge(admin_page::router())
+        .merge(api_docs::router())
         .route("/assets/billing.css", get(css))
         .route("/assets/icon.svg", get(icon));
     for (name, value) in headers {
