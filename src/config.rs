@@ -87,6 +87,8 @@ pub struct Settings {
     /// How long a monthly run's claim on its period lasts without renewal: how soon another runner may
     /// take over from one that died.
     pub billing_lease_seconds: u32,
+    /// How often the scheduler in `serve` looks for a period to bill.
+    pub billing_scheduler_interval_seconds: u32,
     pub usage_events_per_second_per_token: u32,
     pub public_base_url: String,
     /// Payment method types offered at checkout (`card`, `us_bank_account`, `sepa_debit`).
@@ -202,6 +204,12 @@ impl Settings {
             stripe_retry_base_ms: parse_num(&get, "STRIPE_RETRY_BASE_MS", 500)?,
             stripe_timeout_ms: parse_num(&get, "STRIPE_TIMEOUT_MS", 30_000)?,
             billing_lease_seconds: parse_num(&get, "BILLING_LEASE_SECONDS", 60)?.max(1),
+            billing_scheduler_interval_seconds: parse_num(
+                &get,
+                "BILLING_SCHEDULER_INTERVAL_SECONDS",
+                900,
+            )?
+            .max(1),
             usage_events_per_second_per_token: parse_num(
                 &get,
                 "USAGE_EVENTS_PER_SECOND_PER_TOKEN",

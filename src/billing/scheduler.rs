@@ -8,8 +8,6 @@ use crate::domain::BillingPeriod;
 use crate::state::AppState;
 use std::time::Duration;
 
-/// How often the scheduler looks for work.
-pub const INTERVAL: Duration = Duration::from_secs(15 * 60);
 /// How far back it catches up.
 const MAX_CATCH_UP_MONTHS: u32 = 12;
 
@@ -56,6 +54,9 @@ pub async fn run(state: AppState) {
             }
             Err(e) => tracing::warn!(error = %e, "scheduler could not read the database"),
         }
-        tokio::time::sleep(INTERVAL).await;
+        tokio::time::sleep(Duration::from_secs(u64::from(
+            state.settings.billing_scheduler_interval_seconds,
+        )))
+        .await;
     }
 }

@@ -13,6 +13,7 @@ mod metrics;
 mod openapi;
 mod overview;
 mod pages;
+mod replicas;
 mod stripe_setup;
 mod subscriptions;
 mod tenants;
