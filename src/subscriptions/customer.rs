@@ -3,7 +3,8 @@
 use crate::db::customers;
 use crate::db::tenants::Tenant;
 use crate::state::AppState;
-use crate::stripe::{self, Params, SearchResult, StripeError};
+use crate::stripe::{self, Params, SearchResult};
+use crate::subscriptions::sync::SyncError;
 use std::time::Duration;
 
 /// The tenant's Stripe customer, created on first need.
@@ -16,20 +17,14 @@ pub async fn get_or_create(
     state: &AppState,
     tenant: &Tenant,
     email: Option<&str>,
-) -> Result<String, StripeError> {
-    let db_err = |e: sqlx::Error| StripeError::Network(format!("database: {e}"));
+) -> Result<String, SyncError> {
     let mut attempt = 0;
     loop {
-        if let Some(id) = customers::customer_of(&state.db, &tenant.id)
-            .await
-            .map_err(db_err)?
-        {
+        if let Some(id) = customers::customer_of(&state.db, &tenant.id).await? {
             return Ok(id);
         }
         if let Some(found) = search_by_tenant(state, &tenant.id).await {
-            return customers::link(&state.db, &tenant.id, &found, email)
-                .await
-                .map_err(db_err);
+            return Ok(customers::link(&state.db, &tenant.id, &found, email).await?);
         }
         let params = Params::new()
             .set("name", &tenant.name)
@@ -50,16 +45,14 @@ pub async fn get_or_create(
             .await
         {
             Ok(customer) => {
-                return customers::link(&state.db, &tenant.id, &customer.id, email)
-                    .await
-                    .map_err(db_err);
+                return Ok(customers::link(&state.db, &tenant.id, &customer.id, email).await?);
             }
             // Another request holds the same key in flight: wait for it, then read what it made.
             Err(e) if e.status() == Some(409) && attempt < 5 => {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     }
 }
