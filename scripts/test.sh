@@ -29,6 +29,31 @@ ensure_postgres() {
   exit 1
 }
 
+# What the suites need from the machine: Debian's Chromium for the browser tests, python3-venv for the SDK
+# check and schemathesis, cargo-fuzz for the fuzzing pass. Installed when missing (needs root and apt).
+ensure_tools() {
+  local missing=()
+  for p in python3-venv chromium chromium-driver; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+      log "installing ${missing[*]}"
+      export DEBIAN_FRONTEND=noninteractive
+      apt-get update -qq || true
+      apt-get install -y -qq "${missing[@]}"
+    else
+      echo "missing Debian packages: ${missing[*]}; install them (apt-get install ${missing[*]})" >&2
+      exit 1
+    fi
+  fi
+  if [ -x scripts/fuzz.sh ] && ! cargo fuzz --version >/dev/null 2>&1; then
+    log "installing cargo-fuzz"
+    cargo install cargo-fuzz --locked
+  fi
+}
+
+ensure_tools
 ensure_postgres
 
 log "cargo test (SQLite and PostgreSQL)"
