@@ -142,11 +142,10 @@ impl Settings {
         }
 
         let stripe_secret_key = get("STRIPE_SECRET_KEY").map(Secret::new);
+        // Stripe's own limits: 25 requests/s in test mode, 100 live.
         let default_rps = match &stripe_secret_key {
-            Some(k) if k.expose().starts_with("sk_live_") || k.expose().starts_with("rk_live_") => {
-                100
-            }
-            Some(_) => 25,
+            Some(k) if k.expose().starts_with("sk_test_") => 25,
+            Some(_) => 100,
             // No key: the simulator or an unconfigured service; test-mode limits are the safe default.
             None => 25,
         };
