@@ -1,7 +1,7 @@
 //! The monthly run against the Stripe simulator: exact lines, exactly one invoice per tenant and period,
 //! whatever fails and however often it runs.
 
-use crate::helpers::{spawn_app_with, super_admin, token, Reply, Store, TestApp};
+use crate::helpers::{spawn_app_with, stripe_lines, super_admin, token, Reply, Store, TestApp};
 use crate::store_tests;
 use serde_json::{json, Value};
 use thanotopolis_billing::domain::BillingPeriod;
@@ -45,21 +45,6 @@ async fn run(app: &TestApp, period: BillingPeriod, dry_run: bool) -> Reply {
         &json!({"period": period.to_string(), "dry_run": dry_run}),
     )
     .await
-}
-
-/// Our usage invoices for the tenant in the simulator, with their lines.
-async fn stripe_invoices(app: &TestApp, tenant: &str, period: BillingPeriod) -> Vec<Value> {
-    let list = app.sim_get("/v1/invoices?limit=100").await.expect(200).body;
-    list["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| {
-            i["metadata"]["tenant_id"] == tenant
-                && i["metadata"]["billing_period"] == period.to_string()
-        })
-        .cloned()
-        .collect()
 }
 
 async fn item_count(app: &TestApp) -> usize {
@@ -149,24 +134,13 @@ async fn bills_usage_exactly_and_a_rerun_changes_nothing(app: TestApp) {
     assert_eq!(first["totals"]["billed_cents"], 1_435);
     assert_eq!(first["failed"].as_array().unwrap().len(), 0, "{first}");
 
-    let invoices = stripe_invoices(&app, "acme", p).await;
+    let invoices = app.usage_invoices("acme", p).await;
     assert_eq!(invoices.len(), 1);
     let inv = &invoices[0];
     assert_eq!(inv["id"], b["stripe_invoice_id"]);
     assert_eq!(inv["status"], "paid");
     assert_eq!(inv["amount_due"], 1_435);
-    let stripe_lines: Vec<(String, i64)> = inv["lines"]["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            (
-                l["description"].as_str().unwrap().to_owned(),
-                l["amount"].as_i64().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(stripe_lines, expected());
+    assert_eq!(stripe_lines(inv), expected());
 
     // Again, and again concurrently: the same report, no new invoice or line.
     let again = run(&app, p, false).await.expect(200).body;
@@ -175,7 +149,7 @@ async fn bills_usage_exactly_and_a_rerun_changes_nothing(app: TestApp) {
     for r in [a, b2] {
         assert!(r.status == 200 || r.status == 409, "{}", r.text);
     }
-    assert_eq!(stripe_invoices(&app, "acme", p).await.len(), 1);
+    assert_eq!(app.usage_invoices("acme", p).await.len(), 1);
     assert_eq!(item_count(&app).await, 2);
     app.settle().await;
     // The webhook brought the paid usage invoice into our copy.
@@ -225,7 +199,7 @@ async fn trial_demo_and_unsubscribed_tenants_are_skipped_and_usage_waits(app: Te
     let report = run(&app, p, false).await.expect(200).body;
     assert_eq!(lines_of(billed(&report, "later")), expected());
     assert_eq!(skip_reason(&report, "trial"), "trial_only");
-    assert_eq!(stripe_invoices(&app, "trial", p).await.len(), 0);
+    assert_eq!(app.usage_invoices("trial", p).await.len(), 0);
 }
 
 async fn late_usage_is_billed_by_the_next_run(app: TestApp) {
@@ -273,8 +247,8 @@ async fn late_usage_is_billed_by_the_next_run(app: TestApp) {
             ),
         ]
     );
-    assert_eq!(stripe_invoices(&app, "acme", p).await.len(), 1);
-    assert_eq!(stripe_invoices(&app, "acme", earlier).await.len(), 1);
+    assert_eq!(app.usage_invoices("acme", p).await.len(), 1);
+    assert_eq!(app.usage_invoices("acme", earlier).await.len(), 1);
 }
 
 async fn dry_run_writes_nothing_to_stripe(app: TestApp) {
@@ -330,7 +304,7 @@ async fn step_path(app: &TestApp, tenant: &str, p: BillingPeriod, step: &str) ->
         "create" => "/v1/invoices".to_owned(),
         "items" => "/v1/invoiceitems".to_owned(),
         _ => {
-            let invs = stripe_invoices(app, tenant, p).await;
+            let invs = app.usage_invoices(tenant, p).await;
             format!("/v1/invoices/{}/{step}", invs[0]["id"].as_str().unwrap())
         }
     }
@@ -390,7 +364,7 @@ async fn server_errors_at_every_step_then_a_rerun_finishes(app: TestApp) {
         clear_faults(&app).await;
         let r = run(&app, p, false).await.expect(200).body;
         assert_eq!(lines_of(billed(&r, &t)), expected(), "{step}: {r}");
-        let invs = stripe_invoices(&app, &t, p).await;
+        let invs = app.usage_invoices(&t, p).await;
         assert_eq!(invs.len(), 1, "{step}: one invoice");
         assert_eq!(
             invs[0]["lines"]["data"].as_array().unwrap().len(),
@@ -433,7 +407,7 @@ async fn lost_replies_at_every_step_never_duplicate(app: TestApp) {
             .any(|f| f["tenant_id"] == t.as_str());
         let r = run(&later, p, false).await.expect(200).body;
         assert_eq!(lines_of(billed(&r, &t)), expected(), "{step}: {r}");
-        let invs = stripe_invoices(&app, &t, p).await;
+        let invs = app.usage_invoices(&t, p).await;
         assert_eq!(
             invs.len(),
             1,
@@ -447,18 +421,7 @@ async fn lost_replies_at_every_step_never_duplicate(app: TestApp) {
         assert_eq!(invs[0]["status"], "paid", "{step}");
     }
     // No item was left pending outside its invoice, to land on some other invoice later.
-    let items = app
-        .sim_get("/v1/invoiceitems?limit=100")
-        .await
-        .expect(200)
-        .body;
-    let stray = items["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["invoice"].is_null())
-        .count();
-    assert_eq!(stray, 0, "{items}");
+    assert_eq!(app.stray_invoice_items().await, 0);
 }
 
 async fn runs_are_listed_and_async_runs_report(app: TestApp) {
@@ -556,7 +519,7 @@ async fn two_replicas_bill_each_tenant_once() {
     let again = run(&b, p, false).await.expect(200).body;
     assert_eq!(again["totals"]["tenants_billed"], 6, "{again}");
     for i in 0..6 {
-        assert_eq!(stripe_invoices(&a, &format!("r{i}"), p).await.len(), 1);
+        assert_eq!(a.usage_invoices(&format!("r{i}"), p).await.len(), 1);
     }
     assert_eq!(item_count(&a).await, 12);
 }
@@ -604,7 +567,7 @@ async fn rate_limits_and_timeouts_at_every_step(app: TestApp) {
             clear_faults(&app).await;
             let r = run(&slow, p, false).await.expect(200).body;
             assert_eq!(lines_of(billed(&r, &t)), expected(), "{kind} {step}: {r}");
-            let invs = stripe_invoices(&app, &t, p).await;
+            let invs = app.usage_invoices(&t, p).await;
             assert_eq!(invs.len(), 1, "{kind} {step}: one invoice");
             assert_eq!(
                 invs[0]["lines"]["data"].as_array().unwrap().len(),
@@ -614,20 +577,7 @@ async fn rate_limits_and_timeouts_at_every_step(app: TestApp) {
             assert_eq!(invs[0]["status"], "paid", "{kind} {step}");
         }
     }
-    let items = app
-        .sim_get("/v1/invoiceitems?limit=100")
-        .await
-        .expect(200)
-        .body;
-    assert_eq!(
-        items["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|i| i["invoice"].is_null())
-            .count(),
-        0
-    );
+    assert_eq!(app.stray_invoice_items().await, 0);
 }
 
 store_tests!(a_declined_charge_leaves_the_invoice_to_stripes_retries);
@@ -653,7 +603,7 @@ async fn a_declined_charge_leaves_the_invoice_to_stripes_retries(app: TestApp) {
     let r = run(&app, p, false).await.expect(200).body;
     let b = billed(&r, "acme");
     assert_eq!(lines_of(b), expected());
-    let invs = stripe_invoices(&app, "acme", p).await;
+    let invs = app.usage_invoices("acme", p).await;
     assert_eq!(invs.len(), 1);
     assert_eq!(invs[0]["status"], "open");
     app.settle().await;
@@ -677,14 +627,9 @@ async fn a_declined_charge_leaves_the_invoice_to_stripes_retries(app: TestApp) {
     )
     .await
     .expect(200);
-    app.sim_post(
-        "/_sim/clock/advance",
-        &[("seconds", &(4 * 86_400).to_string())],
-    )
-    .await
-    .expect(200);
+    app.advance_clock(4 * 86_400).await;
     app.settle().await;
-    let invs = stripe_invoices(&app, "acme", p).await;
+    let invs = app.usage_invoices("acme", p).await;
     assert_eq!(invs[0]["status"], "paid", "{}", invs[0]);
     let ours = app
         .get(

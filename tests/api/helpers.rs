@@ -439,6 +439,49 @@ impl TestApp {
         id
     }
 
+    /// The simulator's usage invoices for a tenant and period (by their `tenant_id` and `billing_period`
+    /// metadata), with their lines.
+    pub async fn usage_invoices(&self, tenant: &str, period: impl std::fmt::Display) -> Vec<Value> {
+        let period = period.to_string();
+        let list = self
+            .sim_get("/v1/invoices?limit=100")
+            .await
+            .expect(200)
+            .body;
+        list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| {
+                i["metadata"]["tenant_id"] == tenant
+                    && i["metadata"]["billing_period"] == period.as_str()
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Invoice items left pending in Stripe outside any invoice (they would land on some later invoice).
+    pub async fn stray_invoice_items(&self) -> usize {
+        let items = self
+            .sim_get("/v1/invoiceitems?limit=100")
+            .await
+            .expect(200)
+            .body;
+        items["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["invoice"].is_null())
+            .count()
+    }
+
+    /// Moves the simulator's clock forward.
+    pub async fn advance_clock(&self, seconds: i64) {
+        self.sim_post("/_sim/clock/advance", &[("seconds", &seconds.to_string())])
+            .await
+            .expect(200);
+    }
+
     /// Our copy of the tenant's live subscription.
     pub async fn live_subscription(
         &self,
@@ -572,4 +615,19 @@ pub async fn spawn_process_with(
         _sim: sim,
     };
     (app, process)
+}
+
+/// A Stripe invoice's lines as (description, amount in cents).
+pub fn stripe_lines(invoice: &Value) -> Vec<(String, i64)> {
+    invoice["lines"]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["description"].as_str().unwrap().to_owned(),
+                l["amount"].as_i64().unwrap(),
+            )
+        })
+        .collect()
 }

@@ -23,9 +23,7 @@ fn org<'a>(overview: &'a Value, tenant: &str) -> &'a Value {
 }
 
 async fn advance(app: &TestApp, seconds: i64) {
-    app.sim_post("/_sim/clock/advance", &[("seconds", &seconds.to_string())])
-        .await
-        .expect(200);
+    app.advance_clock(seconds).await;
     app.settle().await;
 }
 

@@ -305,12 +305,7 @@ async fn invoices_follow_stripe_through_renewals(app: TestApp) {
     assert!(invoices[0]["hosted_invoice_url"].as_str().is_some());
 
     // A month later the subscription renews: a second paid invoice.
-    app.sim_post(
-        "/_sim/clock/advance",
-        &[("seconds", &(32 * 86_400).to_string())],
-    )
-    .await
-    .expect(200);
+    app.advance_clock(32 * 86_400).await;
     app.settle().await;
     let r = app
         .get("/api/billing/invoices?limit=10", Some(&member))
@@ -349,12 +344,7 @@ async fn failing_card_after_trial_goes_past_due(app: TestApp) {
         app.live_subscription("acme").await.unwrap().status,
         "trialing"
     );
-    app.sim_post(
-        "/_sim/clock/advance",
-        &[("seconds", &(4 * 86_400).to_string())],
-    )
-    .await
-    .expect(200);
+    app.advance_clock(4 * 86_400).await;
     app.settle().await;
     let sub = app.live_subscription("acme").await.unwrap();
     assert_eq!(sub.status, "past_due");

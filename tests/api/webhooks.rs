@@ -254,12 +254,7 @@ async fn chaos_every_event_three_times_shuffled_ends_as_stripe_says(app: TestApp
     )
     .await
     .expect(200);
-    app.sim_post(
-        "/_sim/clock/advance",
-        &[("seconds", &(4 * 86_400).to_string())],
-    )
-    .await
-    .expect(200);
+    app.advance_clock(4 * 86_400).await;
     app.post(
         "/api/billing/cancel-subscription",
         Some(&admin),
@@ -267,12 +262,7 @@ async fn chaos_every_event_three_times_shuffled_ends_as_stripe_says(app: TestApp
     )
     .await
     .expect(200);
-    app.sim_post(
-        "/_sim/clock/advance",
-        &[("seconds", &(40 * 86_400).to_string())],
-    )
-    .await
-    .expect(200);
+    app.advance_clock(40 * 86_400).await;
     app.settle().await;
 
     let events = app.sim_get("/v1/events?limit=100").await.expect(200).body;
