@@ -258,6 +258,20 @@ fn ignore(p: &mut Params, keys: &[&str]) {
 
 // ---- customers ------------------------------------------------------------------------------
 
+/// Customer parameters accepted and not modelled.
+const CUSTOMER_IGNORED: &[&str] = &["address", "shipping", "tax_exempt", "balance", "source"];
+
+/// `invoice_settings[default_payment_method]`, as given (other invoice settings are accepted, not modelled).
+fn customer_default_pm(p: &mut Params) -> Result<Option<String>, ApiError> {
+    let Some(mut is) = p.sub("invoice_settings")? else {
+        return Ok(None);
+    };
+    let v = is.str("default_payment_method")?;
+    ignore(&mut is, &["custom_fields", "footer", "rendering_options"]);
+    is.finish()?;
+    Ok(v)
+}
+
 fn customer_create(s: &mut Store, mut p: Params) -> Result<Value, ApiError> {
     let email = p.opt_nonempty("email")?;
     let name = p.opt_nonempty("name")?;
@@ -265,20 +279,10 @@ fn customer_create(s: &mut Store, mut p: Params) -> Result<Value, ApiError> {
     let phone = p.opt_nonempty("phone")?;
     let metadata = p.metadata("metadata")?;
     let pm = p.opt_nonempty("payment_method")?;
-    let default_pm = match p.sub("invoice_settings")? {
-        Some(mut is) => {
-            let v = is.opt_nonempty("default_payment_method")?;
-            ignore(&mut is, &["custom_fields", "footer", "rendering_options"]);
-            is.finish()?;
-            v
-        }
-        None => None,
-    };
+    // An empty default payment method means none on create.
+    let default_pm = customer_default_pm(&mut p)?.filter(|d| !d.is_empty());
     let locales = p.str_list("preferred_locales")?.unwrap_or_default();
-    ignore(
-        &mut p,
-        &["address", "shipping", "tax_exempt", "balance", "source"],
-    );
+    ignore(&mut p, CUSTOMER_IGNORED);
     p.finish()?;
     let id = billing::new_customer(s, email, name);
     let mut pm_id = None;
@@ -314,20 +318,10 @@ fn customer_update(s: &mut Store, id: &str, mut p: Params) -> Result<Value, ApiE
     let description = p.str("description")?;
     let phone = p.str("phone")?;
     let metadata = p.metadata("metadata")?;
-    let default_pm = match p.sub("invoice_settings")? {
-        Some(mut is) => {
-            let v = is.str("default_payment_method")?;
-            ignore(&mut is, &["custom_fields", "footer", "rendering_options"]);
-            is.finish()?;
-            v
-        }
-        None => None,
-    };
+    // On update an empty value is kept: it clears the default.
+    let default_pm = customer_default_pm(&mut p)?;
     let locales = p.str_list("preferred_locales")?;
-    ignore(
-        &mut p,
-        &["address", "shipping", "tax_exempt", "balance", "source"],
-    );
+    ignore(&mut p, CUSTOMER_IGNORED);
     p.finish()?;
     let before = s.render_id(id).unwrap_or_default();
     let default = match default_pm {
