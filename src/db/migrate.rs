@@ -21,7 +21,10 @@ macro_rules! migration {
     };
 }
 
-const MIGRATIONS: &[Migration] = &[migration!(1, "0001_initial")];
+const MIGRATIONS: &[Migration] = &[
+    migration!(1, "0001_initial"),
+    migration!(2, "0002_rollup_shards"),
+];
 
 /// An arbitrary constant that names this service's migration lock among PostgreSQL advisory locks.
 const PG_MIGRATION_LOCK: i64 = 0x7468_616e_6f74_6f70;

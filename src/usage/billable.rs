@@ -332,16 +332,16 @@ macro_rules! queries {
     };
 }
 
-// PostgreSQL: lock the open rollups in (day, type) order, the order ingestion locks them in, so the two
-// never deadlock; a rollup held by an ingest in flight is claimed once that ingest commits, with its
-// quantity as committed.
+// PostgreSQL: lock the open rollups in (day, type, shard) order, the order ingestion locks them in (an
+// ingest holds one shard), so the two never deadlock; a rollup held by an ingest in flight is claimed
+// once that ingest commits, with its quantity as committed.
 queries!(
     pg,
     sqlx::PgConnection,
     "UPDATE usage_rollups SET billed_by = $3, billed_at = $4, billed_quantity = quantity
      WHERE id IN (SELECT id FROM usage_rollups
                   WHERE tenant_id = $1 AND day < $2 AND billed_by IS NULL
-                  ORDER BY day, usage_type FOR UPDATE)
+                  ORDER BY day, usage_type, shard FOR UPDATE)
      RETURNING id, day, usage_type, quantity"
 );
 // SQLite: the write transaction already excludes every other writer.

@@ -3,8 +3,9 @@
 //! One write transaction per batch:
 //! 1. group the batch by (tenant, local day, type), in key order so that every writer locks rollups in
 //!    the same order and two batches never deadlock on them;
-//! 2. upsert each group's open rollup (`billed_by IS NULL`, unique by the partial index), adding the
-//!    group's quantity and count: this creates the bucket or locks it until commit, and gives its id;
+//! 2. upsert each group's open rollup of the transaction's shard (`billed_by IS NULL`, unique by the
+//!    partial index; see [`super::shards`]), adding the group's quantity and count: this creates the
+//!    bucket or locks it until commit, and gives its id;
 //! 3. insert the events with that id, `ON CONFLICT (event_id) DO NOTHING RETURNING event_id`: what comes
 //!    back is what is new, the rest are duplicates (of earlier batches, or of a concurrent one, whose
 //!    commit the insert waits for);
@@ -20,6 +21,7 @@
 //! Because the monthly run claims a rollup by updating it, it waits for an ingest holding that rollup
 //! (and vice versa): an event is either in a rollup before the claim, or lands in a new open bucket.
 
+use super::shards::Shards;
 use super::NewEvent;
 use crate::db::Db;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -35,7 +37,10 @@ pub struct IngestOutcome {
     pub duplicates: u64,
 }
 
-/// A rollup bucket's key; ordered as the lock order.
+/// The shards of this process's PostgreSQL ingests (SQLite writes one at a time, to shard 0).
+static SHARDS: Shards = Shards::new();
+
+/// A rollup bucket's key within a shard; ordered as the lock order.
 type GroupKey = (String, NaiveDate, &'static str);
 
 /// The batch, deduplicated and grouped: what the SQL of either engine needs.
@@ -110,17 +115,26 @@ pub async fn ingest_returning_new(
     let plan = plan(batch, tz);
     let inserted = match db {
         Db::Postgres(pool) => {
+            let shard = SHARDS.take().await;
+            let mut mode = Mode::Fresh;
             let mut attempt = 0;
             loop {
                 attempt += 1;
                 let mut tx = pool.begin().await?;
                 let result = async {
-                    let n = postgres::ingest(&mut tx, &plan, received_at).await?;
+                    let n =
+                        postgres::ingest(&mut tx, &plan, shard.number(), mode, received_at).await?;
                     tx.commit().await?;
                     Ok::<_, sqlx::Error>(n)
                 }
                 .await;
                 match result {
+                    // A stored id: nothing was committed; again, skipping what is stored.
+                    Err(e) if mode == Mode::Fresh && is_stored_event_id(&e) => {
+                        mode = Mode::Checked;
+                        attempt -= 1;
+                        continue;
+                    }
                     // Lock order makes deadlocks impossible among ingests; this is a safety net for
                     // anything else that locks rollups. Nothing was committed, so retrying is safe.
                     Err(e) if attempt < 5 && is_retryable(&e) => {
@@ -139,6 +153,27 @@ pub async fn ingest_returning_new(
         }
     };
     Ok(inserted)
+}
+
+/// How PostgreSQL inserts a batch's events.
+///
+/// Duplicates are rare (a caller's retry after a lost answer), and a plain insert costs PostgreSQL
+/// less than one that checks each row for a conflict and reports back which rows went in. So a batch
+/// first goes in as `Fresh`; if an id is already stored, the primary key fails the transaction, nothing
+/// is committed, and the batch is done again as `Checked`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A plain `INSERT`: every event is new, or the transaction fails.
+    Fresh,
+    /// `ON CONFLICT (event_id) DO NOTHING RETURNING event_id`: stored ids are skipped and reported.
+    Checked,
+}
+
+/// The primary key of `usage_events` refused an id: the event is stored already.
+fn is_stored_event_id(e: &sqlx::Error) -> bool {
+    e.as_database_error().is_some_and(|d| {
+        d.code().is_some_and(|c| c == "23505") && d.constraint() == Some("usage_events_pkey")
+    })
 }
 
 /// Deadlock or serialization failure: PostgreSQL rolled the transaction back, so it may be retried.
@@ -181,7 +216,8 @@ fn rollup_ids(plan: &Plan<'_>, returned: Vec<(i64, String, NaiveDate, String)>) 
     ids
 }
 
-const UPSERT_CONFLICT: &str = "ON CONFLICT (tenant_id, day, usage_type) WHERE billed_by IS NULL \
+const UPSERT_CONFLICT: &str =
+    "ON CONFLICT (tenant_id, day, usage_type, shard) WHERE billed_by IS NULL \
      DO UPDATE SET quantity = usage_rollups.quantity + EXCLUDED.quantity, \
                    event_count = usage_rollups.event_count + EXCLUDED.event_count \
      RETURNING id, tenant_id, day, usage_type";
@@ -196,6 +232,8 @@ mod postgres {
     pub(super) async fn ingest(
         conn: &mut PgConnection,
         plan: &Plan<'_>,
+        shard: i16,
+        mode: Mode,
         received_at: DateTime<Utc>,
     ) -> Result<HashSet<String>, sqlx::Error> {
         let tenants: Vec<&str> = plan.groups.iter().map(|g| g.0.as_str()).collect();
@@ -205,8 +243,8 @@ mod postgres {
         let counts: Vec<i64> = plan.sums.iter().map(|s| s.1).collect();
         // WITH ORDINALITY + ORDER BY: rows are inserted, and so locked, in the plan's key order.
         let rows = sqlx::query(&format!(
-            "INSERT INTO usage_rollups (tenant_id, day, usage_type, quantity, event_count)
-             SELECT k.tenant_id, k.day, k.usage_type, k.quantity, k.event_count
+            "INSERT INTO usage_rollups (tenant_id, day, usage_type, shard, quantity, event_count)
+             SELECT k.tenant_id, k.day, k.usage_type, $6, k.quantity, k.event_count
              FROM UNNEST($1::text[], $2::date[], $3::text[], $4::int8[], $5::int8[]) WITH ORDINALITY
                   AS k(tenant_id, day, usage_type, quantity, event_count, ord)
              ORDER BY k.ord
@@ -217,6 +255,7 @@ mod postgres {
         .bind(&types)
         .bind(&quantities)
         .bind(&counts)
+        .bind(shard)
         .fetch_all(&mut *conn)
         .await?;
         let returned = rows
@@ -253,28 +292,40 @@ mod postgres {
             rollups.push(ids[*g]);
             metadata.push(e.metadata.as_deref());
         }
-        let inserted: HashSet<String> = sqlx::query_scalar(
+        let insert = format!(
             "INSERT INTO usage_events
                  (event_id, tenant_id, usage_type, quantity, occurred_at, received_at, rollup_id, metadata)
              SELECT e.event_id, e.tenant_id, e.usage_type, e.quantity, e.occurred_at, $6, e.rollup_id, e.metadata
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::timestamptz[], $7::int8[], $8::text[])
                   WITH ORDINALITY AS e(event_id, tenant_id, usage_type, quantity, occurred_at, rollup_id, metadata, ord)
              ORDER BY e.ord
-             ON CONFLICT (event_id) DO NOTHING
-             RETURNING event_id",
-        )
-        .bind(&event_ids)
-        .bind(&tenant_ids)
-        .bind(&usage_types)
-        .bind(&quantities)
-        .bind(&occurred)
-        .bind(received_at)
-        .bind(&rollups)
-        .bind(&metadata)
-        .fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .collect();
+             {}",
+            match mode {
+                Mode::Fresh => "",
+                Mode::Checked => "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+            }
+        );
+        let query = sqlx::query(&insert)
+            .bind(&event_ids)
+            .bind(&tenant_ids)
+            .bind(&usage_types)
+            .bind(&quantities)
+            .bind(&occurred)
+            .bind(received_at)
+            .bind(&rollups)
+            .bind(&metadata);
+        let inserted: HashSet<String> = match mode {
+            Mode::Fresh => {
+                query.execute(&mut *conn).await?;
+                event_ids.iter().map(|id| (*id).to_owned()).collect()
+            }
+            Mode::Checked => query
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect(),
+        };
 
         let dups = not_inserted(plan, &inserted);
         if !dups.is_empty() {
@@ -335,9 +386,9 @@ mod sqlite {
         let groups: Vec<_> = plan.groups.iter().zip(&plan.sums).collect();
         for chunk in groups.chunks(GROUPS_PER_STATEMENT) {
             let sql = format!(
-                "INSERT INTO usage_rollups (tenant_id, day, usage_type, quantity, event_count)
+                "INSERT INTO usage_rollups (tenant_id, day, usage_type, shard, quantity, event_count)
                  VALUES {} {UPSERT_CONFLICT}",
-                placeholders(chunk.len(), 5)
+                placeholders(chunk.len(), 6)
             );
             let mut q = sqlx::query(&sql);
             for ((tenant, day, usage_type), (quantity, count)) in chunk {
@@ -345,6 +396,7 @@ mod sqlite {
                     .bind(tenant.as_str())
                     .bind(*day)
                     .bind(*usage_type)
+                    .bind(0i16)
                     .bind(*quantity)
                     .bind(*count);
             }

@@ -3,6 +3,8 @@
 //! - [`limit`]: `USAGE_EVENTS_PER_SECOND_PER_TOKEN`, events per second per caller token.
 //! - [`ingest`]: a batch of events into `usage_events` and `usage_rollups` in one transaction;
 //!   [`batcher`] combines concurrent small requests into one such transaction.
+//! - [`shards`]: which copy of a rollup an ingest in flight adds to, so concurrent ingests never wait
+//!   on each other's rollup locks.
 //! - [`rating`]: totals to cents and invoice lines (pure).
 //! - [`billable`]: what is billable and not yet billed, and the monthly run's claim on it.
 //! - [`report`]: usage and revenue by organization for a month.
@@ -15,6 +17,7 @@ pub mod ingest;
 pub mod limit;
 pub mod rating;
 pub mod report;
+pub mod shards;
 pub mod validate;
 
 use chrono::{DateTime, Utc};

@@ -367,3 +367,79 @@ async fn racing_claims_with_one_key_take_once(app: TestApp) {
         3_000
     );
 }
+
+/// PostgreSQL: an ingest waiting on a rollup's lock does not hold up another ingest of the same tenant,
+/// day and type (it adds to another shard of the rollup), and every reader sums the shards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingests_of_one_rollup_do_not_wait_on_each_other() {
+    let app = crate::helpers::spawn_app(crate::helpers::Store::Postgres).await;
+    app.add_tenant("acme").await;
+    let last = BillingPeriod::containing(Utc::now(), UTC).prev();
+    let (start, end) = last.bounds(UTC);
+    let at = start + Duration::hours(5);
+    assert_eq!(
+        put(&app, &[event("first", "acme", UsageType::SttWords, 1, at)]).await,
+        1
+    );
+    // Somebody else (standing in for an ingest in flight) holds the rollup that exists.
+    let thanotopolis_billing::db::Db::Postgres(pool) = &app.db else {
+        unreachable!()
+    };
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT id FROM usage_rollups WHERE tenant_id = 'acme' FOR UPDATE")
+        .fetch_all(&mut *holder)
+        .await
+        .unwrap();
+
+    let spawn_put = |id: &'static str, q: i64| {
+        let db = app.db.clone();
+        tokio::spawn(async move {
+            ingest(
+                &db,
+                &[event(id, "acme", UsageType::SttWords, q, at)],
+                time::now(),
+                UTC,
+            )
+            .await
+            .unwrap()
+            .accepted
+        })
+    };
+    let waiting = spawn_put("second", 10);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let other = spawn_put("third", 100);
+    let accepted = tokio::time::timeout(std::time::Duration::from_secs(10), other)
+        .await
+        .expect("an ingest of the same rollup completes while another one waits")
+        .unwrap();
+    assert_eq!(accepted, 1);
+    holder.commit().await.unwrap();
+    assert_eq!(waiting.await.unwrap(), 1);
+
+    let open = scalar(
+        &app,
+        "SELECT COUNT(*) FROM usage_rollups WHERE tenant_id = 'acme' AND billed_by IS NULL",
+    )
+    .await;
+    assert!(
+        (2..=thanotopolis_billing::usage::shards::SHARDS as i64).contains(&open),
+        "one day's stt words are in {open} rollups"
+    );
+    // The dashboard's figures and the run's claim add the shards up.
+    let unbilled = billable::unbilled(&app.db, &acme(), end, UTC)
+        .await
+        .unwrap();
+    assert_eq!(unbilled, BTreeMap::from([(last, totals(111, 0, 0))]));
+    let claimed = billable::claim_unbilled(&app.db, &acme(), end, UTC, "run:shards")
+        .await
+        .unwrap();
+    assert_eq!(claimed, unbilled);
+    assert_eq!(
+        scalar(
+            &app,
+            "SELECT COUNT(*) FROM usage_rollups WHERE billed_by IS NULL"
+        )
+        .await,
+        0
+    );
+}

@@ -1,0 +1,5 @@
+-- Rollup shards (see the PostgreSQL migration). SQLite has one writer at a time and uses shard 0 only;
+-- the column and index keep both engines' schema and statements the same.
+ALTER TABLE usage_rollups ADD COLUMN shard INTEGER NOT NULL DEFAULT 0;
+DROP INDEX usage_rollups_open;
+CREATE UNIQUE INDEX usage_rollups_open ON usage_rollups (tenant_id, day, usage_type, shard) WHERE billed_by IS NULL;
