@@ -171,8 +171,25 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::Bytes::from_request(req, state)
+        let ApiBody(bytes) = ApiBody::from_request(req, state).await?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// A request body as bytes, for a route that decodes it itself; a body over the limit is a 413 in the
+/// error shape.
+pub struct ApiBody(pub axum::body::Bytes);
+
+impl<S> axum::extract::FromRequest<S> for ApiBody
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::body::Bytes::from_request(req, state)
             .await
+            .map(ApiBody)
             .map_err(|e| {
                 if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::new(
@@ -183,8 +200,7 @@ where
                 } else {
                     ApiError::bad_request("invalid_body", "The request body could not be read.")
                 }
-            })?;
-        parse_json(&bytes).map(ApiJson)
+            })
     }
 }
 

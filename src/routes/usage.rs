@@ -2,7 +2,7 @@
 
 use crate::auth::UsageWriter;
 use crate::domain::time;
-use crate::error::{ApiError, ApiJson, ApiResult};
+use crate::error::{parse_json, ApiBody, ApiError, ApiResult};
 use crate::state::AppState;
 use crate::usage::limit::TokenKey;
 use crate::usage::validate;
@@ -20,8 +20,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 const INVALID: &str = "invalid_usage_events";
 
-// The body is read as JSON and checked by hand (every problem of every event is reported, by index),
-// so these two types only document its shape.
+// The body is decoded and checked by hand (every problem of every event is reported, by index), so
+// these two types only document its shape.
 
 /// A batch of usage events: all stored, or none.
 #[derive(ToSchema)]
@@ -82,16 +82,20 @@ enum UsageTypeDoc {
 async fn post_events(
     State(state): State<AppState>,
     UsageWriter(caller): UsageWriter,
-    ApiJson(body): ApiJson<Value>,
+    ApiBody(body): ApiBody,
 ) -> ApiResult<Json<IngestOutcome>> {
     let received_at = time::now();
+    let decoded = match validate::decode_valid_batch(&body, received_at) {
+        Some(batch) => batch,
+        None => validate::decode_batch(&parse_json::<Value>(&body)?, received_at)
+            .map_err(|detail| ApiError::unprocessable(INVALID, detail))?,
+    };
     let validate::Batch {
         total,
         events: batch,
         indexes,
         mut problems,
-    } = validate::decode_batch(&body, received_at)
-        .map_err(|detail| ApiError::unprocessable(INVALID, detail))?;
+    } = decoded;
     // Every event of a well-formed batch counts, valid or not: the limit bounds the work a token causes.
     if let Err(limited) = state.usage_limit.check(TokenKey::of(&caller.claims), total) {
         return Err(ApiError::too_many_requests(

@@ -7,6 +7,7 @@ use crate::db::Db;
 use crate::domain::TenantId;
 use chrono::{DateTime, Duration, SubsecRound, TimeZone, Utc};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 /// Most events in one batch.
@@ -66,129 +67,138 @@ fn text(v: Option<&Value>) -> Option<&str> {
     v.and_then(Value::as_str)
 }
 
-/// Checks one event's fields (not yet whether its tenant exists: see [`unknown_tenants`]).
-pub fn check(raw: &RawEvent<'_>, received_at: DateTime<Utc>) -> Result<NewEvent, Vec<FieldError>> {
-    let mut errors = Vec::new();
+// One function per field rule, shared by the JSON tree's checks ([`check`]) and the typed decoding of a
+// well-formed batch ([`decode_valid_batch`]): each rule lives here once.
 
-    let event_id = match text(raw.event_id) {
+fn event_id(id: Option<&str>) -> Result<String, FieldError> {
+    match id {
         Some(id)
             if !id.trim().is_empty()
                 && id.chars().count() <= MAX_EVENT_ID_CHARS
                 && !id.chars().any(char::is_control) =>
         {
-            Some(id.to_owned())
+            Ok(id.to_owned())
         }
-        _ => {
-            errors.push(FieldError::new(
-                "event_id",
-                format!(
-                    "must be a non-empty string of at most {MAX_EVENT_ID_CHARS} characters, \
-                     without control characters"
-                ),
-            ));
-            None
-        }
-    };
+        _ => Err(FieldError::new(
+            "event_id",
+            format!(
+                "must be a non-empty string of at most {MAX_EVENT_ID_CHARS} characters, \
+                 without control characters"
+            ),
+        )),
+    }
+}
 
-    let tenant_id = match text(raw.tenant_id).map(TenantId::parse) {
-        Some(Ok(t)) => Some(t),
-        Some(Err(e)) => {
-            errors.push(FieldError::new("tenant_id", e));
-            None
-        }
-        None => {
-            errors.push(FieldError::new("tenant_id", "must be a string"));
-            None
-        }
-    };
+fn tenant_id(id: Option<&str>) -> Result<TenantId, FieldError> {
+    match id.map(TenantId::parse) {
+        Some(Ok(t)) => Ok(t),
+        Some(Err(e)) => Err(FieldError::new("tenant_id", e)),
+        None => Err(FieldError::new("tenant_id", "must be a string")),
+    }
+}
 
-    let usage_type = match text(raw.usage_type).map(str::parse::<UsageType>) {
-        Some(Ok(t)) => Some(t),
-        Some(Err(e)) => {
-            errors.push(FieldError::new("type", e));
-            None
-        }
-        None => {
-            errors.push(FieldError::new(
-                "type",
-                "must be one of stt_words, tts_words, phone_calls",
-            ));
-            None
-        }
-    };
+fn usage_type(t: Option<&str>) -> Result<UsageType, FieldError> {
+    match t.map(str::parse::<UsageType>) {
+        Some(Ok(t)) => Ok(t),
+        Some(Err(e)) => Err(FieldError::new("type", e)),
+        None => Err(FieldError::new(
+            "type",
+            "must be one of stt_words, tts_words, phone_calls",
+        )),
+    }
+}
 
-    let quantity = match raw.quantity.and_then(crate::error::as_whole_number) {
-        Some(q) if (1..=MAX_QUANTITY).contains(&q) => Some(q),
-        _ => {
-            errors.push(FieldError::new(
-                "quantity",
-                "must be a whole number >= 1 (and at most 1,000,000,000)",
-            ));
-            None
-        }
-    };
-    if usage_type == Some(UsageType::PhoneCalls) && quantity.is_some_and(|q| q != 1) {
-        errors.push(FieldError::new(
+fn quantity(q: Option<i64>) -> Result<i64, FieldError> {
+    match q {
+        Some(q) if (1..=MAX_QUANTITY).contains(&q) => Ok(q),
+        _ => Err(FieldError::new(
+            "quantity",
+            "must be a whole number >= 1 (and at most 1,000,000,000)",
+        )),
+    }
+}
+
+/// A call is one event: its quantity is 1.
+fn call_quantity(t: Option<UsageType>, q: Option<i64>) -> Result<(), FieldError> {
+    if t == Some(UsageType::PhoneCalls) && q.is_some_and(|q| q != 1) {
+        return Err(FieldError::new(
             "quantity",
             "must be 1 for phone_calls (one event per call, with the call's id as event_id)",
         ));
     }
+    Ok(())
+}
 
-    let occurred_at = match raw.occurred_at {
-        None | Some(Value::Null) => Some(received_at),
-        Some(Value::String(s)) => match DateTime::parse_from_rfc3339(s) {
-            Ok(t) => {
-                let t = t.with_timezone(&Utc).trunc_subsecs(6);
-                let earliest = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap();
-                if t > received_at + MAX_FUTURE_SKEW {
-                    errors.push(FieldError::new(
-                        "occurred_at",
-                        "is more than a day in the future",
-                    ));
-                    None
-                } else if t < earliest {
-                    errors.push(FieldError::new("occurred_at", "is before the year 2000"));
-                    None
-                } else {
-                    Some(t)
-                }
-            }
-            Err(_) => {
-                errors.push(FieldError::new(
-                    "occurred_at",
-                    "must be an RFC 3339 timestamp with offset, e.g. 2026-10-05T14:30:00Z",
-                ));
-                None
-            }
-        },
-        Some(_) => {
-            errors.push(FieldError::new(
-                "occurred_at",
-                "must be an RFC 3339 timestamp string",
-            ));
-            None
-        }
+/// `None`: not given (or null), which means when it was received.
+fn occurred_at(at: Option<&str>, received_at: DateTime<Utc>) -> Result<DateTime<Utc>, FieldError> {
+    let Some(at) = at else {
+        return Ok(received_at);
     };
+    let t = DateTime::parse_from_rfc3339(at).map_err(|_| {
+        FieldError::new(
+            "occurred_at",
+            "must be an RFC 3339 timestamp with offset, e.g. 2026-10-05T14:30:00Z",
+        )
+    })?;
+    let t = t.with_timezone(&Utc).trunc_subsecs(6);
+    let earliest = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap();
+    if t > received_at + MAX_FUTURE_SKEW {
+        Err(FieldError::new(
+            "occurred_at",
+            "is more than a day in the future",
+        ))
+    } else if t < earliest {
+        Err(FieldError::new("occurred_at", "is before the year 2000"))
+    } else {
+        Ok(t)
+    }
+}
 
-    let metadata = match raw.metadata {
-        None | Some(Value::Null) => Some(None),
+/// Stored as compact JSON with sorted keys, however it was written.
+fn metadata(m: Option<&Value>) -> Result<Option<String>, FieldError> {
+    match m {
+        None | Some(Value::Null) => Ok(None),
         Some(v @ Value::Object(_)) => {
             let s = v.to_string();
             if s.len() > MAX_METADATA_BYTES {
-                errors.push(FieldError::new(
+                Err(FieldError::new(
                     "metadata",
                     format!("must be at most {MAX_METADATA_BYTES} bytes of JSON"),
-                ));
-                None
+                ))
             } else {
-                Some(Some(s))
+                Ok(Some(s))
             }
         }
-        Some(_) => {
-            errors.push(FieldError::new("metadata", "must be a JSON object"));
-            None
-        }
+        Some(_) => Err(FieldError::new("metadata", "must be a JSON object")),
+    }
+}
+
+/// The value, or `None` with its problem added to `errors`.
+fn keep<T>(errors: &mut Vec<FieldError>, r: Result<T, FieldError>) -> Option<T> {
+    r.map_err(|e| errors.push(e)).ok()
+}
+
+/// Checks one event's fields (not yet whether its tenant exists: see [`unknown_tenants`]).
+pub fn check(raw: &RawEvent<'_>, received_at: DateTime<Utc>) -> Result<NewEvent, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let event_id = keep(&mut errors, event_id(text(raw.event_id)));
+    let tenant_id = keep(&mut errors, tenant_id(text(raw.tenant_id)));
+    let usage_type = keep(&mut errors, usage_type(text(raw.usage_type)));
+    let given_quantity = raw.quantity.and_then(crate::error::as_whole_number);
+    let quantity = keep(&mut errors, quantity(given_quantity));
+    keep(&mut errors, call_quantity(usage_type, quantity));
+    let occurred_at = match raw.occurred_at {
+        None | Some(Value::Null) => keep(&mut errors, occurred_at(None, received_at)),
+        Some(Value::String(s)) => keep(&mut errors, occurred_at(Some(s), received_at)),
+        Some(_) => keep(
+            &mut errors,
+            Err(FieldError::new(
+                "occurred_at",
+                "must be an RFC 3339 timestamp string",
+            )),
+        ),
     };
+    let metadata = keep(&mut errors, metadata(raw.metadata));
 
     match (
         event_id,
@@ -273,6 +283,67 @@ pub fn decode_batch(body: &Value, received_at: DateTime<Utc>) -> Result<Batch, S
     Ok(batch)
 }
 
+/// A batch as it is usually sent, decoded straight from the body's bytes (no JSON tree, strings
+/// borrowed where they have no escapes).
+#[derive(serde::Deserialize)]
+struct WireBatch<'a> {
+    #[serde(borrow)]
+    events: Vec<WireEvent<'a>>,
+}
+
+/// Each field in the type a valid event has; any other type fails the decoding.
+#[derive(serde::Deserialize)]
+struct WireEvent<'a> {
+    #[serde(borrow)]
+    event_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    tenant_id: Option<Cow<'a, str>>,
+    #[serde(rename = "type", borrow)]
+    usage_type: Option<Cow<'a, str>>,
+    quantity: Option<i64>,
+    #[serde(borrow)]
+    occurred_at: Option<Cow<'a, str>>,
+    metadata: Option<Value>,
+}
+
+impl WireEvent<'_> {
+    fn check(&self, received_at: DateTime<Utc>) -> Result<NewEvent, FieldError> {
+        let usage_type = usage_type(self.usage_type.as_deref())?;
+        let quantity = quantity(self.quantity)?;
+        call_quantity(Some(usage_type), Some(quantity))?;
+        Ok(NewEvent {
+            event_id: event_id(self.event_id.as_deref())?,
+            tenant_id: tenant_id(self.tenant_id.as_deref())?,
+            usage_type,
+            quantity,
+            occurred_at: occurred_at(self.occurred_at.as_deref(), received_at)?,
+            metadata: metadata(self.metadata.as_ref())?,
+        })
+    }
+}
+
+/// The common case, fast: a batch whose every event is valid, decoded from the body without building
+/// a JSON tree. `None` when anything is off (not JSON, a field of another type, a value out of
+/// bounds, a number written `5.0`); then [`decode_batch`] decodes the tree and says what, event by
+/// event, or accepts what this one is too strict for. Both apply the same field rules.
+pub fn decode_valid_batch(body: &[u8], received_at: DateTime<Utc>) -> Option<Batch> {
+    let wire: WireBatch<'_> = serde_json::from_slice(body).ok()?;
+    if wire.events.is_empty() || wire.events.len() > MAX_BATCH {
+        return None;
+    }
+    let events = wire
+        .events
+        .iter()
+        .map(|e| e.check(received_at).ok())
+        .collect::<Option<Vec<NewEvent>>>()?;
+    Some(Batch {
+        total: events.len(),
+        indexes: (0..events.len()).collect(),
+        events,
+        problems: Vec::new(),
+    })
+}
+
 /// Whether a storage error is a foreign key failure: in ingestion, an event naming an unknown tenant.
 pub fn is_unknown_tenant(e: &sqlx::Error) -> bool {
     e.as_database_error()
@@ -347,6 +418,61 @@ mod tests {
             Utc.with_ymd_and_hms(2026, 10, 5, 12, 0, 0).unwrap()
         );
         assert_eq!(e.metadata.as_deref(), Some(r#"{"call":"c1"}"#));
+    }
+
+    /// The typed decoding agrees with the tree's checks: it takes a batch only when every event is
+    /// valid, and then decodes each exactly as they do; anything else is left to them.
+    #[test]
+    fn the_fast_decoding_agrees_with_the_checks() {
+        let good = vec![
+            json!({"event_id": "e1", "tenant_id": "t1", "type": "stt_words", "quantity": 12}),
+            json!({"event_id": "caf\u{e9} \"1\"", "tenant_id": "t1", "type": "phone_calls", "quantity": 1,
+                   "occurred_at": "2026-10-05T08:00:00.1234567-04:00", "metadata": {"z": 1, "a": [true]}}),
+            json!({"event_id": "e3", "tenant_id": "t2", "type": "tts_words", "quantity": 5,
+                   "occurred_at": null, "metadata": null, "extra": "ignored"}),
+        ];
+        let slow_only = vec![
+            json!({"event_id": "e4", "tenant_id": "t1", "type": "tts_words", "quantity": 5.0}),
+        ];
+        let bad = vec![
+            json!({"event_id": "e5", "tenant_id": "t1", "type": "tts_words", "quantity": 0}),
+            json!({"event_id": "", "tenant_id": "t1", "type": "tts_words", "quantity": 1}),
+            json!({"event_id": "e6", "tenant_id": "t 1", "type": "tts_words", "quantity": 1}),
+            json!({"event_id": "e7", "tenant_id": "t1", "type": "sms", "quantity": 1}),
+            json!({"event_id": "e8", "tenant_id": "t1", "type": "phone_calls", "quantity": 2}),
+            json!({"event_id": "e9", "tenant_id": "t1", "type": "stt_words", "quantity": 1,
+                   "occurred_at": "2027-01-01T00:00:00Z"}),
+            json!({"event_id": "e10", "tenant_id": "t1", "type": "stt_words", "quantity": 1,
+                   "metadata": [1]}),
+            json!({"event_id": 11, "tenant_id": "t1", "type": "stt_words", "quantity": 1}),
+            json!({"tenant_id": "t1", "type": "stt_words", "quantity": 1}),
+            json!("not an event"),
+        ];
+        let decode = |events: &[Value]| {
+            let body = json!({ "events": events });
+            let bytes = serde_json::to_vec(&body).unwrap();
+            (
+                decode_valid_batch(&bytes, now()),
+                decode_batch(&body, now()).unwrap(),
+            )
+        };
+        let (fast, slow) = decode(&good);
+        let fast = fast.expect("a valid batch decodes fast");
+        assert!(slow.problems.is_empty());
+        assert_eq!(fast.events, slow.events);
+        assert_eq!(fast.indexes, slow.indexes);
+        assert_eq!(fast.total, 3);
+        for e in slow_only.iter().chain(&bad) {
+            let mut events = good.clone();
+            events.insert(1, e.clone());
+            let (fast, slow) = decode(&events);
+            assert!(fast.is_none(), "{e} is left to the checks");
+            let expect_problems = bad.contains(e);
+            assert_eq!(!slow.problems.is_empty(), expect_problems, "{e}");
+        }
+        let empty = serde_json::to_vec(&json!({"events": []})).unwrap();
+        assert!(decode_valid_batch(&empty, now()).is_none());
+        assert!(decode_valid_batch(b"{\"events\": [", now()).is_none());
     }
 
     #[test]
