@@ -431,9 +431,8 @@ mod tests {
             json!({"event_id": "e3", "tenant_id": "t2", "type": "tts_words", "quantity": 5,
                    "occurred_at": null, "metadata": null, "extra": "ignored"}),
         ];
-        let slow_only = vec![
-            json!({"event_id": "e4", "tenant_id": "t1", "type": "tts_words", "quantity": 5.0}),
-        ];
+        let slow_only =
+            [json!({"event_id": "e4", "tenant_id": "t1", "type": "tts_words", "quantity": 5.0})];
         let bad = vec![
             json!({"event_id": "e5", "tenant_id": "t1", "type": "tts_words", "quantity": 0}),
             json!({"event_id": "", "tenant_id": "t1", "type": "tts_words", "quantity": 1}),
