@@ -362,7 +362,8 @@ async fn single_events(app: &App, label: &str, args: &Args) -> anyhow::Result<La
     .await
 }
 
-/// Seeds `n` events over 1,000 tenants and 120 days (to today), with their rollups: older months
+/// Seeds `n` events over 1,000 tenants and 120 days (to today), with their rollups (today's in every
+/// shard, as if ingested at full concurrency; earlier days merged, as `serve` does): older months
 /// claimed by earlier runs, a subscription per tenant (a tenth still in trial this month), demo tenants,
 /// and invoices.
 async fn seed_dashboard(url: &str, n: i64) -> anyhow::Result<()> {
@@ -377,6 +378,7 @@ async fn seed_dashboard(url: &str, n: i64) -> anyhow::Result<()> {
         return Ok(());
     }
     const DAYS: i64 = 120;
+    const SHARDS: i64 = thanotopolis_billing::usage::shards::SHARDS as i64;
     let started = Instant::now();
     for s in [
         "SET synchronous_commit = off",
@@ -399,13 +401,15 @@ async fn seed_dashboard(url: &str, n: i64) -> anyhow::Result<()> {
                     (ARRAY['stt_words', 'tts_words', 'phone_calls'])[k + 1],
                     CASE WHEN k = 2 THEN 1 ELSE 1 + i % 40 END,
                     ((current_date - ($3::int - 1) + d::int)::timestamp + make_interval(secs => (i * 7919) % 86400)) AT TIME ZONE 'UTC',
-                    now(), 1 + ((i % 1000) * $3 + d) * 3 + k, NULL
+                    now(), 1 + (((i % 1000) * $3 + d) * 3 + k) * $4
+                           + CASE WHEN d = $3 - 1 THEN (i / (3000 * $3)) % $4 ELSE 0 END, NULL
              FROM (SELECT i, (i / 1000) % $3 AS d, (i / (1000 * $3)) % 3 AS k
                    FROM generate_series($1::bigint, $2::bigint) i) s",
         )
         .bind(from)
         .bind(to)
         .bind(DAYS)
+        .bind(SHARDS)
         .execute(&mut c)
         .await?;
         from = to + 1;
@@ -414,12 +418,17 @@ async fn seed_dashboard(url: &str, n: i64) -> anyhow::Result<()> {
             started.elapsed().as_secs_f64()
         );
     }
+    // Today's keys in every shard (as busy as a day can be); earlier days merged into one rollup each.
+    let rollups = format!(
+        "INSERT INTO usage_rollups (id, tenant_id, day, usage_type, shard, quantity, event_count)
+         SELECT rollup_id, tenant_id, (occurred_at AT TIME ZONE 'UTC')::date, usage_type,
+                (rollup_id - 1) % {SHARDS}, SUM(quantity), COUNT(*)
+         FROM usage_events GROUP BY 1, 2, 3, 4"
+    );
     for s in [
         "ALTER TABLE usage_events ADD PRIMARY KEY (event_id)",
         "CREATE INDEX usage_events_rollup ON usage_events (rollup_id, occurred_at)",
-        "INSERT INTO usage_rollups (id, tenant_id, day, usage_type, quantity, event_count)
-         SELECT rollup_id, tenant_id, (occurred_at AT TIME ZONE 'UTC')::date, usage_type, SUM(quantity), COUNT(*)
-         FROM usage_events GROUP BY 1, 2, 3, 4",
+        &rollups,
         "SELECT setval(pg_get_serial_sequence('usage_rollups', 'id'), (SELECT max(id) FROM usage_rollups))",
         // Months before the previous one were billed by their runs; the previous month is still open
         // (late usage) for some tenants.

@@ -273,6 +273,7 @@ async fn serve(mut settings: Settings, stripe_sim: bool) -> anyhow::Result<()> {
         "thanotopolis-billing listening"
     );
     tokio::spawn(crate::billing::scheduler::run(app.state().clone()));
+    tokio::spawn(crate::usage::compact::run(app.state().clone()));
     if let Some(sim) = &sim {
         let (base, sim_url, secret) = (base.clone(), sim.base_url.clone(), jwt_secret.clone());
         tokio::spawn(async move {

@@ -244,8 +244,13 @@ macro_rules! queries {
                     DayCoverage::Billable => r.quantity,
                     DayCoverage::Free => 0,
                     DayCoverage::Partial => {
+                        // Its events, and those of the shards merged into it.
                         let rows = sqlx::query(
-                            "SELECT occurred_at, quantity FROM usage_events WHERE rollup_id = $1",
+                            "SELECT occurred_at, quantity FROM usage_events WHERE rollup_id = $1
+                             UNION ALL
+                             SELECT e.occurred_at, e.quantity
+                             FROM usage_rollup_merges m JOIN usage_events e ON e.rollup_id = m.merged_id
+                             WHERE m.into_id = $1",
                         )
                         .bind(r.id)
                         .fetch_all(&mut *conn)

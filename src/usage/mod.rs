@@ -5,6 +5,7 @@
 //!   [`batcher`] combines concurrent small requests into one such transaction.
 //! - [`shards`]: which copy of a rollup an ingest in flight adds to, so concurrent ingests never wait
 //!   on each other's rollup locks.
+//! - [`compact`]: merges the shards of days that are over, so past days cost one rollup per key.
 //! - [`rating`]: totals to cents and invoice lines (pure).
 //! - [`billable`]: what is billable and not yet billed, and the monthly run's claim on it.
 //! - [`report`]: usage and revenue by organization for a month.
@@ -12,6 +13,7 @@
 
 pub mod batcher;
 pub mod billable;
+pub mod compact;
 pub mod import;
 pub mod ingest;
 pub mod limit;

@@ -9,6 +9,7 @@ use chrono_tz::Tz;
 use std::collections::BTreeMap;
 use thanotopolis_billing::domain::{time, BillingPeriod, TenantId};
 use thanotopolis_billing::usage::billable::{self, ByPeriod};
+use thanotopolis_billing::usage::compact;
 use thanotopolis_billing::usage::rating::UsageTotals;
 use thanotopolis_billing::usage::{ingest, NewEvent, UsageType};
 use thanotopolis_billing::with_pool;
@@ -211,7 +212,8 @@ async fn claims_store_what_is_billable_after_trials_and_demos(app: TestApp) {
     );
 }
 
-/// Many writers ingest (with duplicates across writers) while claims run with fresh keys. In the end
+/// Many writers ingest (with duplicates across writers) while claims run with fresh keys and past days'
+/// shards are merged. In the end
 /// every event is in exactly one rollup, each rollup's quantity is the sum of its events, and the claims
 /// plus what is still open add up to exactly what was ingested.
 async fn concurrent_ingestion_during_claims_loses_and_doubles_nothing(app: TestApp) {
@@ -260,6 +262,7 @@ async fn concurrent_ingestion_during_claims_loses_and_doubles_nothing(app: TestA
             accepted
         }));
     }
+    let today = Utc::now().date_naive();
     let claimer = {
         let db = app.db.clone();
         tokio::spawn(async move {
@@ -279,6 +282,8 @@ async fn concurrent_ingestion_during_claims_loses_and_doubles_nothing(app: TestA
                         .unwrap();
                     assert_eq!(&again, claimed.last().unwrap());
                 }
+                // Past days' shards are merged meanwhile, as `serve` does.
+                compact::compact(&db, today).await.unwrap();
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
             claimed
@@ -294,15 +299,29 @@ async fn concurrent_ingestion_during_claims_loses_and_doubles_nothing(app: TestA
     let events = scalar(&app, "SELECT COUNT(*) FROM usage_events").await;
     assert_eq!(accepted as i64, events);
     assert_eq!(events, (WRITERS * BATCHES * PER_BATCH) as i64);
-    // Each rollup holds exactly its events.
+    // Each rollup holds exactly its events and those of the shards merged into it, and every event is
+    // in a rollup.
     let mismatched = scalar(
         &app,
         "SELECT COUNT(*) FROM usage_rollups r
-         WHERE r.quantity <> (SELECT COALESCE(SUM(e.quantity), 0) FROM usage_events e WHERE e.rollup_id = r.id)
-            OR r.event_count <> (SELECT COUNT(*) FROM usage_events e WHERE e.rollup_id = r.id)",
+         WHERE r.quantity <> (SELECT COALESCE(SUM(e.quantity), 0) FROM usage_events e
+                              WHERE e.rollup_id = r.id OR e.rollup_id IN
+                                    (SELECT merged_id FROM usage_rollup_merges WHERE into_id = r.id))
+            OR r.event_count <> (SELECT COUNT(*) FROM usage_events e
+                                 WHERE e.rollup_id = r.id OR e.rollup_id IN
+                                       (SELECT merged_id FROM usage_rollup_merges WHERE into_id = r.id))",
     )
     .await;
     assert_eq!(mismatched, 0);
+    let homeless = scalar(
+        &app,
+        "SELECT COUNT(*) FROM usage_events e
+         WHERE NOT EXISTS (SELECT 1 FROM usage_rollups r WHERE r.id = e.rollup_id)
+           AND NOT EXISTS (SELECT 1 FROM usage_rollup_merges m JOIN usage_rollups r ON r.id = m.into_id
+                           WHERE m.merged_id = e.rollup_id)",
+    )
+    .await;
+    assert_eq!(homeless, 0);
     let total = scalar(
         &app,
         "SELECT CAST(SUM(quantity) AS BIGINT) FROM usage_events",
@@ -369,7 +388,8 @@ async fn racing_claims_with_one_key_take_once(app: TestApp) {
 }
 
 /// PostgreSQL: an ingest waiting on a rollup's lock does not hold up another ingest of the same tenant,
-/// day and type (it adds to another shard of the rollup), and every reader sums the shards.
+/// day and type (it adds to another shard of the rollup); every reader sums the shards, and once they
+/// are merged the figures are the same, a day straddling a trial end included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingests_of_one_rollup_do_not_wait_on_each_other() {
     let app = crate::helpers::spawn_app(crate::helpers::Store::Postgres).await;
@@ -391,18 +411,12 @@ async fn ingests_of_one_rollup_do_not_wait_on_each_other() {
         .await
         .unwrap();
 
+    let later = at + Duration::hours(2);
     let spawn_put = |id: &'static str, q: i64| {
         let db = app.db.clone();
         tokio::spawn(async move {
-            ingest(
-                &db,
-                &[event(id, "acme", UsageType::SttWords, q, at)],
-                time::now(),
-                UTC,
-            )
-            .await
-            .unwrap()
-            .accepted
+            let e = event(id, "acme", UsageType::SttWords, q, later);
+            ingest(&db, &[e], time::now(), UTC).await.unwrap().accepted
         })
     };
     let waiting = spawn_put("second", 10);
@@ -416,30 +430,57 @@ async fn ingests_of_one_rollup_do_not_wait_on_each_other() {
     holder.commit().await.unwrap();
     assert_eq!(waiting.await.unwrap(), 1);
 
-    let open = scalar(
-        &app,
-        "SELECT COUNT(*) FROM usage_rollups WHERE tenant_id = 'acme' AND billed_by IS NULL",
-    )
-    .await;
+    let open_rollups = || {
+        scalar(
+            &app,
+            "SELECT COUNT(*) FROM usage_rollups WHERE tenant_id = 'acme' AND billed_by IS NULL",
+        )
+    };
+    let open = open_rollups().await;
     assert!(
         (2..=thanotopolis_billing::usage::shards::SHARDS as i64).contains(&open),
         "one day's stt words are in {open} rollups"
     );
-    // The dashboard's figures and the run's claim add the shards up.
+    // The dashboard's figures add the shards up.
     let unbilled = billable::unbilled(&app.db, &acme(), end, UTC)
         .await
         .unwrap();
     assert_eq!(unbilled, BTreeMap::from([(last, totals(111, 0, 0))]));
+
+    // The day is over: its shards become one rollup, with the same figures.
+    let today = Utc::now().date_naive();
+    assert_eq!(
+        compact::compact(&app.db, today).await.unwrap(),
+        open as u64 - 1
+    );
+    assert_eq!(open_rollups().await, 1);
+    assert_eq!(compact::compact(&app.db, today).await.unwrap(), 0);
+    assert_eq!(
+        billable::unbilled(&app.db, &acme(), end, UTC)
+            .await
+            .unwrap(),
+        unbilled
+    );
+    // A trial ending between the first event and the others: the day reads its events one by one,
+    // the merged shards' too.
+    insert_subscription(
+        &app,
+        "acme",
+        "sub_1",
+        "active",
+        Some(at + Duration::hours(1)),
+    )
+    .await;
+    let after_trial = BTreeMap::from([(last, totals(110, 0, 0))]);
+    assert_eq!(
+        billable::unbilled(&app.db, &acme(), end, UTC)
+            .await
+            .unwrap(),
+        after_trial
+    );
     let claimed = billable::claim_unbilled(&app.db, &acme(), end, UTC, "run:shards")
         .await
         .unwrap();
-    assert_eq!(claimed, unbilled);
-    assert_eq!(
-        scalar(
-            &app,
-            "SELECT COUNT(*) FROM usage_rollups WHERE billed_by IS NULL"
-        )
-        .await,
-        0
-    );
+    assert_eq!(claimed, after_trial);
+    assert_eq!(open_rollups().await, 0);
 }

@@ -1,0 +1,133 @@
+//! Merging the rollup shards of days that are over, so that reading a past day costs one row per key.
+//!
+//! Concurrent ingests write up to [`SHARDS`](super::shards::SHARDS) copies of a (tenant, day, type)
+//! rollup. Once the day is over in the billing time zone, `serve` merges each key's open copies into
+//! the one of the lowest shard: its quantity and count grow by theirs, the others are deleted, and
+//! `usage_rollup_merges` records where their events now count (the events themselves are not
+//! rewritten). Only the dashboard and the run's reads get cheaper: totals never change.
+//!
+//! Each key is merged in its own transaction, locking the key's open rollups in shard order, the
+//! order ingestion and claims lock them in; a rollup held by an ingest or a claim is merged once that
+//! commits (a claimed one is no longer open and is left alone). Safe to run on several replicas.
+
+use crate::db::Db;
+use crate::domain::time;
+use crate::state::AppState;
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+use std::time::Duration;
+
+/// How often `serve` merges.
+pub const INTERVAL: Duration = Duration::from_secs(300);
+/// Keys merged per pass over the candidates.
+const KEYS_PER_PASS: i64 = 5_000;
+
+/// Merges the open shards of every key of a local day before `before_day`; returns how many rollups
+/// were merged away.
+pub async fn compact(db: &Db, before_day: NaiveDate) -> Result<u64, sqlx::Error> {
+    let mut merged = 0;
+    loop {
+        let keys: Vec<(String, NaiveDate, String)> = crate::with_pool!(db, pool => {
+            sqlx::query_as(
+                "SELECT tenant_id, day, usage_type FROM usage_rollups
+                 WHERE billed_by IS NULL AND day < $1
+                 GROUP BY tenant_id, day, usage_type HAVING COUNT(*) > 1
+                 ORDER BY tenant_id, day, usage_type LIMIT $2",
+            )
+            .bind(before_day)
+            .bind(KEYS_PER_PASS)
+            .fetch_all(pool)
+            .await
+        })?;
+        let mut progress = 0;
+        for (tenant, day, usage_type) in &keys {
+            progress += merge_key(db, tenant, *day, usage_type).await?;
+        }
+        merged += progress;
+        // A key found but left with one open rollup (a claim took the rest) gives no progress; the
+        // next pass would find the same keys, so stop there.
+        if (keys.len() as i64) < KEYS_PER_PASS || progress == 0 {
+            return Ok(merged);
+        }
+    }
+}
+
+/// Merges one key's open rollups into its lowest shard; returns how many were merged away.
+async fn merge_key(
+    db: &Db,
+    tenant: &str,
+    day: NaiveDate,
+    usage_type: &str,
+) -> Result<u64, sqlx::Error> {
+    // SQLite's write transaction excludes every other writer already.
+    let lock = match db {
+        Db::Postgres(_) => " FOR UPDATE",
+        Db::Sqlite(_) => "",
+    };
+    let select = format!(
+        "SELECT id, quantity, event_count FROM usage_rollups
+         WHERE tenant_id = $1 AND day = $2 AND usage_type = $3 AND billed_by IS NULL
+         ORDER BY shard{lock}"
+    );
+    crate::begin_write!(db, pool, tx => {
+        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(&select)
+            .bind(tenant)
+            .bind(day)
+            .bind(usage_type)
+            .fetch_all(&mut *tx)
+            .await?;
+        let Some(((keeper, _, _), rest)) = rows.split_first() else {
+            return Ok(0);
+        };
+        if rest.is_empty() {
+            return Ok(0);
+        }
+        let quantity: i64 = rest.iter().map(|r| r.1).sum();
+        let count: i64 = rest.iter().map(|r| r.2).sum();
+        sqlx::query(
+            "UPDATE usage_rollups SET quantity = quantity + $2, event_count = event_count + $3
+             WHERE id = $1",
+        )
+        .bind(keeper)
+        .bind(quantity)
+        .bind(count)
+        .execute(&mut *tx)
+        .await?;
+        for (merged, _, _) in rest {
+            // Rollups merged into this one earlier now count in the keeper too.
+            sqlx::query("UPDATE usage_rollup_merges SET into_id = $2 WHERE into_id = $1")
+                .bind(merged)
+                .bind(keeper)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO usage_rollup_merges (merged_id, into_id) VALUES ($1, $2)")
+                .bind(merged)
+                .bind(keeper)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM usage_rollups WHERE id = $1")
+                .bind(merged)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(rest.len() as u64)
+    })
+}
+
+/// The local day of now in `tz`: days before it are over.
+fn today(tz: Tz) -> NaiveDate {
+    time::now().with_timezone(&tz).date_naive()
+}
+
+/// Runs until the process stops.
+pub async fn run(state: AppState) {
+    loop {
+        match compact(&state.db, today(state.settings.billing_timezone)).await {
+            Ok(0) => {}
+            Ok(merged) => tracing::info!(merged, "rollup shards of past days merged"),
+            Err(e) => tracing::warn!(error = %e, "rollup shards could not be merged"),
+        }
+        tokio::time::sleep(INTERVAL).await;
+    }
+}
