@@ -6,9 +6,11 @@
 //! 2. upsert each group's open rollup of the transaction's shard (`billed_by IS NULL`, unique by the
 //!    partial index; see [`super::shards`]), adding the group's quantity and count: this creates the
 //!    bucket or locks it until commit, and gives its id;
-//! 3. insert the events with that id, `ON CONFLICT (event_id) DO NOTHING RETURNING event_id`: what comes
-//!    back is what is new, the rest are duplicates (of earlier batches, or of a concurrent one, whose
-//!    commit the insert waits for);
+//! 3. insert the events with that id. On PostgreSQL they first go in as if all were new (`COPY`); an id
+//!    already stored fails the primary key and the transaction, and the batch is done again with
+//!    `ON CONFLICT (event_id) DO NOTHING RETURNING event_id` (see [`Mode`]). What comes back is what is
+//!    new, the rest are duplicates (of earlier batches, or of a concurrent one, whose commit the insert
+//!    waits for);
 //! 4. take the duplicates' quantities back out of their rollups (the rollups are still locked, so no one
 //!    saw them counted); commit; only then answer. The rollups end up with exactly the new events.
 //!
@@ -157,13 +159,13 @@ pub async fn ingest_returning_new(
 
 /// How PostgreSQL inserts a batch's events.
 ///
-/// Duplicates are rare (a caller's retry after a lost answer), and a plain insert costs PostgreSQL
-/// less than one that checks each row for a conflict and reports back which rows went in. So a batch
-/// first goes in as `Fresh`; if an id is already stored, the primary key fails the transaction, nothing
-/// is committed, and the batch is done again as `Checked`.
+/// Duplicates are rare (a caller's retry after a lost answer), and a bulk load costs PostgreSQL much
+/// less than an insert that checks each row for a conflict and reports back which rows went in. So a
+/// batch first goes in as `Fresh`; if an id is already stored, the primary key fails the transaction,
+/// nothing is committed, and the batch is done again as `Checked`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
-    /// A plain `INSERT`: every event is new, or the transaction fails.
+    /// `COPY`: every event is new, or the transaction fails.
     Fresh,
     /// `ON CONFLICT (event_id) DO NOTHING RETURNING event_id`: stored ids are skipped and reported.
     Checked,
@@ -222,9 +224,9 @@ const UPSERT_CONFLICT: &str =
                    event_count = usage_rollups.event_count + EXCLUDED.event_count \
      RETURNING id, tenant_id, day, usage_type";
 
-/// PostgreSQL: each step is one statement over arrays (`UNNEST`), so a batch costs four round trips
-/// (begin, upsert, insert, commit) whatever its size, and the statements' text never changes (prepared
-/// once per connection).
+/// PostgreSQL: each step is one statement over arrays (`UNNEST`) or one `COPY`, so a batch costs a few
+/// round trips whatever its size, and the statements' text never changes (prepared once per
+/// connection).
 mod postgres {
     use super::*;
     use sqlx::{PgConnection, Row};
@@ -271,60 +273,15 @@ mod postgres {
             .collect();
         let ids = rollup_ids(plan, returned);
 
-        let n = plan.events.len();
-        let (mut event_ids, mut tenant_ids, mut usage_types) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut quantities, mut occurred, mut rollups, mut metadata) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        for (e, g) in &plan.events {
-            event_ids.push(e.event_id.as_str());
-            tenant_ids.push(e.tenant_id.as_str());
-            usage_types.push(e.usage_type.as_str());
-            quantities.push(e.quantity);
-            occurred.push(e.occurred_at);
-            rollups.push(ids[*g]);
-            metadata.push(e.metadata.as_deref());
-        }
-        let insert = format!(
-            "INSERT INTO usage_events
-                 (event_id, tenant_id, usage_type, quantity, occurred_at, received_at, rollup_id, metadata)
-             SELECT e.event_id, e.tenant_id, e.usage_type, e.quantity, e.occurred_at, $6, e.rollup_id, e.metadata
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::timestamptz[], $7::int8[], $8::text[])
-                  WITH ORDINALITY AS e(event_id, tenant_id, usage_type, quantity, occurred_at, rollup_id, metadata, ord)
-             ORDER BY e.ord
-             {}",
-            match mode {
-                Mode::Fresh => "",
-                Mode::Checked => "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
-            }
-        );
-        let query = sqlx::query(&insert)
-            .bind(&event_ids)
-            .bind(&tenant_ids)
-            .bind(&usage_types)
-            .bind(&quantities)
-            .bind(&occurred)
-            .bind(received_at)
-            .bind(&rollups)
-            .bind(&metadata);
-        let inserted: HashSet<String> = match mode {
+        let inserted = match mode {
             Mode::Fresh => {
-                query.execute(&mut *conn).await?;
-                event_ids.iter().map(|id| (*id).to_owned()).collect()
+                copy_events(conn, plan, &ids, received_at).await?;
+                plan.events
+                    .iter()
+                    .map(|(e, _)| e.event_id.clone())
+                    .collect()
             }
-            Mode::Checked => query
-                .fetch_all(&mut *conn)
-                .await?
-                .iter()
-                .map(|r| r.get(0))
-                .collect(),
+            Mode::Checked => insert_new_events(conn, plan, &ids, received_at).await?,
         };
 
         let dups = not_inserted(plan, &inserted);
@@ -344,6 +301,121 @@ mod postgres {
             .await?;
         }
         Ok(inserted)
+    }
+
+    /// `Fresh`: every event is new, so they go in as PostgreSQL's bulk load does (`COPY`, text
+    /// format), in the plan's order; a stored id fails the primary key, and with it the transaction.
+    async fn copy_events(
+        conn: &mut PgConnection,
+        plan: &Plan<'_>,
+        rollup_ids: &[i64],
+        received_at: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        let received = copy_time(received_at);
+        let mut data = Vec::with_capacity(plan.events.len() * 160);
+        for (e, g) in &plan.events {
+            copy_text(&mut data, &e.event_id);
+            data.push(b'\t');
+            copy_text(&mut data, e.tenant_id.as_str());
+            data.push(b'\t');
+            data.extend_from_slice(e.usage_type.as_str().as_bytes());
+            data.push(b'\t');
+            data.extend_from_slice(e.quantity.to_string().as_bytes());
+            data.push(b'\t');
+            data.extend_from_slice(copy_time(e.occurred_at).as_bytes());
+            data.push(b'\t');
+            data.extend_from_slice(received.as_bytes());
+            data.push(b'\t');
+            data.extend_from_slice(rollup_ids[*g].to_string().as_bytes());
+            data.push(b'\t');
+            match &e.metadata {
+                Some(m) => copy_text(&mut data, m),
+                None => data.extend_from_slice(b"\\N"),
+            }
+            data.push(b'\n');
+        }
+        let mut copy = conn
+            .copy_in_raw(
+                "COPY usage_events (event_id, tenant_id, usage_type, quantity, occurred_at, received_at, \
+                 rollup_id, metadata) FROM STDIN",
+            )
+            .await?;
+        if let Err(e) = copy.send(data).await {
+            // Ends the COPY so the connection is usable (the transaction rolls back either way).
+            let _ = copy.abort("the data could not be sent").await;
+            return Err(e);
+        }
+        copy.finish().await?;
+        Ok(())
+    }
+
+    /// `Checked`: inserts the events whose id is not stored yet; returns their ids.
+    async fn insert_new_events(
+        conn: &mut PgConnection,
+        plan: &Plan<'_>,
+        rollup_ids: &[i64],
+        received_at: DateTime<Utc>,
+    ) -> Result<HashSet<String>, sqlx::Error> {
+        let n = plan.events.len();
+        let (mut event_ids, mut tenant_ids, mut usage_types) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut quantities, mut occurred, mut rollups, mut metadata) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for (e, g) in &plan.events {
+            event_ids.push(e.event_id.as_str());
+            tenant_ids.push(e.tenant_id.as_str());
+            usage_types.push(e.usage_type.as_str());
+            quantities.push(e.quantity);
+            occurred.push(e.occurred_at);
+            rollups.push(rollup_ids[*g]);
+            metadata.push(e.metadata.as_deref());
+        }
+        // WITH ORDINALITY + ORDER BY: rows are inserted, and so locked, in the plan's order.
+        let rows = sqlx::query(
+            "INSERT INTO usage_events
+                 (event_id, tenant_id, usage_type, quantity, occurred_at, received_at, rollup_id, metadata)
+             SELECT e.event_id, e.tenant_id, e.usage_type, e.quantity, e.occurred_at, $6, e.rollup_id, e.metadata
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::timestamptz[], $7::int8[], $8::text[])
+                  WITH ORDINALITY AS e(event_id, tenant_id, usage_type, quantity, occurred_at, rollup_id, metadata, ord)
+             ORDER BY e.ord
+             ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+        )
+        .bind(&event_ids)
+        .bind(&tenant_ids)
+        .bind(&usage_types)
+        .bind(&quantities)
+        .bind(&occurred)
+        .bind(received_at)
+        .bind(&rollups)
+        .bind(&metadata)
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// An instant as `COPY` reads a `timestamptz`: RFC 3339 in UTC, to the microsecond.
+    fn copy_time(t: DateTime<Utc>) -> String {
+        t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    }
+
+    /// A text value in `COPY`'s text format: backslash, tab, newline and carriage return escaped.
+    fn copy_text(out: &mut Vec<u8>, s: &str) {
+        for b in s.bytes() {
+            match b {
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                b'\t' => out.extend_from_slice(b"\\t"),
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                b => out.push(b),
+            }
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use thanotopolis_billing::with_pool;
 
 store_tests!(
     accepts_events_and_reports_duplicates,
+    events_are_stored_exactly_as_sent,
     racing_duplicate_batches_count_once,
     concurrent_single_events_share_commits_and_keep_their_answers,
     an_invalid_batch_names_each_bad_index_and_stores_nothing,
@@ -56,6 +57,47 @@ async fn dashboard(app: &TestApp, tenant: &str) -> Value {
         .await
         .expect(200)
         .body
+}
+
+/// Identifiers and metadata are stored exactly as sent, whatever characters they hold (PostgreSQL loads
+/// new events with `COPY`, whose text format escapes some of them).
+async fn events_are_stored_exactly_as_sent(app: TestApp) {
+    let tenant = r"acme\eu";
+    app.post(
+        "/api/admin/tenants",
+        Some(&super_admin()),
+        &json!({"id": tenant, "name": "Acme EU", "subdomain": "acme-eu"}),
+    )
+    .await
+    .expect(201);
+    let metadata = json!({"who": "Zoë ☎", "note": "line\nbreak\ttab \\ back \\N"});
+    let events = vec![
+        json!({"event_id": r"call\0001\N", "tenant_id": tenant, "type": "phone_calls", "quantity": 1,
+               "metadata": metadata}),
+        json!({"event_id": "réunion \"q\" ☎", "tenant_id": tenant, "type": "stt_words", "quantity": 7}),
+    ];
+    let reply = post_usage(&app, events.clone()).await.expect(200);
+    assert_eq!(reply.body, json!({"accepted": 2, "duplicates": 0}));
+    let stored: Vec<(String, String, Option<String>)> = with_pool!(&app.db, pool => {
+        sqlx::query_as("SELECT event_id, tenant_id, metadata FROM usage_events ORDER BY event_id")
+            .fetch_all(pool)
+            .await
+    })
+    .unwrap();
+    assert_eq!(
+        stored,
+        vec![
+            (
+                r"call\0001\N".to_owned(),
+                tenant.to_owned(),
+                Some(metadata.to_string())
+            ),
+            ("réunion \"q\" ☎".to_owned(), tenant.to_owned(), None),
+        ]
+    );
+    // Recognized as the same events when sent again.
+    let reply = post_usage(&app, events).await.expect(200);
+    assert_eq!(reply.body, json!({"accepted": 0, "duplicates": 2}));
 }
 
 async fn accepts_events_and_reports_duplicates(app: TestApp) {
