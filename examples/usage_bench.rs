@@ -290,27 +290,39 @@ struct Latency {
 }
 
 /// Open loop: request `i` is due at `start + i / rate`; its latency counts from then.
+///
+/// The requests are started by a thread of their own that sleeps until each one is due: tokio's timer
+/// has a resolution of a millisecond, which would add up to a millisecond of the client's lateness to
+/// every measurement. The thread never waits for answers, so a slow service cannot slow the sending.
 async fn open_loop<F, Fut>(rate: u64, seconds: u64, make: F) -> anyhow::Result<Latency>
 where
-    F: Fn(usize) -> Fut,
+    F: Fn(usize) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
 {
     let total = (rate * seconds) as usize;
-    let start = tokio::time::Instant::now() + std::time::Duration::from_millis(50);
+    let start = Instant::now() + std::time::Duration::from_millis(50);
     let period = std::time::Duration::from_secs_f64(1.0 / rate as f64);
-    let mut tasks = Vec::with_capacity(total);
-    for i in 0..total {
-        let due = start + period * i as u32;
-        tokio::time::sleep_until(due).await;
-        let fut = make(i);
-        tasks.push(tokio::spawn(async move {
-            fut.await?;
-            anyhow::Ok(due.elapsed().as_secs_f64() * 1000.0)
-        }));
-    }
+    let runtime = tokio::runtime::Handle::current();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for i in 0..total {
+            let due = start + period * i as u32;
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let fut = make(i);
+            let task = runtime.spawn(async move {
+                fut.await?;
+                anyhow::Ok(due.elapsed().as_secs_f64() * 1000.0)
+            });
+            if tx.send(task).is_err() {
+                return;
+            }
+        }
+    });
     let mut ms = Vec::with_capacity(total);
-    for t in tasks {
-        ms.push(t.await??);
+    while let Some(task) = rx.recv().await {
+        ms.push(task.await??);
     }
     let elapsed = start.elapsed().as_secs_f64();
     ms.sort_by(|a, b| a.total_cmp(b));

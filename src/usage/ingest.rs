@@ -118,7 +118,7 @@ pub async fn ingest_returning_new(
     let inserted = match db {
         Db::Postgres(pool) => {
             let shard = SHARDS.take().await;
-            let mut mode = Mode::Fresh;
+            let mut mode = Mode::for_batch(plan.events.len());
             let mut attempt = 0;
             loop {
                 attempt += 1;
@@ -161,14 +161,26 @@ pub async fn ingest_returning_new(
 ///
 /// Duplicates are rare (a caller's retry after a lost answer), and a bulk load costs PostgreSQL much
 /// less than an insert that checks each row for a conflict and reports back which rows went in. So a
-/// batch first goes in as `Fresh`; if an id is already stored, the primary key fails the transaction,
-/// nothing is committed, and the batch is done again as `Checked`.
+/// batch of some size first goes in as `Fresh`; if an id is already stored, the primary key fails the
+/// transaction, nothing is committed, and the batch is done again as `Checked`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     /// `COPY`: every event is new, or the transaction fails.
     Fresh,
     /// `ON CONFLICT (event_id) DO NOTHING RETURNING event_id`: stored ids are skipped and reported.
     Checked,
+}
+
+impl Mode {
+    /// A bulk load pays off from a few dozen events; below that, the round trip it adds costs more
+    /// than it saves, and the checked insert is one statement.
+    fn for_batch(events: usize) -> Mode {
+        if events >= 32 {
+            Mode::Fresh
+        } else {
+            Mode::Checked
+        }
+    }
 }
 
 /// The primary key of `usage_events` refused an id: the event is stored already.
