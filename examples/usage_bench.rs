@@ -2,13 +2,14 @@
 //!
 //! ```text
 //! cargo run --release --example usage_bench -- [--pg postgres://postgres@127.0.0.1:5432] [--events 200000]
-//!     [--clients 4] [--rate 2000] [--seconds 10] [--dashboard-events 10000000] [--skip ...]
+//!     [--clients 4] [--rate 2000] [--seconds 10] [--rounds 3] [--dashboard-events 10000000] [--skip ...]
 //! ```
 //!
 //! Each part starts the real service in-process on port 0 over a fresh database (a PostgreSQL schema in the
 //! database `billing_bench`, or a SQLite file) and drives it over HTTP on loopback:
 //! 1. batch ingestion: batches of 1,000 events posted by `--clients` concurrent clients (events/s);
-//! 2. the ceiling: PostgreSQL `COPY` of the same rows into a table shaped like `usage_events`;
+//! 2. the ceiling: PostgreSQL `COPY` of the same rows into a table shaped like `usage_events`; 1 and 2
+//!    alternate for `--rounds` rounds, each on a fresh schema, and their medians are compared;
 //! 3. single-event latency at a steady `--rate` requests/s (open loop: latency counts from the intended
 //!    send time, so a stall is not hidden);
 //! 4. dashboard latency over `--dashboard-events` events for 1,000 tenants, seeded with SQL.
@@ -56,6 +57,9 @@ struct Args {
     /// rollups (tenant, day, type); with 10, about 50.
     #[arg(long, default_value_t = 100)]
     tenants: usize,
+    /// Rounds of batch ingestion and COPY (each on a fresh schema, alternating); medians are reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Keep the dashboard's seeded schema (and reuse it when it exists) instead of dropping it.
     #[arg(long)]
     keep_seed: bool,
@@ -271,6 +275,11 @@ async fn copy_ceiling(url: &str, args: &Args) -> anyhow::Result<(f64, f64)> {
         .await?;
     pool.close().await;
     Ok((rates[0], rates[1]))
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    percentile(v, 0.5)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -551,39 +560,66 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or(1)
     );
 
-    if !skip("batch") || !skip("single") || !skip("copy") {
-        let schema = format!("bench_{run}");
-        let url = pg_schema(&args.pg, &schema).await?;
-        let app = spawn(&url).await?;
-        add_tenants(&app.db, args.tenants).await?;
-        let mut pg_rate = None;
-        if !skip("batch") {
-            let rate = batch_ingest(&app, "pg", &args).await?;
-            println!(
-                "{:<44} {rate:>10.0} events/s",
-                "PostgreSQL batch ingestion (HTTP)"
-            );
-            pg_rate = Some(rate);
+    if !skip("batch") || !skip("copy") {
+        // Rounds alternate ingestion and COPY, each on a fresh schema, so that what the machine does
+        // meanwhile (checkpoints, other work) weighs on both alike; the medians are compared.
+        let (mut ingest, mut one, mut many) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 1..=args.rounds {
+            let schema = format!("bench_{run}_{round}");
+            let url = pg_schema(&args.pg, &schema).await?;
+            let app = spawn(&url).await?;
+            add_tenants(&app.db, args.tenants).await?;
+            let mut line = format!("  round {round}:");
+            if !skip("batch") {
+                let rate = batch_ingest(&app, &format!("pg{round}"), &args).await?;
+                line += &format!(" ingestion {rate:.0} events/s");
+                ingest.push(rate);
+            }
+            if !skip("copy") {
+                let (o, m) = copy_ceiling(&url, &args).await?;
+                line += &format!(", COPY {o:.0} and {m:.0} rows/s");
+                one.push(o);
+                many.push(m);
+            }
+            eprintln!("{line}");
+            app.db.close().await;
+            drop_schema(&args.pg, &schema).await?;
         }
-        if !skip("copy") {
-            let (one, many) = copy_ceiling(&url, &args).await?;
-            println!("{:<44} {one:>10.0} rows/s", "PostgreSQL COPY, one stream");
+        let rounds = format!("median of {}", args.rounds);
+        if !ingest.is_empty() {
             println!(
-                "{:<44} {many:>10.0} rows/s",
+                "{:<44} {:>10.0} events/s ({rounds})",
+                "PostgreSQL batch ingestion (HTTP)",
+                median(&mut ingest)
+            );
+        }
+        if !one.is_empty() {
+            let (o, m) = (median(&mut one), median(&mut many));
+            println!(
+                "{:<44} {o:>10.0} rows/s ({rounds})",
+                "PostgreSQL COPY, one stream"
+            );
+            println!(
+                "{:<44} {m:>10.0} rows/s ({rounds})",
                 format!("PostgreSQL COPY, {} streams of 1,000 rows", args.clients)
             );
-            if let Some(rate) = pg_rate {
+            if !ingest.is_empty() {
                 println!(
                     "{:<44} {:>10.0} %",
                     "batch ingestion / best COPY",
-                    100.0 * rate / one.max(many)
+                    100.0 * median(&mut ingest) / o.max(m)
                 );
             }
         }
-        if !skip("single") {
-            let l = single_events(&app, "pg-single", &args).await?;
-            show(&format!("PostgreSQL single event at {}/s", args.rate), &l);
-        }
+    }
+
+    if !skip("single") {
+        let schema = format!("bench_{run}_single");
+        let url = pg_schema(&args.pg, &schema).await?;
+        let app = spawn(&url).await?;
+        add_tenants(&app.db, args.tenants).await?;
+        let l = single_events(&app, "pg-single", &args).await?;
+        show(&format!("PostgreSQL single event at {}/s", args.rate), &l);
         app.db.close().await;
         drop_schema(&args.pg, &schema).await?;
     }
