@@ -56,15 +56,30 @@ pub fn webhook_event(data: &[u8]) {
     let _ = serde_json::from_value::<stripe::CheckoutSession>(object);
 }
 
-/// The body of `POST /api/usage/events`: parsed, decoded and every event checked.
+/// The body of `POST /api/usage/events`, decoded both ways the route does: the typed decoding takes
+/// only batches the tree's checks find wholly valid, and decodes them to the same events.
 pub fn usage_batch(data: &[u8]) {
-    let Ok(body) = crate::error::parse_json::<Value>(data) else {
-        return;
-    };
     let received_at = Utc.with_ymd_and_hms(2026, 10, 5, 12, 0, 0).unwrap();
-    let Ok(batch) = validate::decode_batch(&body, received_at) else {
+    let fast = validate::decode_valid_batch(data, received_at);
+    let Ok(body) = crate::error::parse_json::<Value>(data) else {
+        assert!(
+            fast.is_none(),
+            "the typed decoding took a body that is not JSON"
+        );
         return;
     };
+    let Ok(batch) = validate::decode_batch(&body, received_at) else {
+        assert!(fast.is_none(), "the typed decoding took an unusable batch");
+        return;
+    };
+    if let Some(fast) = fast {
+        assert!(
+            batch.problems.is_empty(),
+            "the typed decoding took an invalid batch"
+        );
+        assert_eq!(fast.events, batch.events);
+        assert_eq!((fast.total, &fast.indexes), (batch.total, &batch.indexes));
+    }
     assert!((1..=MAX_BATCH).contains(&batch.total));
     assert_eq!(batch.events.len(), batch.indexes.len());
     assert!(batch.indexes.windows(2).all(|w| w[0] < w[1]));
@@ -145,6 +160,94 @@ mod tests {
         })
     }
 
+    /// Batches of events that are mostly valid, each field sometimes another valid value, sometimes an
+    /// invalid one or one of another JSON type: the typed decoding takes many of them whole.
+    fn near_valid_batch_input() -> impl Strategy<Value = Vec<u8>> {
+        /// A valid value four times in five.
+        fn pick(
+            valid: Vec<Option<Value>>,
+            invalid: Vec<Option<Value>>,
+        ) -> impl Strategy<Value = Option<Value>> {
+            prop_oneof![
+                4 => proptest::sample::select(valid),
+                1 => proptest::sample::select(invalid),
+            ]
+        }
+        use serde_json::json;
+        let event = (
+            pick(
+                vec![Some(json!("call-1")), Some(json!("réunion \"q\" \\ ☎"))],
+                vec![
+                    Some(json!("  ")),
+                    Some(json!("a\u{7}b")),
+                    Some(json!(7)),
+                    None,
+                ],
+            ),
+            pick(
+                vec![Some(json!("acme")), Some(json!(r"acme\eu"))],
+                vec![Some(json!("a b")), Some(json!(null)), None],
+            ),
+            pick(
+                vec![Some(json!("stt_words")), Some(json!("tts_words"))],
+                vec![Some(json!("phone_calls")), Some(json!("sms"))],
+            ),
+            pick(
+                vec![Some(json!(1)), Some(json!(40))],
+                vec![
+                    Some(json!(1.0)),
+                    Some(json!(2.5)),
+                    Some(json!(0)),
+                    Some(json!("3")),
+                    Some(json!(1_000_000_001)),
+                ],
+            ),
+            pick(
+                vec![
+                    None,
+                    Some(json!(null)),
+                    Some(json!("2026-10-05T08:00:00.1234567-04:00")),
+                ],
+                vec![
+                    Some(json!("2026-10-07T12:00:01Z")),
+                    Some(json!("yesterday")),
+                    Some(json!(5)),
+                ],
+            ),
+            pick(
+                vec![
+                    None,
+                    Some(json!(null)),
+                    Some(json!({"z": 1, "a": ["x\n", true]})),
+                ],
+                vec![Some(json!([1])), Some(json!("s"))],
+            ),
+            any::<bool>(),
+        )
+            .prop_map(|(id, tenant, kind, quantity, at, metadata, extra)| {
+                let mut m = serde_json::Map::new();
+                for (k, v) in [
+                    ("event_id", id),
+                    ("tenant_id", tenant),
+                    ("type", kind),
+                    ("quantity", quantity),
+                    ("occurred_at", at),
+                    ("metadata", metadata),
+                ] {
+                    if let Some(v) = v {
+                        m.insert(k.to_owned(), v);
+                    }
+                }
+                if extra {
+                    m.insert("extra".to_owned(), json!({"ignored": true}));
+                }
+                Value::Object(m)
+            });
+        proptest::collection::vec(event, 1..6).prop_map(|events| {
+            serde_json::to_vec(&serde_json::json!({ "events": events })).unwrap()
+        })
+    }
+
     /// Events shaped like Stripe's, with any value in the fields our types read.
     fn event_input() -> impl Strategy<Value = Vec<u8>> {
         let object = proptest::collection::btree_map(
@@ -203,6 +306,11 @@ mod tests {
 
         #[test]
         fn usage_batch_on_batch_shapes(data in batch_input()) {
+            usage_batch(&data);
+        }
+
+        #[test]
+        fn usage_batch_on_near_valid_batches(data in near_valid_batch_input()) {
             usage_batch(&data);
         }
     }
