@@ -152,13 +152,15 @@ fn event_json(prefix: &str, i: usize, tenants: usize) -> serde_json::Value {
     })
 }
 
-fn batches(prefix: &str, events: usize, tenants: usize) -> Vec<Vec<u8>> {
+fn batches(prefix: &str, events: usize, tenants: usize) -> Vec<axum::body::Bytes> {
     (0..events.div_ceil(1000))
         .map(|b| {
             let evs: Vec<_> = (b * 1000..((b + 1) * 1000).min(events))
                 .map(|i| event_json(prefix, i, tenants))
                 .collect();
-            serde_json::to_vec(&serde_json::json!({ "events": evs })).unwrap()
+            serde_json::to_vec(&serde_json::json!({ "events": evs }))
+                .unwrap()
+                .into()
         })
         .collect()
 }

@@ -6,7 +6,7 @@
 //! one each. Each request keeps its own all-or-nothing: if the combined transaction fails (an unknown
 //! tenant in one request, say), every request is retried alone and gets its own answer.
 
-use super::ingest::{ingest, ingest_returning_new, IngestOutcome};
+use super::ingest::{ingest, ingest_returning_new, IngestOutcome, Inserted};
 use super::NewEvent;
 use crate::db::{Backend, Db};
 use chrono::{DateTime, Utc};
@@ -139,7 +139,7 @@ async fn run(db: &Db, tz: Tz, jobs: Vec<Job>) {
 
 /// Splits a combined batch's new events among its requests: an id new to the database counts as
 /// accepted for the first request (and event) that carried it, and as a duplicate anywhere after.
-fn attribute(jobs: &[Job], new: &HashSet<String>) -> Vec<IngestOutcome> {
+fn attribute(jobs: &[Job], new: &Inserted) -> Vec<IngestOutcome> {
     let mut seen: HashSet<&str> = HashSet::new();
     jobs.iter()
         .map(|job| {
@@ -182,9 +182,18 @@ mod tests {
     }
 
     #[test]
+    fn when_all_were_new_only_repeats_across_requests_are_duplicates() {
+        let jobs = vec![job(&["a", "b"]), job(&["b", "c"])];
+        let out = attribute(&jobs, &Inserted::All(3));
+        let accepted: Vec<u64> = out.iter().map(|o| o.accepted).collect();
+        let duplicates: Vec<u64> = out.iter().map(|o| o.duplicates).collect();
+        assert_eq!((accepted, duplicates), (vec![2, 1], vec![0, 1]));
+    }
+
+    #[test]
     fn the_first_carrier_of_a_new_id_gets_it() {
         let jobs = vec![job(&["a", "b"]), job(&["b", "c", "c"]), job(&["old"])];
-        let new: HashSet<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let new = Inserted::Only(["a", "b", "c"].iter().map(|s| s.to_string()).collect());
         let out = attribute(&jobs, &new);
         assert_eq!(
             out[0],

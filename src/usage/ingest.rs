@@ -62,18 +62,27 @@ fn plan(batch: &[NewEvent], tz: Tz) -> Plan<'_> {
         .filter(|e| seen.insert(e.event_id.as_str()))
         .collect();
     unique.sort_by(|a, b| a.event_id.cmp(&b.event_id));
-    let key = |e: &NewEvent| -> GroupKey {
-        (
-            e.tenant_id.as_str().to_owned(),
-            e.occurred_at.with_timezone(&tz).date_naive(),
-            e.usage_type.as_str(),
-        )
-    };
-    let mut index: BTreeMap<GroupKey, usize> = unique.iter().map(|e| (key(e), 0)).collect();
+    // Borrowed keys while grouping: one owned key per group, not per event.
+    let keys: Vec<(&str, NaiveDate, &'static str)> = unique
+        .iter()
+        .map(|e| {
+            (
+                e.tenant_id.as_str(),
+                e.occurred_at.with_timezone(&tz).date_naive(),
+                e.usage_type.as_str(),
+            )
+        })
+        .collect();
+    let mut index: BTreeMap<(&str, NaiveDate, &'static str), usize> =
+        keys.iter().map(|k| (*k, 0)).collect();
     for (i, slot) in index.values_mut().enumerate() {
         *slot = i;
     }
-    let events: Vec<(&NewEvent, usize)> = unique.iter().map(|e| (*e, index[&key(e)])).collect();
+    let events: Vec<(&NewEvent, usize)> = unique
+        .iter()
+        .zip(&keys)
+        .map(|(e, k)| (*e, index[k]))
+        .collect();
     let mut sums = vec![(0i64, 0i64); index.len()];
     for (e, g) in &events {
         sums[*g].0 += e.quantity;
@@ -81,7 +90,10 @@ fn plan(batch: &[NewEvent], tz: Tz) -> Plan<'_> {
     }
     Plan {
         events,
-        groups: index.into_keys().collect(),
+        groups: index
+            .into_keys()
+            .map(|(t, d, u)| (t.to_owned(), d, u))
+            .collect(),
         sums,
     }
 }
@@ -97,22 +109,49 @@ pub async fn ingest(
 ) -> Result<IngestOutcome, sqlx::Error> {
     let accepted = ingest_returning_new(db, batch, received_at, tz)
         .await?
-        .len() as u64;
+        .count() as u64;
     Ok(IngestOutcome {
         accepted,
         duplicates: batch.len() as u64 - accepted,
     })
 }
 
-/// [`ingest`], returning the ids of the events this batch stored (the others were duplicates).
+/// Which events of a batch an ingest stored (the others were duplicates).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    /// Every distinct event of the batch, this many: none was stored before.
+    All(usize),
+    /// Only these ids.
+    Only(HashSet<String>),
+}
+
+impl Inserted {
+    /// How many events were stored.
+    pub fn count(&self) -> usize {
+        match self {
+            Inserted::All(n) => *n,
+            Inserted::Only(ids) => ids.len(),
+        }
+    }
+
+    /// Whether the batch's event `id` was stored by this ingest.
+    pub fn contains(&self, id: &str) -> bool {
+        match self {
+            Inserted::All(_) => true,
+            Inserted::Only(ids) => ids.contains(id),
+        }
+    }
+}
+
+/// [`ingest`], saying which of the batch's events it stored.
 pub async fn ingest_returning_new(
     db: &Db,
     batch: &[NewEvent],
     received_at: DateTime<Utc>,
     tz: Tz,
-) -> Result<HashSet<String>, sqlx::Error> {
+) -> Result<Inserted, sqlx::Error> {
     if batch.is_empty() {
-        return Ok(HashSet::new());
+        return Ok(Inserted::All(0));
     }
     let plan = plan(batch, tz);
     let inserted = match db {
@@ -198,7 +237,7 @@ fn is_retryable(e: &sqlx::Error) -> bool {
 }
 
 /// Per group, the quantity and count of the events that were not inserted (duplicates).
-fn not_inserted(plan: &Plan<'_>, inserted: &HashSet<String>) -> Vec<(usize, i64, i64)> {
+fn not_inserted(plan: &Plan<'_>, inserted: &Inserted) -> Vec<(usize, i64, i64)> {
     let mut sums = vec![(0i64, 0i64); plan.groups.len()];
     for (e, g) in &plan.events {
         if !inserted.contains(&e.event_id) {
@@ -249,7 +288,7 @@ mod postgres {
         shard: i16,
         mode: Mode,
         received_at: DateTime<Utc>,
-    ) -> Result<HashSet<String>, sqlx::Error> {
+    ) -> Result<Inserted, sqlx::Error> {
         let tenants: Vec<&str> = plan.groups.iter().map(|g| g.0.as_str()).collect();
         let days: Vec<NaiveDate> = plan.groups.iter().map(|g| g.1).collect();
         let types: Vec<&str> = plan.groups.iter().map(|g| g.2).collect();
@@ -288,12 +327,11 @@ mod postgres {
         let inserted = match mode {
             Mode::Fresh => {
                 copy_events(conn, plan, &ids, received_at).await?;
-                plan.events
-                    .iter()
-                    .map(|(e, _)| e.event_id.clone())
-                    .collect()
+                Inserted::All(plan.events.len())
             }
-            Mode::Checked => insert_new_events(conn, plan, &ids, received_at).await?,
+            Mode::Checked => {
+                Inserted::Only(insert_new_events(conn, plan, &ids, received_at).await?)
+            }
         };
 
         let dups = not_inserted(plan, &inserted);
@@ -465,7 +503,7 @@ mod sqlite {
         conn: &mut SqliteConnection,
         plan: &Plan<'_>,
         received_at: DateTime<Utc>,
-    ) -> Result<HashSet<String>, sqlx::Error> {
+    ) -> Result<Inserted, sqlx::Error> {
         let mut returned = Vec::with_capacity(plan.groups.len());
         let groups: Vec<_> = plan.groups.iter().zip(&plan.sums).collect();
         for chunk in groups.chunks(GROUPS_PER_STATEMENT) {
@@ -518,6 +556,7 @@ mod sqlite {
             inserted.extend(q.fetch_all(&mut *conn).await?);
         }
 
+        let inserted = Inserted::Only(inserted);
         for (g, q, n) in not_inserted(plan, &inserted) {
             // Takes duplicates back out of the rollup the upsert added them to.
             sqlx::query(
