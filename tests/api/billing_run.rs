@@ -364,14 +364,7 @@ async fn server_errors_at_every_step_then_a_rerun_finishes(app: TestApp) {
         clear_faults(&app).await;
         let r = run(&app, p, false).await.expect(200).body;
         assert_eq!(lines_of(billed(&r, &t)), expected(), "{step}: {r}");
-        let invs = app.usage_invoices(&t, p).await;
-        assert_eq!(invs.len(), 1, "{step}: one invoice");
-        assert_eq!(
-            invs[0]["lines"]["data"].as_array().unwrap().len(),
-            2,
-            "{step}: one item per line"
-        );
-        assert_eq!(invs[0]["status"], "paid", "{step}");
+        app.assert_one_paid_usage_invoice(&t, p, 2, step).await;
     }
 }
 
@@ -407,18 +400,8 @@ async fn lost_replies_at_every_step_never_duplicate(app: TestApp) {
             .any(|f| f["tenant_id"] == t.as_str());
         let r = run(&later, p, false).await.expect(200).body;
         assert_eq!(lines_of(billed(&r, &t)), expected(), "{step}: {r}");
-        let invs = app.usage_invoices(&t, p).await;
-        assert_eq!(
-            invs.len(),
-            1,
-            "{step}: one invoice (first run failed: {first_failed})"
-        );
-        assert_eq!(
-            invs[0]["lines"]["data"].as_array().unwrap().len(),
-            2,
-            "{step}: one item per line"
-        );
-        assert_eq!(invs[0]["status"], "paid", "{step}");
+        let label = format!("{step} (first run failed: {first_failed})");
+        app.assert_one_paid_usage_invoice(&t, p, 2, &label).await;
     }
     // No item was left pending outside its invoice, to land on some other invoice later.
     assert_eq!(app.stray_invoice_items().await, 0);
@@ -567,14 +550,8 @@ async fn rate_limits_and_timeouts_at_every_step(app: TestApp) {
             clear_faults(&app).await;
             let r = run(&slow, p, false).await.expect(200).body;
             assert_eq!(lines_of(billed(&r, &t)), expected(), "{kind} {step}: {r}");
-            let invs = app.usage_invoices(&t, p).await;
-            assert_eq!(invs.len(), 1, "{kind} {step}: one invoice");
-            assert_eq!(
-                invs[0]["lines"]["data"].as_array().unwrap().len(),
-                2,
-                "{kind} {step}: one item per line"
-            );
-            assert_eq!(invs[0]["status"], "paid", "{kind} {step}");
+            app.assert_one_paid_usage_invoice(&t, p, 2, &format!("{kind} {step}"))
+                .await;
         }
     }
     assert_eq!(app.stray_invoice_items().await, 0);
@@ -607,15 +584,11 @@ async fn a_declined_charge_leaves_the_invoice_to_stripes_retries(app: TestApp) {
     assert_eq!(invs.len(), 1);
     assert_eq!(invs[0]["status"], "open");
     app.settle().await;
-    let since = chrono::Utc::now() - chrono::Duration::days(1);
-    let failed = thanotopolis_billing::db::webhook_events::count_since(
-        &app.db,
-        "invoice.payment_failed",
-        since,
-    )
-    .await
-    .unwrap();
-    assert!(failed >= 1);
+    assert!(
+        app.webhook_events_recorded("invoice.payment_failed", 1)
+            .await
+            >= 1
+    );
     // A re-run does not charge again or bill again.
     let again = run(&app, p, false).await.expect(200).body;
     assert_eq!(again["billed"], r["billed"]);

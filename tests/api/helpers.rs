@@ -460,6 +460,32 @@ impl TestApp {
             .collect()
     }
 
+    /// The one usage invoice of a tenant and period, asserted paid with one item per planned line.
+    pub async fn assert_one_paid_usage_invoice(
+        &self,
+        tenant: &str,
+        period: impl std::fmt::Display,
+        lines: usize,
+        label: &str,
+    ) {
+        let invs = self.usage_invoices(tenant, period).await;
+        assert_eq!(invs.len(), 1, "{label}: one invoice");
+        assert_eq!(
+            invs[0]["lines"]["data"].as_array().unwrap().len(),
+            lines,
+            "{label}: one item per line"
+        );
+        assert_eq!(invs[0]["status"], "paid", "{label}");
+    }
+
+    /// Webhook events of `event_type` recorded in the last `days` days.
+    pub async fn webhook_events_recorded(&self, event_type: &str, days: i64) -> i64 {
+        let since = chrono::Utc::now() - chrono::Duration::days(days);
+        thanotopolis_billing::db::webhook_events::count_since(&self.db, event_type, since)
+            .await
+            .unwrap()
+    }
+
     /// Invoice items left pending in Stripe outside any invoice (they would land on some later invoice).
     pub async fn stray_invoice_items(&self) -> usize {
         let items = self
