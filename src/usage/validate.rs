@@ -285,14 +285,20 @@ pub fn decode_batch(body: &Value, received_at: DateTime<Utc>) -> Result<Batch, S
 
 /// A batch as it is usually sent, decoded straight from the body's bytes (no JSON tree, strings
 /// borrowed where they have no escapes).
+///
+/// Unknown fields are refused, not skipped: serde_json skips a value without checking it is valid
+/// UTF-8 or free of lone surrogate escapes, so a skipped field could let through a body the tree's
+/// decoding refuses. A batch with extra fields takes the tree's path, which ignores them.
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct WireBatch<'a> {
     #[serde(borrow)]
     events: Vec<WireEvent<'a>>,
 }
 
-/// Each field in the type a valid event has; any other type fails the decoding.
+/// Each field in the type a valid event has; any other type, or another field, fails the decoding.
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct WireEvent<'a> {
     #[serde(borrow)]
     event_id: Option<Cow<'a, str>>,
@@ -323,8 +329,8 @@ impl WireEvent<'_> {
 }
 
 /// The common case, fast: a batch whose every event is valid, decoded from the body without building
-/// a JSON tree. `None` when anything is off (not JSON, a field of another type, a value out of
-/// bounds, a number written `5.0`); then [`decode_batch`] decodes the tree and says what, event by
+/// a JSON tree. `None` when anything is off (not JSON, a field of another type or name, a value out
+/// of bounds, a number written `5.0`); then [`decode_batch`] decodes the tree and says what, event by
 /// event, or accepts what this one is too strict for. Both apply the same field rules.
 pub fn decode_valid_batch(body: &[u8], received_at: DateTime<Utc>) -> Option<Batch> {
     let wire: WireBatch<'_> = serde_json::from_slice(body).ok()?;
@@ -429,10 +435,13 @@ mod tests {
             json!({"event_id": "caf\u{e9} \"1\"", "tenant_id": "t1", "type": "phone_calls", "quantity": 1,
                    "occurred_at": "2026-10-05T08:00:00.1234567-04:00", "metadata": {"z": 1, "a": [true]}}),
             json!({"event_id": "e3", "tenant_id": "t2", "type": "tts_words", "quantity": 5,
-                   "occurred_at": null, "metadata": null, "extra": "ignored"}),
+                   "occurred_at": null, "metadata": null}),
         ];
-        let slow_only =
-            [json!({"event_id": "e4", "tenant_id": "t1", "type": "tts_words", "quantity": 5.0})];
+        let slow_only = [
+            json!({"event_id": "e4", "tenant_id": "t1", "type": "tts_words", "quantity": 5.0}),
+            json!({"event_id": "e4", "tenant_id": "t1", "type": "tts_words", "quantity": 5,
+                   "extra": "ignored"}),
+        ];
         let bad = vec![
             json!({"event_id": "e5", "tenant_id": "t1", "type": "tts_words", "quantity": 0}),
             json!({"event_id": "", "tenant_id": "t1", "type": "tts_words", "quantity": 1}),
@@ -472,6 +481,24 @@ mod tests {
         let empty = serde_json::to_vec(&json!({"events": []})).unwrap();
         assert!(decode_valid_batch(&empty, now()).is_none());
         assert!(decode_valid_batch(b"{\"events\": [", now()).is_none());
+        // Bodies that are not JSON text only in a field nobody reads are still not JSON.
+        let event = r#"{"event_id": "e1", "tenant_id": "t1", "type": "stt_words", "quantity": 1"#;
+        let invalid_utf8 = [
+            &br#"{"events": ["#[..],
+            event.as_bytes(),
+            b", \"x\": \"\xff\"}]}",
+        ]
+        .concat();
+        let lone_surrogate = format!(r#"{{"events": [{event}, "x": "\ud800"}}]}}"#);
+        let top_level = format!(r#"{{"x": "\ud800", "events": [{event}}}]}}"#);
+        for body in [
+            &invalid_utf8[..],
+            lone_surrogate.as_bytes(),
+            top_level.as_bytes(),
+        ] {
+            assert!(serde_json::from_slice::<Value>(body).is_err());
+            assert!(decode_valid_batch(body, now()).is_none());
+        }
     }
 
     #[test]
