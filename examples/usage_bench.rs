@@ -53,8 +53,8 @@ struct Args {
     /// Parts to skip: batch, copy, sqlite, single, dashboard (repeatable).
     #[arg(long)]
     skip: Vec<String>,
-    /// Tenants the ingestion runs spread events over: with 100, a batch of 1,000 touches about 470
-    /// rollups (tenant, day, type); with 10, about 50.
+    /// Tenants the ingestion runs spread events over: with 100, a batch of 1,000 touches about 160
+    /// rollups (tenant, day); with 10, about 17.
     #[arg(long, default_value_t = 100)]
     tenants: usize,
     /// Rounds of batch ingestion and COPY (each on a fresh schema, alternating); medians are reported.
@@ -424,7 +424,7 @@ async fn seed_dashboard(url: &str, n: i64) -> anyhow::Result<()> {
                     (ARRAY['stt_words', 'tts_words', 'phone_calls'])[k + 1],
                     CASE WHEN k = 2 THEN 1 ELSE 1 + i % 40 END,
                     ((current_date - ($3::int - 1) + d::int)::timestamp + make_interval(secs => (i * 7919) % 86400)) AT TIME ZONE 'UTC',
-                    now(), 1 + (((i % 1000) * $3 + d) * 3 + k) * $4
+                    now(), 1 + ((i % 1000) * $3 + d) * $4
                            + CASE WHEN d = $3 - 1 THEN (i / (3000 * $3)) % $4 ELSE 0 END, NULL
              FROM (SELECT i, (i / 1000) % $3 AS d, (i / (1000 * $3)) % 3 AS k
                    FROM generate_series($1::bigint, $2::bigint) i) s",
@@ -443,10 +443,12 @@ async fn seed_dashboard(url: &str, n: i64) -> anyhow::Result<()> {
     }
     // Today's keys in every shard (as busy as a day can be); earlier days merged into one rollup each.
     let rollups = format!(
-        "INSERT INTO usage_rollups (id, tenant_id, day, usage_type, shard, quantity, event_count)
-         SELECT rollup_id, tenant_id, (occurred_at AT TIME ZONE 'UTC')::date, usage_type,
-                (rollup_id - 1) % {SHARDS}, SUM(quantity), COUNT(*)
-         FROM usage_events GROUP BY 1, 2, 3, 4"
+        "INSERT INTO usage_rollups (id, tenant_id, day, shard, stt_words, tts_words, phone_calls, event_count)
+         SELECT rollup_id, tenant_id, (occurred_at AT TIME ZONE 'UTC')::date, (rollup_id - 1) % {SHARDS},
+                COALESCE(SUM(quantity) FILTER (WHERE usage_type = 'stt_words'), 0),
+                COALESCE(SUM(quantity) FILTER (WHERE usage_type = 'tts_words'), 0),
+                COALESCE(SUM(quantity) FILTER (WHERE usage_type = 'phone_calls'), 0), COUNT(*)
+         FROM usage_events GROUP BY 1, 2, 3"
     );
     for s in [
         "ALTER TABLE usage_events ADD PRIMARY KEY (event_id)",
@@ -456,7 +458,8 @@ async fn seed_dashboard(url: &str, n: i64) -> anyhow::Result<()> {
         // Months before the previous one were billed by their runs; the previous month is still open
         // (late usage) for some tenants.
         "UPDATE usage_rollups SET billed_by = 'run:' || to_char(day, 'YYYY-MM') || ':' || tenant_id,
-                billed_quantity = quantity, billed_at = now()
+                billed_stt_words = stt_words, billed_tts_words = tts_words,
+                billed_phone_calls = phone_calls, billed_at = now()
          WHERE day < date_trunc('month', current_date)::date
            AND (day < (date_trunc('month', current_date) - interval '1 month')::date OR tenant_id < 'tenant-0500')",
         "INSERT INTO subscriptions (stripe_subscription_id, tenant_id, stripe_customer_id, status, price_id,

@@ -185,13 +185,10 @@ pub async fn build(state: &AppState, now: DateTime<Utc>) -> Result<Overview, sql
             }
         }
     }
-    for (day, usage_type, quantity) in &daily {
+    for (day, words, calls) in &daily {
         if let Some(m) = months.get_mut(&BillingPeriod::of_day(*day)) {
-            match usage_type.as_str() {
-                "stt_words" | "tts_words" => m.words += quantity,
-                "phone_calls" => m.calls += quantity,
-                _ => {}
-            }
+            m.words += words;
+            m.calls += calls;
         }
     }
     let usage_revenue_cents = months
@@ -233,27 +230,28 @@ async fn usage_by_tenant(
     db: &Db,
     period: BillingPeriod,
 ) -> Result<HashMap<String, UsageThisMonth>, sqlx::Error> {
-    let rows: Vec<(String, String, i64)> = with_pool!(db, pool => {
+    let rows: Vec<(String, i64, i64, i64)> = with_pool!(db, pool => {
         sqlx::query_as(
-            "SELECT tenant_id, usage_type, CAST(SUM(quantity) AS BIGINT) FROM usage_rollups
-             WHERE day >= $1 AND day < $2 GROUP BY tenant_id, usage_type",
+            "SELECT tenant_id, CAST(SUM(stt_words) AS BIGINT), CAST(SUM(tts_words) AS BIGINT),
+                    CAST(SUM(phone_calls) AS BIGINT)
+             FROM usage_rollups WHERE day >= $1 AND day < $2 GROUP BY tenant_id",
         )
         .bind(period.first_day())
         .bind(period.end_day())
         .fetch_all(pool)
         .await
     })?;
-    let mut out: HashMap<String, UsageThisMonth> = HashMap::new();
-    for (tenant, usage_type, q) in rows {
-        let u = out.entry(tenant).or_default();
-        match usage_type.as_str() {
-            "stt_words" => u.stt_words += q,
-            "tts_words" => u.tts_words += q,
-            "phone_calls" => u.phone_calls += q,
-            _ => {}
-        }
-    }
-    Ok(out)
+    Ok(rows
+        .into_iter()
+        .map(|(tenant, stt_words, tts_words, phone_calls)| {
+            let usage = UsageThisMonth {
+                stt_words,
+                tts_words,
+                phone_calls,
+            };
+            (tenant, usage)
+        })
+        .collect())
 }
 
 /// Paid invoices since `since`: when, how much, and whether it is a usage invoice (has `billing_period`).
@@ -276,15 +274,15 @@ async fn paid_invoices_since(
         .collect())
 }
 
-/// Usage of every tenant by local day and type, from `since` on.
+/// Usage of every tenant by local day, from `since` on: voice words and calls.
 async fn usage_by_day_since(
     db: &Db,
     since: NaiveDate,
-) -> Result<Vec<(NaiveDate, String, i64)>, sqlx::Error> {
+) -> Result<Vec<(NaiveDate, i64, i64)>, sqlx::Error> {
     with_pool!(db, pool => {
         sqlx::query_as(
-            "SELECT day, usage_type, CAST(SUM(quantity) AS BIGINT) FROM usage_rollups
-             WHERE day >= $1 GROUP BY day, usage_type",
+            "SELECT day, CAST(SUM(stt_words + tts_words) AS BIGINT), CAST(SUM(phone_calls) AS BIGINT)
+             FROM usage_rollups WHERE day >= $1 GROUP BY day",
         )
         .bind(since)
         .fetch_all(pool)

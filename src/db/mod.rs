@@ -18,7 +18,7 @@ use sqlx::{PgPool, SqlitePool};
 use std::str::FromStr;
 use std::time::Duration;
 
-pub use migrate::migrate;
+pub use migrate::{migrate, migrate_through};
 
 #[derive(Clone, Debug)]
 pub enum Db {

@@ -1,6 +1,6 @@
 //! What is billable and not yet billed, and the monthly run's claim on it.
 //!
-//! A rollup (tenant, local day, type) is *open* until a run claims it by setting `billed_by`. Usage is
+//! A rollup (tenant, local day; a column per type) is *open* until a run claims it by setting `billed_by`. Usage is
 //! free when it occurred inside a tenant's demo interval or before the latest `trial_end` of its
 //! subscriptions. A day wholly inside free time counts zero, a day wholly outside counts its rollup, and
 //! only a day that straddles a boundary reads its raw events: reads stay O(days), not O(events).
@@ -106,20 +106,15 @@ impl FreeIntervals {
 struct Rollup {
     id: i64,
     day: NaiveDate,
-    usage_type: String,
-    quantity: i64,
+    totals: UsageTotals,
 }
 
-/// Sums rollups' billable quantities by period, leaving out periods with nothing billable.
-fn by_period(rows: impl IntoIterator<Item = (NaiveDate, String, i64)>) -> ByPeriod {
+/// Sums rollups' billable totals by period, leaving out periods with nothing billable.
+fn by_period(rows: impl IntoIterator<Item = (NaiveDate, UsageTotals)>) -> ByPeriod {
     let mut out = ByPeriod::new();
-    for (day, usage_type, quantity) in rows {
-        if quantity != 0 {
-            add_to(
-                out.entry(BillingPeriod::of_day(day)).or_default(),
-                &usage_type,
-                quantity,
-            );
+    for (day, totals) in rows {
+        if !totals.is_empty() {
+            *out.entry(BillingPeriod::of_day(day)).or_default() += totals;
         }
     }
     out.retain(|_, t| !t.is_empty());
@@ -166,7 +161,7 @@ macro_rules! queries {
                 before_day: NaiveDate,
             ) -> Result<Vec<Rollup>, sqlx::Error> {
                 let rows = sqlx::query(
-                    "SELECT id, day, usage_type, quantity FROM usage_rollups
+                    "SELECT id, day, stt_words, tts_words, phone_calls FROM usage_rollups
                      WHERE tenant_id = $1 AND billed_by IS NULL AND day < $2",
                 )
                 .bind(tenant)
@@ -176,8 +171,8 @@ macro_rules! queries {
                 Ok(rows.iter().map(rollup).collect())
             }
 
-            /// Claims every open rollup before `before_day`, with `billed_quantity` provisionally the
-            /// whole quantity; returns the claimed rows.
+            /// Claims every open rollup before `before_day`, with its billed quantities provisionally
+            /// the whole quantities; returns the claimed rows.
             pub(super) async fn claim(
                 conn: &mut $conn,
                 tenant: &str,
@@ -199,10 +194,10 @@ macro_rules! queries {
                 conn: &mut $conn,
                 tenant: &str,
                 key: &str,
-            ) -> Result<Vec<(NaiveDate, String, i64)>, sqlx::Error> {
+            ) -> Result<Vec<(NaiveDate, UsageTotals)>, sqlx::Error> {
                 let rows = sqlx::query(
-                    "SELECT day, usage_type, billed_quantity FROM usage_rollups
-                     WHERE tenant_id = $1 AND billed_by = $2",
+                    "SELECT day, billed_stt_words, billed_tts_words, billed_phone_calls
+                     FROM usage_rollups WHERE tenant_id = $1 AND billed_by = $2",
                 )
                 .bind(tenant)
                 .bind(key)
@@ -210,59 +205,73 @@ macro_rules! queries {
                 .await?;
                 rows.iter()
                     .map(|r| {
+                        let billed = |column| {
+                            r.try_get::<Option<i64>, _>(column).map(|q| q.unwrap_or(0))
+                        };
                         Ok((
                             r.try_get("day")?,
-                            r.try_get("usage_type")?,
-                            r.try_get::<Option<i64>, _>("billed_quantity")?.unwrap_or(0),
+                            UsageTotals {
+                                stt_words: billed("billed_stt_words")?,
+                                tts_words: billed("billed_tts_words")?,
+                                calls: billed("billed_phone_calls")?,
+                            },
                         ))
                     })
                     .collect()
             }
 
-            pub(super) async fn set_billed_quantity(
+            pub(super) async fn set_billed(
                 conn: &mut $conn,
                 id: i64,
-                quantity: i64,
+                billed: &UsageTotals,
             ) -> Result<(), sqlx::Error> {
-                sqlx::query("UPDATE usage_rollups SET billed_quantity = $2 WHERE id = $1")
-                    .bind(id)
-                    .bind(quantity)
-                    .execute(&mut *conn)
-                    .await?;
+                sqlx::query(
+                    "UPDATE usage_rollups SET billed_stt_words = $2, billed_tts_words = $3,
+                         billed_phone_calls = $4
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .bind(billed.stt_words)
+                .bind(billed.tts_words)
+                .bind(billed.calls)
+                .execute(&mut *conn)
+                .await?;
                 Ok(())
             }
 
-            /// The rollup's quantity that is billable: the whole of it, none of it, or for a day that
-            /// straddles free time, the sum of its events that occurred outside free time.
-            pub(super) async fn billable_quantity(
+            /// The rollup's totals that are billable: all of them, none, or for a day that straddles
+            /// free time, the sums of its events that occurred outside free time.
+            pub(super) async fn billable_totals(
                 conn: &mut $conn,
                 r: &Rollup,
                 free: &FreeIntervals,
                 tz: Tz,
-            ) -> Result<i64, sqlx::Error> {
+            ) -> Result<UsageTotals, sqlx::Error> {
                 Ok(match free.coverage(r.day, tz) {
-                    DayCoverage::Billable => r.quantity,
-                    DayCoverage::Free => 0,
+                    DayCoverage::Billable => r.totals,
+                    DayCoverage::Free => UsageTotals::default(),
                     DayCoverage::Partial => {
-                        // Its events, and those of the shards merged into it.
+                        // Its events, and those of the rollups merged into it.
                         let rows = sqlx::query(
-                            "SELECT occurred_at, quantity FROM usage_events WHERE rollup_id = $1
+                            "SELECT occurred_at, usage_type, quantity FROM usage_events WHERE rollup_id = $1
                              UNION ALL
-                             SELECT e.occurred_at, e.quantity
+                             SELECT e.occurred_at, e.usage_type, e.quantity
                              FROM usage_rollup_merges m JOIN usage_events e ON e.rollup_id = m.merged_id
                              WHERE m.into_id = $1",
                         )
                         .bind(r.id)
                         .fetch_all(&mut *conn)
                         .await?;
-                        let mut sum = 0i64;
+                        let mut totals = UsageTotals::default();
                         for row in rows {
                             let at: DateTime<Utc> = row.try_get("occurred_at")?;
                             if !free.contains(at) {
-                                sum += row.try_get::<i64, _>("quantity")?;
+                                let usage_type: String = row.try_get("usage_type")?;
+                                let quantity: i64 = row.try_get("quantity")?;
+                                add_to(&mut totals, &usage_type, quantity);
                             }
                         }
-                        sum
+                        totals
                     }
                 })
             }
@@ -270,15 +279,17 @@ macro_rules! queries {
             fn rollup<R: Row>(row: &R) -> Rollup
             where
                 for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-                for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
                 for<'r> NaiveDate: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
                 for<'r> &'r str: sqlx::ColumnIndex<R>,
             {
                 Rollup {
                     id: row.get("id"),
                     day: row.get("day"),
-                    usage_type: row.get("usage_type"),
-                    quantity: row.get("quantity"),
+                    totals: UsageTotals {
+                        stt_words: row.get("stt_words"),
+                        tts_words: row.get("tts_words"),
+                        calls: row.get("phone_calls"),
+                    },
                 }
             }
 
@@ -292,8 +303,7 @@ macro_rules! queries {
                 let rollups = open_rollups(conn, tenant, before_day).await?;
                 let mut rows = Vec::with_capacity(rollups.len());
                 for r in rollups {
-                    let q = billable_quantity(conn, &r, &free, tz).await?;
-                    rows.push((r.day, r.usage_type, q));
+                    rows.push((r.day, billable_totals(conn, &r, &free, tz).await?));
                 }
                 Ok(by_period(rows))
             }
@@ -325,11 +335,11 @@ macro_rules! queries {
                 let free = free_intervals(conn, tenant).await?;
                 let mut rows = Vec::with_capacity(claimed.len());
                 for r in claimed {
-                    let q = billable_quantity(conn, &r, &free, tz).await?;
-                    if q != r.quantity {
-                        set_billed_quantity(conn, r.id, q).await?;
+                    let billable = billable_totals(conn, &r, &free, tz).await?;
+                    if billable != r.totals {
+                        set_billed(conn, r.id, &billable).await?;
                     }
-                    rows.push((r.day, r.usage_type, q));
+                    rows.push((r.day, billable));
                 }
                 Ok(by_period(rows))
             }
@@ -337,25 +347,27 @@ macro_rules! queries {
     };
 }
 
-// PostgreSQL: lock the open rollups in (day, type, shard) order, the order ingestion locks them in (an
-// ingest holds one shard), so the two never deadlock; a rollup held by an ingest in flight is claimed
-// once that ingest commits, with its quantity as committed.
+// PostgreSQL: lock the open rollups in (day, shard) order, the order ingestion locks them in (an ingest
+// holds one shard), so the two never deadlock; a rollup held by an ingest in flight is claimed once that
+// ingest commits, with its quantities as committed.
 queries!(
     pg,
     sqlx::PgConnection,
-    "UPDATE usage_rollups SET billed_by = $3, billed_at = $4, billed_quantity = quantity
+    "UPDATE usage_rollups SET billed_by = $3, billed_at = $4, billed_stt_words = stt_words,
+         billed_tts_words = tts_words, billed_phone_calls = phone_calls
      WHERE id IN (SELECT id FROM usage_rollups
                   WHERE tenant_id = $1 AND day < $2 AND billed_by IS NULL
-                  ORDER BY day, usage_type, shard FOR UPDATE)
-     RETURNING id, day, usage_type, quantity"
+                  ORDER BY day, shard FOR UPDATE)
+     RETURNING id, day, stt_words, tts_words, phone_calls"
 );
 // SQLite: the write transaction already excludes every other writer.
 queries!(
     lite,
     sqlx::SqliteConnection,
-    "UPDATE usage_rollups SET billed_by = $3, billed_at = $4, billed_quantity = quantity
+    "UPDATE usage_rollups SET billed_by = $3, billed_at = $4, billed_stt_words = stt_words,
+         billed_tts_words = tts_words, billed_phone_calls = phone_calls
      WHERE tenant_id = $1 AND day < $2 AND billed_by IS NULL
-     RETURNING id, day, usage_type, quantity"
+     RETURNING id, day, stt_words, tts_words, phone_calls"
 );
 
 fn day_of(t: DateTime<Utc>, tz: Tz) -> NaiveDate {
@@ -421,22 +433,24 @@ pub async fn recorded(
     tenant: &TenantId,
     period: BillingPeriod,
 ) -> Result<UsageTotals, sqlx::Error> {
-    let rows: Vec<(String, i64)> = crate::with_pool!(db, pool => {
+    let (stt_words, tts_words, calls): (i64, i64, i64) = crate::with_pool!(db, pool => {
         sqlx::query_as(
-            "SELECT usage_type, CAST(SUM(quantity) AS BIGINT) FROM usage_rollups
-             WHERE tenant_id = $1 AND day >= $2 AND day < $3 GROUP BY usage_type",
+            "SELECT CAST(COALESCE(SUM(stt_words), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(tts_words), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(phone_calls), 0) AS BIGINT)
+             FROM usage_rollups WHERE tenant_id = $1 AND day >= $2 AND day < $3",
         )
         .bind(tenant.as_str())
         .bind(period.first_day())
         .bind(period.end_day())
-        .fetch_all(pool)
+        .fetch_one(pool)
         .await
     })?;
-    let mut totals = UsageTotals::default();
-    for (usage_type, q) in rows {
-        add_to(&mut totals, &usage_type, q);
-    }
-    Ok(totals)
+    Ok(UsageTotals {
+        stt_words,
+        tts_words,
+        calls,
+    })
 }
 
 #[cfg(test)]

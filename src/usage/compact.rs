@@ -1,8 +1,8 @@
 //! Merging the rollup shards of days that are over, so that reading a past day costs one row per key.
 //!
-//! Concurrent ingests write up to [`SHARDS`](super::shards::SHARDS) copies of a (tenant, day, type)
+//! Concurrent ingests write up to [`SHARDS`](super::shards::SHARDS) copies of a (tenant, day)
 //! rollup. Once the day is over in the billing time zone, `serve` merges each key's open copies into
-//! the one of the lowest shard: its quantity and count grow by theirs, the others are deleted, and
+//! the one of the lowest shard: its quantities and count grow by theirs, the others are deleted, and
 //! `usage_rollup_merges` records where their events now count (the events themselves are not
 //! rewritten). Only the dashboard and the run's reads get cheaper: totals never change.
 //!
@@ -27,12 +27,12 @@ const KEYS_PER_PASS: i64 = 5_000;
 pub async fn compact(db: &Db, before_day: NaiveDate) -> Result<u64, sqlx::Error> {
     let mut merged = 0;
     loop {
-        let keys: Vec<(String, NaiveDate, String)> = crate::with_pool!(db, pool => {
+        let keys: Vec<(String, NaiveDate)> = crate::with_pool!(db, pool => {
             sqlx::query_as(
-                "SELECT tenant_id, day, usage_type FROM usage_rollups
+                "SELECT tenant_id, day FROM usage_rollups
                  WHERE billed_by IS NULL AND day < $1
-                 GROUP BY tenant_id, day, usage_type HAVING COUNT(*) > 1
-                 ORDER BY tenant_id, day, usage_type LIMIT $2",
+                 GROUP BY tenant_id, day HAVING COUNT(*) > 1
+                 ORDER BY tenant_id, day LIMIT $2",
             )
             .bind(before_day)
             .bind(KEYS_PER_PASS)
@@ -40,8 +40,8 @@ pub async fn compact(db: &Db, before_day: NaiveDate) -> Result<u64, sqlx::Error>
             .await
         })?;
         let mut progress = 0;
-        for (tenant, day, usage_type) in &keys {
-            progress += merge_key(db, tenant, *day, usage_type).await?;
+        for (tenant, day) in &keys {
+            progress += merge_key(db, tenant, *day).await?;
         }
         merged += progress;
         // A key found but left with one open rollup (a claim took the rest) gives no progress; the
@@ -52,48 +52,47 @@ pub async fn compact(db: &Db, before_day: NaiveDate) -> Result<u64, sqlx::Error>
     }
 }
 
+/// One open rollup's quantities, as a merge moves them.
+type Row = (i64, i64, i64, i64, i64);
+
 /// Merges one key's open rollups into its lowest shard; returns how many were merged away.
-async fn merge_key(
-    db: &Db,
-    tenant: &str,
-    day: NaiveDate,
-    usage_type: &str,
-) -> Result<u64, sqlx::Error> {
+async fn merge_key(db: &Db, tenant: &str, day: NaiveDate) -> Result<u64, sqlx::Error> {
     // SQLite's write transaction excludes every other writer already.
     let lock = match db {
         Db::Postgres(_) => " FOR UPDATE",
         Db::Sqlite(_) => "",
     };
     let select = format!(
-        "SELECT id, quantity, event_count FROM usage_rollups
-         WHERE tenant_id = $1 AND day = $2 AND usage_type = $3 AND billed_by IS NULL
+        "SELECT id, stt_words, tts_words, phone_calls, event_count FROM usage_rollups
+         WHERE tenant_id = $1 AND day = $2 AND billed_by IS NULL
          ORDER BY shard{lock}"
     );
     crate::begin_write!(db, pool, tx => {
-        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(&select)
+        let rows: Vec<Row> = sqlx::query_as(&select)
             .bind(tenant)
             .bind(day)
-            .bind(usage_type)
             .fetch_all(&mut *tx)
             .await?;
-        let Some(((keeper, _, _), rest)) = rows.split_first() else {
+        let Some(((keeper, ..), rest)) = rows.split_first() else {
             return Ok(0);
         };
         if rest.is_empty() {
             return Ok(0);
         }
-        let quantity: i64 = rest.iter().map(|r| r.1).sum();
-        let count: i64 = rest.iter().map(|r| r.2).sum();
+        let sum = |f: fn(&Row) -> i64| rest.iter().map(f).sum::<i64>();
         sqlx::query(
-            "UPDATE usage_rollups SET quantity = quantity + $2, event_count = event_count + $3
+            "UPDATE usage_rollups SET stt_words = stt_words + $2, tts_words = tts_words + $3,
+                 phone_calls = phone_calls + $4, event_count = event_count + $5
              WHERE id = $1",
         )
         .bind(keeper)
-        .bind(quantity)
-        .bind(count)
+        .bind(sum(|r| r.1))
+        .bind(sum(|r| r.2))
+        .bind(sum(|r| r.3))
+        .bind(sum(|r| r.4))
         .execute(&mut *tx)
         .await?;
-        for (merged, _, _) in rest {
+        for (merged, ..) in rest {
             // Rollups merged into this one earlier now count in the keeper too.
             sqlx::query("UPDATE usage_rollup_merges SET into_id = $2 WHERE into_id = $1")
                 .bind(merged)

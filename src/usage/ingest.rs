@@ -1,21 +1,21 @@
 //! Ingestion: a batch of validated events into `usage_events` and `usage_rollups`, exactly once.
 //!
+//! A rollup counts one tenant's usage of one local day (in the billing time zone), a column per type.
 //! One write transaction per batch:
-//! 1. group the batch by (tenant, local day, type), in key order so that every writer locks rollups in
-//!    the same order and two batches never deadlock on them;
+//! 1. group the batch by (tenant, local day), in key order so that every writer locks rollups in the
+//!    same order and two batches never deadlock on them;
 //! 2. upsert each group's open rollup of the transaction's shard (`billed_by IS NULL`, unique by the
-//!    partial index; see [`super::shards`]), adding the group's quantity and count: this creates the
-//!    bucket or locks it until commit, and gives its id;
-//! 3. insert the events with that id. On PostgreSQL they first go in as if all were new (`COPY`); an id
-//!    already stored fails the primary key and the transaction, and the batch is done again with
-//!    `ON CONFLICT (event_id) DO NOTHING RETURNING event_id` (see [`Mode`]). What comes back is what is
-//!    new, the rest are duplicates (of earlier batches, or of a concurrent one, whose commit the insert
-//!    waits for);
+//!    partial index; see [`super::shards`]), adding the group's sums by type and its count: this
+//!    creates the bucket or locks it until commit, and gives its id;
+//! 3. insert the events with that id. On PostgreSQL a batch first goes in as if all were new (`COPY`);
+//!    an id already stored fails the primary key and the transaction, and the batch is done again as a
+//!    checked insert that skips stored ids (see [`Mode`]). What goes in is what is new, the rest are
+//!    duplicates (of earlier batches, or of a concurrent one, whose commit the insert waits for);
 //! 4. take the duplicates' quantities back out of their rollups (the rollups are still locked, so no one
 //!    saw them counted); commit; only then answer. The rollups end up with exactly the new events.
 //!
-//! Adding first and correcting after costs one rollup write per batch in the usual case (no duplicates)
-//! instead of two: rollups are the rows every writer of a tenant's day shares.
+//! Adding first and correcting after costs one rollup write per group in the usual case (no
+//! duplicates) instead of two: rollups are the rows every writer of a tenant's day shares.
 //!
 //! An event naming an unknown tenant fails the rollup's foreign key, which rolls the batch back: the
 //! caller checks tenants only then, so the common path spends no query on it.
@@ -23,6 +23,7 @@
 //! Because the monthly run claims a rollup by updating it, it waits for an ingest holding that rollup
 //! (and vice versa): an event is either in a rollup before the claim, or lands in a new open bucket.
 
+use super::rating::UsageTotals;
 use super::shards::Shards;
 use super::NewEvent;
 use crate::db::Db;
@@ -42,8 +43,8 @@ pub struct IngestOutcome {
 /// The shards of this process's PostgreSQL ingests (SQLite writes one at a time, to shard 0).
 static SHARDS: Shards = Shards::new();
 
-/// A rollup bucket's key within a shard; ordered as the lock order.
-type GroupKey = (String, NaiveDate, &'static str);
+/// A rollup bucket's key within a shard (tenant, local day); ordered as the lock order.
+type GroupKey = (String, NaiveDate);
 
 /// The batch, deduplicated and grouped: what the SQL of either engine needs.
 struct Plan<'a> {
@@ -51,30 +52,26 @@ struct Plan<'a> {
     events: Vec<(&'a NewEvent, usize)>,
     /// Group keys in lock order.
     groups: Vec<GroupKey>,
-    /// Per group, the quantity and count of its events.
-    sums: Vec<(i64, i64)>,
+    /// Per group, its events' quantities by type and their count.
+    sums: Vec<(UsageTotals, i64)>,
 }
 
 fn plan(batch: &[NewEvent], tz: Tz) -> Plan<'_> {
-    let mut seen = HashSet::with_capacity(batch.len());
-    let mut unique: Vec<&NewEvent> = batch
-        .iter()
-        .filter(|e| seen.insert(e.event_id.as_str()))
-        .collect();
+    // Sorted by id, then the first of each id kept: the sort is stable, so that is the first sent.
+    let mut unique: Vec<&NewEvent> = batch.iter().collect();
     unique.sort_by(|a, b| a.event_id.cmp(&b.event_id));
+    unique.dedup_by(|later, first| later.event_id == first.event_id);
     // Borrowed keys while grouping: one owned key per group, not per event.
-    let keys: Vec<(&str, NaiveDate, &'static str)> = unique
+    let keys: Vec<(&str, NaiveDate)> = unique
         .iter()
         .map(|e| {
             (
                 e.tenant_id.as_str(),
                 e.occurred_at.with_timezone(&tz).date_naive(),
-                e.usage_type.as_str(),
             )
         })
         .collect();
-    let mut index: BTreeMap<(&str, NaiveDate, &'static str), usize> =
-        keys.iter().map(|k| (*k, 0)).collect();
+    let mut index: BTreeMap<(&str, NaiveDate), usize> = keys.iter().map(|k| (*k, 0)).collect();
     for (i, slot) in index.values_mut().enumerate() {
         *slot = i;
     }
@@ -83,17 +80,14 @@ fn plan(batch: &[NewEvent], tz: Tz) -> Plan<'_> {
         .zip(&keys)
         .map(|(e, k)| (*e, index[k]))
         .collect();
-    let mut sums = vec![(0i64, 0i64); index.len()];
+    let mut sums = vec![(UsageTotals::default(), 0i64); index.len()];
     for (e, g) in &events {
-        sums[*g].0 += e.quantity;
+        sums[*g].0.add(e.usage_type, e.quantity);
         sums[*g].1 += 1;
     }
     Plan {
         events,
-        groups: index
-            .into_keys()
-            .map(|(t, d, u)| (t.to_owned(), d, u))
-            .collect(),
+        groups: index.into_keys().map(|(t, d)| (t.to_owned(), d)).collect(),
         sums,
     }
 }
@@ -161,14 +155,16 @@ pub async fn ingest_returning_new(
             let mut attempt = 0;
             loop {
                 attempt += 1;
-                let mut tx = pool.begin().await?;
-                let result = async {
-                    let n =
-                        postgres::ingest(&mut tx, &plan, shard.number(), mode, received_at).await?;
-                    tx.commit().await?;
-                    Ok::<_, sqlx::Error>(n)
-                }
-                .await;
+                let result = match mode {
+                    Mode::Fresh => postgres::ingest_fresh(pool, &plan, shard.number(), received_at)
+                        .await
+                        .map(|()| Inserted::All(plan.events.len())),
+                    Mode::Checked => {
+                        postgres::ingest_checked(pool, &plan, shard.number(), received_at)
+                            .await
+                            .map(Inserted::Only)
+                    }
+                };
                 match result {
                     // A stored id: nothing was committed; again, skipping what is stored.
                     Err(e) if mode == Mode::Fresh && is_stored_event_id(&e) => {
@@ -204,15 +200,16 @@ pub async fn ingest_returning_new(
 /// transaction, nothing is committed, and the batch is done again as `Checked`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
-    /// `COPY`: every event is new, or the transaction fails.
+    /// A transaction of the rollup upsert and a `COPY` of the events: every event is new, or the
+    /// transaction fails.
     Fresh,
-    /// `ON CONFLICT (event_id) DO NOTHING RETURNING event_id`: stored ids are skipped and reported.
+    /// One call that skips stored ids, takes what they added back out and reports which went in.
     Checked,
 }
 
 impl Mode {
-    /// A bulk load pays off from a few dozen events; below that, the round trip it adds costs more
-    /// than it saves, and the checked insert is one statement.
+    /// A bulk load pays off from a few dozen events; below that, the round trips of its transaction
+    /// cost more than it saves, and the checked insert is one call.
     fn for_batch(events: usize) -> Mode {
         if events >= 32 {
             Mode::Fresh
@@ -236,12 +233,13 @@ fn is_retryable(e: &sqlx::Error) -> bool {
         .is_some_and(|c| c == "40P01" || c == "40001")
 }
 
-/// Per group, the quantity and count of the events that were not inserted (duplicates).
-fn not_inserted(plan: &Plan<'_>, inserted: &Inserted) -> Vec<(usize, i64, i64)> {
-    let mut sums = vec![(0i64, 0i64); plan.groups.len()];
+/// Per group, the quantities by type and the count of the events that were not inserted
+/// (duplicates); only groups that have some.
+fn not_inserted(plan: &Plan<'_>, inserted: &Inserted) -> Vec<(usize, UsageTotals, i64)> {
+    let mut sums = vec![(UsageTotals::default(), 0i64); plan.groups.len()];
     for (e, g) in &plan.events {
         if !inserted.contains(&e.event_id) {
-            sums[*g].0 += e.quantity;
+            sums[*g].0.add(e.usage_type, e.quantity);
             sums[*g].1 += 1;
         }
     }
@@ -253,115 +251,163 @@ fn not_inserted(plan: &Plan<'_>, inserted: &Inserted) -> Vec<(usize, i64, i64)> 
 }
 
 /// Maps rows returned by the rollup upsert back to group indexes.
-fn rollup_ids(plan: &Plan<'_>, returned: Vec<(i64, String, NaiveDate, String)>) -> Vec<i64> {
-    let index: HashMap<(&str, NaiveDate, &str), usize> = plan
+fn rollup_ids(plan: &Plan<'_>, returned: Vec<(i64, String, NaiveDate)>) -> Vec<i64> {
+    let index: HashMap<(&str, NaiveDate), usize> = plan
         .groups
         .iter()
         .enumerate()
-        .map(|(i, (t, d, u))| ((t.as_str(), *d, *u), i))
+        .map(|(i, (t, d))| ((t.as_str(), *d), i))
         .collect();
     let mut ids = vec![0i64; plan.groups.len()];
-    for (id, tenant, day, usage_type) in returned {
-        let i = index[&(tenant.as_str(), day, usage_type.as_str())];
-        ids[i] = id;
+    for (id, tenant, day) in returned {
+        ids[index[&(tenant.as_str(), day)]] = id;
     }
     debug_assert!(ids.iter().all(|id| *id != 0), "every group has its rollup");
     ids
 }
 
-const UPSERT_CONFLICT: &str =
-    "ON CONFLICT (tenant_id, day, usage_type, shard) WHERE billed_by IS NULL \
-     DO UPDATE SET quantity = usage_rollups.quantity + EXCLUDED.quantity, \
+/// The plan's groups as one column each, as both engines bind them.
+struct GroupColumns<'a> {
+    tenants: Vec<&'a str>,
+    days: Vec<NaiveDate>,
+    stt_words: Vec<i64>,
+    tts_words: Vec<i64>,
+    phone_calls: Vec<i64>,
+    counts: Vec<i64>,
+}
+
+impl<'a> GroupColumns<'a> {
+    fn of(plan: &'a Plan<'_>) -> GroupColumns<'a> {
+        GroupColumns {
+            tenants: plan.groups.iter().map(|g| g.0.as_str()).collect(),
+            days: plan.groups.iter().map(|g| g.1).collect(),
+            stt_words: plan.sums.iter().map(|s| s.0.stt_words).collect(),
+            tts_words: plan.sums.iter().map(|s| s.0.tts_words).collect(),
+            phone_calls: plan.sums.iter().map(|s| s.0.calls).collect(),
+            counts: plan.sums.iter().map(|s| s.1).collect(),
+        }
+    }
+}
+
+const UPSERT_CONFLICT: &str = "ON CONFLICT (tenant_id, day, shard) WHERE billed_by IS NULL \
+     DO UPDATE SET stt_words = usage_rollups.stt_words + EXCLUDED.stt_words, \
+                   tts_words = usage_rollups.tts_words + EXCLUDED.tts_words, \
+                   phone_calls = usage_rollups.phone_calls + EXCLUDED.phone_calls, \
                    event_count = usage_rollups.event_count + EXCLUDED.event_count \
-     RETURNING id, tenant_id, day, usage_type";
+     RETURNING id, tenant_id, day";
 
 /// PostgreSQL: each step is one statement over arrays (`UNNEST`) or one `COPY`, so a batch costs a few
 /// round trips whatever its size, and the statements' text never changes (prepared once per
 /// connection).
 mod postgres {
     use super::*;
-    use sqlx::{PgConnection, Row};
+    use sqlx::{PgConnection, PgPool};
+    use std::io::Write;
 
-    pub(super) async fn ingest(
+    /// [`Mode::Fresh`]: in one transaction, the rollups get the batch's sums and the events go in by
+    /// `COPY`; a stored id fails the primary key, and with it the transaction.
+    pub(super) async fn ingest_fresh(
+        pool: &PgPool,
+        plan: &Plan<'_>,
+        shard: i16,
+        received_at: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = pool.begin().await?;
+        let ids = upsert_rollups(&mut tx, plan, shard).await?;
+        copy_events(&mut tx, plan, &ids, received_at).await?;
+        tx.commit().await
+    }
+
+    /// Adds each group's sums to its open rollup of `shard`; returns the rollups' ids by group.
+    async fn upsert_rollups(
         conn: &mut PgConnection,
         plan: &Plan<'_>,
         shard: i16,
-        mode: Mode,
-        received_at: DateTime<Utc>,
-    ) -> Result<Inserted, sqlx::Error> {
-        let tenants: Vec<&str> = plan.groups.iter().map(|g| g.0.as_str()).collect();
-        let days: Vec<NaiveDate> = plan.groups.iter().map(|g| g.1).collect();
-        let types: Vec<&str> = plan.groups.iter().map(|g| g.2).collect();
-        let quantities: Vec<i64> = plan.sums.iter().map(|s| s.0).collect();
-        let counts: Vec<i64> = plan.sums.iter().map(|s| s.1).collect();
+    ) -> Result<Vec<i64>, sqlx::Error> {
+        let g = GroupColumns::of(plan);
         // WITH ORDINALITY + ORDER BY: rows are inserted, and so locked, in the plan's key order.
-        let rows = sqlx::query(&format!(
-            "INSERT INTO usage_rollups (tenant_id, day, usage_type, shard, quantity, event_count)
-             SELECT k.tenant_id, k.day, k.usage_type, $6, k.quantity, k.event_count
-             FROM UNNEST($1::text[], $2::date[], $3::text[], $4::int8[], $5::int8[]) WITH ORDINALITY
-                  AS k(tenant_id, day, usage_type, quantity, event_count, ord)
+        let returned: Vec<(i64, String, NaiveDate)> = sqlx::query_as(&format!(
+            "INSERT INTO usage_rollups (tenant_id, day, shard, stt_words, tts_words, phone_calls, event_count)
+             SELECT k.tenant_id, k.day, $7, k.stt_words, k.tts_words, k.phone_calls, k.event_count
+             FROM UNNEST($1::text[], $2::date[], $3::int8[], $4::int8[], $5::int8[], $6::int8[])
+                  WITH ORDINALITY AS k(tenant_id, day, stt_words, tts_words, phone_calls, event_count, ord)
              ORDER BY k.ord
              {UPSERT_CONFLICT}"
         ))
-        .bind(&tenants)
-        .bind(&days)
-        .bind(&types)
-        .bind(&quantities)
-        .bind(&counts)
+        .bind(&g.tenants)
+        .bind(&g.days)
+        .bind(&g.stt_words)
+        .bind(&g.tts_words)
+        .bind(&g.phone_calls)
+        .bind(&g.counts)
         .bind(shard)
         .fetch_all(&mut *conn)
         .await?;
-        let returned = rows
-            .iter()
-            .map(|r| {
-                (
-                    r.get("id"),
-                    r.get("tenant_id"),
-                    r.get("day"),
-                    r.get("usage_type"),
-                )
-            })
-            .collect();
-        let ids = rollup_ids(plan, returned);
-
-        let inserted = match mode {
-            Mode::Fresh => {
-                copy_events(conn, plan, &ids, received_at).await?;
-                Inserted::All(plan.events.len())
-            }
-            Mode::Checked => {
-                Inserted::Only(insert_new_events(conn, plan, &ids, received_at).await?)
-            }
-        };
-
-        let dups = not_inserted(plan, &inserted);
-        if !dups.is_empty() {
-            let rollup: Vec<i64> = dups.iter().map(|(g, _, _)| ids[*g]).collect();
-            let q: Vec<i64> = dups.iter().map(|(_, q, _)| *q).collect();
-            let n: Vec<i64> = dups.iter().map(|(_, _, n)| *n).collect();
-            sqlx::query(
-                "UPDATE usage_rollups r SET quantity = r.quantity - d.q, event_count = r.event_count - d.n
-                 FROM UNNEST($1::int8[], $2::int8[], $3::int8[]) AS d(id, q, n)
-                 WHERE r.id = d.id",
-            )
-            .bind(&rollup)
-            .bind(&q)
-            .bind(&n)
-            .execute(&mut *conn)
-            .await?;
-        }
-        Ok(inserted)
+        Ok(rollup_ids(plan, returned))
     }
 
-    /// `Fresh`: every event is new, so they go in as PostgreSQL's bulk load does (`COPY`, text
-    /// format), in the plan's order; a stored id fails the primary key, and with it the transaction.
+    /// [`Mode::Checked`]: one call of `usage_ingest_checked` (migration 0004), so one round trip and
+    /// its own transaction: the rollups get the batch's sums, events with a stored id are skipped,
+    /// and what they had added is taken back out before the commit. Returns the ids inserted.
+    pub(super) async fn ingest_checked(
+        pool: &PgPool,
+        plan: &Plan<'_>,
+        shard: i16,
+        received_at: DateTime<Utc>,
+    ) -> Result<HashSet<String>, sqlx::Error> {
+        let g = GroupColumns::of(plan);
+        let n = plan.events.len();
+        let (mut ids, mut groups, mut types) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut quantities, mut occurred, mut metadata) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for (e, group) in &plan.events {
+            ids.push(e.event_id.as_str());
+            groups.push(*group as i32);
+            types.push(e.usage_type.as_str());
+            quantities.push(e.quantity);
+            occurred.push(e.occurred_at);
+            metadata.push(e.metadata.as_deref());
+        }
+        let inserted: Vec<String> = sqlx::query_scalar(
+            "SELECT usage_ingest_checked($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(&g.tenants)
+        .bind(&g.days)
+        .bind(&g.stt_words)
+        .bind(&g.tts_words)
+        .bind(&g.phone_calls)
+        .bind(&g.counts)
+        .bind(shard)
+        .bind(&ids)
+        .bind(&groups)
+        .bind(&types)
+        .bind(&quantities)
+        .bind(&occurred)
+        .bind(&metadata)
+        .bind(received_at)
+        .fetch_one(pool)
+        .await?;
+        Ok(inserted.into_iter().collect())
+    }
+
+    /// Every event is new, so they go in as PostgreSQL's bulk load does (`COPY`, text format), in the
+    /// plan's order; a stored id fails the primary key, and with it the transaction.
     async fn copy_events(
         conn: &mut PgConnection,
         plan: &Plan<'_>,
         rollup_ids: &[i64],
         received_at: DateTime<Utc>,
     ) -> Result<(), sqlx::Error> {
-        let received = copy_time(received_at);
+        // Written in place, without a string per value: this loop runs for every event of a batch.
+        let mut received = Vec::with_capacity(27);
+        copy_time(&mut received, received_at);
         let mut data = Vec::with_capacity(plan.events.len() * 160);
         for (e, g) in &plan.events {
             copy_text(&mut data, &e.event_id);
@@ -370,13 +416,13 @@ mod postgres {
             data.push(b'\t');
             data.extend_from_slice(e.usage_type.as_str().as_bytes());
             data.push(b'\t');
-            data.extend_from_slice(e.quantity.to_string().as_bytes());
+            write!(data, "{}", e.quantity).expect("writing to a Vec");
             data.push(b'\t');
-            data.extend_from_slice(copy_time(e.occurred_at).as_bytes());
+            copy_time(&mut data, e.occurred_at);
             data.push(b'\t');
-            data.extend_from_slice(received.as_bytes());
+            data.extend_from_slice(&received);
             data.push(b'\t');
-            data.extend_from_slice(rollup_ids[*g].to_string().as_bytes());
+            write!(data, "{}", rollup_ids[*g]).expect("writing to a Vec");
             data.push(b'\t');
             match &e.metadata {
                 Some(m) => copy_text(&mut data, m),
@@ -399,64 +445,39 @@ mod postgres {
         Ok(())
     }
 
-    /// `Checked`: inserts the events whose id is not stored yet; returns their ids.
-    async fn insert_new_events(
-        conn: &mut PgConnection,
-        plan: &Plan<'_>,
-        rollup_ids: &[i64],
-        received_at: DateTime<Utc>,
-    ) -> Result<HashSet<String>, sqlx::Error> {
-        let n = plan.events.len();
-        let (mut event_ids, mut tenant_ids, mut usage_types) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut quantities, mut occurred, mut rollups, mut metadata) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        for (e, g) in &plan.events {
-            event_ids.push(e.event_id.as_str());
-            tenant_ids.push(e.tenant_id.as_str());
-            usage_types.push(e.usage_type.as_str());
-            quantities.push(e.quantity);
-            occurred.push(e.occurred_at);
-            rollups.push(rollup_ids[*g]);
-            metadata.push(e.metadata.as_deref());
-        }
-        // WITH ORDINALITY + ORDER BY: rows are inserted, and so locked, in the plan's order.
-        let rows = sqlx::query(
-            "INSERT INTO usage_events
-                 (event_id, tenant_id, usage_type, quantity, occurred_at, received_at, rollup_id, metadata)
-             SELECT e.event_id, e.tenant_id, e.usage_type, e.quantity, e.occurred_at, $6, e.rollup_id, e.metadata
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::timestamptz[], $7::int8[], $8::text[])
-                  WITH ORDINALITY AS e(event_id, tenant_id, usage_type, quantity, occurred_at, rollup_id, metadata, ord)
-             ORDER BY e.ord
-             ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
-        )
-        .bind(&event_ids)
-        .bind(&tenant_ids)
-        .bind(&usage_types)
-        .bind(&quantities)
-        .bind(&occurred)
-        .bind(received_at)
-        .bind(&rollups)
-        .bind(&metadata)
-        .fetch_all(&mut *conn)
-        .await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
-    }
-
-    /// An instant as `COPY` reads a `timestamptz`: RFC 3339 in UTC, to the microsecond.
-    fn copy_time(t: DateTime<Utc>) -> String {
-        t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    /// An instant as `COPY` reads a `timestamptz`: RFC 3339 in UTC, to the microsecond
+    /// (`2026-10-05T14:30:00.000000Z`). Years are four digits: events are from 2000 on.
+    fn copy_time(out: &mut Vec<u8>, t: DateTime<Utc>) {
+        use chrono::{Datelike, Timelike};
+        let digits = |out: &mut Vec<u8>, n: u32, width: u32| {
+            for i in (0..width).rev() {
+                out.push(b'0' + (n / 10u32.pow(i) % 10) as u8);
+            }
+        };
+        digits(out, t.year() as u32, 4);
+        out.push(b'-');
+        digits(out, t.month(), 2);
+        out.push(b'-');
+        digits(out, t.day(), 2);
+        out.push(b'T');
+        digits(out, t.hour(), 2);
+        out.push(b':');
+        digits(out, t.minute(), 2);
+        out.push(b':');
+        digits(out, t.second(), 2);
+        out.push(b'.');
+        // A leap second's nanoseconds run past 999,999,999; it is written as the last microsecond.
+        digits(out, (t.nanosecond() / 1000).min(999_999), 6);
+        out.push(b'Z');
     }
 
     /// A text value in `COPY`'s text format: backslash, tab, newline and carriage return escaped.
     fn copy_text(out: &mut Vec<u8>, s: &str) {
+        let special = |b: &u8| matches!(b, b'\\' | b'\t' | b'\n' | b'\r');
+        if !s.as_bytes().iter().any(special) {
+            out.extend_from_slice(s.as_bytes());
+            return;
+        }
         for b in s.bytes() {
             match b {
                 b'\\' => out.extend_from_slice(b"\\\\"),
@@ -467,13 +488,42 @@ mod postgres {
             }
         }
     }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use chrono::TimeZone;
+
+        #[test]
+        fn copy_time_is_rfc3339_in_utc_to_the_microsecond() {
+            let cases = [
+                Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
+                Utc.timestamp_opt(1_790_000_000, 123_456_789).unwrap(),
+                Utc.with_ymd_and_hms(2000, 12, 31, 23, 59, 59).unwrap(),
+            ];
+            for t in cases {
+                let mut out = Vec::new();
+                copy_time(&mut out, t);
+                let expected = t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+                assert_eq!(String::from_utf8(out).unwrap(), expected);
+            }
+        }
+
+        #[test]
+        fn copy_text_escapes_what_copy_reads_specially() {
+            let mut out = Vec::new();
+            copy_text(&mut out, "plain");
+            copy_text(&mut out, "a\\b\tc\nd\re");
+            assert_eq!(out, b"plaina\\\\b\\tc\\nd\\re");
+        }
+    }
 }
 
 /// SQLite: multi-row `VALUES` in chunks (bound parameters stay well under SQLite's limit); the writer
 /// lock is held from `BEGIN IMMEDIATE`, and each statement is an in-process call.
 mod sqlite {
     use super::*;
-    use sqlx::{Row, SqliteConnection};
+    use sqlx::SqliteConnection;
 
     const EVENT_COLUMNS: usize = 8;
     const EVENTS_PER_STATEMENT: usize = 500;
@@ -508,28 +558,22 @@ mod sqlite {
         let groups: Vec<_> = plan.groups.iter().zip(&plan.sums).collect();
         for chunk in groups.chunks(GROUPS_PER_STATEMENT) {
             let sql = format!(
-                "INSERT INTO usage_rollups (tenant_id, day, usage_type, shard, quantity, event_count)
+                "INSERT INTO usage_rollups (tenant_id, day, shard, stt_words, tts_words, phone_calls, event_count)
                  VALUES {} {UPSERT_CONFLICT}",
-                placeholders(chunk.len(), 6)
+                placeholders(chunk.len(), 7)
             );
-            let mut q = sqlx::query(&sql);
-            for ((tenant, day, usage_type), (quantity, count)) in chunk {
+            let mut q = sqlx::query_as::<_, (i64, String, NaiveDate)>(&sql);
+            for ((tenant, day), (totals, count)) in chunk {
                 q = q
                     .bind(tenant.as_str())
                     .bind(*day)
-                    .bind(*usage_type)
                     .bind(0i16)
-                    .bind(*quantity)
+                    .bind(totals.stt_words)
+                    .bind(totals.tts_words)
+                    .bind(totals.calls)
                     .bind(*count);
             }
-            for r in q.fetch_all(&mut *conn).await? {
-                returned.push((
-                    r.get("id"),
-                    r.get("tenant_id"),
-                    r.get("day"),
-                    r.get("usage_type"),
-                ));
-            }
+            returned.extend(q.fetch_all(&mut *conn).await?);
         }
         let ids = rollup_ids(plan, returned);
 
@@ -557,14 +601,17 @@ mod sqlite {
         }
 
         let inserted = Inserted::Only(inserted);
-        for (g, q, n) in not_inserted(plan, &inserted) {
+        for (g, dup, n) in not_inserted(plan, &inserted) {
             // Takes duplicates back out of the rollup the upsert added them to.
             sqlx::query(
-                "UPDATE usage_rollups SET quantity = quantity - $2, event_count = event_count - $3
+                "UPDATE usage_rollups SET stt_words = stt_words - $2, tts_words = tts_words - $3,
+                     phone_calls = phone_calls - $4, event_count = event_count - $5
                  WHERE id = $1",
             )
             .bind(ids[g])
-            .bind(q)
+            .bind(dup.stt_words)
+            .bind(dup.tts_words)
+            .bind(dup.calls)
             .bind(n)
             .execute(&mut *conn)
             .await?;
@@ -608,20 +655,40 @@ mod tests {
             event("a", "t1", UsageType::TtsWords, at),
             event("b", "t2", UsageType::SttWords, at),
             event("c", "t1", UsageType::PhoneCalls, at),
+            event(
+                "d",
+                "t1",
+                UsageType::TtsWords,
+                at + chrono::Duration::hours(5),
+            ),
         ];
         let p = plan(&batch, chrono_tz::America::New_York);
         let ids: Vec<&str> = p.events.iter().map(|(e, _)| e.event_id.as_str()).collect();
-        assert_eq!(ids, ["a", "b", "c"]);
+        assert_eq!(ids, ["a", "b", "c", "d"]);
         let day = NaiveDate::from_ymd_opt(2026, 10, 31).unwrap();
+        let next = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
         assert_eq!(
             p.groups,
             vec![
-                ("t1".to_owned(), day, "phone_calls"),
-                ("t1".to_owned(), day, "tts_words"),
-                ("t2".to_owned(), day, "stt_words"),
+                ("t1".to_owned(), day),
+                ("t1".to_owned(), next),
+                ("t2".to_owned(), day)
             ]
         );
-        assert_eq!(p.events[0].1, 1);
-        assert_eq!(p.events[2].1, 0);
+        let groups: Vec<usize> = p.events.iter().map(|(_, g)| *g).collect();
+        assert_eq!(groups, [0, 2, 0, 1]);
+        let totals = |stt_words, tts_words, calls| UsageTotals {
+            stt_words,
+            tts_words,
+            calls,
+        };
+        assert_eq!(
+            p.sums,
+            vec![
+                (totals(0, 1, 1), 2),
+                (totals(0, 1, 0), 1),
+                (totals(1, 0, 0), 1)
+            ]
+        );
     }
 }

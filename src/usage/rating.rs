@@ -34,6 +34,16 @@ pub struct UsageTotals {
 }
 
 impl UsageTotals {
+    /// Adds `quantity` of `usage_type` to the field that type feeds.
+    pub fn add(&mut self, usage_type: super::UsageType, quantity: i64) {
+        use super::UsageType::*;
+        match usage_type {
+            SttWords => self.stt_words += quantity,
+            TtsWords => self.tts_words += quantity,
+            PhoneCalls => self.calls += quantity,
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.stt_words == 0 && self.tts_words == 0 && self.calls == 0
     }

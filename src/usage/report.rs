@@ -33,9 +33,9 @@ pub async fn usage_by_organization(
     let rows: Vec<(String, String, i64, i64, i64)> = with_pool!(db, pool => {
         sqlx::query_as(
             "SELECT t.id, t.name,
-                    CAST(COALESCE(SUM(CASE WHEN r.usage_type = 'stt_words' THEN r.quantity ELSE 0 END), 0) AS BIGINT),
-                    CAST(COALESCE(SUM(CASE WHEN r.usage_type = 'tts_words' THEN r.quantity ELSE 0 END), 0) AS BIGINT),
-                    CAST(COALESCE(SUM(CASE WHEN r.usage_type = 'phone_calls' THEN r.quantity ELSE 0 END), 0) AS BIGINT)
+                    CAST(COALESCE(SUM(r.stt_words), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(r.tts_words), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(r.phone_calls), 0) AS BIGINT)
              FROM usage_rollups r JOIN tenants t ON t.id = r.tenant_id
              WHERE r.day >= $1 AND r.day < $2
              GROUP BY t.id, t.name

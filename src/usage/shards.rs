@@ -1,4 +1,4 @@
-//! Rollup shards: which copy of a (tenant, day, type) rollup an ingest transaction adds to.
+//! Rollup shards: which copy of a (tenant, day) rollup an ingest transaction adds to.
 //!
 //! An ingest locks the rollups it adds to until it commits. Batches from different callers usually
 //! touch the same tenants' today, so with one rollup per key they would queue behind each other's

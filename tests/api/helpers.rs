@@ -657,3 +657,45 @@ pub fn stripe_lines(invoice: &Value) -> Vec<(String, i64)> {
         })
         .collect()
 }
+
+/// Every event counts in a rollup of its own tenant, directly or through the merges, and every
+/// rollup holds exactly the quantities of those events.
+pub async fn assert_rollups_hold_their_events(db: &Db) {
+    let homeless = count(
+        db,
+        "SELECT COUNT(*) FROM usage_events e
+         WHERE NOT EXISTS (SELECT 1 FROM usage_rollups r WHERE r.id = e.rollup_id)
+           AND NOT EXISTS (SELECT 1 FROM usage_rollup_merges m JOIN usage_rollups r ON r.id = m.into_id
+                           WHERE m.merged_id = e.rollup_id)",
+    )
+    .await;
+    assert_eq!(homeless, 0, "events without a rollup");
+    let misplaced = count(
+        db,
+        "SELECT COUNT(*) FROM usage_events e JOIN usage_rollups r
+             ON r.id = e.rollup_id
+             OR r.id = (SELECT into_id FROM usage_rollup_merges WHERE merged_id = e.rollup_id)
+         WHERE r.tenant_id <> e.tenant_id",
+    )
+    .await;
+    assert_eq!(misplaced, 0, "events in another tenant's rollup");
+    let mismatched = count(
+        db,
+        "SELECT COUNT(*) FROM usage_rollups r
+         WHERE (r.stt_words, r.tts_words, r.phone_calls, r.event_count) <> (
+             SELECT COALESCE(SUM(CASE WHEN e.usage_type = 'stt_words' THEN e.quantity ELSE 0 END), 0),
+                    COALESCE(SUM(CASE WHEN e.usage_type = 'tts_words' THEN e.quantity ELSE 0 END), 0),
+                    COALESCE(SUM(CASE WHEN e.usage_type = 'phone_calls' THEN e.quantity ELSE 0 END), 0),
+                    COUNT(*)
+             FROM usage_events e
+             WHERE e.rollup_id = r.id
+                OR e.rollup_id IN (SELECT merged_id FROM usage_rollup_merges WHERE into_id = r.id))",
+    )
+    .await;
+    assert_eq!(mismatched, 0, "rollups that differ from their events");
+}
+
+async fn count(db: &Db, sql: &str) -> i64 {
+    thanotopolis_billing::with_pool!(db, pool => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await)
+        .unwrap()
+}

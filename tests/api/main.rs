@@ -10,6 +10,7 @@ mod health;
 mod hostile_input;
 mod logs;
 mod metrics;
+mod migrations;
 mod openapi;
 mod overview;
 mod pages;

@@ -94,7 +94,8 @@ async fn killing_the_server_loses_no_acknowledged_event(app: TestApp) {
     );
     let (quantity, events): (i64, i64) = with_pool!(&db, pool => {
         sqlx::query_as(
-            "SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT), CAST(COALESCE(SUM(event_count), 0) AS BIGINT)
+            "SELECT CAST(COALESCE(SUM(stt_words + tts_words + phone_calls), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(event_count), 0) AS BIGINT)
              FROM usage_rollups",
         )
         .fetch_one(pool)

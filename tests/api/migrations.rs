@@ -1,0 +1,315 @@
+//! Migrations that move data: a database as an earlier release left it, migrated, reads the same.
+
+use crate::helpers::{fresh_database, Store};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+use std::collections::BTreeMap;
+use thanotopolis_billing::db::{self, tenants, Db};
+use thanotopolis_billing::domain::{BillingPeriod, TenantId};
+use thanotopolis_billing::usage::billable;
+use thanotopolis_billing::usage::rating::UsageTotals;
+use thanotopolis_billing::usage::{compact, ingest, NewEvent, UsageType};
+use thanotopolis_billing::with_pool;
+
+const UTC: Tz = chrono_tz::UTC;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollups_by_type_fold_into_rollups_by_day_sqlite() {
+    rollups_by_type_fold_into_rollups_by_day(Store::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollups_by_type_fold_into_rollups_by_day_postgres() {
+    rollups_by_type_fold_into_rollups_by_day(Store::Postgres).await;
+}
+
+fn day(m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, m, d).unwrap()
+}
+
+fn at(m: u32, d: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, m, d, 12, 0, 0).unwrap()
+}
+
+fn totals(stt_words: i64, tts_words: i64, calls: i64) -> UsageTotals {
+    UsageTotals {
+        stt_words,
+        tts_words,
+        calls,
+    }
+}
+
+async fn scalar(db: &Db, sql: &str) -> i64 {
+    with_pool!(db, pool => sqlx::query_scalar::<_, Option<i64>>(sql).fetch_one(pool).await)
+        .unwrap()
+        .unwrap_or(0)
+}
+
+/// A rollup of the old shape (one per type), with its events; returns its id.
+#[allow(clippy::too_many_arguments)]
+async fn old_rollup(
+    db: &Db,
+    tenant: &str,
+    d: NaiveDate,
+    usage_type: &str,
+    shard: i16,
+    events: &[(&str, i64)],
+    billed: Option<(&str, i64)>,
+) -> i64 {
+    let quantity: i64 = events.iter().map(|e| e.1).sum();
+    let id: i64 = with_pool!(db, pool => {
+        sqlx::query_scalar(
+            "INSERT INTO usage_rollups
+                 (tenant_id, day, usage_type, shard, quantity, event_count, billed_by, billed_quantity, billed_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+        )
+        .bind(tenant)
+        .bind(d)
+        .bind(usage_type)
+        .bind(shard)
+        .bind(quantity)
+        .bind(events.len() as i64)
+        .bind(billed.map(|b| b.0))
+        .bind(billed.map(|b| b.1))
+        .bind(billed.map(|_| at(11, 1)))
+        .fetch_one(pool)
+        .await
+    })
+    .unwrap();
+    for (event_id, q) in events {
+        old_event(db, event_id, tenant, usage_type, *q, d, id).await;
+    }
+    id
+}
+
+async fn old_event(
+    db: &Db,
+    event_id: &str,
+    tenant: &str,
+    usage_type: &str,
+    quantity: i64,
+    d: NaiveDate,
+    rollup_id: i64,
+) {
+    let occurred = UTC
+        .from_local_datetime(&d.and_hms_opt(12, 0, 0).unwrap())
+        .unwrap()
+        .with_timezone(&Utc);
+    with_pool!(db, pool => {
+        sqlx::query(
+            "INSERT INTO usage_events
+                 (event_id, tenant_id, usage_type, quantity, occurred_at, received_at, rollup_id, metadata)
+             VALUES ($1, $2, $3, $4, $5, $5, $6, NULL)",
+        )
+        .bind(event_id)
+        .bind(tenant)
+        .bind(usage_type)
+        .bind(quantity)
+        .bind(occurred)
+        .bind(rollup_id)
+        .execute(pool)
+        .await
+        .map(|_| ())
+    })
+    .unwrap();
+}
+
+async fn execute(db: &Db, sql: &str) {
+    with_pool!(db, pool => sqlx::raw_sql(sql).execute(pool).await.map(|_| ())).unwrap();
+}
+
+type Row = (String, NaiveDate, i64, Option<String>, i64, i64, i64, i64);
+
+async fn rows(db: &Db) -> Vec<Row> {
+    with_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT tenant_id, day, CAST(shard AS BIGINT), billed_by, stt_words, tts_words, phone_calls,
+                    event_count
+             FROM usage_rollups ORDER BY tenant_id, day, shard",
+        )
+        .fetch_all(pool)
+        .await
+    })
+    .unwrap()
+}
+
+/// The release before rollups by day kept one rollup per type, and compaction had merged shards (their
+/// rows deleted, their events naming them): migrated, every total, claim and event reads the same.
+async fn rollups_by_type_fold_into_rollups_by_day(store: Store) {
+    let (url, _dir) = fresh_database(store).await;
+    let db = Db::connect(&url).await.unwrap();
+    db::migrate_through(&db, 2).await.unwrap();
+    for t in ["acme", "beta"] {
+        let id = TenantId::parse(t).unwrap();
+        tenants::add(&db, &id, t, t).await.unwrap();
+    }
+    let key = "invoice:acme:2026-10";
+
+    // October 3rd, claimed by October's run: the words billed, the voice replies found free.
+    old_rollup(
+        &db,
+        "acme",
+        day(10, 3),
+        "stt_words",
+        0,
+        &[("a0-1", 30)],
+        Some((key, 30)),
+    )
+    .await;
+    old_rollup(
+        &db,
+        "acme",
+        day(10, 3),
+        "tts_words",
+        0,
+        &[("a0-2", 20)],
+        Some((key, 0)),
+    )
+    .await;
+    execute(
+        &db,
+        "INSERT INTO usage_claims (tenant_id, billed_by, claimed_at)
+         VALUES ('acme', 'invoice:acme:2026-10', '2026-11-01T00:00:00Z')",
+    )
+    .await;
+    // November 5th: three types in shard 0, and words in shard 1.
+    let stt = [("a1-1", 60), ("a1-2", 40)];
+    old_rollup(&db, "acme", day(11, 5), "stt_words", 0, &stt, None).await;
+    old_rollup(
+        &db,
+        "acme",
+        day(11, 5),
+        "tts_words",
+        0,
+        &[("a1-3", 50)],
+        None,
+    )
+    .await;
+    let calls = [("a1-4", 1), ("a1-5", 1)];
+    old_rollup(&db, "acme", day(11, 5), "phone_calls", 0, &calls, None).await;
+    old_rollup(
+        &db,
+        "acme",
+        day(11, 5),
+        "stt_words",
+        1,
+        &[("a1-6", 10)],
+        None,
+    )
+    .await;
+    // November 6th: shards 2 and 3 were merged into shard 0 (3 into 2 first, then 2 into 0).
+    let keeper = old_rollup(
+        &db,
+        "acme",
+        day(11, 6),
+        "stt_words",
+        0,
+        &[("a2-1", 5)],
+        None,
+    )
+    .await;
+    let two = old_rollup(
+        &db,
+        "acme",
+        day(11, 6),
+        "stt_words",
+        2,
+        &[("a2-2", 7)],
+        None,
+    )
+    .await;
+    let three = old_rollup(
+        &db,
+        "acme",
+        day(11, 6),
+        "stt_words",
+        3,
+        &[("a2-3", 3)],
+        None,
+    )
+    .await;
+    let merges = format!(
+        "UPDATE usage_rollups SET quantity = 15, event_count = 3 WHERE id = {keeper};
+         DELETE FROM usage_rollups WHERE id IN ({two}, {three});
+         INSERT INTO usage_rollup_merges (merged_id, into_id) VALUES ({two}, {keeper}), ({three}, {keeper})"
+    );
+    execute(&db, &merges).await;
+    old_rollup(
+        &db,
+        "beta",
+        day(11, 5),
+        "phone_calls",
+        0,
+        &[("b1-1", 1)],
+        None,
+    )
+    .await;
+    let highest_old_id = scalar(&db, "SELECT MAX(rollup_id) FROM usage_events").await;
+
+    assert_eq!(db::migrate(&db).await.unwrap(), 2);
+
+    let key_owned = Some(key.to_owned());
+    assert_eq!(
+        rows(&db).await,
+        vec![
+            ("acme".into(), day(10, 3), 0, key_owned, 30, 20, 0, 2),
+            ("acme".into(), day(11, 5), 0, None, 100, 50, 2, 5),
+            ("acme".into(), day(11, 5), 1, None, 10, 0, 0, 1),
+            ("acme".into(), day(11, 6), 0, None, 15, 0, 0, 3),
+            ("beta".into(), day(11, 5), 0, None, 0, 0, 1, 1),
+        ]
+    );
+    let billed: (i64, i64, i64) = with_pool!(&db, pool => {
+        sqlx::query_as(
+            "SELECT billed_stt_words, billed_tts_words, billed_phone_calls FROM usage_rollups
+             WHERE billed_by IS NOT NULL",
+        )
+        .fetch_one(pool)
+        .await
+    })
+    .unwrap();
+    assert_eq!(billed, (30, 0, 0));
+    assert!(
+        scalar(&db, "SELECT MIN(id) FROM usage_rollups").await > highest_old_id,
+        "a new rollup has the id of an old one, which events may still name"
+    );
+    crate::helpers::assert_rollups_hold_their_events(&db).await;
+
+    // October's claim, repeated with its key, returns what it took before the migration.
+    let acme = TenantId::parse("acme").unwrap();
+    let october = BillingPeriod::new(2026, 10).unwrap();
+    let november = BillingPeriod::new(2026, 11).unwrap();
+    let replay = billable::claim_unbilled(&db, &acme, at(11, 1), UTC, key)
+        .await
+        .unwrap();
+    assert_eq!(replay, BTreeMap::from([(october, totals(30, 0, 0))]));
+    let open = billable::unbilled(&db, &acme, at(12, 1), UTC)
+        .await
+        .unwrap();
+    assert_eq!(open, BTreeMap::from([(november, totals(125, 50, 2))]));
+
+    // New usage of a migrated day adds to its open rollup; compaction merges its shards.
+    let late = NewEvent {
+        event_id: "a1-7".into(),
+        tenant_id: acme.clone(),
+        usage_type: UsageType::TtsWords,
+        quantity: 4,
+        occurred_at: at(11, 5),
+        metadata: None,
+    };
+    assert_eq!(
+        ingest(&db, &[late], at(12, 1), UTC).await.unwrap().accepted,
+        1
+    );
+    assert_eq!(compact::compact(&db, day(12, 1)).await.unwrap(), 1);
+    let after = rows(&db).await;
+    assert_eq!(after.len(), 4);
+    assert_eq!(
+        after[1],
+        ("acme".into(), day(11, 5), 0, None, 110, 54, 2, 7)
+    );
+    crate::helpers::assert_rollups_hold_their_events(&db).await;
+    let recorded = billable::recorded(&db, &acme, november).await.unwrap();
+    assert_eq!(recorded, totals(125, 54, 2));
+    db.close().await;
+}
