@@ -355,6 +355,9 @@ mod postgres {
         shard: i16,
         received_at: DateTime<Utc>,
     ) -> Result<HashSet<String>, sqlx::Error> {
+        if let [(e, _)] = plan.events[..] {
+            return ingest_one(pool, e, plan.groups[0].1, shard, received_at).await;
+        }
         let g = GroupColumns::of(plan);
         let n = plan.events.len();
         let (mut ids, mut groups, mut types) = (
@@ -394,6 +397,30 @@ mod postgres {
         .bind(received_at)
         .fetch_one(pool)
         .await?;
+        Ok(inserted.into_iter().collect())
+    }
+
+    /// [`ingest_checked`] of one event (`usage_ingest_one`, migration 0004), on `day`, its local day.
+    async fn ingest_one(
+        pool: &PgPool,
+        e: &NewEvent,
+        day: NaiveDate,
+        shard: i16,
+        received_at: DateTime<Utc>,
+    ) -> Result<HashSet<String>, sqlx::Error> {
+        let inserted: Vec<String> =
+            sqlx::query_scalar("SELECT usage_ingest_one($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+                .bind(e.tenant_id.as_str())
+                .bind(day)
+                .bind(shard)
+                .bind(&e.event_id)
+                .bind(e.usage_type.as_str())
+                .bind(e.quantity)
+                .bind(e.occurred_at)
+                .bind(e.metadata.as_deref())
+                .bind(received_at)
+                .fetch_one(pool)
+                .await?;
         Ok(inserted.into_iter().collect())
     }
 

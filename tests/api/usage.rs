@@ -135,9 +135,18 @@ async fn accepts_events_and_reports_duplicates(app: TestApp) {
     .await
     .expect(200);
     assert_eq!(reply.body, json!({"accepted": 1, "duplicates": 1}));
-    assert_eq!(stored_events(&app).await, 3);
+    // A single event again, alone (stored on its own path on PostgreSQL), and a new one.
+    let reply = post_usage(&app, vec![ev("call-1", "acme", "phone_calls", 1)])
+        .await
+        .expect(200);
+    assert_eq!(reply.body, json!({"accepted": 0, "duplicates": 1}));
+    let reply = post_usage(&app, vec![ev("e3", "acme", "stt_words", 7)])
+        .await
+        .expect(200);
+    assert_eq!(reply.body, json!({"accepted": 1, "duplicates": 0}));
+    assert_eq!(stored_events(&app).await, 4);
     let d = dashboard(&app, "acme").await;
-    assert_eq!(d["current_period_usage"]["total_stt_words"], 100);
+    assert_eq!(d["current_period_usage"]["total_stt_words"], 107);
     assert_eq!(d["current_period_usage"]["total_tts_words"], 50);
     assert_eq!(d["current_period_usage"]["total_phone_calls"], 1);
 }
