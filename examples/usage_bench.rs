@@ -120,6 +120,18 @@ async fn pg_schema(server: &str, name: &str) -> anyhow::Result<String> {
     ))
 }
 
+/// Writes out what the parts before wrote (millions of rows), so that a latency part does not run
+/// during the checkpoint that flushes them: a `CHECKPOINT`, which returns once it is on disk.
+async fn settle(server: &str) -> anyhow::Result<()> {
+    let mut conn = sqlx::PgConnection::connect(&format!("{server}/billing_bench")).await?;
+    if let Err(e) = sqlx::query("CHECKPOINT").execute(&mut conn).await {
+        // Only superusers (or pg_checkpoint) may; the figures then include the flush.
+        eprintln!("  (no CHECKPOINT before the latency run: {e})");
+    }
+    conn.close().await?;
+    Ok(())
+}
+
 async fn drop_schema(server: &str, name: &str) -> anyhow::Result<()> {
     let mut conn = sqlx::PgConnection::connect(&format!("{server}/billing_bench")).await?;
     sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
@@ -630,6 +642,7 @@ async fn main() -> anyhow::Result<()> {
         let url = pg_schema(&args.pg, &schema).await?;
         let app = spawn(&url).await?;
         add_tenants(&app.db, args.tenants).await?;
+        settle(&args.pg).await?;
         let l = single_events(&app, "pg-single", &args).await?;
         show(&format!("PostgreSQL single event at {}/s", args.rate), &l);
         app.db.close().await;
@@ -665,6 +678,7 @@ async fn main() -> anyhow::Result<()> {
             args.dashboard_events
         );
         seed_dashboard(&url, args.dashboard_events).await?;
+        settle(&args.pg).await?;
         let (closed, open) = dashboard(&app, &args).await?;
         show("dashboard, one client (closed loop)", &closed);
         show("dashboard at 200/s (open loop)", &open);
