@@ -15,6 +15,8 @@ pub mod webhook_events;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
+use std::future::Future;
+use std::pin::Pin;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -99,6 +101,11 @@ impl Db {
                 .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))?;
             let pool = PgPoolOptions::new()
                 .max_connections(16)
+                // A ping before every checkout is a round trip before every transaction; a
+                // connection in steady use needs none. One idle for a while is checked first (the
+                // server may have closed it meanwhile) and replaced if it does not answer.
+                .test_before_acquire(false)
+                .before_acquire(ping_if_idle)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(options)
                 .await
@@ -122,6 +129,22 @@ impl Db {
     pub async fn close(&self) {
         with_pool!(self, pool => pool.close().await)
     }
+}
+
+/// How long a pooled PostgreSQL connection may sit idle before its next checkout pings it.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(30);
+
+fn ping_if_idle(
+    conn: &mut sqlx::PgConnection,
+    meta: sqlx::pool::PoolConnectionMetadata,
+) -> Pin<Box<dyn Future<Output = Result<bool, sqlx::Error>> + Send + '_>> {
+    Box::pin(async move {
+        if meta.idle_for < IDLE_BEFORE_PING {
+            return Ok(true);
+        }
+        // `false` closes this connection; the pool then takes or opens another.
+        Ok(sqlx::Connection::ping(conn).await.is_ok())
+    })
 }
 
 /// Whether an error is a unique-constraint violation on the named constraint or index.

@@ -1,5 +1,6 @@
 use crate::helpers::TestApp;
 use crate::store_tests;
+use sqlx::Connection;
 
 store_tests!(
     healthz_answers_without_auth,
@@ -33,4 +34,46 @@ async fn responses_carry_a_request_id(app: TestApp) {
         .get("x-request-id")
         .expect("request id header");
     assert!(!id.is_empty());
+}
+
+/// PostgreSQL: when the server drops the service's pooled connections (a restart, a failover), the pool
+/// replaces them: at most one failed check per connection it held, then the service is ready again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_recovers_after_postgres_drops_the_connections() {
+    let name = format!("readyz_{}", uuid::Uuid::new_v4().simple());
+    let app = crate::helpers::spawn_app_with(crate::helpers::Store::Postgres, |vars| {
+        let url = vars.get_mut("DATABASE_URL").unwrap();
+        url.push_str(&format!("&application_name={name}"));
+    })
+    .await;
+    for _ in 0..3 {
+        app.get("/readyz", None).await.expect(200);
+    }
+    let thanotopolis_billing::db::Db::Postgres(pool) = &app.db else {
+        unreachable!("a PostgreSQL app")
+    };
+    let held = pool.size();
+    let mut admin = sqlx::PgConnection::connect(&app.database_url)
+        .await
+        .unwrap();
+    let dropped: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(&name)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(
+        dropped.len() as u32,
+        held,
+        "every pooled connection was dropped"
+    );
+    let mut failed = 0;
+    while app.get("/readyz", None).await.status != 200 {
+        failed += 1;
+        assert!(failed <= held, "still not ready after {failed} checks");
+    }
+    for _ in 0..5 {
+        app.get("/readyz", None).await.expect(200);
+    }
 }
