@@ -674,6 +674,28 @@ mod tests {
         }
     }
 
+    /// An id sent twice in one batch is stored as first sent, whatever the later copy says.
+    #[test]
+    fn plan_keeps_the_first_of_an_id_sent_twice() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 1, 3, 0, 0).unwrap();
+        let mut later = event("x", "t2", UsageType::TtsWords, at);
+        later.quantity = 99;
+        let batch = vec![
+            event("y", "t1", UsageType::SttWords, at),
+            event("x", "t1", UsageType::SttWords, at),
+            later,
+        ];
+        let p = plan(&batch, chrono_tz::UTC);
+        let kept: Vec<(&str, &str, i64)> = p
+            .events
+            .iter()
+            .map(|(e, _)| (e.event_id.as_str(), e.tenant_id.as_str(), e.quantity))
+            .collect();
+        assert_eq!(kept, [("x", "t1", 1), ("y", "t1", 1)]);
+        assert_eq!(p.groups.len(), 1);
+        assert_eq!(p.sums[0].0.stt_words, 2);
+    }
+
     #[test]
     fn plan_dedupes_sorts_and_groups_by_local_day() {
         let at = Utc.with_ymd_and_hms(2026, 11, 1, 3, 0, 0).unwrap();

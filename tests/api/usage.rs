@@ -20,6 +20,7 @@ store_tests!(
     demo_tenants_see_zero_charges,
     usage_before_trial_end_is_free,
     tenants_never_see_each_others_usage,
+    unknown_fields_are_ignored_and_invalid_text_is_refused,
 );
 
 pub fn service() -> String {
@@ -674,4 +675,34 @@ async fn periods_follow_a_non_utc_billing_timezone() {
         );
         assert_eq!(d["upcoming_charges"]["late"][0]["call_count"], 1);
     }
+}
+
+/// Fields the contract does not name are ignored, in an event or around the batch; a body that is not
+/// valid JSON text (invalid UTF-8, even in such a field) is refused and stores nothing.
+async fn unknown_fields_are_ignored_and_invalid_text_is_refused(app: TestApp) {
+    app.add_tenant("acme").await;
+    let post_bytes = |body: Vec<u8>| {
+        let request = app
+            .client
+            .post(app.url("/api/usage/events"))
+            .bearer_auth(service())
+            .header("content-type", "application/json")
+            .body(body);
+        async move { Reply::from(request.send().await.expect("request")).await }
+    };
+    let event = r#"{"event_id": "e1", "tenant_id": "acme", "type": "stt_words", "quantity": 12"#;
+    let invalid = [
+        br#"{"events": ["#.as_slice(),
+        event.as_bytes(),
+        b", \"note\": \"\xff\"}]}",
+    ]
+    .concat();
+    let reply = post_bytes(invalid).await.expect(422);
+    assert_eq!(reply.body["code"], "invalid_json");
+    assert_eq!(stored_events(&app).await, 0);
+    let extra = format!(r#"{{"source": "voice-gw", "events": [{event}, "note": "x"}}]}}"#);
+    let reply = post_bytes(extra.into_bytes()).await.expect(200);
+    assert_eq!(reply.body, json!({"accepted": 1, "duplicates": 0}));
+    let d = dashboard(&app, "acme").await;
+    assert_eq!(d["current_period_usage"]["total_stt_words"], 12);
 }
