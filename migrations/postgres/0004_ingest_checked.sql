@@ -28,6 +28,11 @@ BEGIN
     SELECT array_agg(r.id ORDER BY k.ord) INTO rollup_ids
     FROM r JOIN UNNEST(p_tenants, p_days) WITH ORDINALITY AS k(tenant_id, day, ord)
          ON r.tenant_id = k.tenant_id AND r.day = k.day;
+    -- rollup_ids[g] must be group g's: one missing would shift the rest into other groups' rollups.
+    IF cardinality(rollup_ids) IS DISTINCT FROM cardinality(p_tenants) THEN
+        RAISE EXCEPTION 'usage_ingest_checked: % rollups for % groups',
+            cardinality(rollup_ids), cardinality(p_tenants);
+    END IF;
 
     WITH ins AS (
         INSERT INTO usage_events
