@@ -266,29 +266,6 @@ fn rollup_ids(plan: &Plan<'_>, returned: Vec<(i64, String, NaiveDate)>) -> Vec<i
     ids
 }
 
-/// The plan's groups as one column each, as both engines bind them.
-struct GroupColumns<'a> {
-    tenants: Vec<&'a str>,
-    days: Vec<NaiveDate>,
-    stt_words: Vec<i64>,
-    tts_words: Vec<i64>,
-    phone_calls: Vec<i64>,
-    counts: Vec<i64>,
-}
-
-impl<'a> GroupColumns<'a> {
-    fn of(plan: &'a Plan<'_>) -> GroupColumns<'a> {
-        GroupColumns {
-            tenants: plan.groups.iter().map(|g| g.0.as_str()).collect(),
-            days: plan.groups.iter().map(|g| g.1).collect(),
-            stt_words: plan.sums.iter().map(|s| s.0.stt_words).collect(),
-            tts_words: plan.sums.iter().map(|s| s.0.tts_words).collect(),
-            phone_calls: plan.sums.iter().map(|s| s.0.calls).collect(),
-            counts: plan.sums.iter().map(|s| s.1).collect(),
-        }
-    }
-}
-
 const UPSERT_CONFLICT: &str = "ON CONFLICT (tenant_id, day, shard) WHERE billed_by IS NULL \
      DO UPDATE SET stt_words = usage_rollups.stt_words + EXCLUDED.stt_words, \
                    tts_words = usage_rollups.tts_words + EXCLUDED.tts_words, \
@@ -303,6 +280,43 @@ mod postgres {
     use super::*;
     use sqlx::{PgConnection, PgPool};
     use std::io::Write;
+
+    /// The plan's groups as one array each, and how the statements that take them bind them.
+    struct GroupColumns<'a> {
+        tenants: Vec<&'a str>,
+        days: Vec<NaiveDate>,
+        stt_words: Vec<i64>,
+        tts_words: Vec<i64>,
+        phone_calls: Vec<i64>,
+        counts: Vec<i64>,
+    }
+
+    impl<'a> GroupColumns<'a> {
+        fn of(plan: &'a Plan<'_>) -> GroupColumns<'a> {
+            GroupColumns {
+                tenants: plan.groups.iter().map(|g| g.0.as_str()).collect(),
+                days: plan.groups.iter().map(|g| g.1).collect(),
+                stt_words: plan.sums.iter().map(|s| s.0.stt_words).collect(),
+                tts_words: plan.sums.iter().map(|s| s.0.tts_words).collect(),
+                phone_calls: plan.sums.iter().map(|s| s.0.calls).collect(),
+                counts: plan.sums.iter().map(|s| s.1).collect(),
+            }
+        }
+
+        /// Binds the groups as `$1`–`$6` and `shard` as `$7`.
+        fn bind<'q, O>(&'q self, q: GroupQuery<'q, O>, shard: i16) -> GroupQuery<'q, O> {
+            q.bind(&self.tenants)
+                .bind(&self.days)
+                .bind(&self.stt_words)
+                .bind(&self.tts_words)
+                .bind(&self.phone_calls)
+                .bind(&self.counts)
+                .bind(shard)
+        }
+    }
+
+    type GroupQuery<'q, O> =
+        sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>;
 
     /// [`Mode::Fresh`]: in one transaction, the rollups get the batch's sums and the events go in by
     /// `COPY`; a stored id fails the primary key, and with it the transaction.
@@ -326,23 +340,18 @@ mod postgres {
     ) -> Result<Vec<i64>, sqlx::Error> {
         let g = GroupColumns::of(plan);
         // WITH ORDINALITY + ORDER BY: rows are inserted, and so locked, in the plan's key order.
-        let returned: Vec<(i64, String, NaiveDate)> = sqlx::query_as(&format!(
+        let sql = format!(
             "INSERT INTO usage_rollups (tenant_id, day, shard, stt_words, tts_words, phone_calls, event_count)
              SELECT k.tenant_id, k.day, $7, k.stt_words, k.tts_words, k.phone_calls, k.event_count
              FROM UNNEST($1::text[], $2::date[], $3::int8[], $4::int8[], $5::int8[], $6::int8[])
                   WITH ORDINALITY AS k(tenant_id, day, stt_words, tts_words, phone_calls, event_count, ord)
              ORDER BY k.ord
              {UPSERT_CONFLICT}"
-        ))
-        .bind(&g.tenants)
-        .bind(&g.days)
-        .bind(&g.stt_words)
-        .bind(&g.tts_words)
-        .bind(&g.phone_calls)
-        .bind(&g.counts)
-        .bind(shard)
-        .fetch_all(&mut *conn)
-        .await?;
+        );
+        let returned: Vec<(i64, String, NaiveDate)> = g
+            .bind(sqlx::query_as(&sql), shard)
+            .fetch_all(&mut *conn)
+            .await?;
         Ok(rollup_ids(plan, returned))
     }
 
@@ -378,25 +387,20 @@ mod postgres {
             occurred.push(e.occurred_at);
             metadata.push(e.metadata.as_deref());
         }
-        let inserted: Vec<String> = sqlx::query_scalar(
+        let call = sqlx::query_as(
             "SELECT usage_ingest_checked($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        )
-        .bind(&g.tenants)
-        .bind(&g.days)
-        .bind(&g.stt_words)
-        .bind(&g.tts_words)
-        .bind(&g.phone_calls)
-        .bind(&g.counts)
-        .bind(shard)
-        .bind(&ids)
-        .bind(&groups)
-        .bind(&types)
-        .bind(&quantities)
-        .bind(&occurred)
-        .bind(&metadata)
-        .bind(received_at)
-        .fetch_one(pool)
-        .await?;
+        );
+        let (inserted,): (Vec<String>,) = g
+            .bind(call, shard)
+            .bind(&ids)
+            .bind(&groups)
+            .bind(&types)
+            .bind(&quantities)
+            .bind(&occurred)
+            .bind(&metadata)
+            .bind(received_at)
+            .fetch_one(pool)
+            .await?;
         Ok(inserted.into_iter().collect())
     }
 

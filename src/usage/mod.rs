@@ -72,14 +72,11 @@ impl fmt::Display for UsageType {
     }
 }
 
-/// Adds a rollup's quantity to the totals field its type feeds.
+/// Adds a stored event's quantity, its type as stored, to the totals field that type feeds.
 pub(crate) fn add_to(totals: &mut rating::UsageTotals, usage_type: &str, quantity: i64) {
-    match usage_type {
-        "stt_words" => totals.stt_words += quantity,
-        "tts_words" => totals.tts_words += quantity,
-        "phone_calls" => totals.calls += quantity,
-        // Ingestion stores only the three types; anything else is not usage we bill.
-        _ => {}
+    // Ingestion stores only the three types; anything else is not usage we bill.
+    if let Ok(t) = usage_type.parse::<UsageType>() {
+        totals.add(t, quantity);
     }
 }
 

@@ -661,7 +661,7 @@ pub fn stripe_lines(invoice: &Value) -> Vec<(String, i64)> {
 /// Every event counts in a rollup of its own tenant, directly or through the merges, and every
 /// rollup holds exactly the quantities of those events.
 pub async fn assert_rollups_hold_their_events(db: &Db) {
-    let homeless = count(
+    let homeless = scalar(
         db,
         "SELECT COUNT(*) FROM usage_events e
          WHERE NOT EXISTS (SELECT 1 FROM usage_rollups r WHERE r.id = e.rollup_id)
@@ -670,7 +670,7 @@ pub async fn assert_rollups_hold_their_events(db: &Db) {
     )
     .await;
     assert_eq!(homeless, 0, "events without a rollup");
-    let misplaced = count(
+    let misplaced = scalar(
         db,
         "SELECT COUNT(*) FROM usage_events e JOIN usage_rollups r
              ON r.id = e.rollup_id
@@ -679,7 +679,7 @@ pub async fn assert_rollups_hold_their_events(db: &Db) {
     )
     .await;
     assert_eq!(misplaced, 0, "events in another tenant's rollup");
-    let mismatched = count(
+    let mismatched = scalar(
         db,
         "SELECT COUNT(*) FROM usage_rollups r
          WHERE (r.stt_words, r.tts_words, r.phone_calls, r.event_count) <> (
@@ -695,7 +695,11 @@ pub async fn assert_rollups_hold_their_events(db: &Db) {
     assert_eq!(mismatched, 0, "rollups that differ from their events");
 }
 
-async fn count(db: &Db, sql: &str) -> i64 {
-    thanotopolis_billing::with_pool!(db, pool => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await)
-        .unwrap()
+/// The one integer a query returns (0 when it is NULL, as `SUM` over no rows is).
+pub async fn scalar(db: &Db, sql: &str) -> i64 {
+    thanotopolis_billing::with_pool!(db, pool => {
+        sqlx::query_scalar::<_, Option<i64>>(sql).fetch_one(pool).await
+    })
+    .unwrap()
+    .unwrap_or(0)
 }

@@ -1,6 +1,6 @@
 //! Migrations that move data: a database as an earlier release left it, migrated, reads the same.
 
-use crate::helpers::{fresh_database, Store};
+use crate::helpers::{fresh_database, scalar, Store};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use std::collections::BTreeMap;
@@ -37,12 +37,6 @@ fn totals(stt_words: i64, tts_words: i64, calls: i64) -> UsageTotals {
         tts_words,
         calls,
     }
-}
-
-async fn scalar(db: &Db, sql: &str) -> i64 {
-    with_pool!(db, pool => sqlx::query_scalar::<_, Option<i64>>(sql).fetch_one(pool).await)
-        .unwrap()
-        .unwrap_or(0)
 }
 
 /// A rollup of the old shape (one per type), with its events; returns its id.

@@ -1,7 +1,7 @@
 //! The monthly run's claim on usage (`usage::billable`): exactly once under concurrent ingestion,
 //! idempotent by key, and late usage waits in a new bucket for the next run.
 
-use crate::helpers::TestApp;
+use crate::helpers::{scalar, TestApp};
 use crate::store_tests;
 use crate::usage::insert_subscription;
 use chrono::{DateTime, Duration, Utc};
@@ -12,7 +12,6 @@ use thanotopolis_billing::usage::billable::{self, ByPeriod};
 use thanotopolis_billing::usage::compact;
 use thanotopolis_billing::usage::rating::UsageTotals;
 use thanotopolis_billing::usage::{ingest, NewEvent, UsageType};
-use thanotopolis_billing::with_pool;
 
 store_tests!(
     a_claim_is_idempotent_and_late_usage_waits_for_the_next,
@@ -51,14 +50,6 @@ fn totals(stt: i64, tts: i64, calls: i64) -> UsageTotals {
         tts_words: tts,
         calls,
     }
-}
-
-async fn scalar(app: &TestApp, sql: &str) -> i64 {
-    with_pool!(&app.db, pool => {
-        sqlx::query_scalar::<_, Option<i64>>(sql).fetch_one(pool).await
-    })
-    .unwrap()
-    .unwrap_or(0)
 }
 
 async fn a_claim_is_idempotent_and_late_usage_waits_for_the_next(app: TestApp) {
@@ -103,7 +94,7 @@ async fn a_claim_is_idempotent_and_late_usage_waits_for_the_next(app: TestApp) {
     assert_eq!(again, first);
     assert_eq!(
         scalar(
-            &app,
+            &app.db,
             "SELECT COUNT(*) FROM usage_rollups WHERE billed_by IS NULL"
         )
         .await,
@@ -188,7 +179,7 @@ async fn claims_store_what_is_billable_after_trials_and_demos(app: TestApp) {
     // Every rollup is claimed, the wholly free one with zero.
     assert_eq!(
         scalar(
-            &app,
+            &app.db,
             "SELECT COUNT(*) FROM usage_rollups WHERE billed_by = 'k'
              AND billed_stt_words + billed_tts_words + billed_phone_calls = 0"
         )
@@ -197,7 +188,7 @@ async fn claims_store_what_is_billable_after_trials_and_demos(app: TestApp) {
     );
     assert_eq!(
         scalar(
-            &app,
+            &app.db,
             "SELECT CAST(SUM(billed_stt_words + billed_tts_words + billed_phone_calls) AS BIGINT)
              FROM usage_rollups WHERE billed_by = 'k'"
         )
@@ -206,7 +197,7 @@ async fn claims_store_what_is_billable_after_trials_and_demos(app: TestApp) {
     );
     assert_eq!(
         scalar(
-            &app,
+            &app.db,
             "SELECT COUNT(*) FROM usage_rollups WHERE billed_by IS NULL"
         )
         .await,
@@ -298,23 +289,23 @@ async fn concurrent_ingestion_during_claims_loses_and_doubles_nothing(app: TestA
     let claims = claimer.await.unwrap();
 
     // Events are unique by id: each writer pair shares ids, so the distinct count is known.
-    let events = scalar(&app, "SELECT COUNT(*) FROM usage_events").await;
+    let events = scalar(&app.db, "SELECT COUNT(*) FROM usage_events").await;
     assert_eq!(accepted as i64, events);
     assert_eq!(events, (WRITERS * BATCHES * PER_BATCH) as i64);
     crate::helpers::assert_rollups_hold_their_events(&app.db).await;
     let total = scalar(
-        &app,
+        &app.db,
         "SELECT CAST(SUM(quantity) AS BIGINT) FROM usage_events",
     )
     .await;
     let billed = scalar(
-        &app,
+        &app.db,
         "SELECT CAST(SUM(billed_stt_words + billed_tts_words + billed_phone_calls) AS BIGINT)
          FROM usage_rollups WHERE billed_by IS NOT NULL",
     )
     .await;
     let open = scalar(
-        &app,
+        &app.db,
         "SELECT CAST(SUM(stt_words + tts_words + phone_calls) AS BIGINT) FROM usage_rollups
          WHERE billed_by IS NULL",
     )
@@ -365,7 +356,7 @@ async fn racing_claims_with_one_key_take_once(app: TestApp) {
     assert!(results.iter().all(|r| *r == expected), "{results:?}");
     assert_eq!(
         scalar(
-            &app,
+            &app.db,
             "SELECT CAST(SUM(billed_stt_words + billed_tts_words + billed_phone_calls) AS BIGINT)
              FROM usage_rollups"
         )
@@ -419,7 +410,7 @@ async fn ingests_of_one_rollup_do_not_wait_on_each_other() {
 
     let open_rollups = || {
         scalar(
-            &app,
+            &app.db,
             "SELECT COUNT(*) FROM usage_rollups WHERE tenant_id = 'acme' AND billed_by IS NULL",
         )
     };
