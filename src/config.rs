@@ -95,6 +95,10 @@ pub struct Settings {
     pub stripe_payment_methods: Vec<String>,
     pub billing_collection_method: CollectionMethod,
     pub billing_days_until_due: u32,
+    /// The longest trial an org admin may ask for at checkout (a super admin may grant up to 730 days).
+    pub max_trial_days: u32,
+    /// How long a past-due tenant keeps access after its first failed payment.
+    pub past_due_grace_days: u32,
     /// Origins allowed to call the API from a browser; empty means same-origin only.
     pub cors_allowed_origins: Vec<String>,
     /// Whether `/dev/sign-in` mints tokens for any tenant (the local demo). Never read from the
@@ -223,6 +227,8 @@ impl Settings {
                 .collect(),
             billing_collection_method,
             billing_days_until_due: parse_num(&get, "BILLING_DAYS_UNTIL_DUE", 30)?,
+            max_trial_days: parse_num(&get, "MAX_TRIAL_DAYS", 30)?,
+            past_due_grace_days: parse_num(&get, "PAST_DUE_GRACE_DAYS", 7)?,
             cors_allowed_origins: get("CORS_ALLOWED_ORIGINS")
                 .map(|v| {
                     v.split(',')
@@ -299,6 +305,8 @@ mod tests {
         assert_eq!(s.billing_timezone, chrono_tz::UTC);
         assert_eq!(s.stripe_max_requests_per_second, 25);
         assert_eq!(s.usage_events_per_second_per_token, 0);
+        assert_eq!(s.max_trial_days, 30);
+        assert_eq!(s.past_due_grace_days, 7);
         assert!(s.stripe_webhook_secret.is_empty());
         assert!(s.require_jwt_secret().is_err());
     }

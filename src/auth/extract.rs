@@ -67,13 +67,22 @@ impl FromRequestParts<AppState> for Caller {
 
 /// Resolves which tenant a tenant route acts on: the token's own, or for a super admin `?tenant_id=`.
 fn target_tenant(parts: &Parts, caller: &Caller) -> Result<TenantId, ApiError> {
+    target_tenant_for(parts, caller, &[Role::SuperAdmin])
+}
+
+/// As [`target_tenant`], with the roles that may name any tenant in `?tenant_id=`.
+fn target_tenant_for(
+    parts: &Parts,
+    caller: &Caller,
+    may_name_any: &[Role],
+) -> Result<TenantId, ApiError> {
     let requested = parts.uri.query().and_then(|q| {
         form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "tenant_id")
             .map(|(_, v)| v.into_owned())
     });
     let raw = match requested {
-        Some(t) if caller.role == Role::SuperAdmin => t,
+        Some(t) if may_name_any.contains(&caller.role) => t,
         Some(t) if t != caller.claims.tenant_id => {
             return Err(ApiError::forbidden(
                 "Only a super admin may act on another tenant (tenant_id).",
@@ -103,6 +112,24 @@ impl FromRequestParts<AppState> for TenantUser {
         }
         let tenant_id = target_tenant(parts, &caller)?;
         Ok(TenantUser { caller, tenant_id })
+    }
+}
+
+/// A caller who may ask whether a tenant has access: any role of the tenant, and the platform's
+/// services or a super admin for any tenant with `?tenant_id=`.
+#[derive(Debug, Clone)]
+pub struct AccessReader {
+    pub caller: Caller,
+    pub tenant_id: TenantId,
+}
+
+impl FromRequestParts<AppState> for AccessReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let tenant_id = target_tenant_for(parts, &caller, &[Role::SuperAdmin, Role::Service])?;
+        Ok(AccessReader { caller, tenant_id })
     }
 }
 

@@ -6,5 +6,5 @@
 mod extract;
 pub mod jwt;
 
-pub use extract::{Caller, SuperAdmin, TenantAdmin, TenantUser, UsageWriter};
+pub use extract::{AccessReader, Caller, SuperAdmin, TenantAdmin, TenantUser, UsageWriter};
 pub use jwt::{Claims, Role};

@@ -26,6 +26,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(2, "0002_rollup_shards"),
     migration!(3, "0003_rollups_per_day"),
     migration!(4, "0004_ingest_checked"),
+    migration!(5, "0005_stripe_as_it_is"),
 ];
 
 /// An arbitrary constant that names this service's migration lock among PostgreSQL advisory locks.

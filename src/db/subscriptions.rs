@@ -204,3 +204,45 @@ pub async fn current(
         },
     ))
 }
+
+/// What a tenant's access follows from (see `subscriptions::access`).
+pub struct AccessState {
+    pub is_demo: bool,
+    /// The newest live subscription, else the newest of any state.
+    pub subscription: Option<SubscriptionRow>,
+    /// The first failed payment of an invoice still open (only looked up while past due).
+    pub first_failure: Option<DateTime<Utc>>,
+}
+
+/// The tenant's access state, or `None` for an unknown tenant.
+pub async fn access_state(db: &Db, tenant: &TenantId) -> Result<Option<AccessState>, sqlx::Error> {
+    let is_demo: Option<bool> = with_pool!(db, pool => {
+        sqlx::query_scalar("SELECT is_demo FROM tenants WHERE id = $1")
+            .bind(tenant.as_str())
+            .fetch_optional(pool)
+            .await
+    })?;
+    let Some(is_demo) = is_demo else {
+        return Ok(None);
+    };
+    let all = for_tenant(db, tenant.as_str()).await?;
+    let subscription = all.iter().find(|s| s.is_live()).or(all.first()).cloned();
+    let first_failure = match &subscription {
+        Some(s) if s.status == "past_due" => with_pool!(db, pool => {
+            sqlx::query_scalar(
+                "SELECT MIN(w.stripe_created_at) FROM webhook_events w
+                 JOIN invoices i ON i.stripe_invoice_id = w.object_id
+                 WHERE i.tenant_id = $1 AND i.status = 'open' AND w.event_type = 'invoice.payment_failed'",
+            )
+            .bind(tenant.as_str())
+            .fetch_one(pool)
+            .await
+        })?,
+        _ => None,
+    };
+    Ok(Some(AccessState {
+        is_demo,
+        subscription,
+        first_failure,
+    }))
+}

@@ -3,6 +3,7 @@
 //! Every route is registered with `utoipa_axum::routes!`, which takes its path and method from the
 //! handler's `#[utoipa::path]`: a route cannot be served without appearing in `/api/openapi.json`.
 
+mod access;
 pub mod billing;
 pub mod dashboard;
 mod health;
@@ -27,6 +28,7 @@ pub fn documented() -> OpenApiRouter<AppState> {
         .merge(openapi::router())
         .merge(tenants::router())
         .merge(billing::router())
+        .merge(access::router())
         .merge(webhook::router())
         .merge(usage::router())
         .merge(dashboard::router())

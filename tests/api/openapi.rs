@@ -22,6 +22,7 @@ const CONTRACT: &[(&str, &str)] = &[
     ("post", "/api/billing/set-demo-status/{tenant_id}"),
     ("post", "/api/billing/webhook"),
     ("get", "/api/billing/invoices"),
+    ("get", "/api/billing/access"),
     ("post", "/api/usage/events"),
     ("get", "/api/admin/billing/overview"),
     ("post", "/api/admin/billing/runs"),
