@@ -245,5 +245,219 @@ def _():
         server.shutdown()
 
 
+# ---- rules where the simulator is as strict as Stripe (README table) -------------------------------
+
+
+def sim_get(path):
+    import urllib.request
+
+    with urllib.request.urlopen(BASE + path) as r:
+        return json.loads(r.read())
+
+
+def lower_headers(e):
+    return {k.lower(): v for k, v in (e.headers or {}).items()}
+
+
+def advance_days(days):
+    return sim_post("/_sim/clock/advance", {"seconds": str(days * 86400)})
+
+
+def checkout_subscription(card, trial_days=None):
+    data = {"metadata": {"tenant_id": "t-strict"}}
+    if trial_days:
+        data["trial_period_days"] = trial_days
+    cs = stripe.checkout.Session.create(
+        mode="subscription",
+        line_items=[{"price": ctx["price"], "quantity": 1}],
+        success_url="https://app.example/ok",
+        subscription_data=data,
+    )
+    done = sim_post(f"/_sim/checkout/sessions/{cs.id}/complete", {"card": card})
+    return stripe.Subscription.retrieve(done["subscription"])
+
+
+@check("rule 1: checkout sets the subscription's default payment method, not the customer's")
+def _():
+    sub = checkout_subscription("4242424242424242")
+    assert sub.default_payment_method and sub.default_payment_method.startswith("pm_")
+    cus = stripe.Customer.retrieve(sub.customer)
+    assert cus.invoice_settings.default_payment_method is None, cus.invoice_settings
+    pms = stripe.Customer.list_payment_methods(sub.customer)
+    assert [p.id for p in pms.data] == [sub.default_payment_method]
+
+
+@check("rule 2: paying with no payment method is refused; a retry uses the card updated since")
+def _():
+    cus = stripe.Customer.create(email="nopm@example.com")
+    stripe.InvoiceItem.create(customer=cus.id, amount=900, currency="usd")
+    inv = stripe.Invoice.create(customer=cus.id, pending_invoice_items_behavior="include")
+    try:
+        stripe.Invoice.pay(inv.id)
+        raise AssertionError("paid without a payment method")
+    except stripe.InvalidRequestError as e:
+        assert e.http_status == 400 and e.code == "resource_missing", (e.http_status, e.code)
+        assert "no attached payment source or default payment method" in e.user_message
+    again = stripe.Invoice.retrieve(inv.id)
+    assert again.status == "draft" and again.attempt_count == 0
+    # A failed renewal, a card update, then the next automatic retry collects.
+    sub = checkout_subscription("4000000000000341", trial_days=2)
+    advance_days(3)
+    sub = stripe.Subscription.retrieve(sub.id, expand=["latest_invoice"])
+    assert sub.status == "past_due" and sub.latest_invoice.attempt_count == 1
+    sim_post(f"/_sim/customers/{sub.customer}/card", {"card": "4242424242424242"})
+    advance_days(3)
+    paid = stripe.Invoice.retrieve(sub.latest_invoice.id)
+    assert paid.status == "paid", paid.status
+    assert stripe.Subscription.retrieve(sub.id).status == "active"
+
+
+@check("rule 3: an Idempotency-Key over 255 characters is refused")
+def _():
+    try:
+        stripe.Customer.create(email="long-key@example.com", idempotency_key="k" * 256)
+        raise AssertionError("accepted")
+    except stripe.InvalidRequestError as e:
+        assert e.http_status == 400
+        assert e.user_message.startswith("Idempotent key length is 256"), e.user_message
+    ok = stripe.Customer.create(email="long-key@example.com", idempotency_key="k" * 255)
+    assert ok.id.startswith("cus_")
+
+
+@check("rule 4: a saved 500 is replayed under its key")
+def _():
+    sim_post("/_sim/faults", {"path": "/v1/customers", "method": "POST", "status": "500", "when": "saved"})
+    key = str(uuid.uuid4())
+    for attempt in range(2):
+        try:
+            stripe.Customer.create(email="saved@example.com", idempotency_key=key)
+            raise AssertionError("no error")
+        except stripe.APIError as e:
+            h = lower_headers(e)
+            assert e.http_status == 500, e.http_status
+            assert h.get("stripe-should-retry") == "false", h
+            assert (h.get("idempotent-replayed") == "true") == (attempt == 1), h
+    assert not stripe.Customer.list(email="saved@example.com").data
+
+
+@check("rule 5: lock_timeout carries Stripe-Should-Retry and the SDK's retry succeeds")
+def _():
+    sim_post("/_sim/faults", {"path": "/v1/customers", "method": "POST", "status": "409"})
+    try:
+        stripe.Customer.create(email="lock@example.com")
+        raise AssertionError("no error")
+    except stripe.APIError as e:
+        code = e.json_body["error"]["code"]  # the SDK's APIError leaves `code` unset
+        assert e.http_status == 409 and code == "lock_timeout", (e.http_status, code)
+        assert lower_headers(e).get("stripe-should-retry") == "true"
+    sim_post("/_sim/faults", {"path": "/v1/customers", "method": "POST", "status": "409"})
+    stripe.max_network_retries = 2
+    try:
+        c = stripe.Customer.create(email="lock-retried@example.com")
+    finally:
+        stripe.max_network_retries = 0
+    assert c.id.startswith("cus_")
+    assert len(stripe.Customer.list(email="lock-retried@example.com").data) == 1
+
+
+@check("rule 6: a $0 invoice is paid at finalization; paying it again fails")
+def _():
+    cus = stripe.Customer.create(email="zero@example.com")
+    inv = stripe.Invoice.create(customer=cus.id, auto_advance=False)
+    inv = stripe.Invoice.finalize_invoice(inv.id)
+    assert inv.status == "paid" and inv.amount_due == 0
+    try:
+        stripe.Invoice.pay(inv.id)
+        raise AssertionError("paid twice")
+    except stripe.InvalidRequestError as e:
+        assert e.http_status == 400 and e.user_message == "Invoice is already paid", e.user_message
+
+
+@check("rule 7: a webhook endpoint's api_version is kept and events reach it in that version")
+def _():
+    Hook.received.clear()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/versioned"
+        we = stripe.WebhookEndpoint.create(url=url, enabled_events=["product.created"], api_version="2024-06-20")
+        assert we.api_version == "2024-06-20"
+        stripe.Product.create(name="Versioned")
+        deadline = time.time() + 10
+        while not Hook.received and time.time() < deadline:
+            time.sleep(0.05)
+        assert Hook.received, "no delivery"
+        payload, sig = Hook.received[0]
+        event = stripe.Webhook.construct_event(payload, sig, we.secret)
+        assert event.api_version == "2024-06-20", event.api_version
+        try:
+            stripe.WebhookEndpoint.create(url=url, enabled_events=["*"], api_version="2099-01-01")
+            raise AssertionError("unknown version accepted")
+        except stripe.InvalidRequestError as e:
+            assert e.param == "api_version", e.param
+        stripe.WebhookEndpoint.delete(we.id)
+    finally:
+        server.shutdown()
+
+
+@check("rule 8: unknown payment_method_types are refused, naming the param")
+def _():
+    kinds = ["card", "us_bank_account", "sepa_debit", "link", "acss_debit", "bacs_debit", "au_becs_debit"]
+    ok = stripe.checkout.Session.create(
+        mode="subscription", line_items=[{"price": ctx["price"], "quantity": 1}],
+        success_url="https://app.example/ok", payment_method_types=kinds,
+    )
+    assert ok.payment_method_types == kinds
+    try:
+        stripe.checkout.Session.create(
+            mode="subscription", line_items=[{"price": ctx["price"], "quantity": 1}],
+            success_url="https://app.example/ok", payment_method_types=["card", "bitcoin"],
+        )
+        raise AssertionError("accepted")
+    except stripe.InvalidRequestError as e:
+        assert e.param == "payment_method_types[1]", e.param
+
+
+@check("rule 9: the Search API is limited to 20 requests a second")
+def _():
+    sim_post("/_sim/rate_limit", {"per_second": "100000"})
+    limited = 0
+    try:
+        for _ in range(70):
+            try:
+                stripe.Customer.search(query="email:'nobody@example.com'")
+            except stripe.RateLimitError as e:
+                assert e.json_body["error"]["code"] == "rate_limit"
+                limited += 1
+    finally:
+        sim_post("/_sim/rate_limit", {"per_second": "0"})
+    assert limited > 0
+
+
+@check("rule 10: pause_collection void voids renewals; an empty value clears it")
+def _():
+    sub = checkout_subscription("4242424242424242")
+    sub = stripe.Subscription.modify(sub.id, pause_collection={"behavior": "void"})
+    assert sub.pause_collection.behavior == "void" and sub.status == "active"
+    advance_days(32)
+    sub = stripe.Subscription.retrieve(sub.id, expand=["latest_invoice"])
+    assert sub.status == "active"
+    assert sub.latest_invoice.status == "void", sub.latest_invoice.status
+    sub = stripe.Subscription.modify(sub.id, pause_collection="")
+    assert sub.pause_collection is None
+
+
+@check("rule 11: a payment method of another customer is refused")
+def _():
+    a = stripe.Customer.create(email="a@example.com", payment_method="pm_card_visa",
+                               invoice_settings={"default_payment_method": "pm_card_visa"})
+    b = stripe.Customer.create(email="b@example.com")
+    try:
+        stripe.Customer.modify(b.id, invoice_settings={"default_payment_method": a.invoice_settings.default_payment_method})
+        raise AssertionError("accepted")
+    except stripe.InvalidRequestError as e:
+        assert e.param == "invoice_settings[default_payment_method]", e.param
+
+
 print(f"sdk-check: {passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

@@ -4,11 +4,12 @@
 use serde_json::{json, Value};
 
 use crate::billing::{self, NewSub};
+use crate::enums;
 use crate::error::ApiError;
 use crate::form::{apply_metadata, new_metadata, Metadata, Param, Params};
 use crate::ids::new_id;
 use crate::model::*;
-use crate::store::{created_filter, list_page, search_page, Store, API_VERSION};
+use crate::store::{created_filter, list_page, search_result, Query, Store, API_VERSION};
 
 /// Route patterns, literal segments before `{id}` where both could match.
 pub const ROUTES: &[&str] = &[
@@ -113,12 +114,11 @@ pub fn execute(
     match pattern {
         "POST /v1/customers" => customer_create(s, p),
         "GET /v1/customers" => customer_list(s, p),
-        "GET /v1/customers/search" => search(s, p, "/v1/customers/search", |s| {
-            s.customers
-                .newest_first()
-                .map(|(_, c)| s.render_customer(c))
-                .collect()
-        }),
+        "GET /v1/customers/search" => {
+            search(s, p, "/v1/customers/search", &s.customers, true, |s, c| {
+                s.render_customer(c)
+            })
+        }
         "GET /v1/customers/{id}" => retrieve(s, p, id, "customer", "id"),
         "POST /v1/customers/{id}" => customer_update(s, id, p),
         "DELETE /v1/customers/{id}" => customer_delete(s, id, p),
@@ -127,32 +127,30 @@ pub fn execute(
         "POST /v1/payment_methods/{id}/attach" => pm_attach(s, id, p),
         "POST /v1/products" => product_create(s, p),
         "GET /v1/products" => product_list(s, p),
-        "GET /v1/products/search" => search(s, p, "/v1/products/search", |s| {
-            s.products
-                .newest_first()
-                .map(|(_, x)| s.render_product(x))
-                .collect()
-        }),
+        "GET /v1/products/search" => {
+            search(s, p, "/v1/products/search", &s.products, false, |s, x| {
+                s.render_product(x)
+            })
+        }
         "GET /v1/products/{id}" => retrieve(s, p, id, "product", "id"),
         "POST /v1/products/{id}" => product_update(s, id, p),
         "POST /v1/prices" => price_create(s, p),
         "GET /v1/prices" => price_list(s, p),
-        "GET /v1/prices/search" => search(s, p, "/v1/prices/search", |s| {
-            s.prices
-                .newest_first()
-                .map(|(_, x)| s.render_price(x))
-                .collect()
+        "GET /v1/prices/search" => search(s, p, "/v1/prices/search", &s.prices, false, |s, x| {
+            s.render_price(x)
         }),
         "GET /v1/prices/{id}" => retrieve(s, p, id, "price", "price"),
         "POST /v1/prices/{id}" => price_update(s, id, p),
         "POST /v1/subscriptions" => sub_create(s, p),
         "GET /v1/subscriptions" => sub_list(s, p),
-        "GET /v1/subscriptions/search" => search(s, p, "/v1/subscriptions/search", |s| {
-            s.subscriptions
-                .newest_first()
-                .map(|(_, x)| s.render_sub(x))
-                .collect()
-        }),
+        "GET /v1/subscriptions/search" => search(
+            s,
+            p,
+            "/v1/subscriptions/search",
+            &s.subscriptions,
+            false,
+            |s, x| s.render_sub(x),
+        ),
         "GET /v1/subscriptions/{id}" => retrieve(s, p, id, "subscription", "id"),
         "POST /v1/subscriptions/{id}" => sub_update(s, id, p),
         "DELETE /v1/subscriptions/{id}" => sub_cancel(s, id, p),
@@ -163,12 +161,11 @@ pub fn execute(
         "DELETE /v1/invoiceitems/{id}" => ii_delete(s, id, p),
         "POST /v1/invoices" => invoice_create(s, p),
         "GET /v1/invoices" => invoice_list(s, p),
-        "GET /v1/invoices/search" => search(s, p, "/v1/invoices/search", |s| {
-            s.invoices
-                .newest_first()
-                .map(|(_, x)| s.render_invoice(x))
-                .collect()
-        }),
+        "GET /v1/invoices/search" => {
+            search(s, p, "/v1/invoices/search", &s.invoices, false, |s, x| {
+                s.render_invoice(x)
+            })
+        }
         "POST /v1/invoices/create_preview" => invoice_preview(s, p),
         "GET /v1/invoices/{id}" => retrieve(s, p, id, "invoice", "invoice"),
         "POST /v1/invoices/{id}" => invoice_update(s, id, p),
@@ -212,14 +209,30 @@ fn retrieve(s: &Store, p: Params, id: &str, kind: &str, param: &str) -> Result<V
     v.ok_or_else(|| ApiError::no_such(kind, id, param))
 }
 
-fn search(
+/// Stripe's search over one table. A query with a required `metadata['k']:'v'` clause (or
+/// `email:'v'` on customers) reads only the rows listed under that key; others read every row.
+fn search<T: Row>(
     s: &Store,
     mut p: Params,
     url: &str,
-    all: impl Fn(&Store) -> Vec<Value>,
+    table: &Table<T>,
+    email_indexed: bool,
+    render: impl Fn(&Store, &T) -> Value,
 ) -> Result<Value, ApiError> {
-    let items = all(s);
-    let out = search_page(items, &mut p, url)?;
+    let query = Query::parse(&p.req_str("query")?)?;
+    let hits: Vec<Value> = match query.index_key(email_indexed) {
+        Some((kind, value)) => table
+            .with(kind, &value)
+            .map(|(_, x)| render(s, x))
+            .filter(|v| query.matches(v))
+            .collect(),
+        None => table
+            .newest_first()
+            .map(|(_, x)| render(s, x))
+            .filter(|v| query.matches(v))
+            .collect(),
+    };
+    let out = search_result(hits, &mut p, url)?;
     p.finish()?;
     Ok(out)
 }
@@ -236,13 +249,52 @@ fn need_customer(s: &Store, id: &str, param: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Accepts Stripe's test tokens (`pm_card_visa`) as well as ids of existing payment methods.
+/// A payment method for `customer`, given where Stripe wants one already attached
+/// (`invoice_settings[default_payment_method]`, a subscription's or invoice's
+/// `default_payment_method`, `/pay`'s `payment_method`). Stripe's test tokens (`pm_card_visa`)
+/// make a new card attached to the customer; an existing payment method must belong to the
+/// customer, as Stripe refuses one that does not.
 fn resolve_pm(s: &mut Store, pm: &str, customer: &str, param: &str) -> Result<String, ApiError> {
     if let Some(number) = billing::magic_pm_number(pm) {
         return Ok(billing::attach_card(s, customer, number, false));
     }
+    match s.payment_methods.get(pm) {
+        Some(x) if x.customer.as_deref() == Some(customer) => Ok(pm.to_string()),
+        Some(_) => Err(not_attached(pm, param)),
+        None => Err(ApiError::no_such("PaymentMethod", pm, param)),
+    }
+}
+
+/// An existing payment method that must already belong to `customer` (an invoice's
+/// `default_payment_method`: "It must belong to the customer associated with the invoice").
+fn check_owned_pm(s: &Store, pm: &str, customer: &str, param: &str) -> Result<(), ApiError> {
+    match s.payment_methods.get(pm) {
+        Some(x) if x.customer.as_deref() == Some(customer) => Ok(()),
+        Some(_) => Err(not_attached(pm, param)),
+        None => Err(ApiError::no_such("PaymentMethod", pm, param)),
+    }
+}
+
+fn not_attached(pm: &str, param: &str) -> ApiError {
+    ApiError::invalid(format!(
+        "The customer does not have a payment method with the ID {pm}. The payment method must be attached to the customer."
+    ))
+    .param(param)
+}
+
+/// Attaches a payment method to `customer` (customer create's `payment_method`,
+/// `/v1/payment_methods/{id}/attach`): a test token makes a new card; an existing one must not
+/// belong to another customer.
+fn attach_pm(s: &mut Store, pm: &str, customer: &str, param: &str) -> Result<String, ApiError> {
+    if let Some(number) = billing::magic_pm_number(pm) {
+        return Ok(billing::attach_card(s, customer, number, false));
+    }
     match s.payment_methods.get_mut(pm) {
-        Some(x) => {
+        Some(x) if x.customer.as_deref().is_some_and(|c| c != customer) => Err(ApiError::invalid(
+            "The payment method you provided has already been attached to a customer.",
+        )
+        .param(param)),
+        Some(mut x) => {
             x.customer = Some(customer.to_string());
             Ok(pm.to_string())
         }
@@ -287,7 +339,7 @@ fn customer_create(s: &mut Store, mut p: Params) -> Result<Value, ApiError> {
     let id = billing::new_customer(s, email, name);
     let mut pm_id = None;
     if let Some(pm) = &pm {
-        pm_id = Some(resolve_pm(s, pm, &id, "payment_method")?);
+        pm_id = Some(attach_pm(s, pm, &id, "payment_method")?);
     }
     let default = match default_pm {
         Some(d) if Some(&d) == pm.as_ref() => pm_id,
@@ -299,7 +351,7 @@ fn customer_create(s: &mut Store, mut p: Params) -> Result<Value, ApiError> {
         )?),
         None => None,
     };
-    if let Some(c) = s.customers.get_mut(&id) {
+    if let Some(mut c) = s.customers.get_mut(&id) {
         c.description = description;
         c.phone = phone;
         c.metadata = new_metadata(metadata);
@@ -334,7 +386,7 @@ fn customer_update(s: &mut Store, id: &str, mut p: Params) -> Result<Value, ApiE
         )?)),
         None => None,
     };
-    let c = s
+    let mut c = s
         .customers
         .get_mut(id)
         .ok_or_else(|| ApiError::no_such("customer", id, "id"))?;
@@ -360,6 +412,7 @@ fn customer_update(s: &mut Store, id: &str, mut p: Params) -> Result<Value, ApiE
     if let Some(d) = default {
         c.default_payment_method = d;
     }
+    drop(c);
     let after = s.render_id(id).unwrap_or_default();
     s.emit_update("customer.updated", before, after.clone());
     Ok(after)
@@ -372,10 +425,8 @@ fn customer_delete(s: &mut Store, id: &str, p: Params) -> Result<Value, ApiError
     // Stripe cancels the customer's subscriptions when the customer goes.
     let subs: Vec<String> = s
         .subscriptions
-        .newest_first()
-        .filter(|(_, x)| {
-            x.customer == id && x.status != "canceled" && x.status != "incomplete_expired"
-        })
+        .with("customer", id)
+        .filter(|(_, x)| x.status != "canceled" && x.status != "incomplete_expired")
         .map(|(i, _)| i.clone())
         .collect();
     for sid in subs {
@@ -390,17 +441,18 @@ fn customer_list(s: &Store, mut p: Params) -> Result<Value, ApiError> {
     let email = p.opt_nonempty("email")?;
     let created = created_filter(&mut p)?;
     ignore(&mut p, &["test_clock"]);
-    let items: Vec<(&str, &Customer)> = s
-        .customers
-        .newest_first()
+    let base: Box<dyn Iterator<Item = (&String, &Customer)>> = match &email {
+        Some(e) => Box::new(s.customers.with("email", &e.to_ascii_lowercase())),
+        None => Box::new(s.customers.newest_first()),
+    };
+    let items = base
         .filter(|(_, c)| {
             email
                 .as_ref()
                 .is_none_or(|e| c.email.as_deref() == Some(e.as_str()))
         })
         .filter(|(_, c)| created(c.created))
-        .map(|(id, c)| (id.as_str(), c))
-        .collect();
+        .map(|(id, c)| (id.as_str(), c));
     let out = list_page(items, &mut p, "/v1/customers", |c| s.render_customer(c))?;
     p.finish()?;
     Ok(out)
@@ -409,12 +461,10 @@ fn customer_list(s: &Store, mut p: Params) -> Result<Value, ApiError> {
 fn customer_pms(s: &Store, id: &str, mut p: Params) -> Result<Value, ApiError> {
     need_customer(s, id, "customer")?;
     let _ = p.opt_nonempty("type")?;
-    let items: Vec<(&str, &PaymentMethod)> = s
+    let items = s
         .payment_methods
-        .newest_first()
-        .filter(|(_, x)| x.customer.as_deref() == Some(id))
-        .map(|(i, x)| (i.as_str(), x))
-        .collect();
+        .with("customer", id)
+        .map(|(i, x)| (i.as_str(), x));
     let url = format!("/v1/customers/{id}/payment_methods");
     let out = list_page(items, &mut p, &url, |x| s.render_pm(x))?;
     p.finish()?;
@@ -425,7 +475,7 @@ fn pm_attach(s: &mut Store, id: &str, mut p: Params) -> Result<Value, ApiError> 
     let customer = p.req_str("customer")?;
     p.finish()?;
     need_customer(s, &customer, "customer")?;
-    let pm = resolve_pm(s, id, &customer, "payment_method")?;
+    let pm = attach_pm(s, id, &customer, "payment_method")?;
     let v = s.render_id(&pm).unwrap_or_default();
     if billing::magic_pm_number(id).is_none() {
         s.emit("payment_method.attached", v.clone(), None);
@@ -507,7 +557,7 @@ fn product_create(s: &mut Store, mut p: Params) -> Result<Value, ApiError> {
             Metadata::new(),
             None,
         );
-        if let Some(x) = s.products.get_mut(&id) {
+        if let Some(mut x) = s.products.get_mut(&id) {
             x.default_price = Some(price);
         }
     }
@@ -542,7 +592,7 @@ fn product_update(s: &mut Store, id: &str, mut p: Params) -> Result<Value, ApiEr
     }
     let before = s.render_id(id).unwrap_or_default();
     let now = s.now();
-    if let Some(x) = s.products.get_mut(id) {
+    if let Some(mut x) = s.products.get_mut(id) {
         if let Some(v) = name {
             x.name = v;
         }
@@ -570,14 +620,13 @@ fn product_list(s: &Store, mut p: Params) -> Result<Value, ApiError> {
     let ids = p.str_list("ids")?;
     let created = created_filter(&mut p)?;
     ignore(&mut p, &["shippable", "url"]);
-    let items: Vec<(&str, &Product)> = s
+    let items = s
         .products
         .newest_first()
         .filter(|(_, x)| active.is_none_or(|a| x.active == a))
         .filter(|(id, _)| ids.as_ref().is_none_or(|l| l.contains(id)))
         .filter(|(_, x)| created(x.created))
-        .map(|(id, x)| (id.as_str(), x))
-        .collect();
+        .map(|(id, x)| (id.as_str(), x));
     let out = list_page(items, &mut p, "/v1/products", |x| s.render_product(x))?;
     p.finish()?;
     Ok(out)
@@ -725,9 +774,9 @@ fn price_create(s: &mut Store, mut p: Params) -> Result<Value, ApiError> {
     if let Some(key) = &lookup_key {
         let holder = s
             .prices
-            .newest_first()
-            .find(|(_, x)| x.lookup_key.as_deref() == Some(key.as_str()))
-            .map(|(id, _)| id.clone());
+            .with("lookup_key", key)
+            .map(|(id, _)| id.clone())
+            .next();
         if let Some(holder) = holder {
             if !transfer {
                 return Err(ApiError::invalid(format!(
@@ -736,7 +785,7 @@ fn price_create(s: &mut Store, mut p: Params) -> Result<Value, ApiError> {
                 .param("lookup_key"));
             }
             let before = s.render_id(&holder).unwrap_or_default();
-            if let Some(x) = s.prices.get_mut(&holder) {
+            if let Some(mut x) = s.prices.get_mut(&holder) {
                 x.lookup_key = None;
             }
             let after = s.render_id(&holder).unwrap_or_default();
@@ -753,7 +802,7 @@ fn price_create(s: &mut Store, mut p: Params) -> Result<Value, ApiError> {
         new_metadata(metadata),
         nickname,
     );
-    if let Some(x) = s.prices.get_mut(&id) {
+    if let Some(mut x) = s.prices.get_mut(&id) {
         if let Some(a) = active {
             x.active = a;
         }
@@ -778,8 +827,8 @@ fn price_update(s: &mut Store, id: &str, mut p: Params) -> Result<Value, ApiErro
     if let Some(key) = lookup_key.as_ref().filter(|k| !k.is_empty()) {
         let holder = s
             .prices
-            .newest_first()
-            .find(|(pid, x)| *pid != id && x.lookup_key.as_deref() == Some(key.as_str()))
+            .with("lookup_key", key)
+            .find(|(pid, _)| *pid != id)
             .map(|(pid, _)| pid.clone());
         if let Some(h) = holder {
             if !transfer {
@@ -788,13 +837,13 @@ fn price_update(s: &mut Store, id: &str, mut p: Params) -> Result<Value, ApiErro
                 ))
                 .param("lookup_key"));
             }
-            if let Some(x) = s.prices.get_mut(&h) {
+            if let Some(mut x) = s.prices.get_mut(&h) {
                 x.lookup_key = None;
             }
         }
     }
     let before = s.render_id(id).unwrap_or_default();
-    if let Some(x) = s.prices.get_mut(id) {
+    if let Some(mut x) = s.prices.get_mut(id) {
         if let Some(a) = active {
             x.active = a;
         }
@@ -821,9 +870,11 @@ fn price_list(s: &Store, mut p: Params) -> Result<Value, ApiError> {
     let keys = p.str_list("lookup_keys")?;
     let created = created_filter(&mut p)?;
     ignore(&mut p, &["recurring"]);
-    let items: Vec<(&str, &Price)> = s
-        .prices
-        .newest_first()
+    let base: Box<dyn Iterator<Item = (&String, &Price)>> = match &product {
+        Some(pr) => Box::new(s.prices.with("product", pr)),
+        None => Box::new(s.prices.newest_first()),
+    };
+    let items = base
         .filter(|(_, x)| active.is_none_or(|a| x.active == a))
         .filter(|(_, x)| product.as_ref().is_none_or(|v| x.product == *v))
         .filter(|(_, x)| currency.as_ref().is_none_or(|v| x.currency == *v))
@@ -836,8 +887,7 @@ fn price_list(s: &Store, mut p: Params) -> Result<Value, ApiError> {
                 .is_none_or(|l| x.lookup_key.as_ref().is_some_and(|k| l.contains(k)))
         })
         .filter(|(_, x)| created(x.created))
-        .map(|(id, x)| (id.as_str(), x))
-        .collect();
+        .map(|(id, x)| (id.as_str(), x));
     let out = list_page(items, &mut p, "/v1/prices", |x| s.render_price(x))?;
     p.finish()?;
     Ok(out)
@@ -891,10 +941,20 @@ fn sub_create(s: &mut Store, mut p: Params) -> Result<Value, ApiError> {
     let description = p.opt_nonempty("description")?;
     let cancel_at_period_end = p.bool("cancel_at_period_end")?.unwrap_or(false);
     let trial_from_plan = p.bool("trial_from_plan")?.unwrap_or(false);
+    let payment_behavior = p
+        .enum_str(
+            "payment_behavior",
+            &[
+                "allow_incomplete",
+                "default_incomplete",
+                "error_if_incomplete",
+                "pending_if_incomplete",
+            ],
+        )?
+        .unwrap_or_else(|| "allow_incomplete".into());
     ignore(
         &mut p,
         &[
-            "payment_behavior",
             "proration_behavior",
             "off_session",
             "payment_settings",
@@ -955,6 +1015,7 @@ fn sub_create(s: &mut Store, mut p: Params) -> Result<Value, ApiError> {
             default_payment_method,
             description,
             cancel_at_period_end,
+            payment_behavior,
         },
     )?;
     Ok(s.render_id(&id).unwrap_or_default())
@@ -971,6 +1032,7 @@ fn sub_update(s: &mut Store, id: &str, mut p: Params) -> Result<Value, ApiError>
     let description = p.str("description")?;
     let trial_end = p.str("trial_end")?;
     let items = p.list_of_maps("items")?;
+    let pause = read_pause_collection(&mut p)?;
     let details = match p.sub("cancellation_details")? {
         Some(mut d) => {
             let c = d.str("comment")?;
@@ -1000,12 +1062,14 @@ fn sub_update(s: &mut Store, id: &str, mut p: Params) -> Result<Value, ApiError>
         .status(400));
     }
     let mut new_items: Option<Vec<SubItem>> = None;
+    let mut quantity_changed = false;
     if let Some(list) = items {
         let mut cur = sub.items.clone();
         for mut it in list {
             let iid = it.opt_nonempty("id")?;
             let price = it.opt_nonempty("price")?;
             let qty = it.int("quantity")?;
+            quantity_changed |= qty.is_some();
             let del = it.bool("deleted")?.unwrap_or(false);
             ignore(&mut it, &["metadata", "tax_rates", "discounts"]);
             it.finish()?;
@@ -1041,6 +1105,9 @@ fn sub_update(s: &mut Store, id: &str, mut p: Params) -> Result<Value, ApiError>
         }
         new_items = Some(cur);
     }
+    if quantity_changed {
+        s.count_quantity_update(id)?;
+    }
     let default_payment_method = match default_pm {
         Some(pm) if pm.is_empty() => Some(None),
         Some(pm) => Some(Some(resolve_pm(
@@ -1057,7 +1124,7 @@ fn sub_update(s: &mut Store, id: &str, mut p: Params) -> Result<Value, ApiError>
     }
     let now = s.now();
     let mut end_trial_now = false;
-    if let Some(x) = s.subscriptions.get_mut(id) {
+    if let Some(mut x) = s.subscriptions.get_mut(id) {
         if let Some(ca) = cancel_at {
             if ca.is_empty() {
                 x.cancel_at = None;
@@ -1078,6 +1145,9 @@ fn sub_update(s: &mut Store, id: &str, mut p: Params) -> Result<Value, ApiError>
         }
         if let Some(d) = description {
             x.description = if d.is_empty() { None } else { Some(d) };
+        }
+        if let Some(pc) = pause {
+            x.pause_collection = pc;
         }
         if let Some(items) = new_items {
             x.items = items;
@@ -1106,7 +1176,7 @@ fn sub_update(s: &mut Store, id: &str, mut p: Params) -> Result<Value, ApiError>
     let after = s.render_id(id).unwrap_or_default();
     s.emit_update("customer.subscription.updated", before, after);
     if end_trial_now {
-        if let Some(x) = s.subscriptions.get_mut(id) {
+        if let Some(mut x) = s.subscriptions.get_mut(id) {
             x.trial_end = Some(now);
             x.current_period_end = now;
             x.billing_cycle_anchor = now;
@@ -1114,6 +1184,27 @@ fn sub_update(s: &mut Store, id: &str, mut p: Params) -> Result<Value, ApiError>
         billing::advance_to(s, now);
     }
     Ok(s.render_id(id).unwrap_or_default())
+}
+
+/// `pause_collection[behavior]` (required) and `pause_collection[resumes_at]`; `pause_collection=`
+/// (empty) clears it: `Some(None)`.
+fn read_pause_collection(p: &mut Params) -> Result<Option<Option<PauseCollection>>, ApiError> {
+    if p.raw_is_empty_str("pause_collection") {
+        let _ = p.raw("pause_collection");
+        return Ok(Some(None));
+    }
+    let Some(mut pc) = p.sub("pause_collection")? else {
+        return Ok(None);
+    };
+    let behavior = pc
+        .enum_str("behavior", &["keep_as_draft", "mark_uncollectible", "void"])?
+        .ok_or_else(|| ApiError::missing_param("pause_collection[behavior]"))?;
+    let resumes_at = pc.int("resumes_at")?;
+    pc.finish()?;
+    Ok(Some(Some(PauseCollection {
+        behavior,
+        resumes_at,
+    })))
 }
 
 fn sub_cancel(s: &mut Store, id: &str, mut p: Params) -> Result<Value, ApiError> {
@@ -1129,7 +1220,7 @@ fn sub_cancel(s: &mut Store, id: &str, mut p: Params) -> Result<Value, ApiError>
         None => None,
     };
     p.finish()?;
-    let Some(sub) = s.subscriptions.get_mut(id) else {
+    let Some(mut sub) = s.subscriptions.get_mut(id) else {
         return Err(ApiError::no_such("subscription", id, "id"));
     };
     if sub.status == "canceled" {
@@ -1139,6 +1230,7 @@ fn sub_cancel(s: &mut Store, id: &str, mut p: Params) -> Result<Value, ApiError>
         sub.cancellation_comment = c;
         sub.cancellation_feedback = f;
     }
+    drop(sub);
     billing::end_subscription(s, id, "cancellation_requested");
     Ok(s.render_id(id).unwrap_or_default())
 }
@@ -1158,9 +1250,11 @@ fn sub_list(s: &Store, mut p: Params) -> Result<Value, ApiError> {
             "automatic_tax",
         ],
     );
-    let items: Vec<(&str, &Subscription)> = s
-        .subscriptions
-        .newest_first()
+    let base: Box<dyn Iterator<Item = (&String, &Subscription)>> = match &customer {
+        Some(c) => Box::new(s.subscriptions.with("customer", c)),
+        None => Box::new(s.subscriptions.newest_first()),
+    };
+    let items = base
         .filter(|(_, x)| customer.as_ref().is_none_or(|c| x.customer == *c))
         .filter(|(_, x)| match status.as_deref() {
             None => x.status != "canceled" && x.status != "incomplete_expired",
@@ -1173,8 +1267,7 @@ fn sub_list(s: &Store, mut p: Params) -> Result<Value, ApiError> {
                 .is_none_or(|pr| x.items.iter().any(|i| i.price == *pr))
         })
         .filter(|(_, x)| created(x.created))
-        .map(|(id, x)| (id.as_str(), x))
-        .collect();
+        .map(|(id, x)| (id.as_str(), x));
     let out = list_page(items, &mut p, "/v1/subscriptions", |x| s.render_sub(x))?;
     p.finish()?;
     Ok(out)
@@ -1246,6 +1339,9 @@ fn ii_create(s: &mut Store, mut p: Params) -> Result<Value, ApiError> {
                         .param("invoice"),
                 )
             }
+            Some(i) if i.item_ids.len() + i.sub_lines.len() >= MAX_INVOICE_ITEMS => {
+                return Err(too_many_items().param("invoice"))
+            }
             _ => {}
         }
     }
@@ -1282,6 +1378,24 @@ fn ii_create(s: &mut Store, mut p: Params) -> Result<Value, ApiError> {
             _ => return Err(ApiError::missing_param("amount")),
         }
     };
+    if let Some(inv) = invoice.as_ref().and_then(|i| s.invoices.get(i)) {
+        if inv.currency != currency {
+            return Err(ApiError::invalid(format!(
+                "The currency of this invoice item ({currency}) does not match the currency of invoice {} ({}).",
+                inv.id, inv.currency
+            ))
+            .param("currency"));
+        }
+    }
+    if let Some(sub) = subscription.as_ref() {
+        match s.subscriptions.get(sub) {
+            None => return Err(ApiError::no_such("subscription", sub, "subscription")),
+            Some(x) if x.customer != customer => {
+                return Err(not_customers("subscription", sub, &customer))
+            }
+            _ => {}
+        }
+    }
     let now = s.now();
     let id = new_id("ii");
     let (ps, pe) = period.unwrap_or((now, now));
@@ -1307,7 +1421,7 @@ fn ii_create(s: &mut Store, mut p: Params) -> Result<Value, ApiError> {
         },
     );
     if let Some(inv) = &invoice {
-        if let Some(i) = s.invoices.get_mut(inv) {
+        if let Some(mut i) = s.invoices.get_mut(inv) {
             i.item_ids.push(id.clone());
         }
     }
@@ -1344,7 +1458,7 @@ fn ii_update(s: &mut Store, id: &str, mut p: Params) -> Result<Value, ApiError> 
     p.finish()?;
     ii_editable(s, id)?;
     let before = s.render_id(id).unwrap_or_default();
-    if let Some(ii) = s.invoiceitems.get_mut(id) {
+    if let Some(mut ii) = s.invoiceitems.get_mut(id) {
         if let Some(a) = amount {
             ii.amount = a;
             ii.unit_amount_decimal = a.to_string();
@@ -1371,7 +1485,7 @@ fn ii_delete(s: &mut Store, id: &str, p: Params) -> Result<Value, ApiError> {
     ii_editable(s, id)?;
     let v = s.render_id(id).unwrap_or_default();
     if let Some(ii) = s.invoiceitems.remove(id) {
-        if let Some(inv) = ii.invoice.and_then(|i| s.invoices.get_mut(&i)) {
+        if let Some(mut inv) = ii.invoice.and_then(|i| s.invoices.get_mut(&i)) {
             inv.item_ids.retain(|x| x != id);
         }
     }
@@ -1384,9 +1498,14 @@ fn ii_list(s: &Store, mut p: Params) -> Result<Value, ApiError> {
     let invoice = p.opt_nonempty("invoice")?;
     let pending = p.bool("pending")?;
     let created = created_filter(&mut p)?;
-    let items: Vec<(&str, &InvoiceItem)> = s
-        .invoiceitems
-        .newest_first()
+    let base: Box<dyn Iterator<Item = (&String, &InvoiceItem)>> =
+        match (&invoice, &customer, pending) {
+            (Some(i), _, _) => Box::new(s.invoiceitems.with("invoice", i)),
+            (None, Some(c), Some(true)) => Box::new(s.invoiceitems.with("pending", c)),
+            (None, Some(c), _) => Box::new(s.invoiceitems.with("customer", c)),
+            _ => Box::new(s.invoiceitems.newest_first()),
+        };
+    let items = base
         .filter(|(_, x)| customer.as_ref().is_none_or(|c| x.customer == *c))
         .filter(|(_, x)| {
             invoice
@@ -1395,8 +1514,7 @@ fn ii_list(s: &Store, mut p: Params) -> Result<Value, ApiError> {
         })
         .filter(|(_, x)| pending.is_none_or(|pe| x.invoice.is_none() == pe))
         .filter(|(_, x)| created(x.created))
-        .map(|(id, x)| (id.as_str(), x))
-        .collect();
+        .map(|(id, x)| (id.as_str(), x));
     let out = list_page(items, &mut p, "/v1/invoiceitems", |x| {
         s.render_invoiceitem(x)
     })?;
@@ -1481,8 +1599,12 @@ fn read_invoice_params(s: &Store, p: &mut Params) -> Result<InvoiceParams, ApiEr
         .param("days_until_due"));
     }
     if let Some(sub) = &subscription {
-        if !s.subscriptions.contains(sub) {
-            return Err(ApiError::no_such("subscription", sub, "subscription"));
+        match s.subscriptions.get(sub) {
+            None => return Err(ApiError::no_such("subscription", sub, "subscription")),
+            Some(x) if x.customer != customer => {
+                return Err(not_customers("subscription", sub, &customer))
+            }
+            _ => {}
         }
     }
     Ok(InvoiceParams {
@@ -1501,11 +1623,24 @@ fn read_invoice_params(s: &Store, p: &mut Params) -> Result<InvoiceParams, ApiEr
     })
 }
 
+/// Stripe refuses more than 250 invoice items on one invoice (API change of 2016-02-22).
+const MAX_INVOICE_ITEMS: usize = 250;
+
+fn too_many_items() -> ApiError {
+    ApiError::invalid("An invoice can have at most 250 invoice items.")
+}
+
+fn not_customers(kind: &str, id: &str, customer: &str) -> ApiError {
+    ApiError::invalid(format!(
+        "The {kind} {id} does not belong to the customer {customer}."
+    ))
+    .param(kind)
+}
+
 fn pending_items(s: &Store, customer: &str, subscription: Option<&str>) -> Vec<String> {
     let mut v: Vec<String> = s
         .invoiceitems
-        .newest_first()
-        .filter(|(_, ii)| ii.customer == customer && ii.invoice.is_none())
+        .with("pending", customer)
         .filter(|(_, ii)| subscription.is_none_or(|sid| ii.subscription.as_deref() == Some(sid)))
         .map(|(id, _)| id.clone())
         .collect();
@@ -1550,6 +1685,9 @@ fn invoice_create(s: &mut Store, mut p: Params) -> Result<Value, ApiError> {
     } else {
         pending_items(s, &ip.customer, ip.subscription.as_deref())
     };
+    if items.len() > MAX_INVOICE_ITEMS {
+        return Err(too_many_items().param("pending_invoice_items_behavior"));
+    }
     if ip.behavior == "include_and_require" && items.is_empty() {
         return Err(
             ApiError::invalid(format!("Nothing to invoice for customer {}.", ip.customer))
@@ -1557,17 +1695,14 @@ fn invoice_create(s: &mut Store, mut p: Params) -> Result<Value, ApiError> {
         );
     }
     if let Some(pm) = &ip.default_payment_method {
-        if !s.payment_methods.contains(pm) {
-            return Err(ApiError::no_such(
-                "PaymentMethod",
-                pm,
-                "default_payment_method",
-            ));
-        }
+        check_owned_pm(s, pm, &ip.customer, "default_payment_method")?;
+    }
+    if let Some(sub) = &ip.subscription {
+        s.count_sub_invoice(sub)?;
     }
     let id = new_id("in");
     for ii in &items {
-        if let Some(x) = s.invoiceitems.get_mut(ii) {
+        if let Some(mut x) = s.invoiceitems.get_mut(ii) {
             x.invoice = Some(id.clone());
         }
     }
@@ -1613,8 +1748,8 @@ fn invoice_preview(s: &mut Store, mut p: Params) -> Result<Value, ApiError> {
         Some(sid) => s.subscriptions.get(sid).cloned(),
         None => s
             .subscriptions
-            .newest_first()
-            .find(|(_, x)| x.customer == customer && x.status != "canceled")
+            .with("customer", &customer)
+            .find(|(_, x)| x.status != "canceled")
             .map(|(_, x)| x.clone()),
     };
     let ip = InvoiceParams {
@@ -1698,6 +1833,9 @@ fn invoice_update(s: &mut Store, id: &str, mut p: Params) -> Result<Value, ApiEr
         .invoices
         .get(id)
         .ok_or_else(|| ApiError::no_such("invoice", id, "invoice"))?;
+    if let Some(pm) = default_pm.as_ref().filter(|p| !p.is_empty()) {
+        check_owned_pm(s, pm, &inv.customer, "default_payment_method")?;
+    }
     let draft = inv.status == "draft";
     let structural = description.is_some()
         || collection_method.is_some()
@@ -1716,7 +1854,7 @@ fn invoice_update(s: &mut Store, id: &str, mut p: Params) -> Result<Value, ApiEr
     }
     let before = s.render_id(id).unwrap_or_default();
     let now = s.now();
-    if let Some(inv) = s.invoices.get_mut(id) {
+    if let Some(mut inv) = s.invoices.get_mut(id) {
         if let Some(m) = metadata {
             apply_metadata(&mut inv.metadata, m);
         }
@@ -1763,7 +1901,7 @@ fn invoice_delete(s: &mut Store, id: &str, p: Params) -> Result<Value, ApiError>
     if let Some(inv) = s.invoices.remove(id) {
         // Their items go back to pending, as Stripe does.
         for ii in inv.item_ids {
-            if let Some(x) = s.invoiceitems.get_mut(&ii) {
+            if let Some(mut x) = s.invoiceitems.get_mut(&ii) {
                 x.invoice = None;
             }
         }
@@ -1783,7 +1921,7 @@ fn invoice_lines(s: &Store, id: &str, mut p: Params) -> Result<Value, ApiError> 
         .map(|l| (l["id"].as_str().unwrap_or(""), l))
         .collect();
     let url = format!("/v1/invoices/{id}/lines");
-    let out = list_page(items, &mut p, &url, |v| (*v).clone())?;
+    let out = list_page(items.into_iter(), &mut p, &url, |v| (*v).clone())?;
     p.finish()?;
     Ok(out)
 }
@@ -1791,7 +1929,7 @@ fn invoice_lines(s: &Store, id: &str, mut p: Params) -> Result<Value, ApiError> 
 fn invoice_finalize(s: &mut Store, id: &str, mut p: Params) -> Result<Value, ApiError> {
     let auto_advance = p.bool("auto_advance")?;
     p.finish()?;
-    if let (Some(a), Some(inv)) = (auto_advance, s.invoices.get_mut(id)) {
+    if let (Some(a), Some(mut inv)) = (auto_advance, s.invoices.get_mut(id)) {
         inv.auto_advance = a;
     }
     billing::finalize(s, id)?;
@@ -1815,7 +1953,7 @@ fn invoice_send(s: &mut Store, id: &str, p: Params) -> Result<Value, ApiError> {
         }
         _ => {}
     }
-    if let Some(inv) = s.invoices.get_mut(id) {
+    if let Some(mut inv) = s.invoices.get_mut(id) {
         inv.sent = true;
     }
     let v = s.render_id(id).unwrap_or_default();
@@ -1835,17 +1973,22 @@ fn invoice_pay(s: &mut Store, id: &str, mut p: Params) -> Result<Value, ApiError
         .get(id)
         .ok_or_else(|| ApiError::no_such("invoice", id, "invoice"))?;
     match inv.status.as_str() {
-        "paid" => {
-            return Err(ApiError::invalid("Invoice is already paid.").code("invoice_already_paid"))
-        }
+        "paid" => return Err(ApiError::invalid("Invoice is already paid")),
         "void" => {
             return Err(
                 ApiError::invalid("This invoice has been voided and cannot be paid.")
                     .code("invoice_not_editable"),
             )
         }
-        "draft" => billing::finalize(s, id)?,
         _ => {}
+    }
+    // Nothing to charge: refused before a draft is finalized, so nothing changes.
+    let charges = !out_of_band && pm.is_none() && s.invoice_total(inv) > 0;
+    if charges && billing::invoice_pm(s, inv).is_none() {
+        return Err(billing::no_payment_method());
+    }
+    if inv.status == "draft" {
+        billing::finalize(s, id)?;
     }
     if s.invoices.get(id).is_some_and(|i| i.status == "paid") {
         return Ok(s.render_id(id).unwrap_or_default());
@@ -1863,7 +2006,7 @@ fn invoice_pay(s: &mut Store, id: &str, mut p: Params) -> Result<Value, ApiError
         Some(pm) => Some(resolve_pm(s, &pm, &customer, "payment_method")?),
         None => None,
     };
-    billing::attempt_payment(s, id, pm)?;
+    billing::attempt_payment(s, id, pm, false)?;
     Ok(s.render_id(id).unwrap_or_default())
 }
 
@@ -1875,28 +2018,7 @@ fn invoice_void(s: &mut Store, id: &str, p: Params) -> Result<Value, ApiError> {
 
 fn invoice_uncollectible(s: &mut Store, id: &str, p: Params) -> Result<Value, ApiError> {
     p.finish()?;
-    let now = s.now();
-    let inv = s
-        .invoices
-        .get(id)
-        .ok_or_else(|| ApiError::no_such("invoice", id, "invoice"))?;
-    if inv.status != "open" {
-        return Err(
-            ApiError::invalid("You can only mark open invoices as uncollectible.")
-                .code("invoice_not_editable"),
-        );
-    }
-    let before = s.render_id(id).unwrap_or_default();
-    if let Some(inv) = s.invoices.get_mut(id) {
-        inv.status = "uncollectible".into();
-        inv.marked_uncollectible_at = Some(now);
-        inv.next_payment_attempt = None;
-        inv.auto_advance = false;
-    }
-    let after = s.render_id(id).unwrap_or_default();
-    s.emit("invoice.marked_uncollectible", after.clone(), None);
-    s.emit_update("invoice.updated", before, after.clone());
-    Ok(after)
+    billing::mark_uncollectible(s, id)
 }
 
 fn invoice_list(s: &Store, mut p: Params) -> Result<Value, ApiError> {
@@ -1909,9 +2031,12 @@ fn invoice_list(s: &Store, mut p: Params) -> Result<Value, ApiError> {
     let collection_method = p.opt_nonempty("collection_method")?;
     let created = created_filter(&mut p)?;
     ignore(&mut p, &["due_date"]);
-    let items: Vec<(&str, &Invoice)> = s
-        .invoices
-        .newest_first()
+    let base: Box<dyn Iterator<Item = (&String, &Invoice)>> = match (&customer, &subscription) {
+        (Some(c), _) => Box::new(s.invoices.with("customer", c)),
+        (None, Some(sub)) => Box::new(s.invoices.with("subscription", sub)),
+        _ => Box::new(s.invoices.newest_first()),
+    };
+    let items = base
         .filter(|(_, x)| customer.as_ref().is_none_or(|c| x.customer == *c))
         .filter(|(_, x)| status.as_ref().is_none_or(|st| x.status == *st))
         .filter(|(_, x)| {
@@ -1925,8 +2050,7 @@ fn invoice_list(s: &Store, mut p: Params) -> Result<Value, ApiError> {
                 .is_none_or(|v| x.collection_method == *v)
         })
         .filter(|(_, x)| created(x.created))
-        .map(|(id, x)| (id.as_str(), x))
-        .collect();
+        .map(|(id, x)| (id.as_str(), x));
     let out = list_page(items, &mut p, "/v1/invoices", |x| s.render_invoice(x))?;
     p.finish()?;
     Ok(out)
@@ -1967,6 +2091,14 @@ fn checkout_create(s: &mut Store, mut p: Params) -> Result<Value, ApiError> {
     let cancel_url = p.opt_nonempty("cancel_url")?;
     let metadata = p.metadata("metadata")?;
     let pmt = p.str_list("payment_method_types")?;
+    for (i, t) in pmt.iter().flatten().enumerate() {
+        if !enums::CHECKOUT_PAYMENT_METHOD_TYPES.contains(&t.as_str()) {
+            return Err(enums::one_of(
+                &format!("payment_method_types[{i}]"),
+                enums::CHECKOUT_PAYMENT_METHOD_TYPES,
+            ));
+        }
+    }
     let locale = p.opt_nonempty("locale")?;
     let allow_promotion_codes = p.bool("allow_promotion_codes")?;
     let billing_address_collection = p.opt_nonempty("billing_address_collection")?;
@@ -2109,9 +2241,11 @@ fn checkout_list(s: &Store, mut p: Params) -> Result<Value, ApiError> {
         &mut p,
         &["customer_details", "payment_intent", "payment_link"],
     );
-    let items: Vec<(&str, &CheckoutSession)> = s
-        .checkout_sessions
-        .newest_first()
+    let base: Box<dyn Iterator<Item = (&String, &CheckoutSession)>> = match &customer {
+        Some(c) => Box::new(s.checkout_sessions.with("customer", c)),
+        None => Box::new(s.checkout_sessions.newest_first()),
+    };
+    let items = base
         .filter(|(_, x)| {
             customer
                 .as_ref()
@@ -2124,8 +2258,7 @@ fn checkout_list(s: &Store, mut p: Params) -> Result<Value, ApiError> {
                 .is_none_or(|v| x.subscription.as_ref() == Some(v))
         })
         .filter(|(_, x)| created(x.created))
-        .map(|(id, x)| (id.as_str(), x))
-        .collect();
+        .map(|(id, x)| (id.as_str(), x));
     let out = list_page(items, &mut p, "/v1/checkout/sessions", |x| {
         s.render_checkout(x)
     })?;
@@ -2149,14 +2282,14 @@ fn checkout_line_items(s: &Store, id: &str, mut p: Params) -> Result<Value, ApiE
         .map(|l| (l["id"].as_str().unwrap_or(""), l))
         .collect();
     let url = format!("/v1/checkout/sessions/{id}/line_items");
-    let out = list_page(items, &mut p, &url, |v| (*v).clone())?;
+    let out = list_page(items.into_iter(), &mut p, &url, |v| (*v).clone())?;
     p.finish()?;
     Ok(out)
 }
 
 fn checkout_expire(s: &mut Store, id: &str, p: Params) -> Result<Value, ApiError> {
     p.finish()?;
-    let cs = s
+    let mut cs = s
         .checkout_sessions
         .get_mut(id)
         .ok_or_else(|| ApiError::no_such("checkout.session", id, "session"))?;
@@ -2167,6 +2300,7 @@ fn checkout_expire(s: &mut Store, id: &str, p: Params) -> Result<Value, ApiError
         )));
     }
     cs.status = "expired".into();
+    drop(cs);
     let v = s.render_id(id).unwrap_or_default();
     s.emit("checkout.session.expired", v.clone(), None);
     Ok(v)
@@ -2355,8 +2489,8 @@ fn portal_config_update(s: &mut Store, id: &str, mut p: Params) -> Result<Value,
     let before = s
         .render_id(id)
         .ok_or_else(|| ApiError::no_such("billing_portal.configuration", id, "configuration"))?;
-    if let Some(c) = s.portal_configs.get_mut(id) {
-        apply_config(c, cp, now);
+    if let Some(mut c) = s.portal_configs.get_mut(id) {
+        apply_config(&mut c, cp, now);
     }
     let after = s.render_id(id).unwrap_or_default();
     s.emit_update(
@@ -2377,9 +2511,12 @@ fn portal_config_list(s: &Store, mut p: Params) -> Result<Value, ApiError> {
         .filter(|(_, c)| is_default.is_none_or(|d| c.is_default == d))
         .map(|(id, c)| (id.as_str(), c))
         .collect();
-    let out = list_page(items, &mut p, "/v1/billing_portal/configurations", |c| {
-        s.render_portal_config(c)
-    })?;
+    let out = list_page(
+        items.into_iter(),
+        &mut p,
+        "/v1/billing_portal/configurations",
+        |c| s.render_portal_config(c),
+    )?;
     p.finish()?;
     Ok(out)
 }
@@ -2437,6 +2574,11 @@ fn webhook_create(s: &mut Store, mut p: Params) -> Result<Value, ApiError> {
     let description = p.opt_nonempty("description")?;
     let metadata = p.metadata("metadata")?;
     let api_version = p.opt_nonempty("api_version")?;
+    if let Some(v) = &api_version {
+        if !enums::API_VERSIONS.contains(&v.as_str()) {
+            return Err(enums::one_of("api_version", enums::API_VERSIONS));
+        }
+    }
     ignore(&mut p, &["connect"]);
     p.finish()?;
     if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -2467,7 +2609,7 @@ fn webhook_update(s: &mut Store, id: &str, mut p: Params) -> Result<Value, ApiEr
     let disabled = p.bool("disabled")?;
     let metadata = p.metadata("metadata")?;
     p.finish()?;
-    let w = s
+    let mut w = s
         .webhook_endpoints
         .get_mut(id)
         .ok_or_else(|| ApiError::no_such("webhook_endpoint", id, "webhook_endpoint"))?;
@@ -2486,8 +2628,9 @@ fn webhook_update(s: &mut Store, id: &str, mut p: Params) -> Result<Value, ApiEr
     if let Some(m) = metadata {
         apply_metadata(&mut w.metadata, m);
     }
-    let w = w.clone();
-    Ok(s.render_webhook_endpoint(&w, false))
+    let snapshot: WebhookEndpoint = (*w).clone();
+    drop(w);
+    Ok(s.render_webhook_endpoint(&snapshot, false))
 }
 
 fn webhook_delete(s: &mut Store, id: &str, p: Params) -> Result<Value, ApiError> {
@@ -2504,7 +2647,7 @@ fn webhook_list(s: &Store, mut p: Params) -> Result<Value, ApiError> {
         .newest_first()
         .map(|(id, w)| (id.as_str(), w))
         .collect();
-    let out = list_page(items, &mut p, "/v1/webhook_endpoints", |w| {
+    let out = list_page(items.into_iter(), &mut p, "/v1/webhook_endpoints", |w| {
         s.render_webhook_endpoint(w, false)
     })?;
     p.finish()?;
@@ -2523,12 +2666,14 @@ fn event_list(s: &Store, mut p: Params) -> Result<Value, ApiError> {
         };
         kind.as_deref().is_none_or(one) && types.as_ref().is_none_or(|l| l.iter().any(|x| one(x)))
     };
-    let items: Vec<(&str, &EventRec)> = s
-        .events
-        .newest_first()
+    let exact = kind.as_ref().filter(|k| !k.ends_with('*'));
+    let base: Box<dyn Iterator<Item = (&String, &EventRec)>> = match exact {
+        Some(k) => Box::new(s.events.with("type", k)),
+        None => Box::new(s.events.newest_first()),
+    };
+    let items = base
         .filter(|(_, e)| matches(&e.kind) && created(e.created))
-        .map(|(id, e)| (id.as_str(), e))
-        .collect();
+        .map(|(id, e)| (id.as_str(), e));
     let out = list_page(items, &mut p, "/v1/events", |e| {
         serde_json::from_str(&e.json).unwrap_or_default()
     })?;

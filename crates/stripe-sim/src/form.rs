@@ -192,6 +192,11 @@ impl Params {
         self.map.contains_key(key)
     }
 
+    /// Whether `key` was sent as an empty string (`pause_collection=`): Stripe's way to unset a hash.
+    pub fn raw_is_empty_str(&self, key: &str) -> bool {
+        matches!(self.map.get(key), Some(Param::Str(s)) if s.is_empty())
+    }
+
     pub fn raw(&mut self, key: &str) -> Option<Param> {
         self.used.insert(key.to_string());
         self.map.get(key).cloned()
@@ -336,6 +341,13 @@ impl Params {
             None => Ok(None),
             Some(Param::Str(s)) if s.is_empty() => Ok(Some(BTreeMap::new())),
             Some(Param::Map(m)) => {
+                // "You can specify up to 50 keys" (https://docs.stripe.com/api/metadata).
+                if m.len() > 50 {
+                    return Err(ApiError::invalid(format!(
+                        "Invalid {name}: metadata can have at most 50 keys."
+                    ))
+                    .param(name));
+                }
                 let mut out = BTreeMap::new();
                 for (k, v) in m {
                     match v {

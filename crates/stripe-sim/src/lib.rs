@@ -10,6 +10,7 @@
 mod api;
 mod billing;
 mod clock;
+mod enums;
 mod error;
 mod expand;
 mod form;

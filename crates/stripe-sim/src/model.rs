@@ -1,15 +1,85 @@
 //! The simulator's objects, kept typed (small in memory) and rendered to Stripe's JSON shapes by
 //! `store.rs`.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap};
+use std::ops::{Deref, DerefMut};
 
 use crate::form::Metadata;
 
-/// Objects of one kind by id, plus creation order for newest-first listing.
+/// A secondary key a row is listed under: `("customer", "cus_..")`, `("invoice", "in_..")`,
+/// `("metadata", "k\0v")`. Lists and searches filtered by such a key read only the rows under it.
+pub type Key = (&'static str, String);
+
+pub const HOUR: i64 = 3600;
+pub const DAY: i64 = 86_400;
+
+/// What a table knows about its rows beyond their id: the keys they are listed under and the
+/// moments the clock must act on them. Both are recomputed whenever a row is written.
+pub trait Row {
+    fn keys(&self, _out: &mut Vec<Key>) {}
+    /// `(when, what)`: `what` is the row kind's own tag; ties in time go to the lower tag.
+    fn due(&self, _out: &mut Vec<(i64, u8)>) {}
+}
+
+fn metadata_keys(m: &Metadata, out: &mut Vec<Key>) {
+    for (k, v) in m {
+        out.push(("metadata", meta_key(k, v)));
+    }
+}
+
+/// The index value for `metadata[k] = v`.
+pub fn meta_key(k: &str, v: &str) -> String {
+    format!("{k}\u{0}{v}")
+}
+
+#[derive(Debug, Default)]
+struct Indexes {
+    by_key: HashMap<Key, BTreeSet<u64>>,
+    /// `(when, newest first, tag)`: the order in which the clock processes what is due.
+    due: BTreeSet<(i64, Reverse<u64>, u8)>,
+}
+
+impl Indexes {
+    fn add(&mut self, seq: u64, keys: &[Key], due: &[(i64, u8)]) {
+        for k in keys {
+            self.by_key.entry(k.clone()).or_default().insert(seq);
+        }
+        for (t, tag) in due {
+            self.due.insert((*t, Reverse(seq), *tag));
+        }
+    }
+
+    fn remove(&mut self, seq: u64, keys: &[Key], due: &[(i64, u8)]) {
+        for k in keys {
+            if let Some(set) = self.by_key.get_mut(k) {
+                set.remove(&seq);
+                if set.is_empty() {
+                    self.by_key.remove(k);
+                }
+            }
+        }
+        for (t, tag) in due {
+            self.due.remove(&(*t, Reverse(seq), *tag));
+        }
+    }
+}
+
+fn row_index<T: Row>(row: &T) -> (Vec<Key>, Vec<(i64, u8)>) {
+    let mut keys = Vec::new();
+    let mut due = Vec::new();
+    row.keys(&mut keys);
+    row.due(&mut due);
+    (keys, due)
+}
+
+/// Objects of one kind by id, in creation order (for newest-first listing), with the secondary
+/// keys and due times of [`Row`] kept up to date on every write.
 #[derive(Debug)]
 pub struct Table<T> {
-    map: HashMap<String, T>,
+    map: HashMap<String, (u64, T)>,
     order: Vec<String>,
+    index: Indexes,
 }
 
 impl<T> Default for Table<T> {
@@ -17,35 +87,141 @@ impl<T> Default for Table<T> {
         Table {
             map: HashMap::new(),
             order: Vec::new(),
+            index: Indexes::default(),
         }
     }
 }
 
-impl<T> Table<T> {
-    pub fn insert(&mut self, id: String, v: T) {
-        if self.map.insert(id.clone(), v).is_none() {
-            self.order.push(id);
+/// A row being written; its keys and due times are re-indexed when it is dropped.
+pub struct RowMut<'a, T: Row> {
+    seq: u64,
+    row: &'a mut T,
+    index: &'a mut Indexes,
+    old_keys: Vec<Key>,
+    old_due: Vec<(i64, u8)>,
+}
+
+impl<T: Row> Deref for RowMut<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.row
+    }
+}
+
+impl<T: Row> DerefMut for RowMut<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.row
+    }
+}
+
+impl<T: Row> Drop for RowMut<'_, T> {
+    fn drop(&mut self) {
+        let (keys, due) = row_index(&*self.row);
+        if keys != self.old_keys {
+            let gone: Vec<Key> = self
+                .old_keys
+                .iter()
+                .filter(|k| !keys.contains(k))
+                .cloned()
+                .collect();
+            let new: Vec<Key> = keys
+                .iter()
+                .filter(|k| !self.old_keys.contains(k))
+                .cloned()
+                .collect();
+            self.index.remove(self.seq, &gone, &[]);
+            self.index.add(self.seq, &new, &[]);
+        }
+        if due != self.old_due {
+            self.index.remove(self.seq, &[], &self.old_due);
+            self.index.add(self.seq, &[], &due);
         }
     }
+}
+
+impl<T: Row> Table<T> {
+    pub fn insert(&mut self, id: String, v: T) {
+        let (keys, due) = row_index(&v);
+        match self.map.get_mut(&id) {
+            Some((seq, old)) => {
+                let seq = *seq;
+                let (old_keys, old_due) = row_index(&*old);
+                self.index.remove(seq, &old_keys, &old_due);
+                *old = v;
+                self.index.add(seq, &keys, &due);
+            }
+            None => {
+                let seq = self.order.len() as u64;
+                self.index.add(seq, &keys, &due);
+                self.order.push(id.clone());
+                self.map.insert(id, (seq, v));
+            }
+        }
+    }
+
     pub fn get(&self, id: &str) -> Option<&T> {
-        self.map.get(id)
+        self.map.get(id).map(|(_, v)| v)
     }
-    pub fn get_mut(&mut self, id: &str) -> Option<&mut T> {
-        self.map.get_mut(id)
+
+    pub fn get_mut(&mut self, id: &str) -> Option<RowMut<'_, T>> {
+        let (seq, row) = self.map.get_mut(id)?;
+        let (old_keys, old_due) = row_index(&*row);
+        Some(RowMut {
+            seq: *seq,
+            row,
+            index: &mut self.index,
+            old_keys,
+            old_due,
+        })
     }
+
     pub fn contains(&self, id: &str) -> bool {
         self.map.contains_key(id)
     }
+
     pub fn remove(&mut self, id: &str) -> Option<T> {
         // The id stays in `order`; listing skips ids that are gone.
-        self.map.remove(id)
+        let (seq, v) = self.map.remove(id)?;
+        let (keys, due) = row_index(&v);
+        self.index.remove(seq, &keys, &due);
+        Some(v)
     }
+
     /// Newest first, as Stripe lists.
     pub fn newest_first(&self) -> impl Iterator<Item = (&String, &T)> {
         self.order
             .iter()
             .rev()
-            .filter_map(|id| self.map.get(id).map(|v| (id, v)))
+            .filter_map(|id| self.map.get(id).map(|(_, v)| (id, v)))
+    }
+
+    /// The rows listed under `(kind, value)`, newest first: reads only those rows.
+    pub fn with<'a>(
+        &'a self,
+        kind: &'static str,
+        value: &str,
+    ) -> impl Iterator<Item = (&'a String, &'a T)> + 'a {
+        let key: Key = (kind, value.to_string());
+        self.index
+            .by_key
+            .get(&key)
+            .into_iter()
+            .flat_map(|set| set.iter().rev())
+            .filter_map(|seq| {
+                let id = self.order.get(*seq as usize)?;
+                self.map.get(id).map(|(_, v)| (id, v))
+            })
+    }
+
+    /// The earliest due moment of any row: `(when, tag, id)`.
+    pub fn first_due(&self) -> Option<(i64, u8, &String)> {
+        self.index
+            .due
+            .iter()
+            .next()
+            .and_then(|(t, Reverse(seq), tag)| {
+                self.order.get(*seq as usize).map(|id| (*t, *tag, id))
+            })
     }
 }
 
@@ -175,6 +351,15 @@ pub struct Subscription {
     pub default_payment_method: Option<String>,
     pub description: Option<String>,
     pub currency: String,
+    /// `pause_collection`: renewals still invoice, collection follows `behavior`.
+    pub pause_collection: Option<PauseCollection>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PauseCollection {
+    /// `keep_as_draft`, `mark_uncollectible` or `void`.
+    pub behavior: String,
+    pub resumes_at: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -380,4 +565,144 @@ pub struct EventRec {
     pub kind: String,
     pub created: i64,
     pub json: Box<str>,
+}
+
+// ---- what each table indexes ------------------------------------------------------------------
+
+/// Due tags of subscriptions, in the order ties are processed.
+pub mod sub_due {
+    pub const PERIOD_END: u8 = 0;
+    pub const TRIAL_WILL_END: u8 = 1;
+    pub const INCOMPLETE_EXPIRY: u8 = 2;
+    pub const CANCEL_AT: u8 = 3;
+    pub const RESUME_COLLECTION: u8 = 4;
+}
+
+/// Due tags of invoices.
+pub mod invoice_due {
+    pub const AUTO_FINALIZE: u8 = 0;
+    pub const RETRY_CHARGE: u8 = 1;
+}
+
+impl Row for Customer {
+    fn keys(&self, out: &mut Vec<Key>) {
+        if let Some(e) = &self.email {
+            out.push(("email", e.to_ascii_lowercase()));
+        }
+        metadata_keys(&self.metadata, out);
+    }
+}
+
+impl Row for PaymentMethod {
+    fn keys(&self, out: &mut Vec<Key>) {
+        if let Some(c) = &self.customer {
+            out.push(("customer", c.clone()));
+        }
+    }
+}
+
+impl Row for Product {
+    fn keys(&self, out: &mut Vec<Key>) {
+        metadata_keys(&self.metadata, out);
+    }
+}
+
+impl Row for Price {
+    fn keys(&self, out: &mut Vec<Key>) {
+        out.push(("product", self.product.clone()));
+        if let Some(k) = &self.lookup_key {
+            out.push(("lookup_key", k.clone()));
+        }
+        metadata_keys(&self.metadata, out);
+    }
+}
+
+impl Row for Subscription {
+    fn keys(&self, out: &mut Vec<Key>) {
+        out.push(("customer", self.customer.clone()));
+        metadata_keys(&self.metadata, out);
+    }
+
+    fn due(&self, out: &mut Vec<(i64, u8)>) {
+        match self.status.as_str() {
+            "trialing" => {
+                if let Some(t) = self.trial_end {
+                    out.push((t, sub_due::PERIOD_END));
+                    // Stripe only warns about trials longer than the warning period.
+                    if !self.trial_will_end_sent && t - 3 * DAY > self.created {
+                        out.push((t - 3 * DAY, sub_due::TRIAL_WILL_END));
+                    }
+                }
+            }
+            "active" | "past_due" | "unpaid" => {
+                out.push((self.current_period_end, sub_due::PERIOD_END));
+            }
+            "incomplete" => out.push((self.created + 23 * HOUR, sub_due::INCOMPLETE_EXPIRY)),
+            _ => {}
+        }
+        let live = self.status != "canceled" && self.status != "incomplete_expired";
+        if let Some(t) = self.cancel_at {
+            if live && !self.cancel_at_period_end {
+                out.push((t, sub_due::CANCEL_AT));
+            }
+        }
+        if let Some(t) = self.pause_collection.as_ref().and_then(|p| p.resumes_at) {
+            if live {
+                out.push((t, sub_due::RESUME_COLLECTION));
+            }
+        }
+    }
+}
+
+impl Row for InvoiceItem {
+    fn keys(&self, out: &mut Vec<Key>) {
+        out.push(("customer", self.customer.clone()));
+        match &self.invoice {
+            Some(i) => out.push(("invoice", i.clone())),
+            None => out.push(("pending", self.customer.clone())),
+        }
+    }
+}
+
+impl Row for Invoice {
+    fn keys(&self, out: &mut Vec<Key>) {
+        out.push(("customer", self.customer.clone()));
+        if let Some(s) = &self.subscription {
+            out.push(("subscription", s.clone()));
+        }
+        metadata_keys(&self.metadata, out);
+    }
+
+    fn due(&self, out: &mut Vec<(i64, u8)>) {
+        if !self.auto_advance {
+            return;
+        }
+        match (
+            self.status.as_str(),
+            self.automatically_finalizes_at,
+            self.next_payment_attempt,
+        ) {
+            ("draft", Some(t), _) => out.push((t, invoice_due::AUTO_FINALIZE)),
+            ("open", _, Some(t)) => out.push((t, invoice_due::RETRY_CHARGE)),
+            _ => {}
+        }
+    }
+}
+
+impl Row for CheckoutSession {
+    fn keys(&self, out: &mut Vec<Key>) {
+        if let Some(c) = &self.customer {
+            out.push(("customer", c.clone()));
+        }
+    }
+}
+
+impl Row for PortalSession {}
+impl Row for PortalConfig {}
+impl Row for WebhookEndpoint {}
+
+impl Row for EventRec {
+    fn keys(&self, out: &mut Vec<Key>) {
+        out.push(("type", self.kind.clone()));
+    }
 }

@@ -138,7 +138,7 @@ pub fn handle(app: &Arc<App>, parts: &Parts, body: &[u8]) -> Response {
                     let n = billing::check_card(&card)?;
                     Some(billing::attach_card(&mut s, &customer, &n, true))
                 };
-                billing::attempt_payment(&mut s, id, pm)
+                billing::attempt_payment(&mut s, id, pm, false)
             })();
             match res {
                 Ok(()) => redirect(&format!("/invoice/{id}")),
@@ -284,8 +284,8 @@ fn sub_summary(s: &Store, sub: &Subscription) -> String {
 fn invoice_rows(s: &Store, customer: &str) -> String {
     let rows: Vec<String> = s
         .invoices
-        .newest_first()
-        .filter(|(_, i)| i.customer == customer && i.status != "draft")
+        .with("customer", customer)
+        .filter(|(_, i)| i.status != "draft")
         .take(24)
         .map(|(id, i)| {
             format!(
@@ -311,16 +311,14 @@ fn portal_page(s: &Store, id: &str, error: Option<&str>, notice: Option<&str>) -
     let cust = s.customers.get(&ps.customer);
     let sub = s
         .subscriptions
-        .newest_first()
+        .with("customer", &ps.customer)
         .map(|(_, x)| x)
-        .find(|x| {
-            x.customer == ps.customer && x.status != "canceled" && x.status != "incomplete_expired"
-        })
+        .find(|x| x.status != "canceled" && x.status != "incomplete_expired")
         .or_else(|| {
             s.subscriptions
-                .newest_first()
+                .with("customer", &ps.customer)
                 .map(|(_, x)| x)
-                .find(|x| x.customer == ps.customer)
+                .next()
         });
     let sub_html = match sub {
         Some(sub) => {
@@ -341,8 +339,10 @@ fn portal_page(s: &Store, id: &str, error: Option<&str>, notice: Option<&str>) -
                 .into()
         }
     };
-    let card = cust
-        .and_then(|c| c.default_payment_method.as_ref())
+    // The card that will be charged: the subscription's own, else the customer's invoice default.
+    let card = sub
+        .and_then(|x| x.default_payment_method.as_ref())
+        .or_else(|| cust.and_then(|c| c.default_payment_method.as_ref()))
         .and_then(|pm| s.payment_methods.get(pm))
         .map(|pm| format!("{} •••• {}", pm.brand().to_uppercase(), pm.last4()))
         .unwrap_or_else(|| "No card on file".into());
@@ -396,10 +396,8 @@ fn portal_action(s: &mut Store, id: &str, action: &str, card: &str) -> Response 
     };
     let sub_id = s
         .subscriptions
-        .newest_first()
-        .find(|(_, x)| {
-            x.customer == ps.customer && x.status != "canceled" && x.status != "incomplete_expired"
-        })
+        .with("customer", &ps.customer)
+        .find(|(_, x)| x.status != "canceled" && x.status != "incomplete_expired")
         .map(|(i, _)| i.clone());
     let immediately = s
         .portal_configs

@@ -26,10 +26,30 @@ use crate::{api, expand, pages, SimConfig};
 
 const MAX_BODY: usize = 8 << 20;
 
+/// When a fault with a `status` strikes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum When {
+    /// Fails before anything is applied or saved (a retry with the same key runs the request).
     Before,
+    /// Applies the request and saves its result under the idempotency key, then answers the
+    /// error: a lost reply (a retry with the same key gets the saved result).
     After,
+    /// Fails with a 5xx that is saved under the idempotency key, nothing applied: a retry with
+    /// the same key gets the same 5xx back for 24 hours, `Idempotent-Replayed: true`.
+    Saved,
+    /// Applies the request, then saves a 5xx under the key instead of the result.
+    SavedAfter,
+}
+
+impl When {
+    fn name(self) -> &'static str {
+        match self {
+            When::Before => "before",
+            When::After => "after",
+            When::Saved => "saved",
+            When::SavedAfter => "saved_after",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -37,6 +57,8 @@ struct Fault {
     path: String,
     method: Option<String>,
     status: Option<u16>,
+    /// `lock_timeout` turns a 429 into Stripe's lock-timeout answer.
+    code: Option<String>,
     delay_ms: Option<u64>,
     remaining: u32,
     when: When,
@@ -48,10 +70,15 @@ impl Fault {
             "path": self.path,
             "method": self.method,
             "status": self.status,
+            "code": self.code,
             "delay_ms": self.delay_ms,
             "count": self.remaining,
-            "when": if self.when == When::After { "after" } else { "before" },
+            "when": self.when.name(),
         })
+    }
+
+    fn error(&self) -> ApiError {
+        fault_error(self.status.unwrap_or(500), self.code.as_deref())
     }
 }
 
@@ -62,9 +89,16 @@ enum Idem {
         fingerprint: String,
         status: u16,
         body: String,
+        /// Headers answered with the saved result (`Stripe-Should-Retry` on a saved 5xx).
+        headers: Vec<(&'static str, String)>,
         at: i64,
     },
 }
+
+/// Stripe's per-endpoint limits (https://docs.stripe.com/rate-limits), enforced with the
+/// global one while `/_sim/rate_limit` is on.
+pub const SEARCH_PER_SECOND: u32 = 20;
+pub const ENDPOINT_PER_SECOND: u32 = 25;
 
 /// Behaviour configured through `/_sim` and request bookkeeping; a lock of its own so the
 /// counters never wait for a long state operation.
@@ -73,6 +107,11 @@ struct Control {
     faults: Vec<Fault>,
     per_second: u32,
     window: (i64, u32),
+    /// Whether Stripe's per-endpoint limits apply with `per_second` (on by default).
+    per_endpoint_off: bool,
+    /// One-second windows per route pattern, and one for all search routes together.
+    endpoint_windows: HashMap<String, (i64, u32)>,
+    search_window: (i64, u32),
     latency_ms: u64,
     requests_total: u64,
     by_route: BTreeMap<String, u64>,
@@ -177,7 +216,13 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     }
     let path = parts.uri.path().to_string();
     if path.starts_with("/v1/") {
-        api_request(&app, &parts, bytes).await
+        // Stripe finishes a request whose caller hung up (a client timeout): run it on its own task, so
+        // that dropping the connection neither abandons the work nor leaves its idempotency key in
+        // flight forever.
+        let app = app.clone();
+        tokio::spawn(async move { api_request(&app, &parts, bytes).await })
+            .await
+            .unwrap_or_else(|_| error_response(&ApiError::server_error(500), "req_none", None))
     } else if let Some(rest) = path.strip_prefix("/_sim/") {
         control(&app, &parts, rest, &bytes)
     } else {
@@ -215,23 +260,50 @@ fn error_response(e: &ApiError, rid: &str, version: Option<&str>) -> Response {
     respond(e.status, e.body(rid).to_string(), &headers)
 }
 
-fn fault_error(status: u16) -> ApiError {
+fn lock_timeout() -> ApiError {
+    ApiError::invalid(
+        "This object cannot be accessed right now because another API request or Stripe process is currently accessing it. If you see this error intermittently, retry the request. If you see this error frequently and are making multiple concurrent requests to a single object, make your requests serially or at a lower rate.",
+    )
+    .status(409)
+    .code("lock_timeout")
+    // Stripe advises the retry in this header (its SDKs follow it: "in cases of lock timeouts").
+    .header("Stripe-Should-Retry", "true")
+}
+
+fn fault_error(status: u16, code: Option<&str>) -> ApiError {
     match status {
+        // Stripe answers some lock timeouts with 429 (stripe-ruby retries "a 429 that's a lock timeout").
+        429 if code == Some("lock_timeout") => lock_timeout().status(429),
         429 => ApiError::rate_limited(),
         402 => ApiError::card_declined(),
         401 => ApiError::new(401, "invalid_request_error", "Invalid API Key provided."),
-        404 => ApiError::invalid("No such object: simulated fault").status(404).code("resource_missing"),
-        409 => ApiError::invalid(
-            "This object cannot be accessed right now because another API request or Stripe process is currently accessing it. If you see this error intermittently, retry the request. If you see this error frequently and are making multiple concurrent requests to a single object, make your requests serially or at a lower rate.",
-        )
-        .status(409)
-        .code("lock_timeout"),
+        404 => ApiError::invalid("No such object: simulated fault")
+            .status(404)
+            .code("resource_missing"),
+        409 => lock_timeout(),
         s if s >= 500 => ApiError::server_error(s),
         s => ApiError::invalid("Simulated fault.").status(s),
     }
 }
 
 // ---- /v1 --------------------------------------------------------------------------------------
+
+/// Counts one request in a one-second window; whether it is over `limit`.
+fn over(window: &mut (i64, u32), sec: i64, limit: u32) -> bool {
+    if window.0 == sec {
+        window.1 += 1;
+    } else {
+        *window = (sec, 1);
+    }
+    window.1 > limit
+}
+
+/// Stripe's answer to an `Idempotency-Key` outside 1-255 characters (400, not saved).
+fn bad_idempotency_key(len: usize) -> ApiError {
+    ApiError::invalid(format!(
+        "Idempotent key length is {len}, which is outside accepted lengths. Idempotent Keys must be 1-255 characters long. If you're looking for a decent generator, try using a UUID defined by IETF RFC 4122."
+    ))
+}
 
 fn api_key(headers: &HeaderMap) -> Option<String> {
     let auth = headers.get("authorization")?.to_str().ok()?.trim();
@@ -322,20 +394,26 @@ async fn api_request(app: &Arc<App>, parts: &Parts, body: Bytes) -> Response {
         .as_ref()
         .map(|(p, _)| p.to_string())
         .unwrap_or_else(|| format!("{method} {path}"));
+    let is_search = route_name.ends_with("/search");
 
-    // Bookkeeping, rate limit and fault selection under the control lock only.
+    // Bookkeeping, rate limits and fault selection under the control lock only.
     let (latency, limited, fault) = {
         let mut c = lock(&app.ctl);
         c.requests_total += 1;
-        *c.by_route.entry(route_name).or_insert(0) += 1;
+        *c.by_route.entry(route_name.clone()).or_insert(0) += 1;
         let limited = if c.per_second > 0 {
             let sec = real_now();
-            if c.window.0 == sec {
-                c.window.1 += 1;
-            } else {
-                c.window = (sec, 1);
+            let per_second = c.per_second;
+            let global = over(&mut c.window, sec, per_second);
+            let mut endpoint = false;
+            if !c.per_endpoint_off {
+                if is_search {
+                    endpoint |= over(&mut c.search_window, sec, SEARCH_PER_SECOND);
+                }
+                let w = c.endpoint_windows.entry(route_name).or_insert((0, 0));
+                endpoint |= over(w, sec, ENDPOINT_PER_SECOND);
             }
-            c.window.1 > c.per_second
+            global || endpoint
         } else {
             false
         };
@@ -359,9 +437,9 @@ async fn api_request(app: &Arc<App>, parts: &Parts, body: Bytes) -> Response {
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
-    if let Some(ms) = fault.as_ref().and_then(|f| f.delay_ms) {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-    }
+    // A slow request is slow while it runs: after its idempotency key is taken (below), so a
+    // concurrent retry with the same key meets `idempotency_key_in_use`.
+    let fault_delay = fault.as_ref().and_then(|f| f.delay_ms);
     let Some(key) = api_key(&parts.headers) else {
         let e = ApiError::new(
             401,
@@ -373,11 +451,23 @@ async fn api_request(app: &Arc<App>, parts: &Parts, body: Bytes) -> Response {
     if limited {
         return error_response(&ApiError::rate_limited(), &rid, version);
     }
-    let after_fault = match &fault {
-        Some(f) if f.status.is_some() && f.when == When::Before => {
-            return error_response(&fault_error(f.status.unwrap_or(500)), &rid, version);
+    // Idempotency: POSTs only, scoped by API key; the key must be 1-255 characters.
+    let idem_key = (parts.method == Method::POST)
+        .then(|| parts.headers.get("idempotency-key"))
+        .flatten()
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let Some(k) = &idem_key {
+        let len = k.chars().count();
+        if !(1..=255).contains(&len) {
+            return error_response(&bad_idempotency_key(len), &rid, version);
         }
-        Some(f) if f.when == When::After => f.status,
+    }
+    let fault = match fault {
+        Some(f) if f.status.is_some() && f.when == When::Before => {
+            return error_response(&f.error(), &rid, version);
+        }
+        Some(f) if f.status.is_some() => Some(f),
         _ => None,
     };
     let Some((pattern, id)) = routed else {
@@ -388,12 +478,6 @@ async fn api_request(app: &Arc<App>, parts: &Parts, body: Bytes) -> Response {
         return error_response(&e, &rid, version);
     };
 
-    // Idempotency: POSTs only, scoped by API key.
-    let idem_key = (parts.method == Method::POST)
-        .then(|| parts.headers.get("idempotency-key"))
-        .flatten()
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
     let fingerprint = format!("{method} {path}\n{}", String::from_utf8_lossy(&body));
     if let Some(k) = &idem_key {
         let mut c = lock(&app.ctl);
@@ -405,19 +489,21 @@ async fn api_request(app: &Arc<App>, parts: &Parts, body: Bytes) -> Response {
                 fingerprint: fp,
                 status,
                 body,
+                headers: saved,
                 ..
             }) => {
                 if *fp != fingerprint {
                     drop(c);
                     return error_response(&idem_mismatch(k), &rid, version);
                 }
-                let headers = [
+                let mut headers = vec![
                     ("request-id", rid.clone()),
                     ("idempotent-replayed", "true".to_string()),
                     ("idempotency-key", k.clone()),
                     ("original-request", rid.clone()),
                     ("stripe-version", version.unwrap_or(API_VERSION).to_string()),
                 ];
+                headers.extend(saved.iter().map(|(n, v)| (*n, v.clone())));
                 return respond(*status, body.clone(), &headers);
             }
             Some(Idem::InFlight(fp)) => {
@@ -442,6 +528,28 @@ async fn api_request(app: &Arc<App>, parts: &Parts, body: Bytes) -> Response {
         }
     }
 
+    if let Some(ms) = fault_delay {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+
+    // A saved 5xx that applies nothing: answered and saved under the key without running.
+    if let Some(f) = fault.as_ref().filter(|f| f.when == When::Saved) {
+        let e = saved_server_error(f);
+        if let Some(k) = &idem_key {
+            lock(&app.ctl).idem.insert(
+                (key.clone(), k.clone()),
+                Idem::Done {
+                    fingerprint,
+                    status: e.status,
+                    body: e.body(&rid).to_string(),
+                    headers: e.headers.clone(),
+                    at: real_now(),
+                },
+            );
+        }
+        return error_response(&e, &rid, version);
+    }
+
     let result = read_params(parts, &body).and_then(|map| {
         let mut p = Params::new(map);
         let expand = p.str_list("expand")?.unwrap_or_default();
@@ -457,9 +565,15 @@ async fn api_request(app: &Arc<App>, parts: &Parts, body: Bytes) -> Response {
         s.request = RequestCtx::default();
         out
     });
-    let (status, body_text, err) = match &result {
-        Ok(v) => (200, v.to_string(), None),
-        Err(e) => (e.status, e.body(&rid).to_string(), Some(e)),
+    // A 5xx saved after the change was applied replaces the result.
+    let saved_after = fault
+        .as_ref()
+        .filter(|f| f.when == When::SavedAfter)
+        .map(saved_server_error);
+    let (status, body_text, err) = match (&saved_after, &result) {
+        (Some(e), _) => (e.status, e.body(&rid).to_string(), Some(e)),
+        (None, Ok(v)) => (200, v.to_string(), None),
+        (None, Err(e)) => (e.status, e.body(&rid).to_string(), Some(e)),
     };
     if let Some(k) = &idem_key {
         let mut c = lock(&app.ctl);
@@ -471,6 +585,7 @@ async fn api_request(app: &Arc<App>, parts: &Parts, body: Bytes) -> Response {
                     fingerprint,
                     status,
                     body: body_text.clone(),
+                    headers: err.map(|e| e.headers.clone()).unwrap_or_default(),
                     at: real_now(),
                 },
             );
@@ -478,9 +593,9 @@ async fn api_request(app: &Arc<App>, parts: &Parts, body: Bytes) -> Response {
             c.idem.remove(&slot);
         }
     }
-    if let Some(st) = after_fault {
+    if let Some(f) = fault.as_ref().filter(|f| f.when == When::After) {
         // The change is applied (and saved under the idempotency key), the reply is lost.
-        return error_response(&fault_error(st), &rid, version);
+        return error_response(&f.error(), &rid, version);
     }
     match err {
         Some(e) => error_response(e, &rid, version),
@@ -495,6 +610,16 @@ async fn api_request(app: &Arc<App>, parts: &Parts, body: Bytes) -> Response {
             respond(status, body_text, &headers)
         }
     }
+}
+
+/// The 5xx of a `saved` fault: as Stripe answers a 500 its idempotency layer keeps, with
+/// `Stripe-Should-Retry: false` (a retry with the same key can only get it again; stripe-python:
+/// "we expect the stripe-should-retry header to be false in most cases when a 500 is returned,
+/// since our idempotency framework would typically replay it anyway").
+fn saved_server_error(f: &Fault) -> ApiError {
+    let mut e = ApiError::server_error(f.status.unwrap_or(500));
+    e.headers = vec![("Stripe-Should-Retry", "false".to_string())];
+    e
 }
 
 fn idem_mismatch(k: &str) -> ApiError {
@@ -632,21 +757,43 @@ fn control_inner(
             let status = p.int("status")?.map(|s| s as u16);
             let delay_ms = p.int("delay_ms")?.map(|d| d.max(0) as u64);
             let count = p.int("count")?.unwrap_or(1).max(1) as u32;
-            let when = match p.enum_str("when", &["before", "after"])?.as_deref() {
+            let code = p.enum_str("code", &["lock_timeout"])?;
+            let when = match p
+                .enum_str("when", &["before", "after", "saved", "saved_after"])?
+                .as_deref()
+            {
                 Some("after") => When::After,
+                Some("saved") => When::Saved,
+                Some("saved_after") => When::SavedAfter,
                 _ => When::Before,
             };
             p.finish()?;
             if status.is_none() && delay_ms.is_none() {
                 return Err(ApiError::missing_param("status"));
             }
-            if when == When::After && status.is_none() {
-                return Err(ApiError::invalid("when=after needs a status.").param("when"));
+            if when != When::Before && status.is_none() {
+                return Err(
+                    ApiError::invalid(format!("when={} needs a status.", when.name()))
+                        .param("when"),
+                );
+            }
+            if matches!(when, When::Saved | When::SavedAfter) && status.is_some_and(|s| s < 500) {
+                return Err(ApiError::invalid(format!(
+                    "when={} saves a 5xx under the idempotency key: status must be 500 or more.",
+                    when.name()
+                ))
+                .param("status"));
+            }
+            if code.is_some() && !matches!(status, Some(409) | Some(429)) {
+                return Err(
+                    ApiError::invalid("code=lock_timeout needs status 409 or 429.").param("code"),
+                );
             }
             let f = Fault {
                 path,
                 method,
                 status,
+                code,
                 delay_ms,
                 remaining: count,
                 when,
@@ -657,11 +804,28 @@ fn control_inner(
         }
         ("POST", ["rate_limit"]) => {
             let n = p.int("per_second")?.unwrap_or(0).max(0) as u32;
+            let per_endpoint = p.bool("per_endpoint")?.unwrap_or(true);
             p.finish()?;
-            let mut c = lock(&app.ctl);
-            c.per_second = n;
-            c.window = (0, 0);
-            Ok(json!({"per_second": n}))
+            {
+                let mut c = lock(&app.ctl);
+                c.per_second = n;
+                c.per_endpoint_off = !per_endpoint;
+                c.window = (0, 0);
+                c.search_window = (0, 0);
+                c.endpoint_windows.clear();
+            }
+            app.store().sub_limits = (n > 0 && per_endpoint).then(Default::default);
+            Ok(json!({
+                "per_second": n,
+                "per_endpoint": per_endpoint && n > 0,
+                "limits": {
+                    "search_per_second": SEARCH_PER_SECOND,
+                    "endpoint_per_second": ENDPOINT_PER_SECOND,
+                    "subscription_invoices_per_minute": crate::store::SUB_INVOICES_PER_MINUTE,
+                    "subscription_invoices_per_day": crate::store::SUB_INVOICES_PER_DAY,
+                    "subscription_quantity_updates_per_hour": crate::store::SUB_QUANTITY_UPDATES_PER_HOUR,
+                },
+            }))
         }
         ("POST", ["latency"]) => {
             let ms = p.int("ms")?.unwrap_or(0).max(0) as u64;

@@ -1,6 +1,8 @@
 //! All simulator state, the JSON rendering of every object in Stripe's current shape, events,
 //! and the list/search helpers shared by the resources.
 
+use std::collections::{HashMap, VecDeque};
+
 use serde_json::{json, Map, Value};
 
 use crate::clock::Clock;
@@ -12,6 +14,25 @@ use crate::webhooks::Hooks;
 
 /// The API version stamped on events and webhook endpoints.
 pub const API_VERSION: &str = "2025-08-27.basil";
+
+/// Stripe's Subscriptions API limits (https://docs.stripe.com/rate-limits), per subscription.
+pub const SUB_INVOICES_PER_MINUTE: usize = 10;
+pub const SUB_INVOICES_PER_DAY: usize = 20;
+pub const SUB_QUANTITY_UPDATES_PER_HOUR: usize = 200;
+
+/// Wall-clock times of the requests that count against the per-subscription limits.
+#[derive(Debug, Default)]
+pub struct SubLimits {
+    invoices: HashMap<String, VecDeque<i64>>,
+    quantity_updates: HashMap<String, VecDeque<i64>>,
+}
+
+fn within(times: &mut VecDeque<i64>, now: i64, window: i64) -> usize {
+    while times.front().is_some_and(|t| now - *t >= window) {
+        times.pop_front();
+    }
+    times.len()
+}
 
 /// Who caused the current change, for `event.request`.
 #[derive(Debug, Default, Clone)]
@@ -37,6 +58,8 @@ pub struct Store {
     pub events: Table<EventRec>,
     pub hooks: Hooks,
     pub request: RequestCtx,
+    /// Set while `/_sim/rate_limit` is on (with its per-endpoint limits).
+    pub sub_limits: Option<SubLimits>,
 }
 
 fn md(m: &Metadata) -> Value {
@@ -62,7 +85,39 @@ impl Store {
             events: Table::default(),
             hooks,
             request: RequestCtx::default(),
+            sub_limits: None,
         }
+    }
+
+    /// Counts a new invoice for subscription `sub` against Stripe's 10 a minute and 20 a day;
+    /// 429 `rate_limit` over either.
+    pub fn count_sub_invoice(&mut self, sub: &str) -> Result<(), ApiError> {
+        let Some(l) = self.sub_limits.as_mut() else {
+            return Ok(());
+        };
+        let now = crate::clock::real_now();
+        let times = l.invoices.entry(sub.to_string()).or_default();
+        let day = within(times, now, 86_400);
+        let minute = times.iter().filter(|t| now - **t < 60).count();
+        if minute >= SUB_INVOICES_PER_MINUTE || day >= SUB_INVOICES_PER_DAY {
+            return Err(ApiError::rate_limited());
+        }
+        times.push_back(now);
+        Ok(())
+    }
+
+    /// Counts a quantity update of subscription `sub` against Stripe's 200 an hour.
+    pub fn count_quantity_update(&mut self, sub: &str) -> Result<(), ApiError> {
+        let Some(l) = self.sub_limits.as_mut() else {
+            return Ok(());
+        };
+        let now = crate::clock::real_now();
+        let times = l.quantity_updates.entry(sub.to_string()).or_default();
+        if within(times, now, 3600) >= SUB_QUANTITY_UPDATES_PER_HOUR {
+            return Err(ApiError::rate_limited());
+        }
+        times.push_back(now);
+        Ok(())
     }
 
     pub fn now(&self) -> i64 {
@@ -92,7 +147,29 @@ impl Store {
             "type": kind,
         });
         let body: Box<str> = ev.to_string().into_boxed_str();
-        self.hooks.dispatch(targets, &id, kind, &body);
+        // Each endpoint gets the event rendered with its own `api_version`.
+        let mut by_version: Vec<(Option<String>, std::sync::Arc<str>)> = Vec::new();
+        let mut deliveries = Vec::with_capacity(targets.len());
+        for (target, version) in targets {
+            let version = version.filter(|v| v != API_VERSION);
+            let text = match by_version.iter().find(|(v, _)| *v == version) {
+                Some((_, t)) => t.clone(),
+                None => {
+                    let t: std::sync::Arc<str> = match &version {
+                        None => std::sync::Arc::from(&*body),
+                        Some(v) => {
+                            let mut e = ev.clone();
+                            e["api_version"] = json!(v);
+                            std::sync::Arc::from(e.to_string())
+                        }
+                    };
+                    by_version.push((version, t.clone()));
+                    t
+                }
+            };
+            deliveries.push((target, text));
+        }
+        self.hooks.dispatch(deliveries, &id, kind);
         self.events.insert(
             id,
             EventRec {
@@ -136,8 +213,8 @@ impl Store {
     pub fn render_customer(&self, c: &Customer) -> Value {
         let delinquent = self
             .invoices
-            .newest_first()
-            .any(|(_, i)| i.customer == c.id && i.status == "open" && i.attempt_count > 0);
+            .with("customer", &c.id)
+            .any(|(_, i)| i.status == "open" && i.attempt_count > 0);
         json!({
             "id": c.id,
             "object": "customer",
@@ -359,7 +436,10 @@ impl Store {
             "metadata": md(&s.metadata),
             "next_pending_invoice_item_invoice": null,
             "on_behalf_of": null,
-            "pause_collection": null,
+            "pause_collection": s.pause_collection.as_ref().map(|p| json!({
+                "behavior": p.behavior,
+                "resumes_at": p.resumes_at,
+            })),
             "payment_settings": {
                 "payment_method_options": null,
                 "payment_method_types": null,
@@ -899,9 +979,10 @@ pub fn read_limit(p: &mut Params) -> Result<usize, ApiError> {
 }
 
 /// A Stripe list object over `items` (newest first), honouring `limit`, `starting_after`
-/// and `ending_before`; only the returned page is rendered.
-pub fn list_page<T>(
-    items: Vec<(&str, T)>,
+/// and `ending_before`. `items` is read lazily: only up to the page (and the cursor) is walked,
+/// and only the returned page is rendered.
+pub fn list_page<'a, T>(
+    items: impl Iterator<Item = (&'a str, T)>,
     p: &mut Params,
     url: &str,
     render: impl Fn(&T) -> Value,
@@ -909,30 +990,47 @@ pub fn list_page<T>(
     let limit = read_limit(p)?;
     let after = p.opt_nonempty("starting_after")?;
     let before = p.opt_nonempty("ending_before")?;
-    let find = |cursor: &str, param: &str| {
-        items
-            .iter()
-            .position(|(id, _)| *id == cursor)
-            .ok_or_else(|| {
-                ApiError::invalid(format!("No such object: '{cursor}'"))
-                    .status(404)
-                    .code("resource_missing")
-                    .param(param)
-            })
+    let missing = |cursor: &str, param: &str| {
+        ApiError::invalid(format!("No such object: '{cursor}'"))
+            .status(404)
+            .code("resource_missing")
+            .param(param)
     };
-    let (range, has_more) = if let Some(cursor) = after {
-        let start = find(&cursor, "starting_after")? + 1;
-        let end = (start + limit).min(items.len());
-        (start..end, items.len() > end)
+    let mut items = items;
+    let (page, has_more): (Vec<T>, bool) = if let Some(cursor) = after {
+        if !items.by_ref().any(|(id, _)| id == cursor) {
+            return Err(missing(&cursor, "starting_after"));
+        }
+        let mut page: Vec<T> = items.by_ref().take(limit + 1).map(|(_, v)| v).collect();
+        let more = page.len() > limit;
+        page.truncate(limit);
+        (page, more)
     } else if let Some(cursor) = before {
-        let end = find(&cursor, "ending_before")?;
-        let start = end.saturating_sub(limit);
-        (start..end, start > 0)
+        let mut window: std::collections::VecDeque<T> = std::collections::VecDeque::new();
+        let mut found = false;
+        let mut seen = 0usize;
+        for (id, v) in items.by_ref() {
+            if id == cursor {
+                found = true;
+                break;
+            }
+            seen += 1;
+            window.push_back(v);
+            if window.len() > limit {
+                window.pop_front();
+            }
+        }
+        if !found {
+            return Err(missing(&cursor, "ending_before"));
+        }
+        (window.into_iter().collect(), seen > limit)
     } else {
-        let end = limit.min(items.len());
-        (0..end, items.len() > end)
+        let mut page: Vec<T> = items.by_ref().take(limit + 1).map(|(_, v)| v).collect();
+        let more = page.len() > limit;
+        page.truncate(limit);
+        (page, more)
     };
-    let data: Vec<Value> = items[range].iter().map(|(_, v)| render(v)).collect();
+    let data: Vec<Value> = page.iter().map(render).collect();
     Ok(json!({"object": "list", "data": data, "has_more": has_more, "url": url}))
 }
 
@@ -1017,50 +1115,76 @@ fn clause_matches(c: &Clause, obj: &Value) -> bool {
     hit != c.negate
 }
 
-/// Evaluates `query` (clauses joined by AND or by OR) over `items`; returns a search result.
-pub fn search_page(items: Vec<Value>, p: &mut Params, url: &str) -> Result<Value, ApiError> {
-    let query = p.req_str("query")?;
+/// A parsed search query: clauses joined by AND (`any == false`) or by OR.
+#[derive(Debug)]
+pub struct Query {
+    clauses: Vec<Clause>,
+    any: bool,
+}
+
+impl Query {
+    pub fn parse(query: &str) -> Result<Query, ApiError> {
+        let (sep, any) = if query.contains(" OR ") {
+            (" OR ", true)
+        } else {
+            (" AND ", false)
+        };
+        let clauses = query
+            .split(sep)
+            .map(parse_clause)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Query { clauses, any })
+    }
+
+    pub fn matches(&self, v: &Value) -> bool {
+        if self.any {
+            self.clauses.iter().any(|c| clause_matches(c, v))
+        } else {
+            self.clauses.iter().all(|c| clause_matches(c, v))
+        }
+    }
+
+    /// A table key every hit must be listed under, when the query has one: a required
+    /// `metadata['k']:'v'` (or, where `email` is indexed, `email:'v'`) clause. Searching then
+    /// reads only the rows under that key instead of every row.
+    pub fn index_key(&self, email_indexed: bool) -> Option<(&'static str, String)> {
+        if self.any && self.clauses.len() > 1 {
+            return None;
+        }
+        self.clauses.iter().find_map(|c| {
+            if c.negate || c.op != ":" {
+                return None;
+            }
+            match c.path.as_slice() {
+                [m, k] if m == "metadata" => {
+                    Some(("metadata", crate::model::meta_key(k, &c.value)))
+                }
+                [f] if f == "email" && email_indexed => {
+                    Some(("email", c.value.to_ascii_lowercase()))
+                }
+                _ => None,
+            }
+        })
+    }
+}
+
+/// A search result page over `hits` (every match, newest first).
+pub fn search_result(hits: Vec<Value>, p: &mut Params, url: &str) -> Result<Value, ApiError> {
     let limit = read_limit(p)?;
     let page: usize = p
         .opt_nonempty("page")?
         .and_then(|s| s.strip_prefix("page_").and_then(|n| n.parse().ok()))
         .unwrap_or(0);
-    let (clauses, any) = if query.contains(" OR ") {
-        (
-            query
-                .split(" OR ")
-                .map(parse_clause)
-                .collect::<Result<Vec<_>, _>>()?,
-            true,
-        )
-    } else {
-        (
-            query
-                .split(" AND ")
-                .map(parse_clause)
-                .collect::<Result<Vec<_>, _>>()?,
-            false,
-        )
-    };
-    let hits: Vec<Value> = items
-        .into_iter()
-        .filter(|v| {
-            if any {
-                clauses.iter().any(|c| clause_matches(c, v))
-            } else {
-                clauses.iter().all(|c| clause_matches(c, v))
-            }
-        })
-        .collect();
     let start = page * limit;
-    let data: Vec<Value> = hits.iter().skip(start).take(limit).cloned().collect();
-    let has_more = hits.len() > start + limit;
+    let total = hits.len();
+    let has_more = total > start + limit;
+    let data: Vec<Value> = hits.into_iter().skip(start).take(limit).collect();
     Ok(json!({
         "object": "search_result",
         "data": data,
         "has_more": has_more,
         "next_page": if has_more { json!(format!("page_{}", page + 1)) } else { Value::Null },
-        "total_count": hits.len(),
+        "total_count": total,
         "url": url,
     }))
 }

@@ -95,31 +95,44 @@ impl Hooks {
         }
     }
 
-    pub fn targets(&self, event_type: &str, endpoints: &Table<WebhookEndpoint>) -> Vec<Target> {
-        let mut out: Vec<Target> = self.default_target.iter().cloned().collect();
+    /// Who gets an event of `event_type`, each with the API version its events are rendered
+    /// with: a registered endpoint's own `api_version`, `None` (the account's) for the default
+    /// target.
+    pub fn targets(
+        &self,
+        event_type: &str,
+        endpoints: &Table<WebhookEndpoint>,
+    ) -> Vec<(Target, Option<String>)> {
+        let mut out: Vec<(Target, Option<String>)> = self
+            .default_target
+            .iter()
+            .map(|t| (t.clone(), None))
+            .collect();
         for (_, ep) in endpoints.newest_first() {
             if ep.wants(event_type) {
-                out.push(Target {
-                    url: ep.url.clone(),
-                    secret: ep.secret.clone(),
-                });
+                out.push((
+                    Target {
+                        url: ep.url.clone(),
+                        secret: ep.secret.clone(),
+                    },
+                    ep.api_version.clone(),
+                ));
             }
         }
         out
     }
 
-    pub fn dispatch(&mut self, targets: Vec<Target>, event_id: &str, event_type: &str, body: &str) {
+    pub fn dispatch(&mut self, targets: Vec<(Target, Arc<str>)>, event_id: &str, event_type: &str) {
         if targets.is_empty() {
             return;
         }
-        let body: Arc<str> = Arc::from(body);
         let generation = self.generation.load(Ordering::SeqCst);
-        for t in targets {
+        for (t, body) in targets {
             let job = Job {
                 generation,
                 event_id: event_id.to_string(),
                 event_type: event_type.to_string(),
-                body: body.clone(),
+                body,
             };
             let tx = match self.workers.get(&t) {
                 Some(tx) if !tx.is_closed() => tx.clone(),

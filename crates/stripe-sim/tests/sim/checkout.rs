@@ -47,7 +47,6 @@ async fn checkout_without_trial_pays_first_invoice() {
         [
             "customer.created",
             "payment_method.attached",
-            "customer.updated",
             "customer.subscription.created",
             "invoice.created",
             "invoice.finalized",

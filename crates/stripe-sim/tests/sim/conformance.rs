@@ -99,9 +99,7 @@ async fn objects_cover_fixture_keys() {
     let pm = sim
         .get(&format!(
             "/v1/payment_methods/{}",
-            customer["invoice_settings"]["default_payment_method"]
-                .as_str()
-                .unwrap()
+            sub["default_payment_method"].as_str().unwrap()
         ))
         .await
         .ok();

@@ -8,4 +8,5 @@ mod control;
 mod invoices;
 mod protocol;
 mod resources;
+mod strict;
 mod webhooks;

@@ -273,11 +273,12 @@ async fn subscriptions_trial_cancel_at_period_end_and_cancel() {
 }
 
 #[tokio::test]
-async fn subscription_without_card_is_incomplete_and_with_card_active() {
+async fn subscription_without_card_is_refused_and_with_card_active() {
     let sim = Sim::start().await;
     let price = sim.monthly_price(1000).await;
     let cid = sim.customer("n@example.com").await;
-    let sub = sim
+    // No card at all: Stripe refuses the create (400 resource_missing) and writes nothing.
+    let refused = sim
         .post(
             "/v1/subscriptions",
             &[
@@ -285,9 +286,68 @@ async fn subscription_without_card_is_incomplete_and_with_card_active() {
                 ("items[0][price]", price.as_str()),
             ],
         )
+        .await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.err()["code"], "resource_missing");
+    assert!(refused.err()["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("This customer has no attached payment source or default payment method."));
+    let all = sim.get("/v1/subscriptions?status=all").await.ok();
+    assert_eq!(all["data"].as_array().map(Vec::len), Some(0));
+    let invs = sim.get("/v1/invoices").await.ok();
+    assert_eq!(invs["data"].as_array().map(Vec::len), Some(0));
+    // `default_incomplete` creates it incomplete, its first invoice open and not attempted.
+    let sub = sim
+        .post(
+            "/v1/subscriptions",
+            &[
+                ("customer", cid.as_str()),
+                ("items[0][price]", price.as_str()),
+                ("payment_behavior", "default_incomplete"),
+            ],
+        )
         .await
         .ok();
     assert_eq!(sub["status"], "incomplete");
+    let first = sim
+        .get(&format!(
+            "/v1/invoices/{}",
+            sub["latest_invoice"].as_str().unwrap()
+        ))
+        .await
+        .ok();
+    assert_eq!(first["status"], "open");
+    assert_eq!(first["attempt_count"], 0);
+    // A declined card: incomplete with the default `allow_incomplete`, nothing written with
+    // `error_if_incomplete` (402).
+    let declined = sim
+        .post(
+            "/v1/subscriptions",
+            &[
+                ("customer", cid.as_str()),
+                ("items[0][price]", price.as_str()),
+                ("default_payment_method", "pm_card_chargeCustomerFail"),
+            ],
+        )
+        .await
+        .ok();
+    assert_eq!(declined["status"], "incomplete");
+    let strict = sim
+        .post(
+            "/v1/subscriptions",
+            &[
+                ("customer", cid.as_str()),
+                ("items[0][price]", price.as_str()),
+                ("default_payment_method", "pm_card_chargeCustomerFail"),
+                ("payment_behavior", "error_if_incomplete"),
+            ],
+        )
+        .await;
+    assert_eq!(strict.status, 402);
+    assert_eq!(strict.err()["code"], "card_declined");
+    let all = sim.get("/v1/subscriptions?status=all").await.ok();
+    assert_eq!(all["data"].as_array().map(Vec::len), Some(2));
     let sub2 = sim
         .post(
             "/v1/subscriptions",

@@ -195,3 +195,80 @@ async fn registered_endpoints_get_only_their_events() {
     ));
     let _ = id(&all);
 }
+
+#[tokio::test]
+async fn endpoints_get_events_in_their_api_version() {
+    let (old_url, old_inbox) = receiver(0).await;
+    let (new_url, new_inbox) = receiver(0).await;
+    let sim = Sim::start().await;
+    let old = sim
+        .post(
+            "/v1/webhook_endpoints",
+            &[
+                ("url", old_url.as_str()),
+                ("enabled_events[]", "customer.created"),
+                ("api_version", "2024-06-20"),
+            ],
+        )
+        .await
+        .ok();
+    assert_eq!(old["api_version"], "2024-06-20");
+    let got = sim
+        .get(&format!("/v1/webhook_endpoints/{}", id(&old)))
+        .await
+        .ok();
+    assert_eq!(got["api_version"], "2024-06-20");
+    let new = sim
+        .post(
+            "/v1/webhook_endpoints",
+            &[
+                ("url", new_url.as_str()),
+                ("enabled_events[]", "customer.created"),
+            ],
+        )
+        .await
+        .ok();
+    assert_eq!(new["api_version"], "2025-08-27.basil");
+    let cid = sim.customer("versions@example.com").await;
+    let old_got = wait_for(&old_inbox, 1).await;
+    let new_got = wait_for(&new_inbox, 1).await;
+    let old_ev: Value = serde_json::from_str(&old_got[0].1).unwrap();
+    let new_ev: Value = serde_json::from_str(&new_got[0].1).unwrap();
+    assert_eq!(old_ev["api_version"], "2024-06-20");
+    assert_eq!(new_ev["api_version"], "2025-08-27.basil");
+    assert_eq!(old_ev["id"], new_ev["id"], "the same event");
+    assert_eq!(old_ev["data"]["object"]["id"], cid.as_str());
+    assert!(verify(
+        old["secret"].as_str().unwrap(),
+        &old_got[0].0,
+        &old_got[0].1
+    ));
+    let listed = sim.get("/v1/events?type=customer.created").await.ok();
+    assert_eq!(listed["data"][0]["api_version"], "2025-08-27.basil");
+
+    let bad = sim
+        .post(
+            "/v1/webhook_endpoints",
+            &[
+                ("url", old_url.as_str()),
+                ("enabled_events[]", "*"),
+                ("api_version", "2099-01-01"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.err()["param"], "api_version");
+    assert!(bad.err()["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Invalid api_version: must be one of 2011-01-01, "));
+    // The version is set at creation only.
+    let upd = sim
+        .post(
+            &format!("/v1/webhook_endpoints/{}", id(&new)),
+            &[("api_version", "2024-06-20")],
+        )
+        .await;
+    assert_eq!(upd.status, 400);
+    assert_eq!(upd.err()["code"], "parameter_unknown");
+}
