@@ -3,6 +3,7 @@
 #   - PostgreSQL on 127.0.0.1:5432 (started if it is not running; the PostgreSQL tests never skip),
 #   - the Rust test suites on SQLite and PostgreSQL,
 #   - the official Stripe Python SDK against the simulator (a venv in .venv),
+#   - `stripe setup` and `stripe check` through the binary against the simulator,
 #   - schemathesis against /api/openapi.json on SQLite and PostgreSQL (same venv),
 #   - the browser tests in headless Chromium (when tests/browser exists),
 #   - a short fuzzing pass over the hostile-input parsers (scripts/fuzz.sh; FUZZ_SECONDS per target).
@@ -68,6 +69,11 @@ fi
 if [ -x scripts/sdk-check/run.sh ]; then
   log "official Stripe SDK against the simulator"
   scripts/sdk-check/run.sh
+fi
+
+if [ -x scripts/stripe-check.sh ]; then
+  log "stripe setup and stripe check against the simulator"
+  scripts/stripe-check.sh
 fi
 
 if [ -x scripts/schemathesis.sh ]; then

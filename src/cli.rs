@@ -1,5 +1,5 @@
 //! The command line: `serve`, `migrate`, `tenants`, `token`, `bill`, `usage import`, `report`, `stripe-sim`,
-//! `stripe setup`.
+//! `stripe setup`, `stripe sync`.
 
 use crate::auth::jwt::{self, Claims, Role};
 use crate::config::{Secret, Settings};
@@ -136,6 +136,20 @@ enum StripeCommand {
     /// Create or find the product, the $299/month price, the webhook endpoint and the customer-portal
     /// configuration (idempotent), and print the .env lines to add.
     Setup,
+    /// Self-test before going live, with a test-mode key: check the product, price, portal and webhook
+    /// endpoint, then bill a throw-away customer through the same calls the monthly run makes (its card
+    /// placed where Checkout puts it), confirm the invoice is paid, open a checkout and a portal
+    /// session, and clean up. Prints a checklist; refuses an sk_live_ key.
+    Check,
+    /// Rebuild our copy of customers, subscriptions and invoices from Stripe, matching customers by
+    /// metadata.tenant_id: for a tenant whose webhooks were lost, or an account made in Stripe before
+    /// this service. Only reads from Stripe (nothing is billed); safe to repeat and to run while the
+    /// service is up.
+    Sync {
+        /// Sync only this tenant (default: every tenant, demo ones included).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -205,6 +219,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stripe {
             command: StripeCommand::Setup,
         } => stripe_setup(settings).await,
+        Command::Stripe {
+            command: StripeCommand::Check,
+        } => stripe_check(settings).await,
+        Command::Stripe {
+            command: StripeCommand::Sync { tenant },
+        } => stripe_sync(settings, tenant.as_deref()).await,
         Command::Migrate => {
             let db = Db::connect(&settings.database_url).await?;
             let applied = db::migrate(&db).await?;
@@ -337,12 +357,17 @@ async fn stripe_setup(settings: Settings) -> anyhow::Result<()> {
     if settings.stripe_secret_key.is_none() {
         anyhow::bail!("STRIPE_SECRET_KEY is not set: use your test-mode secret key (sk_test_...) or point STRIPE_API_BASE at the simulator");
     }
+    // The simulator on this machine can deliver to a loopback address; Stripe cannot.
+    if settings.stripe_api_base == "https://api.stripe.com" {
+        crate::stripe::setup::check_public_url(&settings.public_base_url)
+            .map_err(|e| anyhow::anyhow!(e))?;
+    }
     let client = crate::stripe::StripeClient::new(
         &settings.stripe_api_base,
         settings.stripe_secret_key.clone(),
-        crate::stripe::ClientOptions::default(),
+        crate::stripe::ClientOptions::from_settings(&settings),
     );
-    let result = crate::stripe_setup::run(
+    let result = crate::stripe::setup::run(
         &client,
         &settings.public_base_url,
         &settings.stripe_payment_methods,
@@ -352,6 +377,57 @@ async fn stripe_setup(settings: Settings) -> anyhow::Result<()> {
         println!("{line}");
     }
     println!("\nAdd these lines to .env:\n\n{}", result.env_lines());
+    Ok(())
+}
+
+async fn stripe_check(settings: Settings) -> anyhow::Result<()> {
+    let Some(key) = settings.stripe_secret_key.as_ref() else {
+        anyhow::bail!("STRIPE_SECRET_KEY is not set: use your test-mode secret key (sk_test_...)");
+    };
+    crate::stripe::check::refuse_live_key(key.expose()).map_err(|e| anyhow::anyhow!(e))?;
+    if settings.stripe_api_base == "https://api.stripe.com" {
+        crate::stripe::setup::check_public_url(&settings.public_base_url)
+            .map_err(|e| anyhow::anyhow!(e))?;
+    }
+    println!(
+        "Checking Stripe at {} with the same calls the monthly run makes",
+        settings.stripe_api_base
+    );
+    // The check writes nothing to our database: an in-memory one satisfies the shared state.
+    let db = Db::connect("sqlite::memory:").await?;
+    let state = crate::state::AppState::new(db, std::sync::Arc::new(settings), Secret::new(""));
+    let report = crate::stripe::check::run(&state).await;
+    print!("\n{}", report.render());
+    if !report.passed() {
+        anyhow::bail!("stripe check failed: fix what the FAIL lines say, then run it again");
+    }
+    Ok(())
+}
+
+async fn stripe_sync(settings: Settings, tenant: Option<&str>) -> anyhow::Result<()> {
+    let tenant = tenant
+        .map(TenantId::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
+    let database = database_label(&settings.database_url);
+    let db = Db::connect(&settings.database_url).await?;
+    db::migrate(&db).await?;
+    println!(
+        "Syncing {} from Stripe ({}) into {database}",
+        tenant
+            .as_ref()
+            .map_or_else(|| "every tenant".to_owned(), |t| format!("tenant {t}")),
+        settings.stripe_api_base
+    );
+    let state = crate::state::AppState::new(db, std::sync::Arc::new(settings), Secret::new(""));
+    let report = crate::stripe_sync::run(&state, tenant.as_ref()).await;
+    state.db.close().await;
+    let report = report?;
+    print!("\n{}", report.to_table());
+    let failed = report.failed().count();
+    if failed > 0 {
+        anyhow::bail!("{failed} tenant(s) failed; run the same command again to finish them");
+    }
     Ok(())
 }
 
@@ -476,6 +552,25 @@ fn database_kind(url: &str) -> &'static str {
     }
 }
 
+/// The database URL without its password, to say which database a command opened.
+fn database_label(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let authority = match authority.rsplit_once('@') {
+        Some((user, host)) => format!("{}@{host}", user.split(':').next().unwrap_or_default()),
+        None => authority.to_owned(),
+    };
+    // A password may also travel as a query parameter.
+    let path = if path.contains("password") {
+        path.split('?').next().unwrap_or_default()
+    } else {
+        path
+    };
+    format!("{scheme}://{authority}{path}")
+}
+
 /// `90s`, `30m`, `1h`, `7d`, or plain seconds.
 fn parse_duration(raw: &str) -> anyhow::Result<i64> {
     let bad = || anyhow::anyhow!("--ttl must look like 90s, 30m, 1h or 7d; got {raw:?}");
@@ -514,5 +609,40 @@ mod tests {
     fn cli_is_well_formed() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn stripe_sync_parses_with_and_without_a_tenant() {
+        let cli =
+            Cli::try_parse_from(["thanotopolis-billing", "stripe", "sync", "--tenant", "acme"])
+                .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Stripe { command: StripeCommand::Sync { tenant: Some(t) } } if t == "acme"
+        ));
+        let cli = Cli::try_parse_from(["thanotopolis-billing", "stripe", "sync"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Stripe {
+                command: StripeCommand::Sync { tenant: None }
+            }
+        ));
+    }
+
+    #[test]
+    fn database_labels_hide_passwords() {
+        assert_eq!(
+            database_label("postgres://billing:s3cret@db.internal:5432/billing"),
+            "postgres://billing@db.internal:5432/billing"
+        );
+        assert_eq!(
+            database_label("postgres://db/billing?user=b&password=s3cret"),
+            "postgres://db/billing"
+        );
+        assert_eq!(
+            database_label("sqlite://data/billing.db"),
+            "sqlite://data/billing.db"
+        );
+        assert_eq!(database_label("sqlite::memory:"), "sqlite::memory:");
     }
 }

@@ -205,7 +205,7 @@ impl Settings {
             )?,
             stripe_max_retries: parse_num(&get, "STRIPE_MAX_RETRIES", 4)?,
             stripe_retry_base_ms: parse_num(&get, "STRIPE_RETRY_BASE_MS", 500)?,
-            stripe_timeout_ms: parse_num(&get, "STRIPE_TIMEOUT_MS", 30_000)?,
+            stripe_timeout_ms: parse_num(&get, "STRIPE_TIMEOUT_MS", 80_000)?,
             billing_lease_seconds: parse_num(&get, "BILLING_LEASE_SECONDS", 60)?.max(1),
             billing_scheduler_interval_seconds: parse_num(
                 &get,

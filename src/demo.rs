@@ -3,8 +3,8 @@
 
 use crate::auth::jwt::{self, Claims};
 use crate::config::{Secret, Settings};
+use crate::stripe::setup as stripe_setup;
 use crate::stripe::{ClientOptions, StripeClient};
-use crate::stripe_setup;
 use serde_json::{json, Value};
 
 /// The demo's organizations: (id, name, subscription: None, or Some(trial days)).
@@ -22,7 +22,7 @@ pub async fn start_simulator(settings: &mut Settings) -> anyhow::Result<stripe_s
     let client = StripeClient::new(
         &sim.base_url,
         settings.stripe_secret_key.clone(),
-        ClientOptions::default(),
+        ClientOptions::from_settings(settings),
     );
     let setup = stripe_setup::run(
         &client,

@@ -19,7 +19,7 @@ pub mod routes;
 pub mod startup;
 pub mod state;
 pub mod stripe;
-pub mod stripe_setup;
+pub mod stripe_sync;
 pub mod subscriptions;
 pub mod telemetry;
 pub mod usage;

@@ -1,7 +1,8 @@
 //! Prometheus metrics, kept in process and rendered in the text exposition format at `/metrics`.
 //!
 //! A small registry of our own instead of a metrics crate: a handful of counters and histograms with
-//! low-cardinality labels (route patterns, never raw paths or ids).
+//! low-cardinality labels (route patterns, never raw paths or ids), and gauges of the database's state
+//! that are read when `/metrics` is scraped rather than kept here (every replica reports the same).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -69,7 +70,38 @@ const HELP: &[(&str, &str, &str)] = &[
         "counter",
         "Tenants processed by billing runs, by outcome (billed, skipped, failed).",
     ),
+    (
+        "billing_orphan_claims",
+        "gauge",
+        "Usage claims by the monthly run with no ledger entry for their tenant and period (claimed, never invoiced).",
+    ),
+    (
+        "billing_unfinished_periods",
+        "gauge",
+        "Closed billing periods left unfinished: invoices stopped part-way, a last run that did not complete, or never run with usage waiting.",
+    ),
 ];
+
+/// A gauge's value as read at scrape time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gauge {
+    pub name: &'static str,
+    pub value: f64,
+}
+
+/// The billing health gauges (see `billing::health`).
+pub fn billing_health(orphan_claims: usize, unfinished_periods: usize) -> [Gauge; 2] {
+    [
+        Gauge {
+            name: "billing_orphan_claims",
+            value: orphan_claims as f64,
+        },
+        Gauge {
+            name: "billing_unfinished_periods",
+            value: unfinished_periods as f64,
+        },
+    ]
+}
 
 fn registry() -> &'static Mutex<Registry> {
     static R: OnceLock<Mutex<Registry>> = OnceLock::new();
@@ -174,7 +206,7 @@ pub fn billing_tenant(outcome: &str) {
 }
 
 /// `invoices/in_123/finalize` -> `/v1/invoices/{id}/finalize`: object ids would explode the label space.
-fn endpoint_pattern(path: &str) -> String {
+pub(crate) fn endpoint_pattern(path: &str) -> String {
     let path = path.split('?').next().unwrap_or(path);
     let mut out = String::from("/v1");
     for seg in path.trim_start_matches('/').split('/') {
@@ -209,12 +241,21 @@ fn label_text(labels: &Labels, extra: Option<(&str, &str)>) -> String {
     }
 }
 
-/// The text exposition format.
+/// The text exposition format, without gauges.
 pub fn render() -> String {
+    render_with(&[])
+}
+
+/// The text exposition format, with the gauges read for this scrape. A gauge that could not be read
+/// is left out (its HELP and TYPE stay), so an alert can tell "unknown" from 0.
+pub fn render_with(gauges: &[Gauge]) -> String {
     let r = registry().lock().expect("metrics lock");
     let mut out = String::new();
     for (name, kind, help) in HELP {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for g in gauges.iter().filter(|g| g.name == *name) {
+            let _ = writeln!(out, "{} {}", g.name, g.value);
+        }
         for ((n, labels), v) in r.counters.iter().filter(|((n, _), _)| n == name) {
             let _ = writeln!(out, "{n}{} {v}", label_text(labels, None));
         }
@@ -266,5 +307,16 @@ mod tests {
             r#"stripe_requests_total{method="POST",endpoint="/v1/invoiceitems",outcome="ok"}"#
         ));
         assert!(text.contains(r#"stripe_request_duration_seconds_bucket{method="POST",endpoint="/v1/invoiceitems",le="0.005"}"#));
+    }
+
+    #[test]
+    fn renders_gauges_given_at_scrape_time() {
+        let text = render_with(&billing_health(1, 0));
+        assert!(text.contains("# TYPE billing_orphan_claims gauge\nbilling_orphan_claims 1\n"));
+        assert!(text.contains("\nbilling_unfinished_periods 0\n"));
+        // Not read: declared, without a sample.
+        let text = render();
+        assert!(text.contains("# TYPE billing_orphan_claims gauge"));
+        assert!(!text.contains("\nbilling_orphan_claims "));
     }
 }

@@ -19,6 +19,8 @@ pub struct Inner {
     pub usage: crate::usage::batcher::Batcher,
     /// Events per second per token on `POST /api/usage/events` (off when the setting is 0).
     pub usage_limit: crate::usage::limit::EventLimiter,
+    /// Per-object locks (a tenant's checkout, a Stripe object's copy).
+    pub locks: Arc<crate::db::locks::Locks>,
 }
 
 impl AppState {
@@ -26,12 +28,7 @@ impl AppState {
         let stripe = crate::stripe::StripeClient::new(
             &settings.stripe_api_base,
             settings.stripe_secret_key.clone(),
-            crate::stripe::ClientOptions {
-                max_requests_per_second: settings.stripe_max_requests_per_second,
-                max_retries: settings.stripe_max_retries,
-                base_backoff: std::time::Duration::from_millis(settings.stripe_retry_base_ms),
-                ..Default::default()
-            },
+            crate::stripe::ClientOptions::from_settings(&settings),
         );
         AppState(Arc::new(Inner {
             usage: crate::usage::batcher::Batcher::new(db.clone(), settings.billing_timezone),
@@ -42,6 +39,7 @@ impl AppState {
             settings,
             jwt_secret,
             stripe,
+            locks: Arc::default(),
         }))
     }
 }

@@ -1,2 +1,22 @@
 -- The first failed payment of an open invoice decides how long a past-due tenant keeps access.
 CREATE INDEX webhook_events_object ON webhook_events (object_id, event_type);
+
+-- Idempotency keys of a ledger entry move to a fresh generation after Stripe saved a 5xx under them.
+ALTER TABLE billing_ledger ADD COLUMN key_generation INTEGER NOT NULL DEFAULT 0;
+
+-- The Checkout sessions opened for each tenant: at most one stays open (reused or expired), so two tabs
+-- cannot end in two subscriptions.
+CREATE TABLE checkout_sessions (
+    session_id   TEXT PRIMARY KEY,
+    tenant_id    TEXT NOT NULL REFERENCES tenants(id),
+    url          TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    created_at   TIMESTAMPTZ NOT NULL,
+    closed_at    TIMESTAMPTZ
+);
+CREATE INDEX checkout_sessions_tenant ON checkout_sessions (tenant_id, created_at);
+
+-- Our copies are ordered by Stripe's own time: the `created` of the newest event applied (then, among
+-- readings of the same event, by when we read the object). Replicas' clocks no longer decide.
+ALTER TABLE subscriptions ADD COLUMN stripe_event_at BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE invoices ADD COLUMN stripe_event_at BIGINT NOT NULL DEFAULT 0;

@@ -90,3 +90,49 @@ pub async fn completed_at(
         .map(Option::flatten)
     })
 }
+
+/// What a runner knows of its lease: until when it surely still holds it, by its own monotonic clock.
+/// Checked before every Stripe write, so a runner whose renewal failed, or that stalled past its lease
+/// while another runner may have taken the period over, stops writing instead of racing the new holder.
+#[derive(Clone, Debug)]
+pub struct LeaseGuard(Option<std::sync::Arc<std::sync::Mutex<std::time::Instant>>>);
+
+impl LeaseGuard {
+    /// No lease (a dry run writes nothing).
+    pub fn unleased() -> LeaseGuard {
+        LeaseGuard(None)
+    }
+
+    /// Just acquired for `ttl_secs`.
+    pub fn held(ttl_secs: i64) -> LeaseGuard {
+        LeaseGuard(Some(std::sync::Arc::new(std::sync::Mutex::new(
+            Self::deadline(ttl_secs),
+        ))))
+    }
+
+    /// A quarter of the lease is kept as margin for clock skew between replicas.
+    fn deadline(ttl_secs: i64) -> std::time::Instant {
+        let ms = (ttl_secs.max(1) as u64) * 1000;
+        std::time::Instant::now() + std::time::Duration::from_millis(ms - ms / 4)
+    }
+
+    pub fn renewed(&self, ttl_secs: i64) {
+        if let Some(m) = &self.0 {
+            *m.lock().expect("lease guard") = Self::deadline(ttl_secs);
+        }
+    }
+
+    pub fn lost(&self) {
+        if let Some(m) = &self.0 {
+            *m.lock().expect("lease guard") = std::time::Instant::now();
+        }
+    }
+
+    /// Whether writes may go on.
+    pub fn holds(&self) -> bool {
+        match &self.0 {
+            None => true,
+            Some(m) => std::time::Instant::now() < *m.lock().expect("lease guard"),
+        }
+    }
+}

@@ -55,6 +55,9 @@ pub struct Entry {
     pub stripe_invoice_id: Option<String>,
     pub total_cents: i64,
     pub attempts: i32,
+    /// Bumped when Stripe saved a failure under the entry's idempotency keys: later writes use fresh
+    /// keys (after looking in Stripe for what the failed write may have made).
+    pub key_generation: i32,
     pub lines: Vec<LedgerLine>,
 }
 
@@ -72,7 +75,7 @@ pub async fn get(
     let p = period.to_string();
     with_pool!(db, pool => {
         let Some(row) = sqlx::query(
-            "SELECT step, skip_reason, stripe_invoice_id, total_cents, attempts FROM billing_ledger
+            "SELECT step, skip_reason, stripe_invoice_id, total_cents, attempts, key_generation FROM billing_ledger
              WHERE tenant_id = $1 AND period = $2",
         )
         .bind(tenant)
@@ -109,6 +112,7 @@ pub async fn get(
             stripe_invoice_id: row.get("stripe_invoice_id"),
             total_cents: row.get("total_cents"),
             attempts: row.get("attempts"),
+            key_generation: row.get("key_generation"),
             lines,
         }))
     })
@@ -255,4 +259,108 @@ pub async fn attempt(
         .await
         .map(|_| ())
     })
+}
+
+/// Moves the entry's idempotency keys to a fresh generation: Stripe saved a failure (5xx) under the
+/// current ones and would replay it to every retry for a day.
+pub async fn fresh_keys(db: &Db, tenant: &str, period: BillingPeriod) -> Result<(), sqlx::Error> {
+    with_pool!(db, pool => {
+        sqlx::query(
+            "UPDATE billing_ledger SET key_generation = key_generation + 1, updated_at = $3
+             WHERE tenant_id = $1 AND period = $2",
+        )
+        .bind(tenant)
+        .bind(period.to_string())
+        .bind(now())
+        .execute(pool)
+        .await
+        .map(|_| ())
+    })
+}
+
+/// What the tenant's invoices other than `run_period`'s billed of each of `periods`' voice usage: the
+/// words their claims took (a slice too small for a line still took its words) and the cents of their
+/// voice lines.
+///
+/// Only entries already recorded count, words and cents alike: a claim whose lines are not recorded yet
+/// (a run in flight, or one that stopped in between) is left out of both, so the two always match.
+pub async fn billed_voice(
+    db: &Db,
+    tenant: &str,
+    run_period: BillingPeriod,
+    periods: impl IntoIterator<Item = BillingPeriod>,
+) -> Result<super::plan::BilledByPeriod, sqlx::Error> {
+    use crate::usage::rating::Billed;
+    use std::collections::BTreeSet;
+    let mut out = super::plan::BilledByPeriod::new();
+    let periods: BTreeSet<BillingPeriod> = periods.into_iter().collect();
+    if periods.is_empty() {
+        return Ok(out);
+    }
+    // Read first: the words and cents below are taken from these entries only, whatever is recorded
+    // meanwhile (an entry and its lines are recorded in one transaction, after its claim).
+    let entries: BTreeSet<String> = with_pool!(db, pool => {
+        sqlx::query_scalar::<_, String>(
+            "SELECT period FROM billing_ledger WHERE tenant_id = $1 AND period <> $2",
+        )
+        .bind(tenant)
+        .bind(run_period.to_string())
+        .fetch_all(pool)
+        .await
+    })?
+    .into_iter()
+    .collect();
+    if entries.is_empty() {
+        return Ok(out);
+    }
+    let keys: BTreeSet<String> = entries
+        .iter()
+        .filter_map(|p| p.parse().ok())
+        .map(|p| super::run::invoice_key(tenant, p))
+        .collect();
+    for period in periods {
+        let words: Vec<(String, i64)> = with_pool!(db, pool => {
+            sqlx::query_as(
+                "SELECT billed_by, CAST(COALESCE(SUM(COALESCE(billed_stt_words, 0)
+                        + COALESCE(billed_tts_words, 0)), 0) AS BIGINT)
+                 FROM usage_rollups
+                 WHERE tenant_id = $1 AND day >= $2 AND day < $3 AND billed_by IS NOT NULL
+                 GROUP BY billed_by",
+            )
+            .bind(tenant)
+            .bind(period.first_day())
+            .bind(period.end_day())
+            .fetch_all(pool)
+            .await
+        })?;
+        let cents: Vec<(String, i64)> = with_pool!(db, pool => {
+            sqlx::query_as(
+                "SELECT period, CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM billing_ledger_lines
+                 WHERE tenant_id = $1 AND usage_period = $2 AND kind = 'voice'
+                 GROUP BY period",
+            )
+            .bind(tenant)
+            .bind(period.to_string())
+            .fetch_all(pool)
+            .await
+        })?;
+        let billed = Billed {
+            voice_words: words
+                .iter()
+                .filter(|(key, _)| keys.contains(key))
+                .map(|(_, w)| w)
+                .sum(),
+            voice_cents: crate::domain::Cents(
+                cents
+                    .iter()
+                    .filter(|(p, _)| entries.contains(p))
+                    .map(|(_, c)| c)
+                    .sum(),
+            ),
+        };
+        if billed != Billed::default() {
+            out.insert(period, billed);
+        }
+    }
+    Ok(out)
 }

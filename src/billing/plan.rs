@@ -2,8 +2,12 @@
 
 use crate::domain::BillingPeriod;
 use crate::usage::billable::ByPeriod;
-use crate::usage::rating::{self, Rates};
+use crate::usage::rating::{self, Billed, Rates};
 use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// What the tenant's other invoices already billed, by the period whose usage they billed.
+pub type BilledByPeriod = BTreeMap<BillingPeriod, Billed>;
 
 /// One line of the invoice, before it exists in Stripe.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -19,7 +23,14 @@ pub struct PlannedLine {
 }
 
 /// The lines for the run of `period`: its own usage first, then each earlier period's late usage in order.
-pub fn lines(period: BillingPeriod, usage: &ByPeriod, rates: &Rates) -> Vec<PlannedLine> {
+/// `billed` is what the tenant's other invoices billed of each period, so that a period billed in slices
+/// is rounded once (see `rating::rate_slice`).
+pub fn lines(
+    period: BillingPeriod,
+    usage: &ByPeriod,
+    billed: &BilledByPeriod,
+    rates: &Rates,
+) -> Vec<PlannedLine> {
     let mut out = Vec::new();
     let own = usage.get(&period).into_iter().map(|t| (period, None, t));
     let late = usage
@@ -27,7 +38,8 @@ pub fn lines(period: BillingPeriod, usage: &ByPeriod, rates: &Rates) -> Vec<Plan
         .filter(|(p, _)| **p < period)
         .map(|(p, t)| (*p, Some(*p), t));
     for (usage_period, late_label, totals) in own.chain(late) {
-        for line in rating::lines(late_label, totals, rates) {
+        let before = billed.get(&usage_period).copied().unwrap_or_default();
+        for line in rating::lines(late_label, totals, &before, rates) {
             out.push(PlannedLine {
                 line_no: out.len() as i32 + 1,
                 usage_period,
@@ -82,7 +94,7 @@ mod tests {
                 calls: 0,
             },
         );
-        let lines = lines(p("2026-10"), &usage, &RATES);
+        let lines = lines(p("2026-10"), &usage, &BilledByPeriod::new(), &RATES);
         let text: Vec<(&str, i64)> = lines
             .iter()
             .map(|l| (l.description.as_str(), l.amount_cents))
@@ -116,6 +128,53 @@ mod tests {
                 calls: 0,
             },
         );
-        assert!(lines(p("2026-10"), &usage, &RATES).is_empty());
+        assert!(lines(p("2026-10"), &usage, &BilledByPeriod::new(), &RATES).is_empty());
+    }
+
+    #[test]
+    fn late_voice_bills_the_period_rounded_once() {
+        let mut usage = ByPeriod::new();
+        let words = |stt_words| UsageTotals {
+            stt_words,
+            tts_words: 0,
+            calls: 0,
+        };
+        usage.insert(p("2026-08"), words(5));
+        usage.insert(p("2026-09"), words(2));
+        usage.insert(p("2026-10"), words(290));
+        let mut billed = BilledByPeriod::new();
+        // 2026-08: 1,005 words billed 101 cents; 2026-09: 1,004 words billed 100 cents.
+        billed.insert(
+            p("2026-08"),
+            Billed {
+                voice_words: 1_005,
+                voice_cents: crate::domain::Cents(101),
+            },
+        );
+        billed.insert(
+            p("2026-09"),
+            Billed {
+                voice_words: 1_004,
+                voice_cents: crate::domain::Cents(100),
+            },
+        );
+        let lines = lines(p("2026-10"), &usage, &billed, &RATES);
+        let text: Vec<(&str, i64, i32)> = lines
+            .iter()
+            .map(|l| (l.description.as_str(), l.amount_cents, l.line_no))
+            .collect();
+        assert_eq!(
+            text,
+            vec![
+                ("Voice Usage: 290 words (STT: 290, TTS: 0)", 29, 1),
+                (
+                    "Late usage for 2026-09: Voice Usage: 2 words (STT: 2, TTS: 0)",
+                    1,
+                    2
+                ),
+            ]
+        );
+        assert_eq!(lines[1].usage_period, p("2026-09"));
+        assert_eq!(lines[1].quantity, 2);
     }
 }

@@ -22,7 +22,8 @@ pub struct Billed {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Skipped {
     pub tenant_id: String,
-    /// `demo`, `no_subscription`, `no_usage`, `trial_only`.
+    /// `already_billed` (an earlier run invoiced the tenant for the period), `demo`, `no_subscription`,
+    /// `no_usage`, `trial_only`.
     pub reason: String,
 }
 

@@ -6,10 +6,11 @@ use super::{lease, plan};
 use crate::config::CollectionMethod;
 use crate::db::{customers, subscriptions, tenants};
 use crate::domain::time::now;
+use crate::domain::Cents;
 use crate::domain::{BillingPeriod, TenantId};
 use crate::metrics;
 use crate::state::AppState;
-use crate::stripe::{self, List, Params, StripeError};
+use crate::stripe::{Collected, Collection, InvoiceStatus, StripeError, UsageInvoice, UsageLine};
 use crate::subscriptions::sync;
 use crate::usage::billable;
 use crate::usage::rating::Rates;
@@ -69,18 +70,32 @@ pub async fn run_period(
     if !opts.dry_run && !lease::acquire(&state.db, period, &opts.holder, ttl).await? {
         return Err(RunError::InProgress(period));
     }
+    let guard = if opts.dry_run {
+        lease::LeaseGuard::unleased()
+    } else {
+        lease::LeaseGuard::held(ttl)
+    };
     let renewer = (!opts.dry_run).then(|| {
-        let (db, holder) = (state.db.clone(), opts.holder.clone());
+        let (db, holder, guard) = (state.db.clone(), opts.holder.clone(), guard.clone());
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(ttl as u64 * 1000 / 3)).await;
-                if !matches!(lease::renew(&db, period, &holder, ttl).await, Ok(true)) {
-                    tracing::warn!(%period, "lost the billing lease");
+                match lease::renew(&db, period, &holder, ttl).await {
+                    Ok(true) => guard.renewed(ttl),
+                    Ok(false) => {
+                        guard.lost();
+                        tracing::warn!(%period, "lost the billing lease; no further Stripe writes");
+                        return;
+                    }
+                    // A failed renewal is not a lost lease yet: the guard runs out on its own.
+                    Err(e) => {
+                        tracing::warn!(%period, error = %e, "could not renew the billing lease")
+                    }
                 }
             }
         })
     });
-    let result = run_tenants(state, period, &opts).await;
+    let result = run_tenants(state, period, &opts, &guard).await;
     if let Some(r) = renewer {
         r.abort();
     }
@@ -118,16 +133,21 @@ async fn run_tenants(
     state: &AppState,
     period: BillingPeriod,
     opts: &RunOptions,
+    guard: &lease::LeaseGuard,
 ) -> Result<RunReport, RunError> {
     let all = tenants::list(&state.db).await?;
     let total = all.len() as u64;
     let limit = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let mut tasks = JoinSet::new();
     for tenant in all {
-        let (state, limit, dry_run) = (state.clone(), limit.clone(), opts.dry_run);
+        let (state, limit, dry_run, guard) =
+            (state.clone(), limit.clone(), opts.dry_run, guard.clone());
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await.expect("semaphore open");
-            let outcome = bill_tenant(&state, &tenant, period, dry_run).await;
+            if !guard.holds() {
+                return (tenant.id, Outcome::Failed(LEASE_LOST.into()));
+            }
+            let outcome = bill_tenant(&state, &tenant, period, dry_run, &guard).await;
             (tenant.id, outcome)
         });
     }
@@ -168,8 +188,9 @@ async fn bill_tenant(
     tenant: &tenants::Tenant,
     period: BillingPeriod,
     dry_run: bool,
+    guard: &lease::LeaseGuard,
 ) -> Outcome {
-    match bill_tenant_inner(state, tenant, period, dry_run).await {
+    match bill_tenant_inner(state, tenant, period, dry_run, guard).await {
         Ok(o) => o,
         Err(e) => {
             let message = e.to_string();
@@ -181,12 +202,29 @@ async fn bill_tenant(
     }
 }
 
+/// This runner's lease ran out: it must not write to Stripe.
+struct LeaseLost;
+
+const LEASE_LOST: &str =
+    "this runner lost the period's lease (another runner may have taken it over); a re-run continues";
+
 #[derive(Debug, thiserror::Error)]
 enum TenantError {
+    #[error("{LEASE_LOST}")]
+    LeaseLost,
     #[error("{0}")]
     Stripe(#[from] StripeError),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+}
+
+impl From<sync::SyncError> for TenantError {
+    fn from(e: sync::SyncError) -> TenantError {
+        match e {
+            sync::SyncError::Stripe(e) => TenantError::Stripe(e),
+            sync::SyncError::Db(e) => TenantError::Db(e),
+        }
+    }
 }
 
 fn billed(
@@ -213,6 +251,7 @@ async fn bill_tenant_inner(
     tenant: &tenants::Tenant,
     period: BillingPeriod,
     dry_run: bool,
+    guard: &lease::LeaseGuard,
 ) -> Result<Outcome, TenantError> {
     let db = &state.db;
     if let Some(entry) = ledger::get(db, &tenant.id, period).await? {
@@ -220,17 +259,14 @@ async fn bill_tenant_inner(
             Step::Skipped => Ok(Outcome::Skipped(
                 entry.skip_reason.unwrap_or_else(|| "no_usage".into()),
             )),
-            Step::Done => Ok(billed(
-                &tenant.id,
-                entry.stripe_invoice_id.clone(),
-                entry.lines.into_iter().map(|l| l.line),
-            )),
+            // Invoiced by an earlier run: the report says so rather than count it again.
+            Step::Done => Ok(Outcome::Skipped("already_billed".into())),
             _ if dry_run => Ok(billed(
                 &tenant.id,
                 None,
                 entry.lines.into_iter().map(|l| l.line),
             )),
-            _ => continue_invoice(state, &tenant.id, period, entry).await,
+            _ => continue_invoice(state, &tenant.id, period, entry, guard).await,
         };
     }
     // Not started: decide whether the tenant is billed at all. These skips are not recorded, since they
@@ -241,9 +277,29 @@ async fn bill_tenant_inner(
     let Some(customer) = customers::customer_of(db, &tenant.id).await? else {
         return Ok(Outcome::Skipped("no_subscription".into()));
     };
-    let subs = subscriptions::for_tenant(db, &tenant.id).await?;
+    let mut subs = subscriptions::for_tenant(db, &tenant.id).await?;
     if subs.is_empty() {
         return Ok(Outcome::Skipped("no_subscription".into()));
+    }
+    // What is free depends on the subscription's trial, and a lost webhook may have left our copy
+    // behind: read the subscriptions that still stand from Stripe before claiming. This also puts the
+    // payment method Checkout saved where the usage invoice will look for it.
+    let standing: Vec<String> = subs
+        .iter()
+        .filter(|s| s.ended_at.is_none())
+        .map(|s| s.stripe_subscription_id.clone())
+        .collect();
+    if !standing.is_empty() {
+        for id in &standing {
+            match sync::refresh_subscription(state, id, false).await {
+                // Gone from Stripe (deleted long ago): our copy is what there is.
+                Err(sync::SyncError::Stripe(e)) if e.is_missing() => {}
+                other => {
+                    other?;
+                }
+            }
+        }
+        subs = subscriptions::for_tenant(db, &tenant.id).await?;
     }
     let tz = state.settings.billing_timezone;
     let (_, end) = period.bounds(tz);
@@ -254,7 +310,9 @@ async fn bill_tenant_inner(
     } else {
         billable::claim_unbilled(db, &id, end, tz, &invoice_key(&tenant.id, period)).await?
     };
-    let lines = plan::lines(period, &usage, &rates);
+    // What the tenant's other invoices billed of these periods: a period billed in slices is rounded once.
+    let billed_before = ledger::billed_voice(db, &tenant.id, period, usage.keys().copied()).await?;
+    let lines = plan::lines(period, &usage, &billed_before, &rates);
     let skip = if lines.is_empty() {
         Some(skip_reason(state, &id, period, &usage, &subs).await?)
     } else {
@@ -273,7 +331,7 @@ async fn bill_tenant_inner(
     if entry.step == Step::Skipped {
         return Ok(Outcome::Skipped(entry.skip_reason.unwrap_or_default()));
     }
-    continue_invoice(state, &tenant.id, period, entry).await
+    continue_invoice(state, &tenant.id, period, entry, guard).await
 }
 
 /// Why a tenant with a subscription has nothing to pay for the period.
@@ -297,36 +355,94 @@ async fn skip_reason(
     Ok(if in_trial { "trial_only" } else { "demo" })
 }
 
+/// The idempotency key of one write of the entry: `{invoice key}:{step}`, in a fresh generation once
+/// Stripe saved a failure under the earlier one.
+fn step_key(key: &str, generation: i32, step: &str) -> String {
+    if generation == 0 {
+        format!("{key}:{step}")
+    } else {
+        format!("{key}:{step}:g{generation}")
+    }
+}
+
+fn collection(state: &AppState) -> Collection {
+    match state.settings.billing_collection_method {
+        CollectionMethod::ChargeAutomatically => Collection::ChargeAutomatically,
+        CollectionMethod::SendInvoice => Collection::SendInvoice {
+            days_until_due: state.settings.billing_days_until_due,
+        },
+    }
+}
+
 /// Takes the invoice from wherever the ledger says it stopped to done.
 async fn continue_invoice(
     state: &AppState,
     tenant: &str,
     period: BillingPeriod,
     entry: Entry,
+    guard: &lease::LeaseGuard,
+) -> Result<Outcome, TenantError> {
+    let result = continue_invoice_steps(state, tenant, period, &entry, guard).await;
+    if let Err(TenantError::Stripe(e)) = &result {
+        // Stripe answered 5xx: it may have saved that answer under the keys, and would give it back to
+        // every retry for a day. The next attempt looks in Stripe first, then writes under fresh keys.
+        if e.is_server_error() {
+            ledger::fresh_keys(&state.db, tenant, period).await?;
+        }
+    }
+    result
+}
+
+async fn continue_invoice_steps(
+    state: &AppState,
+    tenant: &str,
+    period: BillingPeriod,
+    entry: &Entry,
+    guard: &lease::LeaseGuard,
 ) -> Result<Outcome, TenantError> {
     let db = &state.db;
-    let key = invoice_key(tenant, period);
+    // Before every Stripe write: a runner that lost its lease leaves the rest to the new holder.
+    let may_write = || guard.holds().then_some(()).ok_or(LeaseLost);
+    let base_key = invoice_key(tenant, period);
+    let key = |step: &str| step_key(&base_key, entry.key_generation, step);
     // After an earlier failed attempt, a reply may have been lost: look in Stripe before writing again.
     let recovering = entry.attempts > 0;
     ledger::attempt(db, tenant, period, None).await?;
     let customer = customers::customer_of(db, tenant)
         .await?
         .unwrap_or_default();
+    let collection = collection(state);
 
     let invoice_id = match entry.stripe_invoice_id.clone() {
         Some(id) => id,
         None => {
             let found = if recovering {
-                find_invoice(state, &customer, tenant, period).await?
+                state
+                    .stripe
+                    .find_usage_invoice(&customer, tenant, period)
+                    .await?
             } else {
                 None
             };
-            let id = match found {
-                Some(id) => id,
-                None => create_invoice(state, &customer, tenant, period, &key).await?,
+            let inv = match found {
+                Some(inv) => inv,
+                None => {
+                    may_write().map_err(|_| TenantError::LeaseLost)?;
+                    let request = UsageInvoice {
+                        customer: &customer,
+                        tenant,
+                        period,
+                        collection,
+                    };
+                    state
+                        .stripe
+                        .create_usage_invoice(&request, &key("create"))
+                        .await?
+                }
             };
-            ledger::advance(db, tenant, period, Step::InvoiceCreated, Some(&id)).await?;
-            id
+            sync::invoice(state, &inv, now()).await?;
+            ledger::advance(db, tenant, period, Step::InvoiceCreated, Some(&inv.id)).await?;
+            inv.id
         }
     };
 
@@ -341,7 +457,7 @@ async fn continue_invoice(
             })
             .collect();
         if recovering && have.len() < entry.lines.len() {
-            for (line_no, item) in items_on_invoice(state, &invoice_id).await? {
+            for (line_no, item) in state.stripe.usage_lines_on(&invoice_id).await? {
                 if let std::collections::hash_map::Entry::Vacant(slot) = have.entry(line_no) {
                     ledger::set_line_item(db, tenant, period, line_no, &item).await?;
                     slot.insert(item);
@@ -353,23 +469,20 @@ async fn continue_invoice(
             .iter()
             .filter(|l| !have.contains_key(&l.line.line_no))
         {
-            let params = Params::new()
-                .set("customer", &customer)
-                .set("invoice", &invoice_id)
-                .set("amount", l.line.amount_cents)
-                .set("currency", "usd")
-                .set("description", &l.line.description)
-                .metadata("tenant_id", tenant)
-                .metadata("billing_period", period)
-                .metadata("usage_period", l.line.usage_period)
-                .metadata("line_no", l.line.line_no);
-            let item: stripe::InvoiceItem = state
+            let line = UsageLine {
+                customer: &customer,
+                invoice: &invoice_id,
+                tenant,
+                period,
+                usage_period: l.line.usage_period,
+                line_no: l.line.line_no,
+                amount: Cents(l.line.amount_cents),
+                description: &l.line.description,
+            };
+            may_write().map_err(|_| TenantError::LeaseLost)?;
+            let item = state
                 .stripe
-                .post(
-                    "invoiceitems",
-                    &params,
-                    &format!("{key}:line:{}", l.line.line_no),
-                )
+                .add_usage_line(&line, &key(&format!("line:{}", l.line.line_no)))
                 .await?;
             ledger::set_line_item(db, tenant, period, l.line.line_no, &item.id).await?;
         }
@@ -377,41 +490,48 @@ async fn continue_invoice(
     }
 
     // What Stripe says now, when a reply may have been lost; otherwise the steps themselves tell.
-    let current_status = if recovering && entry.step < Step::Done {
-        let inv: stripe::Invoice = state
-            .stripe
-            .get(&format!("invoices/{invoice_id}"), &Params::new())
-            .await?;
-        Some(inv.status().to_owned())
+    let mut invoice = if recovering && entry.step < Step::Done {
+        Some(state.stripe.invoice(&invoice_id).await?)
     } else {
         None
     };
-    let is_draft = current_status.as_deref().is_none_or(|s| s == "draft");
     if entry.step < Step::Finalized {
+        let is_draft = invoice
+            .as_ref()
+            .is_none_or(|i| InvoiceStatus::of(i) == InvoiceStatus::Draft);
         if is_draft {
-            // Charged invoices keep auto-advancing after finalization, so that if our charge is declined
-            // Stripe's own retries (dunning) go on collecting; emailed invoices are sent by us, once.
-            let auto_advance =
-                state.settings.billing_collection_method == CollectionMethod::ChargeAutomatically;
-            let inv: stripe::Invoice = state
+            may_write().map_err(|_| TenantError::LeaseLost)?;
+            let inv = state
                 .stripe
-                .post(
-                    &format!("invoices/{invoice_id}/finalize"),
-                    &Params::new().set("auto_advance", auto_advance),
-                    &format!("{key}:finalize"),
-                )
+                .finalize_invoice(&invoice_id, collection, &key("finalize"))
                 .await?;
             sync::invoice(state, &inv, now()).await?;
+            invoice = Some(inv);
         }
         ledger::advance(db, tenant, period, Step::Finalized, None).await?;
     }
-
-    let settled = matches!(
-        current_status.as_deref(),
-        Some("paid" | "void" | "uncollectible")
-    );
-    if !settled {
-        collect(state, &invoice_id, &key).await?;
+    let invoice = match invoice {
+        Some(inv) => inv,
+        None => state.stripe.invoice(&invoice_id).await?,
+    };
+    may_write().map_err(|_| TenantError::LeaseLost)?;
+    match state
+        .stripe
+        .collect_invoice(&invoice, collection, &key(collect_step(collection)))
+        .await?
+    {
+        Collected::Done(inv) => {
+            sync::invoice(state, &inv, now()).await?;
+        }
+        // A declined card leaves the invoice open; Stripe's retries and the customer's portal take it
+        // from here, and the invoice.payment_failed webhook records it.
+        Collected::Declined => {
+            tracing::info!(
+                invoice = %invoice_id,
+                "charge declined; the invoice stays open"
+            );
+        }
+        Collected::AlreadySettled => {}
     }
     ledger::advance(db, tenant, period, Step::Done, None).await?;
     let entry = ledger::get(db, tenant, period)
@@ -424,126 +544,9 @@ async fn continue_invoice(
     ))
 }
 
-/// Charges the card on file, or emails the invoice, as configured.
-async fn collect(state: &AppState, invoice_id: &str, key: &str) -> Result<(), TenantError> {
-    let result: Result<stripe::Invoice, StripeError> =
-        match state.settings.billing_collection_method {
-            CollectionMethod::ChargeAutomatically => {
-                state
-                    .stripe
-                    .post(
-                        &format!("invoices/{invoice_id}/pay"),
-                        &Params::new(),
-                        &format!("{key}:pay"),
-                    )
-                    .await
-            }
-            CollectionMethod::SendInvoice => {
-                state
-                    .stripe
-                    .post(
-                        &format!("invoices/{invoice_id}/send"),
-                        &Params::new(),
-                        &format!("{key}:send"),
-                    )
-                    .await
-            }
-        };
-    match result {
-        Ok(inv) => {
-            sync::invoice(state, &inv, now()).await?;
-            Ok(())
-        }
-        // A declined card leaves the invoice open; Stripe's retries and the customer's portal take it
-        // from here, and the invoice.payment_failed webhook records it.
-        Err(StripeError::Api { status: 402, .. }) => {
-            tracing::info!(
-                invoice = invoice_id,
-                "charge declined; the invoice stays open"
-            );
-            Ok(())
-        }
-        Err(e) => Err(e.into()),
+fn collect_step(collection: Collection) -> &'static str {
+    match collection {
+        Collection::ChargeAutomatically => "pay",
+        Collection::SendInvoice { .. } => "send",
     }
-}
-
-async fn create_invoice(
-    state: &AppState,
-    customer: &str,
-    tenant: &str,
-    period: BillingPeriod,
-    key: &str,
-) -> Result<String, TenantError> {
-    let mut params = Params::new()
-        .set("customer", customer)
-        .set(
-            "collection_method",
-            state.settings.billing_collection_method.as_stripe(),
-        )
-        .set("pending_invoice_items_behavior", "exclude")
-        .set("auto_advance", false)
-        .set(
-            "description",
-            format!("Thanotopolis voice usage and phone calls for {period}"),
-        )
-        .metadata("tenant_id", tenant)
-        .metadata("billing_period", period);
-    if state.settings.billing_collection_method == CollectionMethod::SendInvoice {
-        params = params.set("days_until_due", state.settings.billing_days_until_due);
-    }
-    let inv: stripe::Invoice = state
-        .stripe
-        .post("invoices", &params, &format!("{key}:create"))
-        .await?;
-    sync::invoice(state, &inv, now()).await?;
-    Ok(inv.id)
-}
-
-/// The tenant's invoice for the period if Stripe already has it (the reply to our create was lost).
-async fn find_invoice(
-    state: &AppState,
-    customer: &str,
-    tenant: &str,
-    period: BillingPeriod,
-) -> Result<Option<String>, TenantError> {
-    let mut params = Params::new().set("customer", customer).set("limit", 100);
-    loop {
-        let page: List<stripe::Invoice> = state.stripe.get("invoices", &params).await?;
-        let last = page.data.last().map(|i| i.id.clone());
-        if let Some(found) = page.data.into_iter().find(|i| {
-            i.metadata.get("billing_period").map(String::as_str) == Some(&period.to_string())
-                && i.metadata.get("tenant_id").map(String::as_str) == Some(tenant)
-                && i.status() != "void"
-        }) {
-            return Ok(Some(found.id));
-        }
-        match (page.has_more, last) {
-            (true, Some(last)) => {
-                params = Params::new()
-                    .set("customer", customer)
-                    .set("limit", 100)
-                    .set("starting_after", last)
-            }
-            _ => return Ok(None),
-        }
-    }
-}
-
-/// The invoice items already on an invoice, by our line number.
-async fn items_on_invoice(
-    state: &AppState,
-    invoice_id: &str,
-) -> Result<Vec<(i32, String)>, TenantError> {
-    let page: List<stripe::InvoiceItem> = state
-        .stripe
-        .get(
-            "invoiceitems",
-            &Params::new().set("invoice", invoice_id).set("limit", 100),
-        )
-        .await?;
-    Ok(page
-        .data
-        .into_iter()
-        .filter_map(|i| Some((i.metadata.get("line_no")?.parse().ok()?, i.id)))
-        .collect())
 }

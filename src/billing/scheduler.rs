@@ -36,23 +36,38 @@ pub async fn due_periods(state: &AppState) -> Result<Vec<BillingPeriod>, sqlx::E
     Ok(due)
 }
 
+/// One wake-up: runs the due periods oldest first and stops at the first that does not complete, so
+/// that a later period never bills an earlier period's usage as "late usage" while the earlier one is
+/// still unfinished. Returns the periods run and whether each completed.
+pub async fn tick(state: &AppState) -> Result<Vec<(BillingPeriod, bool)>, sqlx::Error> {
+    let mut ran = Vec::new();
+    for period in due_periods(state).await? {
+        let opts = RunOptions::new(state, false);
+        let run_id = runs::new_run_id();
+        let completed = match runs::execute(state, &run_id, period, opts, "scheduler").await {
+            Ok(report) => {
+                tracing::info!(%period, %run_id, failed = report.failed.len(), "scheduled run done");
+                report.failed.is_empty()
+            }
+            Err(e) => {
+                tracing::info!(%period, error = %e, "scheduled run not done");
+                false
+            }
+        };
+        ran.push((period, completed));
+        if !completed {
+            tracing::warn!(%period, "period unfinished; later periods wait for it");
+            break;
+        }
+    }
+    Ok(ran)
+}
+
 /// Runs until the process stops.
 pub async fn run(state: AppState) {
     loop {
-        match due_periods(&state).await {
-            Ok(periods) => {
-                for period in periods {
-                    let opts = RunOptions::new(&state, false);
-                    let run_id = runs::new_run_id();
-                    match runs::execute(&state, &run_id, period, opts, "scheduler").await {
-                        Ok(report) => {
-                            tracing::info!(%period, %run_id, failed = report.failed.len(), "scheduled run done")
-                        }
-                        Err(e) => tracing::info!(%period, error = %e, "scheduled run not done"),
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "scheduler could not read the database"),
+        if let Err(e) = tick(&state).await {
+            tracing::warn!(error = %e, "scheduler could not read the database");
         }
         tokio::time::sleep(Duration::from_secs(u64::from(
             state.settings.billing_scheduler_interval_seconds,

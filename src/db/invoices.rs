@@ -71,10 +71,20 @@ macro_rules! from_row {
 
 /// Inserts or updates the row, unless the stored reading is newer. Returns whether it was written.
 pub async fn upsert(db: &Db, i: &InvoiceRow) -> Result<bool, sqlx::Error> {
+    upsert_versioned(db, i, None).await
+}
+
+/// As [`upsert`], ordered by Stripe's time first (see `subscriptions::upsert_versioned`).
+pub async fn upsert_versioned(
+    db: &Db,
+    i: &InvoiceRow,
+    event_at: Option<i64>,
+) -> Result<bool, sqlx::Error> {
     let lines = serde_json::to_string(&i.lines).expect("lines serialize");
     let sql = format!(
-        "INSERT INTO invoices ({COLUMNS}, synced_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+        "INSERT INTO invoices ({COLUMNS}, synced_at, stripe_event_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+                 COALESCE($20, (SELECT e.stripe_event_at FROM invoices e WHERE e.stripe_invoice_id = $1), 0))
          ON CONFLICT (stripe_invoice_id) DO UPDATE SET
             tenant_id = excluded.tenant_id, stripe_customer_id = excluded.stripe_customer_id,
             stripe_subscription_id = excluded.stripe_subscription_id,
@@ -84,8 +94,11 @@ pub async fn upsert(db: &Db, i: &InvoiceRow) -> Result<bool, sqlx::Error> {
             amount_paid_cents = excluded.amount_paid_cents, currency = excluded.currency,
             hosted_invoice_url = excluded.hosted_invoice_url, invoice_pdf = excluded.invoice_pdf,
             paid_at = COALESCE(excluded.paid_at, invoices.paid_at), lines_json = excluded.lines_json,
-            stripe_updated_at = excluded.stripe_updated_at, synced_at = excluded.synced_at
-         WHERE invoices.stripe_updated_at <= excluded.stripe_updated_at"
+            stripe_updated_at = excluded.stripe_updated_at, synced_at = excluded.synced_at,
+            stripe_event_at = excluded.stripe_event_at
+         WHERE invoices.stripe_event_at < excluded.stripe_event_at
+            OR (invoices.stripe_event_at = excluded.stripe_event_at
+                AND invoices.stripe_updated_at <= excluded.stripe_updated_at)"
     );
     with_pool!(db, pool => {
         sqlx::query(&sql)
@@ -108,6 +121,7 @@ pub async fn upsert(db: &Db, i: &InvoiceRow) -> Result<bool, sqlx::Error> {
             .bind(i.stripe_created_at)
             .bind(i.stripe_updated_at)
             .bind(now())
+            .bind(event_at)
             .execute(pool)
             .await
             .map(|r| r.rows_affected() > 0)

@@ -5,8 +5,11 @@
 //! on [`Db`] explicitly.
 
 pub mod audit;
+pub mod billing_health;
+pub mod checkout_sessions;
 pub mod customers;
 pub mod invoices;
+pub mod locks;
 mod migrate;
 pub mod subscriptions;
 pub mod tenants;

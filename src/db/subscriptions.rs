@@ -68,9 +68,21 @@ macro_rules! from_row {
 
 /// Inserts or updates the row, unless the stored reading is newer. Returns whether it was written.
 pub async fn upsert(db: &Db, s: &SubscriptionRow) -> Result<bool, sqlx::Error> {
+    upsert_versioned(db, s, None).await
+}
+
+/// As [`upsert`], ordered by Stripe's time first: `event_at` is the `created` of the event whose
+/// reading this is (`None`: a reading of our own, at the version already stored), then by read time
+/// among readings of the same event.
+pub async fn upsert_versioned(
+    db: &Db,
+    s: &SubscriptionRow,
+    event_at: Option<i64>,
+) -> Result<bool, sqlx::Error> {
     let sql = format!(
-        "INSERT INTO subscriptions ({COLUMNS}, synced_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+        "INSERT INTO subscriptions ({COLUMNS}, synced_at, stripe_event_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                 COALESCE($18, (SELECT e.stripe_event_at FROM subscriptions e WHERE e.stripe_subscription_id = $1), 0))
          ON CONFLICT (stripe_subscription_id) DO UPDATE SET
             tenant_id = excluded.tenant_id, stripe_customer_id = excluded.stripe_customer_id,
             status = excluded.status, price_id = excluded.price_id, amount_cents = excluded.amount_cents,
@@ -78,8 +90,11 @@ pub async fn upsert(db: &Db, s: &SubscriptionRow) -> Result<bool, sqlx::Error> {
             current_period_end = excluded.current_period_end, trial_start = excluded.trial_start,
             trial_end = excluded.trial_end, cancel_at_period_end = excluded.cancel_at_period_end,
             canceled_at = excluded.canceled_at, ended_at = excluded.ended_at,
-            stripe_updated_at = excluded.stripe_updated_at, synced_at = excluded.synced_at
-         WHERE subscriptions.stripe_updated_at <= excluded.stripe_updated_at"
+            stripe_updated_at = excluded.stripe_updated_at, synced_at = excluded.synced_at,
+            stripe_event_at = excluded.stripe_event_at
+         WHERE subscriptions.stripe_event_at < excluded.stripe_event_at
+            OR (subscriptions.stripe_event_at = excluded.stripe_event_at
+                AND subscriptions.stripe_updated_at <= excluded.stripe_updated_at)"
     );
     with_pool!(db, pool => {
         sqlx::query(&sql)
@@ -100,6 +115,7 @@ pub async fn upsert(db: &Db, s: &SubscriptionRow) -> Result<bool, sqlx::Error> {
             .bind(s.stripe_created_at)
             .bind(s.stripe_updated_at)
             .bind(now())
+            .bind(event_at)
             .execute(pool)
             .await
             .map(|r| r.rows_affected() > 0)

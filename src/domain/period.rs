@@ -74,6 +74,25 @@ impl BillingPeriod {
         self.end_day().pred_opt().expect("valid date")
     }
 
+    /// The month in words, as people read it: "November 2026".
+    pub fn long_name(self) -> String {
+        const MONTHS: [&str; 12] = [
+            "January",
+            "February",
+            "March",
+            "April",
+            "May",
+            "June",
+            "July",
+            "August",
+            "September",
+            "October",
+            "November",
+            "December",
+        ];
+        format!("{} {}", MONTHS[self.month as usize - 1], self.year)
+    }
+
     pub fn next(self) -> BillingPeriod {
         if self.month == 12 {
             BillingPeriod {

@@ -1,12 +1,12 @@
 //! The tenant's subscription: plans, checkout, portal, cancel and reactivate, demo status, invoices.
 
 use crate::auth::{Caller, SuperAdmin, TenantAdmin, TenantUser};
-use crate::db::{audit, invoices, subscriptions, tenants};
+use crate::db::{audit, checkout_sessions, invoices, subscriptions, tenants};
 use crate::domain::time::{now, rfc3339};
 use crate::domain::TenantId;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::state::AppState;
-use crate::stripe::{self, Params};
+use crate::stripe;
 use crate::subscriptions::{customer, sync};
 use axum::extract::State;
 use axum::Json;
@@ -21,8 +21,8 @@ pub const PLAN_AMOUNT_CENTS: i64 = 29_900;
 pub const PLAN_NAME: &str = "Thanotopolis Platform Subscription";
 pub const PLAN_DESCRIPTION: &str =
     "Monthly subscription for Thanotopolis multi-agent platform with web and telephony access";
-/// Stripe allows at most two years of trial.
-const MAX_TRIAL_DAYS: u32 = 730;
+/// Stripe allows at most two years of trial: what a super admin may grant.
+const MAX_GRANTED_TRIAL_DAYS: u32 = 730;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -148,7 +148,8 @@ struct CheckoutRequest {
         example = "https://app.example.com/billing"
     )]
     cancel_url: String,
-    /// Days of free trial, 0 to 730.
+    /// Days of free trial: up to `MAX_TRIAL_DAYS` (default 30) for an organization admin, up to 730 for
+    /// a super admin; only for a tenant's first subscription.
     #[serde(default, deserialize_with = "crate::error::whole_number")]
     #[schema(minimum = 0, maximum = 730)]
     trial_days: Option<u32>,
@@ -172,8 +173,8 @@ struct CheckoutSessionCreated {
         (status = 200, description = "The session to send the browser to.", body = CheckoutSessionCreated),
         (status = 403, description = "A demo tenant cannot subscribe (`demo_account`), or the role may not manage billing (`forbidden`).", body = ApiError),
         (status = 404, description = "The tenant is not registered (`tenant_not_found`).", body = ApiError),
-        (status = 409, description = "The tenant already has a live subscription (`subscription_exists`).", body = ApiError),
-        (status = 422, description = "A URL, `trial_days` or `tenant_id` is invalid (`invalid_url`, `invalid_trial_days`, `invalid_tenant_id`, `invalid_json`).", body = ApiError),
+        (status = 409, description = "The tenant already has a live subscription (`subscription_exists`), or another checkout of the tenant is being opened at this moment (`checkout_in_progress`).", body = ApiError),
+        (status = 422, description = "A URL, `trial_days` or `tenant_id` is invalid (`invalid_url`, `invalid_trial_days`, `invalid_tenant_id`, `invalid_json`): `trial_days` above `MAX_TRIAL_DAYS` (730 for a super admin), or a trial for a tenant that has subscribed before.", body = ApiError),
         (status = 503, description = "Stripe is not configured or not reachable (`stripe_not_configured`, `stripe_unavailable`).", body = ApiError),
     ))]
 async fn create_checkout_session(
@@ -184,7 +185,7 @@ async fn create_checkout_session(
     let started = start_checkout(
         &state,
         &admin.tenant_id,
-        admin.caller.claims.email.as_deref(),
+        &admin.caller,
         &body.success_url,
         &body.cancel_url,
         body.trial_days,
@@ -206,18 +207,29 @@ pub struct CheckoutStarted {
 pub async fn start_checkout(
     state: &AppState,
     tenant_id: &TenantId,
-    email: Option<&str>,
+    caller: &Caller,
     success_url: &str,
     cancel_url: &str,
     trial_days: Option<u32>,
 ) -> ApiResult<CheckoutStarted> {
     check_url("success_url", success_url)?;
     check_url("cancel_url", cancel_url)?;
+    let email = caller.claims.email.as_deref();
     let trial_days = trial_days.unwrap_or(0);
-    if trial_days > MAX_TRIAL_DAYS {
+    // Trials are policy, not a customer's choice: an organization admin may ask for up to
+    // MAX_TRIAL_DAYS, a super admin may grant up to Stripe's two years.
+    let (max_trial, who) = if caller.role == crate::auth::Role::SuperAdmin {
+        (MAX_GRANTED_TRIAL_DAYS, "a super admin may grant")
+    } else {
+        (
+            state.settings.max_trial_days.min(MAX_GRANTED_TRIAL_DAYS),
+            "an organization admin may ask for",
+        )
+    };
+    if trial_days > max_trial {
         return Err(ApiError::unprocessable(
             "invalid_trial_days",
-            format!("trial_days: give a whole number from 0 to {MAX_TRIAL_DAYS}."),
+            format!("trial_days: {who} at most {max_trial} days of free trial; give a whole number from 0 to {max_trial}."),
         ));
     }
     let tenant = tenant_or_404(state, tenant_id).await?;
@@ -227,13 +239,22 @@ pub async fn start_checkout(
         )
         .with_code("demo_account"));
     }
-    if let Some(live) = subscriptions::live_for_tenant(&state.db, &tenant.id).await? {
+    let earlier = subscriptions::for_tenant(&state.db, &tenant.id).await?;
+    if let Some(live) = earlier.iter().find(|s| s.is_live()) {
         return Err(ApiError::conflict(
             "subscription_exists",
             format!(
                 "The organization already has a subscription ({}, {}); manage it in the customer portal.",
                 live.stripe_subscription_id, live.status
             ),
+        ));
+    }
+    // A trial frees the usage inside it: only a first subscription gets one, or re-subscribing with a
+    // trial would be a way to make earlier usage and fees free.
+    if trial_days > 0 && !earlier.is_empty() {
+        return Err(ApiError::unprocessable(
+            "invalid_trial_days",
+            "trial_days: only an organization's first subscription has a free trial, and this organization has subscribed before; leave trial_days out or set it to 0.",
         ));
     }
     let price_id = state.settings.stripe_monthly_price_id.clone().ok_or_else(|| {
@@ -245,37 +266,71 @@ pub async fn start_checkout(
         .with_code("stripe_not_configured")
     })?;
     let customer_id = customer::get_or_create(state, &tenant, email).await?;
-
-    let mut params = Params::new()
-        .set("mode", "subscription")
-        .set("customer", &customer_id)
-        .set("line_items[0][price]", &price_id)
-        .set("line_items[0][quantity]", 1)
-        .set("success_url", success_url)
-        .set("cancel_url", cancel_url)
-        .set("client_reference_id", &tenant.id)
-        .metadata("tenant_id", &tenant.id)
-        .set("subscription_data[metadata][tenant_id]", &tenant.id);
-    if trial_days > 0 {
-        params = params.set("subscription_data[trial_period_days]", trial_days);
-    }
-    for (i, method) in state.settings.stripe_payment_methods.iter().enumerate() {
-        params = params.set(format!("payment_method_types[{i}]"), method);
-    }
-    // The same request within the hour gives the same session (a double click opens one checkout).
-    let digest = hex::encode(&Sha256::digest(params.encode().as_bytes())[..8]);
-    let key = format!(
-        "checkout:{}:{digest}:{}",
-        tenant.id,
-        now().timestamp() / 3600
+    let request_hash = hex::encode(
+        &Sha256::digest(
+            format!("{customer_id}|{price_id}|{success_url}|{cancel_url}|{trial_days}").as_bytes(),
+        )[..8],
     );
-    let session: stripe::CheckoutSession = state
-        .stripe
-        .post("checkout/sessions", &params, &key)
-        .await?;
+    let checkout = stripe::NewCheckout {
+        customer: &customer_id,
+        tenant: &tenant.id,
+        price: &price_id,
+        success_url,
+        cancel_url,
+        trial_days,
+        payment_methods: &state.settings.stripe_payment_methods,
+    };
+    // One checkout of a tenant at a time, across replicas: the open sessions are read and replaced
+    // under the lock, so two tabs cannot both see none open and both open one.
+    let _lock =
+        crate::db::locks::lock(&state.db, &state.locks, &format!("checkout:{}", tenant.id)).await?;
+    let mut attempt = 0;
+    let session = loop {
+        // At most one open session per tenant: the same request reuses it (a double click, a
+        // reload), another request expires it first (two tabs), so two sessions can never both be
+        // completed.
+        for open in checkout_sessions::open_for(&state.db, &tenant.id).await? {
+            if !state.stripe.checkout_is_open(&open.session_id).await? {
+                checkout_sessions::close(&state.db, &open.session_id).await?;
+            } else if open.request_hash == request_hash {
+                return Ok(CheckoutStarted {
+                    checkout_url: open.url,
+                    session_id: open.session_id,
+                });
+            } else {
+                state.stripe.expire_checkout(&open.session_id).await?;
+                checkout_sessions::close(&state.db, &open.session_id).await?;
+                tracing::info!(tenant_id = %tenant.id, session = %open.session_id, "older checkout session expired");
+            }
+        }
+        // Numbered by the sessions opened so far: requests racing here send the same key, so Stripe
+        // gives them the same session (same request) or refuses all but one (another request); the
+        // refused one waits for the winner's session to be recorded, expires it and goes on.
+        let opened = checkout_sessions::count(&state.db, &tenant.id).await?;
+        let key = format!("checkout:{}:session-{}", tenant.id, opened + 1);
+        match state.stripe.open_checkout(&checkout, &key).await {
+            Ok(s) if s.url.is_some() && s.status.as_deref() != Some("expired") => break s,
+            Ok(s) => {
+                // A replayed session another request has since expired: record it, and go round.
+                checkout_sessions::record(&state.db, &tenant.id, &s.id, s.url.as_deref().unwrap_or(""), "").await?;
+                checkout_sessions::close(&state.db, &s.id).await?;
+            }
+            Err(e) if e.kind() == Some("idempotency_error") && attempt < 20 => {}
+            Err(e) if e.kind() == Some("idempotency_error") => {
+                return Err(ApiError::conflict(
+                    "checkout_in_progress",
+                    "Another checkout for this organization is being opened at this moment; reload the page to continue with it.",
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        attempt += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+    };
     let url = session
         .url
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("checkout session without url")))?;
+    checkout_sessions::record(&state.db, &tenant.id, &session.id, &url, &request_hash).await?;
     tracing::info!(tenant_id = %tenant.id, session = %session.id, trial_days, "checkout session created");
     Ok(CheckoutStarted {
         checkout_url: url,
@@ -337,19 +392,15 @@ pub async fn portal_session(
                 "No Stripe customer found: the organization must complete checkout first.",
             )
         })?;
-    let params = Params::new()
-        .set("customer", &customer_id)
-        .set("return_url", return_url)
-        .set_opt(
-            "configuration",
-            state.settings.stripe_portal_configuration_id.as_deref(),
-        );
+    let configuration = state.settings.stripe_portal_configuration_id.as_deref();
     // A portal session is a short-lived login link; one per minute and return URL is plenty.
-    let digest = hex::encode(&Sha256::digest(params.encode().as_bytes())[..8]);
+    let digest = hex::encode(
+        &Sha256::digest(format!("{customer_id}|{return_url}|{configuration:?}").as_bytes())[..8],
+    );
     let key = format!("portal:{}:{digest}:{}", tenant.id, now().timestamp() / 60);
-    let session: stripe::PortalSession = state
+    let session = state
         .stripe
-        .post("billing_portal/sessions", &params, &key)
+        .open_portal(&customer_id, return_url, configuration, &key)
         .await?;
     Ok(session.url)
 }
@@ -366,14 +417,9 @@ async fn set_cancel_at_period_end(
         sub.stripe_subscription_id,
         sub.stripe_updated_at.timestamp_micros()
     );
-    let params = Params::new().set("cancel_at_period_end", cancel);
-    let updated: stripe::Subscription = state
+    let updated = state
         .stripe
-        .post(
-            &format!("subscriptions/{}", sub.stripe_subscription_id),
-            &params,
-            &key,
-        )
+        .set_cancel_at_period_end(&sub.stripe_subscription_id, cancel, &key)
         .await?;
     sync::subscription(state, &updated, now())
         .await?
@@ -567,6 +613,10 @@ pub async fn set_demo(
 ) -> ApiResult<(tenants::Tenant, String)> {
     let id = TenantId::parse(tenant_id)
         .map_err(|e| ApiError::not_found("tenant_not_found", format!("No such tenant: {e}.")))?;
+    tenant_or_404(state, &id).await?;
+    // Stripe first: a demo tenant must not be charged there either. Should this fail, nothing has
+    // changed yet and the same request can be repeated.
+    let collection = set_collection(state, &id, is_demo).await?;
     let tenant = tenants::set_demo(&state.db, &id, is_demo)
         .await?
         .ok_or_else(|| {
@@ -588,7 +638,7 @@ pub async fn set_demo(
     )
     .await?;
     tracing::info!(tenant_id = %id, is_demo, "demo status set");
-    let message = if is_demo {
+    let mut message = if is_demo {
         format!(
             "{} is now a demo account: exempt from billing charges.",
             tenant.name
@@ -599,7 +649,50 @@ pub async fn set_demo(
             tenant.name
         )
     };
+    if let Some(sub) = collection {
+        message.push_str(&if is_demo {
+            format!(" Stripe no longer collects its subscription {sub}: renewal invoices are voided until demo is switched off.")
+        } else {
+            format!(" Stripe collects its subscription {sub} again from the next renewal.")
+        });
+    }
     Ok((tenant, message))
+}
+
+/// Pauses (demo) or resumes collection on the tenant's live subscription, if it has one; returns its id.
+async fn set_collection(
+    state: &AppState,
+    tenant: &TenantId,
+    is_demo: bool,
+) -> ApiResult<Option<String>> {
+    let Some(sub) = subscriptions::live_for_tenant(&state.db, tenant.as_str()).await? else {
+        return Ok(None);
+    };
+    let current = state
+        .stripe
+        .subscription(&sub.stripe_subscription_id)
+        .await?;
+    if current.collection_paused() == is_demo {
+        return Ok(Some(sub.stripe_subscription_id));
+    }
+    let (pause, verb) = if is_demo {
+        (stripe::Pause::VoidInvoices, "pause")
+    } else {
+        (stripe::Pause::Collect, "resume")
+    };
+    // Keyed by the state it changes from, so demo on, off and on again are three distinct writes.
+    let key = format!(
+        "subscription:{}:collection:{verb}:from={}",
+        sub.stripe_subscription_id,
+        sub.stripe_updated_at.timestamp_micros()
+    );
+    let updated = state
+        .stripe
+        .set_collection(&sub.stripe_subscription_id, pause, &key)
+        .await?;
+    sync::subscription(state, &updated, now()).await?;
+    tracing::info!(tenant_id = %tenant, subscription = %sub.stripe_subscription_id, is_demo, "collection {verb}d");
+    Ok(Some(sub.stripe_subscription_id))
 }
 
 #[derive(Deserialize)]

@@ -2,6 +2,8 @@
 //! monthly run would bill if it ran now.
 
 use crate::auth::TenantUser;
+use crate::billing::ledger;
+use crate::billing::plan::BilledByPeriod;
 use crate::db::invoices::{self, InvoiceView};
 use crate::db::subscriptions::{self, CurrentSubscription};
 use crate::db::tenants;
@@ -9,7 +11,7 @@ use crate::domain::{time, BillingPeriod, Cents, TenantId};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::usage::billable;
-use crate::usage::rating::{rate, Rates, UsageTotals};
+use crate::usage::rating::{rate_slice, Rates, UsageTotals};
 use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
@@ -126,29 +128,53 @@ pub async fn load(state: &AppState, tenant_id: &TenantId) -> ApiResult<Dashboard
             upcoming_charges: UpcomingCharges::default(),
         });
     }
+    // Late usage is priced against what earlier invoices billed of its period, as the run prices it.
+    let billed = ledger::billed_voice(
+        db,
+        tenant_id.as_str(),
+        period,
+        unbilled.keys().copied().filter(|p| *p < period),
+    )
+    .await?;
     Ok(Dashboard {
         is_demo: false,
         demo_message: None,
         current_subscription: subscription,
         recent_invoices: invoices,
         current_period_usage,
-        upcoming_charges: upcoming(period, unbilled, &rates),
+        upcoming_charges: upcoming_after(period, unbilled, &billed, &rates),
     })
 }
 
-/// Splits unbilled usage into the period's own charges and earlier periods' late charges.
+/// `upcoming_after` with nothing billed before: right only for periods no invoice has billed yet.
 pub fn upcoming(
     period: BillingPeriod,
-    mut unbilled: billable::ByPeriod,
+    unbilled: billable::ByPeriod,
     rates: &Rates,
 ) -> UpcomingCharges {
-    let own = rate(&unbilled.remove(&period).unwrap_or_default(), rates);
+    upcoming_after(period, unbilled, &BilledByPeriod::new(), rates)
+}
+
+/// Splits unbilled usage into the period's own charges and earlier periods' late charges, each priced
+/// as the run prices it given what the tenant's other invoices billed of its period (`billed`).
+pub fn upcoming_after(
+    period: BillingPeriod,
+    mut unbilled: billable::ByPeriod,
+    billed: &BilledByPeriod,
+    rates: &Rates,
+) -> UpcomingCharges {
+    let billed_of = |p: &BillingPeriod| billed.get(p).copied().unwrap_or_default();
+    let own = rate_slice(
+        &unbilled.remove(&period).unwrap_or_default(),
+        &billed_of(&period),
+        rates,
+    );
     let mut total = own.total;
     let late = unbilled
         .iter()
         .filter(|(p, _)| **p < period)
         .map(|(p, totals): (&BillingPeriod, &UsageTotals)| {
-            let c = rate(totals, rates);
+            let c = rate_slice(totals, &billed_of(p), rates);
             total += c.total;
             LateCharges {
                 period: *p,

@@ -3,7 +3,7 @@
 
 use super::error::StripeError;
 use super::params::Params;
-use super::ratelimit::RateLimiter;
+use super::ratelimit::StripeLimits;
 use super::STRIPE_VERSION;
 use crate::config::Secret;
 use rand::Rng;
@@ -27,10 +27,24 @@ pub struct ClientOptions {
     pub max_requests_per_second: u32,
 }
 
+impl ClientOptions {
+    /// The options the settings give (`STRIPE_TIMEOUT_MS`, `STRIPE_MAX_RETRIES`, ...).
+    pub fn from_settings(settings: &crate::config::Settings) -> ClientOptions {
+        ClientOptions {
+            timeout: Duration::from_millis(settings.stripe_timeout_ms.max(1)),
+            max_retries: settings.stripe_max_retries,
+            base_backoff: Duration::from_millis(settings.stripe_retry_base_ms),
+            max_requests_per_second: settings.stripe_max_requests_per_second,
+            ..ClientOptions::default()
+        }
+    }
+}
+
 impl Default for ClientOptions {
     fn default() -> ClientOptions {
         ClientOptions {
-            timeout: Duration::from_secs(30),
+            // As Stripe's official SDKs.
+            timeout: Duration::from_secs(80),
             max_retries: 4,
             base_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(8),
@@ -47,7 +61,7 @@ struct Inner {
     base: String,
     key: Option<Secret>,
     options: ClientOptions,
-    limiter: RateLimiter,
+    limiter: StripeLimits,
 }
 
 impl std::fmt::Debug for StripeClient {
@@ -89,7 +103,7 @@ impl StripeClient {
             http,
             base: base.trim_end_matches('/').to_owned(),
             key,
-            limiter: RateLimiter::new(options.max_requests_per_second),
+            limiter: StripeLimits::new(options.max_requests_per_second),
             options,
         }))
     }
@@ -112,15 +126,16 @@ impl StripeClient {
     }
 
     /// POST `/v1/{path}`; `idempotency_key` must be derived from what the write does, so that a retry
-    /// (ours, or a re-run after a crash) is recognised by Stripe as the same write.
+    /// (ours, or a re-run after a crash) is recognised by Stripe as the same write. A key outside
+    /// Stripe's 1-255 characters is sent as a digest of itself (see [`idempotency_key`]).
     pub async fn post<T: DeserializeOwned>(
         &self,
         path: &str,
         params: &Params,
         idempotency_key: &str,
     ) -> Result<T, StripeError> {
-        self.request(Method::Post, path, params, Some(idempotency_key))
-            .await
+        let key = idempotency_key_for(idempotency_key);
+        self.request(Method::Post, path, params, Some(&key)).await
     }
 
     /// DELETE `/v1/{path}`.
@@ -145,7 +160,7 @@ impl StripeClient {
         let url = format!("{}/v1/{}", self.0.base, path.trim_start_matches('/'));
         let mut attempt = 0u32;
         loop {
-            self.0.limiter.acquire().await;
+            self.0.limiter.acquire(method.as_str(), path).await;
             let started = Instant::now();
             let result = self
                 .send_once(method, &url, key, params, idempotency_key)
@@ -154,8 +169,12 @@ impl StripeClient {
             let (outcome, retry_after) = match &result {
                 Ok(_) => ("ok".to_owned(), None),
                 Err((e, retry_after)) => (
-                    e.status()
-                        .map_or_else(|| "network".to_owned(), |s| s.to_string()),
+                    match e {
+                        StripeError::Timeout => "timeout".to_owned(),
+                        _ => e
+                            .status()
+                            .map_or_else(|| "network".to_owned(), |s| s.to_string()),
+                    },
                     *retry_after,
                 ),
             };
@@ -248,6 +267,24 @@ impl StripeClient {
     }
 }
 
+/// Stripe accepts idempotency keys of 1 to 255 characters. Ours are derived from what a write does
+/// and are normally far shorter; one that is not (a long list of webhook events, say) keeps a readable
+/// prefix and ends in the SHA-256 of the whole key, so distinct keys stay distinct.
+pub fn idempotency_key_for(key: &str) -> std::borrow::Cow<'_, str> {
+    const MAX: usize = 255;
+    if !key.is_empty() && key.len() <= MAX {
+        return std::borrow::Cow::Borrowed(key);
+    }
+    use sha2::{Digest, Sha256};
+    let digest = hex::encode(Sha256::digest(key.as_bytes()));
+    let mut prefix_len = MAX - digest.len() - 1;
+    while !key.is_char_boundary(prefix_len.min(key.len())) {
+        prefix_len -= 1;
+    }
+    let prefix = &key[..prefix_len.min(key.len())];
+    std::borrow::Cow::Owned(format!("{prefix}#{digest}"))
+}
+
 /// A request that got no (complete) answer: it may or may not have been applied.
 fn transport_error(e: &reqwest::Error) -> StripeError {
     if e.is_timeout() {
@@ -317,6 +354,10 @@ fn api_error(status: u16, headers: &HeaderMap, body: &[u8]) -> StripeError {
             None,
         ),
     };
+    let replayed = headers
+        .get("idempotent-replayed")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == "true");
     StripeError::Api {
         status,
         kind,
@@ -325,5 +366,32 @@ fn api_error(status: u16, headers: &HeaderMap, body: &[u8]) -> StripeError {
         param,
         request_id,
         should_retry,
+        replayed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idempotency_keys_fit_stripes_limit() {
+        assert_eq!(
+            idempotency_key_for("invoice:acme:2026-11:create"),
+            "invoice:acme:2026-11:create"
+        );
+        let long = format!("webhook:{}", "invoice.payment_failed,".repeat(30));
+        let sent = idempotency_key_for(&long);
+        assert_eq!(sent.len(), 255);
+        assert!(sent.starts_with("webhook:invoice.payment_failed,"));
+        // Two long keys that share the prefix stay distinct.
+        let other = format!("{long}x");
+        assert_ne!(idempotency_key_for(&other), sent);
+        // The same key always gives the same digest: a retry is the same write.
+        assert_eq!(idempotency_key_for(&long), sent);
+        assert_eq!(idempotency_key_for("").len(), 65);
+        // Multi-byte characters are never split.
+        let wide = "é".repeat(300);
+        assert!(idempotency_key_for(&wide).len() <= 255);
     }
 }

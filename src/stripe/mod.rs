@@ -4,15 +4,21 @@
 //! other field (Stripe adds fields without notice), builds quickly, and points at any Stripe-compatible
 //! server through `STRIPE_API_BASE` (the simulator in tests and in the demo).
 
+pub mod check;
 mod client;
 mod error;
+pub mod gateway;
 mod params;
 mod ratelimit;
+pub mod setup;
 pub mod types;
 pub mod webhook;
 
-pub use client::{ClientOptions, StripeClient};
+pub use client::{idempotency_key_for, ClientOptions, StripeClient};
 pub use error::StripeError;
+pub use gateway::{
+    Collected, Collection, InvoiceStatus, NewCheckout, Pause, UsageInvoice, UsageLine,
+};
 pub use params::Params;
 pub use types::*;
 

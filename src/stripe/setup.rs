@@ -3,7 +3,7 @@
 //! created when missing, so a second run changes nothing.
 
 use crate::routes::billing::{PLAN_AMOUNT_CENTS, PLAN_DESCRIPTION, PLAN_NAME};
-use crate::stripe::{self, List, Params, StripeClient, StripeError};
+use crate::stripe::{self, List, Params, StripeClient, StripeError, STRIPE_VERSION};
 use crate::subscriptions::webhook::HANDLED;
 
 /// The price's lookup key: how a second run finds it.
@@ -181,7 +181,12 @@ async fn webhook(
             for (i, ev) in events.iter().enumerate() {
                 params = params.set(format!("enabled_events[{i}]"), ev);
             }
-            let key = format!("setup:webhook:{}:events:{}", e.id, events.join(","));
+            // Keyed by a digest of the event list: the list itself is longer than Stripe's 255-character
+            // limit on idempotency keys.
+            let digest = hex::encode(
+                &<sha2::Sha256 as sha2::Digest>::digest(events.join(",").as_bytes())[..8],
+            );
+            let key = format!("setup:webhook:{}:events:{digest}", e.id);
             let _: stripe::WebhookEndpoint = client
                 .post(&format!("webhook_endpoints/{}", e.id), &params, &key)
                 .await?;
@@ -193,10 +198,20 @@ async fn webhook(
         } else {
             log.push(format!("found webhook endpoint {} ({url})", e.id));
         }
+        if e.api_version.as_deref() != Some(STRIPE_VERSION) {
+            // Stripe sets an endpoint's version only when it is created.
+            log.push(format!(
+                "warning: webhook endpoint {} sends events in API version {}, not {STRIPE_VERSION}: delete it in the dashboard and run `stripe setup` again to recreate it",
+                e.id,
+                e.api_version.as_deref().unwrap_or("(the account's default)")
+            ));
+        }
         return Ok((e.id.clone(), None));
     }
+    // Events arrive in the version our types follow, not the account's default.
     let mut params = Params::new()
         .set("url", url)
+        .set("api_version", STRIPE_VERSION)
         .set("description", "Thanotopolis billing");
     for (i, ev) in events.iter().enumerate() {
         params = params.set(format!("enabled_events[{i}]"), ev);
@@ -303,4 +318,90 @@ async fn portal(
         c.id
     ));
     Ok(c.id)
+}
+
+/// Whether Stripe can deliver webhooks to `public_base_url`: refused with the reason when it names a
+/// loopback, private, link-local or unspecified address, or a host Stripe cannot resolve (`localhost`).
+pub fn check_public_url(public_base_url: &str) -> Result<(), String> {
+    let rest = public_base_url
+        .strip_prefix("https://")
+        .or_else(|| public_base_url.strip_prefix("http://"))
+        .ok_or_else(|| {
+            format!("PUBLIC_BASE_URL must be an http(s) URL, got {public_base_url:?}")
+        })?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    let why = if host.is_empty() {
+        Some("it has no host")
+    } else if host.eq_ignore_ascii_case("localhost") || host.ends_with(".localhost") {
+        Some("localhost is this machine")
+    } else {
+        match host.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(ip)) if ip.is_loopback() => Some("it is a loopback address"),
+            Ok(std::net::IpAddr::V4(ip)) if ip.is_private() => Some("it is a private address"),
+            Ok(std::net::IpAddr::V4(ip)) if ip.is_link_local() || ip.is_unspecified() => {
+                Some("it is not a routable address")
+            }
+            Ok(std::net::IpAddr::V6(ip)) if ip.is_loopback() || ip.is_unspecified() => {
+                Some("it is a loopback address")
+            }
+            Ok(std::net::IpAddr::V6(ip)) if (ip.segments()[0] & 0xfe00) == 0xfc00 => {
+                Some("it is a private address")
+            }
+            _ => None,
+        }
+    };
+    match why {
+        Some(why) => Err(format!(
+            "PUBLIC_BASE_URL is {public_base_url}: Stripe cannot deliver webhooks there ({why}). Set PUBLIC_BASE_URL to the address Stripe reaches this service at, e.g. https://billing.example.com"
+        )),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_urls_must_be_reachable_from_stripe() {
+        for bad in [
+            "http://127.0.0.1:8000",
+            "http://localhost:8000",
+            "https://10.1.2.3",
+            "https://192.168.1.10/x",
+            "http://[::1]:8000",
+            "http://0.0.0.0:8000",
+            "ftp://billing.example.com",
+        ] {
+            assert!(check_public_url(bad).is_err(), "{bad}");
+        }
+        let err = check_public_url("http://127.0.0.1:8000").unwrap_err();
+        assert!(
+            err.contains("loopback") && err.contains("PUBLIC_BASE_URL"),
+            "{err}"
+        );
+        for good in [
+            "https://billing.example.com",
+            "https://203.0.113.7:8443/base",
+        ] {
+            assert!(check_public_url(good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn the_event_list_key_fits_stripes_limit() {
+        let key = format!(
+            "setup:webhook:we_123:events:{}",
+            hex::encode(
+                &<sha2::Sha256 as sha2::Digest>::digest(webhook_events().join(",").as_bytes())[..8]
+            )
+        );
+        assert!(key.len() <= 255);
+        let listed = format!("setup:webhook:we_123:events:{}", webhook_events().join(","));
+        assert!(listed.len() > 255, "a key listing the events would not fit");
+    }
 }

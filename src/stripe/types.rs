@@ -67,6 +67,7 @@ macro_rules! has_id {
     ($($t:ty),*) => { $(impl HasId for $t { fn id(&self) -> &str { &self.id } })* };
 }
 has_id!(
+    PaymentMethod,
     Customer,
     Subscription,
     Invoice,
@@ -103,6 +104,50 @@ pub struct Customer {
     pub metadata: Metadata,
     #[serde(default, deserialize_with = "nullable")]
     pub deleted: bool,
+    #[serde(default, deserialize_with = "nullable")]
+    pub invoice_settings: InvoiceSettings,
+}
+
+/// The customer's defaults for invoices: the payment method an invoice without its own, and without a
+/// subscription that has one, is charged with.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct InvoiceSettings {
+    #[serde(default)]
+    pub default_payment_method: Option<Expandable<PaymentMethod>>,
+}
+
+/// A card or bank account (only what we show and compare).
+#[derive(Debug, Clone, Deserialize)]
+pub struct PaymentMethod {
+    pub id: String,
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    #[serde(default)]
+    pub card: Option<CardDetails>,
+    #[serde(default)]
+    pub us_bank_account: Option<BankDetails>,
+    #[serde(default)]
+    pub sepa_debit: Option<BankDetails>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CardDetails {
+    #[serde(default)]
+    pub brand: Option<String>,
+    #[serde(default)]
+    pub last4: Option<String>,
+    #[serde(default)]
+    pub exp_month: Option<i64>,
+    #[serde(default)]
+    pub exp_year: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct BankDetails {
+    #[serde(default)]
+    pub bank_name: Option<String>,
+    #[serde(default)]
+    pub last4: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -190,6 +235,19 @@ pub struct Subscription {
     pub metadata: Metadata,
     #[serde(default)]
     pub latest_invoice: Option<Expandable<Invoice>>,
+    /// Where Checkout saves the card or bank account it collected (not on the customer).
+    #[serde(default)]
+    pub default_payment_method: Option<Expandable<PaymentMethod>>,
+    /// Set while collection is paused (a demo tenant's subscription).
+    #[serde(default)]
+    pub pause_collection: Option<PauseCollection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PauseCollection {
+    pub behavior: String,
+    #[serde(default)]
+    pub resumes_at: Option<i64>,
 }
 
 impl Subscription {
@@ -405,6 +463,9 @@ pub struct WebhookEndpoint {
     /// Only returned when the endpoint is created.
     #[serde(default)]
     pub secret: Option<String>,
+    /// The API version its events are rendered in (`None`: the account's default).
+    #[serde(default)]
+    pub api_version: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     pub metadata: Metadata,
 }

@@ -3,5 +3,7 @@
 
 pub mod access;
 pub mod customer;
+pub mod duplicates;
+pub mod payment_method;
 pub mod sync;
 pub mod webhook;

@@ -7,7 +7,7 @@ use crate::db::{customers, tenants};
 use crate::domain::time::now;
 use crate::domain::TenantId;
 use crate::state::AppState;
-use crate::stripe::{self, Params, StripeError};
+use crate::stripe::{self, StripeError};
 use chrono::{DateTime, Utc};
 
 pub fn ts(secs: Option<i64>) -> Option<DateTime<Utc>> {
@@ -41,6 +41,16 @@ pub async fn subscription(
     sub: &stripe::Subscription,
     read_at: DateTime<Utc>,
 ) -> Result<Option<SubscriptionRow>, sqlx::Error> {
+    subscription_versioned(state, sub, read_at, None).await
+}
+
+/// As [`subscription`], for a reading made while applying the event created at `event_at`.
+pub async fn subscription_versioned(
+    state: &AppState,
+    sub: &stripe::Subscription,
+    read_at: DateTime<Utc>,
+    event_at: Option<i64>,
+) -> Result<Option<SubscriptionRow>, sqlx::Error> {
     let customer_id = sub.customer.id();
     let Some(tenant_id) = resolve_tenant(
         state,
@@ -71,7 +81,7 @@ pub async fn subscription(
         stripe_created_at: ts(Some(sub.created)).unwrap_or_else(now),
         stripe_updated_at: read_at,
     };
-    subscriptions::upsert(&state.db, &row).await?;
+    subscriptions::upsert_versioned(&state.db, &row, event_at).await?;
     subscriptions::get(&state.db, &row.stripe_subscription_id).await
 }
 
@@ -80,6 +90,16 @@ pub async fn invoice(
     state: &AppState,
     inv: &stripe::Invoice,
     read_at: DateTime<Utc>,
+) -> Result<Option<InvoiceRow>, sqlx::Error> {
+    invoice_versioned(state, inv, read_at, None).await
+}
+
+/// As [`invoice`], for a reading made while applying the event created at `event_at`.
+pub async fn invoice_versioned(
+    state: &AppState,
+    inv: &stripe::Invoice,
+    read_at: DateTime<Utc>,
+    event_at: Option<i64>,
 ) -> Result<Option<InvoiceRow>, sqlx::Error> {
     let Some(customer_id) = inv.customer_id() else {
         return Ok(None);
@@ -127,7 +147,7 @@ pub async fn invoice(
         stripe_created_at: ts(Some(inv.created)).unwrap_or_else(now),
         stripe_updated_at: read_at,
     };
-    invoices::upsert(&state.db, &row).await?;
+    invoices::upsert_versioned(&state.db, &row, event_at).await?;
     invoices::get(&state.db, &row.stripe_invoice_id).await
 }
 
@@ -140,23 +160,49 @@ pub enum SyncError {
     Db(#[from] sqlx::Error),
 }
 
-/// Reads the subscription from Stripe now and stores it.
+/// Reads the subscription from Stripe now and stores it; keeps the customer's invoice payment method
+/// in step with it (`payment_method_changed`: the subscription's was just replaced).
 pub async fn refresh_subscription(
     state: &AppState,
     id: &str,
+    payment_method_changed: bool,
 ) -> Result<Option<SubscriptionRow>, SyncError> {
-    let sub: stripe::Subscription = state
-        .stripe
-        .get(&format!("subscriptions/{id}"), &Params::new())
-        .await?;
-    Ok(subscription(state, &sub, now()).await?)
+    refresh_subscription_for(state, id, payment_method_changed, None).await
+}
+
+/// As [`refresh_subscription`], applying the event created at `event_at`. The fetch and the store are
+/// one step per object in this process, and the read time is taken before the request: a handler
+/// that read earlier never stores after one that read later.
+pub async fn refresh_subscription_for(
+    state: &AppState,
+    id: &str,
+    payment_method_changed: bool,
+    event_at: Option<i64>,
+) -> Result<Option<SubscriptionRow>, SyncError> {
+    let _one_at_a_time = crate::db::locks::lock_local(&state.locks, &format!("stripe:{id}")).await;
+    let read_at = now();
+    let sub = state.stripe.subscription_with_customer(id).await?;
+    let row = subscription_versioned(state, &sub, read_at, event_at).await?;
+    if row.is_some() && sub.ended_at.is_none() {
+        super::payment_method::keep_in_step(state, &sub, payment_method_changed).await?;
+    }
+    Ok(row)
 }
 
 /// Reads the invoice from Stripe now and stores it.
 pub async fn refresh_invoice(state: &AppState, id: &str) -> Result<Option<InvoiceRow>, SyncError> {
-    let inv: stripe::Invoice = state
-        .stripe
-        .get(&format!("invoices/{id}"), &Params::new())
-        .await?;
-    Ok(invoice(state, &inv, now()).await?)
+    refresh_invoice_for(state, id, None).await
+}
+
+/// As [`refresh_invoice`], applying the event created at `event_at` (see
+/// [`refresh_subscription_for`]).
+pub async fn refresh_invoice_for(
+    state: &AppState,
+    id: &str,
+    event_at: Option<i64>,
+) -> Result<Option<InvoiceRow>, SyncError> {
+    let _one_at_a_time = crate::db::locks::lock_local(&state.locks, &format!("stripe:{id}")).await;
+    let read_at = now();
+    let inv = state.stripe.invoice(id).await?;
+    Ok(invoice_versioned(state, &inv, read_at, event_at).await?)
 }

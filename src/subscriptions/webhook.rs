@@ -46,8 +46,20 @@ pub async fn apply(state: &AppState, event: &Event) -> Result<Applied, SyncError
         return checkout_completed(state, id).await;
     }
     if kind.starts_with("customer.subscription.") {
-        return match sync::refresh_subscription(state, id).await {
-            Ok(row) => Ok(Applied::Synced(row.map(|r| r.tenant_id))),
+        let pm_changed = event
+            .data
+            .previous_attributes
+            .as_ref()
+            .is_some_and(|p| p.get("default_payment_method").is_some());
+        return match sync::refresh_subscription_for(state, id, pm_changed, Some(event.created))
+            .await
+        {
+            Ok(row) => {
+                if let Some(r) = row.as_ref().filter(|r| r.is_live()) {
+                    super::duplicates::cancel_newer(state, &r.tenant_id).await?;
+                }
+                Ok(Applied::Synced(row.map(|r| r.tenant_id)))
+            }
             // Gone from Stripe: the event's own copy is the last word there is.
             Err(SyncError::Stripe(e)) if e.is_missing() => {
                 let sub: stripe::Subscription = serde_json::from_value(event.data.object.clone())
@@ -56,7 +68,7 @@ pub async fn apply(state: &AppState, event: &Event) -> Result<Applied, SyncError
                 })?;
                 let read_at = sync::ts(Some(event.created)).unwrap_or_else(now);
                 Ok(Applied::Synced(
-                    sync::subscription(state, &sub, read_at)
+                    sync::subscription_versioned(state, &sub, read_at, Some(event.created))
                         .await?
                         .map(|r| r.tenant_id),
                 ))
@@ -64,7 +76,7 @@ pub async fn apply(state: &AppState, event: &Event) -> Result<Applied, SyncError
             Err(e) => Err(e),
         };
     }
-    match sync::refresh_invoice(state, id).await {
+    match sync::refresh_invoice_for(state, id, Some(event.created)).await {
         Ok(row) => Ok(Applied::Synced(row.map(|r| r.tenant_id))),
         // A deleted draft: nothing to keep.
         Err(SyncError::Stripe(e)) if e.is_missing() => Ok(Applied::Synced(None)),
@@ -96,6 +108,6 @@ async fn checkout_completed(state: &AppState, session_id: &str) -> Result<Applie
             }
         }
     }
-    let row = sync::refresh_subscription(state, sub.id()).await?;
+    let row = sync::refresh_subscription(state, sub.id(), false).await?;
     Ok(Applied::Synced(row.map(|r| r.tenant_id)))
 }

@@ -1,8 +1,8 @@
 //! What is billable and not yet billed, and the monthly run's claim on it.
 //!
 //! A rollup (tenant, local day; a column per type) is *open* until a run claims it by setting `billed_by`. Usage is
-//! free when it occurred inside a tenant's demo interval or before the latest `trial_end` of its
-//! subscriptions. A day wholly inside free time counts zero, a day wholly outside counts its rollup, and
+//! free when it occurred inside a tenant's demo interval or inside one of its subscriptions' own trials,
+//! `[trial_start, trial_end)`. A day wholly inside free time counts zero, a day wholly outside counts its rollup, and
 //! only a day that straddles a boundary reads its raw events: reads stay O(days), not O(events).
 
 use super::add_to;
@@ -36,20 +36,19 @@ pub enum DayCoverage {
 }
 
 impl FreeIntervals {
-    /// Builds the set from demo intervals and the subscriptions' trial ends.
+    /// Builds the set from demo intervals (an open end: still a demo) and subscriptions' trials. A trial
+    /// frees only its own window: usage from before it (after a cancellation, or before a first
+    /// subscription) stays billable however long a later trial is.
     pub fn new(
         demo: impl IntoIterator<Item = (DateTime<Utc>, Option<DateTime<Utc>>)>,
-        trial_ends: impl IntoIterator<Item = DateTime<Utc>>,
+        trials: impl IntoIterator<Item = (DateTime<Utc>, DateTime<Utc>)>,
     ) -> FreeIntervals {
         let mut spans: Vec<Span> = demo
             .into_iter()
+            .chain(trials.into_iter().map(|(s, e)| (s, Some(e))))
             .filter(|(s, e)| e.is_none_or(|e| e > *s))
             .map(|(s, e)| (Some(s), e))
             .collect();
-        // "Events before the subscription's trial_end are free": the latest trial end of any subscription.
-        if let Some(end) = trial_ends.into_iter().max() {
-            spans.push((None, Some(end)));
-        }
         // None (unbounded) sorts first as a start, which is what it means.
         spans.sort_by_key(|s| s.0);
         let mut merged: Vec<Span> = Vec::new();
@@ -132,27 +131,24 @@ macro_rules! queries {
                 conn: &mut $conn,
                 tenant: &str,
             ) -> Result<FreeIntervals, sqlx::Error> {
+                // A trial's start is Stripe's `trial_start`; a row without one (an old copy) starts
+                // its trial when the subscription was created.
                 let rows = sqlx::query(
                     "SELECT started_at AS s, ended_at AS e FROM tenant_demo_periods WHERE tenant_id = $1
                      UNION ALL
-                     SELECT NULL AS s, trial_end AS e FROM subscriptions
+                     SELECT COALESCE(trial_start, stripe_created_at) AS s, trial_end AS e FROM subscriptions
                      WHERE tenant_id = $1 AND trial_end IS NOT NULL",
                 )
                 .bind(tenant)
                 .fetch_all(&mut *conn)
                 .await?;
-                let mut demo = Vec::new();
-                let mut trials = Vec::new();
+                let mut spans = Vec::new();
                 for r in rows {
-                    let s: Option<DateTime<Utc>> = r.try_get("s")?;
+                    let s: DateTime<Utc> = r.try_get("s")?;
                     let e: Option<DateTime<Utc>> = r.try_get("e")?;
-                    match (s, e) {
-                        (Some(s), e) => demo.push((s, e)),
-                        (None, Some(e)) => trials.push(e),
-                        (None, None) => {}
-                    }
+                    spans.push((s, e));
                 }
-                Ok(FreeIntervals::new(demo, trials))
+                Ok(FreeIntervals::new(spans, []))
             }
 
             pub(super) async fn open_rollups(
@@ -467,14 +463,22 @@ mod tests {
     }
 
     #[test]
-    fn trial_end_frees_everything_before_it() {
-        let f = FreeIntervals::new([], [t(10, 12), t(5, 0)]);
-        assert!(f.contains(t(1, 0)));
+    fn a_trial_frees_only_its_own_window() {
+        let f = FreeIntervals::new([], [(t(3, 12), t(10, 12))]);
+        assert!(!f.contains(t(1, 0)), "before the trial: billable");
+        assert!(!f.contains(t(3, 11)));
+        assert!(f.contains(t(3, 12)));
         assert!(f.contains(t(10, 11)));
         assert!(!f.contains(t(10, 12)));
+        assert_eq!(f.coverage(day(2), chrono_tz::UTC), DayCoverage::Billable);
+        assert_eq!(f.coverage(day(3), chrono_tz::UTC), DayCoverage::Partial);
         assert_eq!(f.coverage(day(9), chrono_tz::UTC), DayCoverage::Free);
         assert_eq!(f.coverage(day(10), chrono_tz::UTC), DayCoverage::Partial);
         assert_eq!(f.coverage(day(11), chrono_tz::UTC), DayCoverage::Billable);
+        // A second subscription's trial does not reach back over the gap between them.
+        let two = FreeIntervals::new([], [(t(1, 0), t(5, 0)), (t(20, 0), t(25, 0))]);
+        assert!(!two.contains(t(10, 0)));
+        assert!(two.contains(t(21, 0)));
     }
 
     #[test]
@@ -485,7 +489,7 @@ mod tests {
         assert_eq!(f.coverage(day(5), chrono_tz::UTC), DayCoverage::Free);
         assert_eq!(f.coverage(day(6), chrono_tz::UTC), DayCoverage::Partial);
         assert_eq!(f.coverage(day(2), chrono_tz::UTC), DayCoverage::Billable);
-        let open = FreeIntervals::new([(t(20, 0), None)], [t(2, 0)]);
+        let open = FreeIntervals::new([(t(20, 0), None)], [(t(1, 0), t(2, 0))]);
         assert!(open.contains(t(31, 23)));
         assert!(!open.contains(t(15, 0)));
         assert!(open.contains(t(1, 0)));
@@ -497,7 +501,7 @@ mod tests {
     #[test]
     fn coverage_uses_local_days() {
         // Trial ends at 03:00 UTC on Oct 10 = 23:00 on Oct 9 in New York: Oct 9 local is partial.
-        let f = FreeIntervals::new([], [t(10, 3)]);
+        let f = FreeIntervals::new([], [(t(1, 0), t(10, 3))]);
         let ny = chrono_tz::America::New_York;
         assert_eq!(f.coverage(day(9), ny), DayCoverage::Partial);
         assert_eq!(f.coverage(day(10), ny), DayCoverage::Billable);

@@ -2,7 +2,9 @@
 //!
 //! The rule (API.md, billing rules): voice words are `stt + tts`, charged
 //! `words * VOICE_PRICE_CENTS_PER_1000_WORDS / 1000` rounded half up on the period's total; calls are
-//! `calls * CALL_PRICE_CENTS`. A line whose amount is zero is not billed.
+//! `calls * CALL_PRICE_CENTS`. A line whose amount is zero is not billed. A period billed in slices (its own
+//! run, then late usage on later runs) is still rounded once: each voice slice bills the rounding of the
+//! period's whole billable total less what earlier slices billed.
 
 use crate::config::Settings;
 use crate::domain::{group_thousands, BillingPeriod, Cents};
@@ -71,10 +73,33 @@ pub struct Charges {
     pub total: Cents,
 }
 
+/// What earlier invoices already billed of one period's voice usage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Billed {
+    /// Every word their claims took, including slices too small to make a line.
+    pub voice_words: i64,
+    /// What their voice lines carried.
+    pub voice_cents: Cents,
+}
+
 /// Prices a span's totals. Rounding happens once, on the total words, never per event.
 pub fn rate(totals: &UsageTotals, rates: &Rates) -> Charges {
+    rate_slice(totals, &Billed::default(), rates)
+}
+
+/// Prices a slice of one period's usage of which earlier invoices billed `billed`. Voice is the period's
+/// whole billable total (`billed` plus this slice) rounded once, less what was billed: however a period is
+/// sliced, its slices add up to its total rounded once. `voice_words` stays the slice's own.
+pub fn rate_slice(totals: &UsageTotals, billed: &Billed, rates: &Rates) -> Charges {
     let voice_words = totals.words();
-    let voice_cents = Cents::rate_half_up(voice_words, rates.voice_cents_per_1000_words, 1000);
+    let whole = Cents::rate_half_up(
+        billed.voice_words + voice_words,
+        rates.voice_cents_per_1000_words,
+        1000,
+    );
+    // More can have been billed than the whole now rounds to (the price went down, or slices were billed
+    // under the old per-slice rounding): nothing is credited back.
+    let voice_cents = Cents((whole.0 - billed.voice_cents.0).max(0));
     // A per-unit price is the same rule with a denominator of one: exact, in i128.
     let call_cents = Cents::rate_half_up(totals.calls, rates.call_cents, 1);
     Charges {
@@ -113,10 +138,16 @@ pub struct Line {
 }
 
 /// The invoice lines for one period's usage: `late_period` is `None` for the period being billed, or the
-/// earlier period whose late usage these lines carry (their descriptions then say so). Lines whose amount
-/// is zero are left out.
-pub fn lines(late_period: Option<BillingPeriod>, totals: &UsageTotals, rates: &Rates) -> Vec<Line> {
-    let charges = rate(totals, rates);
+/// earlier period whose late usage these lines carry (their descriptions then say so); `billed` is what
+/// earlier invoices billed of that period (see `rate_slice`). Descriptions count the slice's own words.
+/// Lines whose amount is zero are left out.
+pub fn lines(
+    late_period: Option<BillingPeriod>,
+    totals: &UsageTotals,
+    billed: &Billed,
+    rates: &Rates,
+) -> Vec<Line> {
+    let charges = rate_slice(totals, billed, rates);
     let prefix = late_period
         .map(|p| format!("Late usage for {p}: "))
         .unwrap_or_default();
@@ -184,7 +215,12 @@ mod tests {
 
     #[test]
     fn descriptions_are_exact() {
-        let l = lines(None, &totals(10_000, 2_345, 17), &DEFAULT);
+        let l = lines(
+            None,
+            &totals(10_000, 2_345, 17),
+            &Billed::default(),
+            &DEFAULT,
+        );
         assert_eq!(l.len(), 2);
         assert_eq!(
             l[0].description,
@@ -197,11 +233,16 @@ mod tests {
         assert_eq!(l[1].amount, Cents(1700));
         assert_eq!(l[1].kind, LineKind::Calls);
 
-        let one = lines(None, &totals(0, 0, 1), &DEFAULT);
+        let one = lines(None, &totals(0, 0, 1), &Billed::default(), &DEFAULT);
         assert_eq!(one.len(), 1);
         assert_eq!(one[0].description, "Phone Calls: 1 call");
 
-        let late = lines(Some("2026-09".parse().unwrap()), &totals(0, 0, 2), &DEFAULT);
+        let late = lines(
+            Some("2026-09".parse().unwrap()),
+            &totals(0, 0, 2),
+            &Billed::default(),
+            &DEFAULT,
+        );
         assert_eq!(
             late[0].description,
             "Late usage for 2026-09: Phone Calls: 2 calls"
@@ -209,6 +250,7 @@ mod tests {
         let late = lines(
             Some("2026-09".parse().unwrap()),
             &totals(200, 90, 0),
+            &Billed::default(),
             &DEFAULT,
         );
         assert_eq!(
@@ -220,16 +262,55 @@ mod tests {
 
     #[test]
     fn zero_amounts_make_no_line() {
-        assert!(lines(None, &totals(3, 1, 0), &DEFAULT).is_empty());
-        assert!(lines(None, &UsageTotals::default(), &DEFAULT).is_empty());
+        assert!(lines(None, &totals(3, 1, 0), &Billed::default(), &DEFAULT).is_empty());
+        assert!(lines(None, &UsageTotals::default(), &Billed::default(), &DEFAULT).is_empty());
         let free_calls = Rates {
             voice_cents_per_1000_words: 100,
             call_cents: 0,
         };
-        assert!(lines(None, &totals(0, 0, 5), &free_calls).is_empty());
+        assert!(lines(None, &totals(0, 0, 5), &Billed::default(), &free_calls).is_empty());
         assert_eq!(
-            lines(None, &totals(1_000_000, 0, 0), &DEFAULT)[0].description,
+            lines(None, &totals(1_000_000, 0, 0), &Billed::default(), &DEFAULT)[0].description,
             "Voice Usage: 1,000,000 words (STT: 1,000,000, TTS: 0)"
+        );
+    }
+
+    fn billed(voice_words: i64, voice_cents: i64) -> Billed {
+        Billed {
+            voice_words,
+            voice_cents: Cents(voice_cents),
+        }
+    }
+
+    #[test]
+    fn a_late_slice_bills_the_whole_rounded_once_less_what_was_billed() {
+        let p = Some("2026-09".parse().unwrap());
+        // 1,005 words billed 101 cents: 5 more make 1,010, still 101: no line.
+        assert!(lines(p, &totals(5, 0, 0), &billed(1_005, 101), &DEFAULT).is_empty());
+        assert_eq!(
+            rate_slice(&totals(5, 0, 0), &billed(1_005, 101), &DEFAULT).voice_cents,
+            Cents(0)
+        );
+        // 1,004 words billed 100 cents: 2 more make 1,006, 101: one cent, described by the slice's words.
+        let l = lines(p, &totals(1, 1, 0), &billed(1_004, 100), &DEFAULT);
+        assert_eq!(l.len(), 1);
+        assert_eq!(
+            l[0].description,
+            "Late usage for 2026-09: Voice Usage: 2 words (STT: 1, TTS: 1)"
+        );
+        assert_eq!((l[0].quantity, l[0].amount), (2, Cents(1)));
+        // Words that made no line still count: 1,000 (100), then 4 (0), then 1 is 1,005: one cent.
+        assert_eq!(
+            rate_slice(&totals(1, 0, 0), &billed(1_004, 100), &DEFAULT).voice_cents,
+            Cents(1)
+        );
+        // Calls are exact whatever voice billed before.
+        let c = rate_slice(&totals(5, 0, 3), &billed(1_005, 101), &DEFAULT);
+        assert_eq!((c.call_cents, c.total), (Cents(300), Cents(300)));
+        // Billed beyond the whole (a lower price now): no credit.
+        assert_eq!(
+            rate_slice(&totals(5, 0, 0), &billed(1_005, 102), &DEFAULT).voice_cents,
+            Cents(0)
         );
     }
 
@@ -273,7 +354,7 @@ mod tests {
             prop_assert_eq!(c.call_cents, Cents(calls * call_rate));
             prop_assert_eq!(c.total, c.voice_cents + c.call_cents);
             let period = late.map(|(y, m)| BillingPeriod::new(y, m).unwrap());
-            let ls = lines(period, &t, &rates);
+            let ls = lines(period, &t, &Billed::default(), &rates);
             let sum: Cents = ls.iter().map(|l| l.amount).sum();
             prop_assert_eq!(sum, c.total);
             prop_assert!(ls.iter().all(|l| !l.amount.is_zero()));
@@ -286,6 +367,34 @@ mod tests {
                     None => prop_assert!(!l.description.starts_with("Late")),
                 }
             }
+        }
+
+        /// However a period's words are split into slices billed one after another, the slices' amounts
+        /// add up to the whole rounded once, and each slice's line (if any) carries its own words.
+        #[test]
+        fn slices_of_a_period_add_up_to_the_whole_rounded_once(
+            slices in proptest::collection::vec((0i64..=5_000, 0i64..=5_000), 1..12),
+            rate_cents in 0i64..=10_000,
+        ) {
+            let rates = Rates { voice_cents_per_1000_words: rate_cents, call_cents: 100 };
+            let period = Some(BillingPeriod::new(2026, 9).unwrap());
+            let mut so_far = Billed::default();
+            for (stt, tts) in &slices {
+                let t = totals(*stt, *tts, 0);
+                let ls = lines(period, &t, &so_far, &rates);
+                let amount: Cents = ls.iter().map(|l| l.amount).sum();
+                prop_assert_eq!(amount, rate_slice(&t, &so_far, &rates).voice_cents);
+                prop_assert!(amount.0 >= 0);
+                prop_assert!(ls.iter().all(|l| !l.amount.is_zero() && l.quantity == stt + tts));
+                so_far.voice_words += stt + tts;
+                so_far.voice_cents += amount;
+                prop_assert_eq!(
+                    so_far.voice_cents,
+                    Cents(exact_half_up(so_far.voice_words, rate_cents))
+                );
+            }
+            let whole: i64 = slices.iter().map(|(s, t)| s + t).sum();
+            prop_assert_eq!(so_far.voice_cents, rate(&totals(whole, 0, 0), &rates).voice_cents);
         }
 
         /// Rating the sum never differs from rating per event by more than the rounding of each part:

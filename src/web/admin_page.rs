@@ -1,10 +1,12 @@
-//! `/admin/billing`: the super admin's revenue page: figures, charts, organizations with the demo
-//! toggle, the monthly runs with the form that starts one, and the audit log.
+//! `/admin/billing`: the super admin's revenue page: billing problems to act on (only when there are
+//! any), figures, charts, organizations with the demo toggle, the monthly runs with the form that starts
+//! one, and the audit log.
 
 use super::chart::{self, Bar};
 use super::html::{self, badge, count, date_time, money, notice, Esc};
 use super::session::{error_page, require, PageUser, Posted};
 use crate::auth::Role;
+use crate::billing::health::{self, Health};
 use crate::db::audit;
 use crate::domain::{time, BillingPeriod, Cents};
 use crate::error::ApiError;
@@ -66,10 +68,11 @@ async fn show(
         let o = overview::now(&state).await?;
         let runs = overview::recent_runs(&state.db, RUNS_SHOWN).await?;
         let log = audit::recent(&state.db, AUDIT_SHOWN).await?;
-        Ok::<_, ApiError>((o, runs, log))
+        let health = health::check(&state.db, state.settings.billing_timezone, time::now()).await?;
+        Ok::<_, ApiError>((o, runs, log, health))
     }
     .await;
-    let (o, runs, log) = match loaded {
+    let (o, runs, log, health) = match loaded {
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
@@ -82,6 +85,7 @@ async fn show(
     if let Some(d) = done {
         body.push_str(&notice("ok", "done", d));
     }
+    body.push_str(&health_section(&health, tz, &csrf));
     body.push_str(&kpis(&o));
     body.push_str(&charts(&o));
     body.push_str(&organizations(&o, &csrf));
@@ -150,6 +154,102 @@ async fn show(
         StatusCode::OK,
         html::page(&user.chrome("Revenue overview", &label), &body),
     )
+}
+
+/// Billing problems that leave usage uninvoiced until someone runs the period: claims without a ledger
+/// entry and unfinished periods, each with what to run. Nothing at all when all is well.
+fn health_section(h: &Health, tz: chrono_tz::Tz, csrf: &str) -> String {
+    if h.is_healthy() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "<section class=\"card\" id=\"billing-health\" aria-labelledby=\"health-h\"><h2 id=\"health-h\">Billing needs attention</h2>",
+    );
+    let claims = h.orphan_claims.len();
+    let periods = h.unfinished_periods.len();
+    let mut summary = Vec::new();
+    if claims > 0 {
+        summary.push(if claims == 1 {
+            "1 usage claim has no invoice".to_owned()
+        } else {
+            format!("{claims} usage claims have no invoice")
+        });
+    }
+    if periods > 0 {
+        summary.push(if periods == 1 {
+            "1 closed period is unfinished".to_owned()
+        } else {
+            format!("{periods} closed periods are unfinished")
+        });
+    }
+    out.push_str(&notice(
+        "error",
+        "health-summary",
+        &format!(
+            "{}. Until each period listed is run, this usage is not invoiced. Runs are safe to repeat: nothing is billed twice.",
+            summary.join(" and ")
+        ),
+    ));
+    // One run form per period listed, the same live run the command starts.
+    let run_button = |p: BillingPeriod| {
+        format!(
+            "<form method=\"post\" action=\"/admin/billing/runs\" class=\"inline\">{csrf}\
+             <input type=\"hidden\" name=\"period\" value=\"{p}\">\
+             <button type=\"submit\" class=\"small secondary\" aria-label=\"Run {p} now\">Run now</button></form>"
+        )
+    };
+    if claims > 0 {
+        out.push_str(
+            "<h3>Usage claimed without a ledger entry</h3><p class=\"muted\">A run claimed this usage for the \
+             period's invoice and stopped before recording it; only a run of that period invoices it.</p>\
+             <div class=\"table-scroll\"><table id=\"orphan-claims\"><thead><tr><th>Organization</th><th>Period</th>\
+             <th>Claimed at</th><th>To finish it</th><th><span class=\"muted\">Run</span></th></tr></thead><tbody>",
+        );
+        for c in &h.orphan_claims {
+            push_html!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
+                Esc(&c.tenant_id),
+                c.period,
+                date_time(c.claimed_at, tz),
+                Esc(&health::command(c.period)),
+                run_button(c.period)
+            );
+        }
+        out.push_str("</tbody></table></div>");
+    }
+    if periods > 0 {
+        out.push_str(
+            "<h3>Unfinished periods</h3><p class=\"muted\">Closed periods with tenants not yet invoiced. Run them \
+             oldest first.</p><div class=\"table-scroll\"><table id=\"unfinished-periods\"><thead><tr><th>Period</th>\
+             <th class=\"num\">Tenants</th><th>Why</th><th>To finish it</th><th><span class=\"muted\">Run</span></th></tr></thead><tbody>",
+        );
+        for u in &h.unfinished_periods {
+            let why = u
+                .reasons
+                .iter()
+                .map(health::Reason::describe)
+                .collect::<Vec<_>>()
+                .join(". ");
+            push_html!(
+                out,
+                "<tr><td>{} <span class=\"badge bad\">unfinished</span></td><td class=\"num\">{}</td><td>{}</td>\
+                 <td><code>{}</code></td><td>{}</td></tr>",
+                u.period,
+                if u.tenants == 0 {
+                    "—".to_owned()
+                } else {
+                    count(u.tenants as i64)
+                },
+                Esc(&why),
+                Esc(&health::command(u.period)),
+                run_button(u.period)
+            );
+        }
+        out.push_str("</tbody></table></div>");
+    }
+    out.push_str("</section>");
+    out
 }
 
 fn kpis(o: &Overview) -> String {
@@ -305,7 +405,7 @@ fn organizations(o: &Overview, csrf: &str) -> String {
         push_html!(
             out,
             "<tr id=\"org-{}\"><td><a href=\"/billing?tenant_id={id}\">{}</a><div class=\"muted\">{}</div></td><td>{status}</td>\
-             <td class=\"num org-mrr\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{last}</td>\
+             <td class=\"num org-mrr\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}{}</td><td>{last}</td>\
              <td>{}<form method=\"post\" action=\"/admin/billing/tenants/{id}/demo\" class=\"inline\">{csrf}\
              <input type=\"hidden\" name=\"is_demo\" value=\"{to}\">\
              <button type=\"submit\" class=\"small secondary demo-toggle\" aria-label=\"{label}: {}\">{label}</button></form></td></tr>",
@@ -316,6 +416,12 @@ fn organizations(o: &Overview, csrf: &str) -> String {
             count(u.stt_words + u.tts_words),
             count(u.phone_calls),
             org.upcoming_usage_cents,
+            // The run skips a tenant without a subscription: its usage waits, it is not due on the 1st.
+            if org.subscription_status.is_none() && !org.is_demo && org.upcoming_usage_cents.0 > 0 {
+                "<div class=\"muted\">once subscribed</div>"
+            } else {
+                ""
+            },
             if org.is_demo { "<span class=\"badge info\">demo</span> " } else { "" },
             Esc(&org.name),
         );

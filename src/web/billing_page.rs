@@ -204,7 +204,11 @@ async fn render(
         }
         _ => body.push_str(&plan_card(state, &tenant, admin, &suffix, &csrf)),
     }
-    body.push_str(&usage_card(state, &dash));
+    let due = match charges_due(state, &tenant, live.is_some()).await {
+        Ok(d) => d,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    body.push_str(&usage_card(state, &dash, due));
     body.push_str("</div>");
     body.push_str(&invoices_card(state, &dash));
 
@@ -253,7 +257,42 @@ fn plan_card(
     out
 }
 
-fn usage_card(state: &AppState, d: &Dashboard) -> String {
+/// When the usage shown under upcoming charges is invoiced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChargesDue {
+    /// The run on the 1st bills it: the tenant has a subscription (in any state, canceled too).
+    FirstOfMonth,
+    /// The run skips a tenant without a subscription; its usage waits for one, it is never dropped.
+    OnceSubscribed,
+    /// A demo account: exempt.
+    Never,
+}
+
+/// As the monthly run decides: a tenant is billed when it has a Stripe customer and a subscription.
+async fn charges_due(
+    state: &AppState,
+    tenant: &tenants::Tenant,
+    live: bool,
+) -> Result<ChargesDue, sqlx::Error> {
+    if tenant.is_demo {
+        return Ok(ChargesDue::Never);
+    }
+    if live {
+        return Ok(ChargesDue::FirstOfMonth);
+    }
+    let customer = crate::db::customers::customer_of(&state.db, &tenant.id).await?;
+    let subscribed = customer.is_some()
+        && !subscriptions::for_tenant(&state.db, &tenant.id)
+            .await?
+            .is_empty();
+    Ok(if subscribed {
+        ChargesDue::FirstOfMonth
+    } else {
+        ChargesDue::OnceSubscribed
+    })
+}
+
+fn usage_card(state: &AppState, d: &Dashboard, due: ChargesDue) -> String {
     let u = &d.current_period_usage;
     let c = &d.upcoming_charges;
     let tz = state.settings.billing_timezone;
@@ -279,7 +318,7 @@ fn usage_card(state: &AppState, d: &Dashboard) -> String {
          <dt>Speech-to-text words</dt><dd id=\"usage-stt\">{}</dd>\
          <dt>Text-to-speech words</dt><dd id=\"usage-tts\">{}</dd>\
          <dt>Phone calls</dt><dd id=\"usage-calls\">{}</dd></dl>\
-         <h3>Upcoming charges</h3><div class=\"table-scroll\"><table id=\"upcoming\"><tbody>\
+         <h3>{}</h3><div class=\"table-scroll\"><table id=\"upcoming\"><tbody>\
          <tr><td>Voice usage: {} words</td><td class=\"num\">{}</td></tr>\
          <tr><td>Phone calls: {}</td><td class=\"num\">{}</td></tr>",
         day(&u.start_date),
@@ -287,6 +326,11 @@ fn usage_card(state: &AppState, d: &Dashboard) -> String {
         count(u.total_stt_words),
         count(u.total_tts_words),
         count(u.total_phone_calls),
+        if due == ChargesDue::OnceSubscribed {
+            "Usage waiting for a subscription"
+        } else {
+            "Upcoming charges"
+        },
         count(c.voice_words_count),
         c.voice_usage_cents,
         count(c.call_count),
@@ -302,10 +346,25 @@ fn usage_card(state: &AppState, d: &Dashboard) -> String {
             late.voice_usage_cents + late.call_charges_cents
         );
     }
+    let (total_label, hint) = match due {
+        ChargesDue::FirstOfMonth => (
+            "Total so far",
+            "Billed on the first of next month, on a separate invoice from the subscription.",
+        ),
+        ChargesDue::OnceSubscribed => (
+            "Total, billed once you subscribe",
+            "Your organization has no subscription, so this usage is not invoiced on the 1st. It is kept, \
+             not dropped: it is billed once you subscribe, on the first usage invoice after that.",
+        ),
+        ChargesDue::Never => (
+            "Total so far",
+            "Demo accounts are exempt from usage charges.",
+        ),
+    };
     push_html!(
         out,
-        "<tr><th>Total so far</th><th class=\"num\" id=\"upcoming-total\">{}</th></tr></tbody></table></div>\
-         <p class=\"hint\">Billed on the first of next month, on a separate invoice from the subscription.</p></section>",
+        "<tr><th>{total_label}</th><th class=\"num\" id=\"upcoming-total\">{}</th></tr></tbody></table></div>\
+         <p class=\"hint\" id=\"upcoming-when\">{hint}</p></section>",
         c.total_charges_cents
     );
     out
@@ -408,7 +467,7 @@ async fn checkout(
     let started = api::start_checkout(
         &state,
         &tenant,
-        user.caller.claims.email.as_deref(),
+        &user.caller,
         &format!("{base}{suffix}{sep}done=subscribed"),
         &format!("{base}{suffix}{sep}done=checkout_canceled"),
         trial_days,

@@ -9,6 +9,7 @@ use thanotopolis_billing::domain::BillingPeriod;
 store_tests!(
     bills_usage_exactly_and_a_rerun_changes_nothing,
     trial_demo_and_unsubscribed_tenants_are_skipped_and_usage_waits,
+    a_new_trial_never_frees_earlier_usage,
     late_usage_is_billed_by_the_next_run,
     dry_run_writes_nothing_to_stripe,
     server_errors_at_every_step_then_a_rerun_finishes,
@@ -100,6 +101,26 @@ const EXPECTED_LINES: [(&str, i64); 2] = [
     ("Phone Calls: 2 calls", 200),
 ];
 
+/// As [`assert_already_billed`], in a run that also billed or failed other tenants.
+fn assert_already_billed_among(report: &Value, tenant: &str) {
+    assert_eq!(skip_reason(report, tenant), "already_billed", "{report}");
+}
+
+/// The report counts nothing for a tenant an earlier run invoiced: skipped as `already_billed`.
+fn assert_already_billed(report: &Value, tenant: &str) {
+    assert_eq!(skip_reason(report, tenant), "already_billed", "{report}");
+    assert!(
+        report["billed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["tenant_id"] != tenant),
+        "{report}"
+    );
+    assert_eq!(report["totals"]["tenants_billed"], 0, "{report}");
+    assert_eq!(report["totals"]["billed_cents"], 0, "{report}");
+}
+
 fn lines_of(v: &Value) -> Vec<(String, i64)> {
     v["lines"]
         .as_array()
@@ -142,9 +163,11 @@ async fn bills_usage_exactly_and_a_rerun_changes_nothing(app: TestApp) {
     assert_eq!(inv["amount_due"], 1_435);
     assert_eq!(stripe_lines(inv), expected());
 
-    // Again, and again concurrently: the same report, no new invoice or line.
+    // Again, dry, and again concurrently: reported as already billed, no new invoice or line.
     let again = run(&app, p, false).await.expect(200).body;
-    assert_eq!(again["billed"], first["billed"]);
+    assert_already_billed(&again, "acme");
+    let dry = run(&app, p, true).await.expect(200).body;
+    assert_already_billed(&dry, "acme");
     let (a, b2) = tokio::join!(run(&app, p, false), run(&app, p, false));
     for r in [a, b2] {
         assert!(r.status == 200 || r.status == 409, "{}", r.text);
@@ -174,7 +197,7 @@ async fn trial_demo_and_unsubscribed_tenants_are_skipped_and_usage_waits(app: Te
     for t in ["trial", "demo", "later", "quiet"] {
         app.add_tenant(t).await;
     }
-    app.subscribe("trial", Some(60), "4242424242424242").await;
+    app.subscribe("trial", Some(30), "4242424242424242").await;
     app.subscribe("quiet", None, "4242424242424242").await;
     standard_usage(&app, "trial", p).await;
     standard_usage(&app, "demo", p).await;
@@ -188,18 +211,101 @@ async fn trial_demo_and_unsubscribed_tenants_are_skipped_and_usage_waits(app: Te
     .expect(200);
 
     let report = run(&app, p, false).await.expect(200).body;
-    assert_eq!(skip_reason(&report, "trial"), "trial_only");
+    // A trial frees only its own window: last month's usage, from before the trial started, is billed.
+    assert_eq!(lines_of(billed(&report, "trial")), expected());
     assert_eq!(skip_reason(&report, "demo"), "demo");
     assert_eq!(skip_reason(&report, "later"), "no_subscription");
     assert_eq!(skip_reason(&report, "quiet"), "no_usage");
-    assert_eq!(report["totals"]["tenants_billed"], 0);
+    assert_eq!(report["totals"]["tenants_billed"], 1);
 
     // The unsubscribed tenant's usage waited: once it subscribes, a re-run bills it.
     app.subscribe("later", None, "4242424242424242").await;
     let report = run(&app, p, false).await.expect(200).body;
     assert_eq!(lines_of(billed(&report, "later")), expected());
-    assert_eq!(skip_reason(&report, "trial"), "trial_only");
-    assert_eq!(app.usage_invoices("trial", p).await.len(), 0);
+    assert_eq!(app.usage_invoices("trial", p).await.len(), 1);
+}
+
+/// The attack the trial rule closes: usage left unbilled after a cancellation, then a new checkout
+/// with the longest trial there is. The old usage is billed, and only a first subscription may have a
+/// trial at all.
+async fn a_new_trial_never_frees_earlier_usage(app: TestApp) {
+    let (p, _) = closed_periods();
+    app.add_tenant("acme").await;
+    app.subscribe("acme", None, "4242424242424242").await;
+    standard_usage(&app, "acme", p).await;
+    app.post(
+        "/api/billing/cancel-subscription",
+        Some(&token("acme", "org_admin")),
+        &json!({}),
+    )
+    .await
+    .expect(200);
+    app.advance_clock(40 * 86_400).await;
+    app.settle().await;
+    assert!(app.live_subscription("acme").await.is_none(), "ended");
+
+    // The organization admin may not ask for a trial again, nor for more than MAX_TRIAL_DAYS at all.
+    let body = json!({"success_url": "https://a.example/ok", "cancel_url": "https://a.example/no", "trial_days": 7});
+    let r = app
+        .post(
+            "/api/billing/create-checkout-session",
+            Some(&token("acme", "org_admin")),
+            &body,
+        )
+        .await
+        .expect(422);
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("first subscription"),
+        "{}",
+        r.text
+    );
+    app.add_tenant("fresh").await;
+    let long = json!({"success_url": "https://a.example/ok", "cancel_url": "https://a.example/no", "trial_days": 31});
+    let r = app
+        .post(
+            "/api/billing/create-checkout-session",
+            Some(&token("fresh", "org_admin")),
+            &long,
+        )
+        .await
+        .expect(422);
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("at most 30 days"),
+        "{}",
+        r.text
+    );
+
+    // A super admin may grant a first subscription two years of trial; it frees only its own window,
+    // so the month of usage from before it is billed.
+    standard_usage(&app, "fresh", p).await;
+    let s = app
+        .post(
+            "/api/billing/create-checkout-session?tenant_id=fresh",
+            Some(&super_admin()),
+            &json!({"success_url": "https://a.example/ok", "cancel_url": "https://a.example/no", "trial_days": 730}),
+        )
+        .await
+        .expect(200);
+    let id = s.body["session_id"].as_str().unwrap();
+    app.sim_post(&format!("/_sim/checkout/sessions/{id}/complete"), &[])
+        .await
+        .expect(200);
+    app.settle().await;
+    assert_eq!(
+        app.live_subscription("fresh").await.unwrap().status,
+        "trialing"
+    );
+
+    app.subscribe("acme", None, "4242424242424242").await;
+    let report = run(&app, p, false).await.expect(200).body;
+    assert_eq!(lines_of(billed(&report, "acme")), expected());
+    assert_eq!(lines_of(billed(&report, "fresh")), expected());
 }
 
 async fn late_usage_is_billed_by_the_next_run(app: TestApp) {
@@ -225,10 +331,7 @@ async fn late_usage_is_billed_by_the_next_run(app: TestApp) {
     .await;
     // The earlier period's run is done and stays as it was.
     let r = run(&app, earlier, false).await.expect(200).body;
-    assert_eq!(
-        lines_of(billed(&r, "acme")),
-        vec![("Phone Calls: 1 call".to_owned(), 100)]
-    );
+    assert_already_billed(&r, "acme");
     let r = run(&app, p, false).await.expect(200).body;
     assert_eq!(
         lines_of(billed(&r, "acme")),
@@ -359,8 +462,8 @@ async fn server_errors_at_every_step_then_a_rerun_finishes(app: TestApp) {
                 .any(|f| f["tenant_id"] == t.as_str()),
             "{step}: {r}"
         );
-        // The failure of one tenant never stops the others.
-        assert_eq!(lines_of(billed(&r, "bystander")), expected(), "{step}");
+        // The failure of one tenant never stops the others (billed earlier: reported as such).
+        assert_already_billed_among(&r, "bystander");
         clear_faults(&app).await;
         let r = run(&app, p, false).await.expect(200).body;
         assert_eq!(lines_of(billed(&r, &t)), expected(), "{step}: {r}");
@@ -399,7 +502,12 @@ async fn lost_replies_at_every_step_never_duplicate(app: TestApp) {
             .iter()
             .any(|f| f["tenant_id"] == t.as_str());
         let r = run(&later, p, false).await.expect(200).body;
-        assert_eq!(lines_of(billed(&r, &t)), expected(), "{step}: {r}");
+        if first_failed {
+            assert_eq!(lines_of(billed(&r, &t)), expected(), "{step}: {r}");
+        } else {
+            // The client's retry under the same key got Stripe's saved answer: billed by the first run.
+            assert_already_billed(&r, &t);
+        }
         let label = format!("{step} (first run failed: {first_failed})");
         app.assert_one_paid_usage_invoice(&t, p, 2, &label).await;
     }
@@ -500,7 +608,9 @@ async fn two_replicas_bill_each_tenant_once() {
     assert!(!ok.is_empty(), "{} / {}", ra.text, rb.text);
     // Whichever lost the lease now finds everything done.
     let again = run(&b, p, false).await.expect(200).body;
-    assert_eq!(again["totals"]["tenants_billed"], 6, "{again}");
+    for i in 0..6 {
+        assert_already_billed(&again, &format!("r{i}"));
+    }
     for i in 0..6 {
         assert_eq!(a.usage_invoices(&format!("r{i}"), p).await.len(), 1);
     }
@@ -509,15 +619,16 @@ async fn two_replicas_bill_each_tenant_once() {
 
 store_tests!(rate_limits_and_timeouts_at_every_step);
 
-/// 429s at each step are retried within the run; a call that times out (its work still done by Stripe
-/// later) is retried with the same key or finished by the re-run. Either way: one invoice, one item per line.
+/// 429s and `lock_timeout` 409s at each step are retried within the run; a call that times out after
+/// `STRIPE_TIMEOUT_MS` (its work still done by Stripe later) is retried with the same key or finished by
+/// the re-run. Either way: one invoice, one item per line.
 async fn rate_limits_and_timeouts_at_every_step(app: TestApp) {
     let (p, _) = closed_periods();
     let slow = crate::helpers::spawn_replica_with(&app.database_url, &app.sim, |v| {
         v.insert("STRIPE_TIMEOUT_MS".into(), "250".into());
     })
     .await;
-    for kind in ["429", "timeout"] {
+    for kind in ["429", "409", "timeout"] {
         for step in STEPS {
             let t = format!("{kind}-{step}");
             app.add_tenant(&t).await;
@@ -526,9 +637,9 @@ async fn rate_limits_and_timeouts_at_every_step(app: TestApp) {
             reach(&app, &t, p, step).await;
             clear_faults(&app).await;
             let path = step_path(&app, &t, p, step).await;
-            if kind == "429" {
-                // Two 429s in a row: within the client's two retries.
-                fault(&app, &path, "429", "before", "2").await;
+            if kind != "timeout" {
+                // Two in a row: within the client's two retries.
+                fault(&app, &path, kind, "before", "2").await;
             } else {
                 app.sim_post(
                     "/_sim/faults",
@@ -538,7 +649,12 @@ async fn rate_limits_and_timeouts_at_every_step(app: TestApp) {
                 .expect(200);
             }
             let first = run(&slow, p, false).await.expect(200).body;
-            if kind == "429" {
+            let first_billed = first["billed"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|b| b["tenant_id"] == t.as_str());
+            if kind != "timeout" {
                 assert_eq!(
                     lines_of(billed(&first, &t)),
                     expected(),
@@ -549,12 +665,19 @@ async fn rate_limits_and_timeouts_at_every_step(app: TestApp) {
             tokio::time::sleep(std::time::Duration::from_millis(800)).await;
             clear_faults(&app).await;
             let r = run(&slow, p, false).await.expect(200).body;
-            assert_eq!(lines_of(billed(&r, &t)), expected(), "{kind} {step}: {r}");
+            if first_billed {
+                assert_already_billed(&r, &t);
+            } else {
+                assert_eq!(lines_of(billed(&r, &t)), expected(), "{kind} {step}: {r}");
+            }
             app.assert_one_paid_usage_invoice(&t, p, 2, &format!("{kind} {step}"))
                 .await;
         }
     }
     assert_eq!(app.stray_invoice_items().await, 0);
+    // The slow calls were abandoned after STRIPE_TIMEOUT_MS, not waited out.
+    let metrics = slow.get("/metrics", None).await.expect(200).text;
+    assert!(metrics.contains("outcome=\"timeout\""), "{metrics}");
 }
 
 store_tests!(a_declined_charge_leaves_the_invoice_to_stripes_retries);
@@ -591,7 +714,7 @@ async fn a_declined_charge_leaves_the_invoice_to_stripes_retries(app: TestApp) {
     );
     // A re-run does not charge again or bill again.
     let again = run(&app, p, false).await.expect(200).body;
-    assert_eq!(again["billed"], r["billed"]);
+    assert_already_billed(&again, "acme");
 
     // The customer fixes the card; Stripe's next retry collects.
     app.sim_post(
@@ -620,4 +743,192 @@ async fn a_declined_charge_leaves_the_invoice_to_stripes_retries(app: TestApp) {
         .cloned()
         .unwrap();
     assert_eq!(usage_inv["status"], "paid");
+}
+
+store_tests!(the_card_given_at_checkout_pays_the_usage_invoice);
+
+/// Checkout saves the card on the subscription, not as the customer's invoice default; the usage
+/// invoice (which belongs to no subscription) is still charged to it, and after the card is changed in
+/// the portal, to the new one.
+async fn the_card_given_at_checkout_pays_the_usage_invoice(app: TestApp) {
+    let (p, earlier) = closed_periods();
+    app.add_tenant("acme").await;
+    app.subscribe("acme", None, "4242424242424242").await;
+    let sub = app.live_subscription("acme").await.unwrap();
+    let stripe_sub = app
+        .sim_get(&format!("/v1/subscriptions/{}", sub.stripe_subscription_id))
+        .await
+        .expect(200)
+        .body;
+    let checkout_pm = stripe_sub["default_payment_method"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    usage(&app, json!([{"event_id": "call-1", "tenant_id": "acme", "type": "phone_calls", "quantity": 1, "occurred_at": inside(earlier)}])).await;
+    let r = run(&app, earlier, false).await.expect(200).body;
+    assert_eq!(
+        lines_of(billed(&r, "acme")),
+        vec![("Phone Calls: 1 call".to_owned(), 100)]
+    );
+    app.assert_one_paid_usage_invoice("acme", earlier, 1, "paid from the checkout card")
+        .await;
+    let customer = thanotopolis_billing::db::customers::customer_of(&app.db, "acme")
+        .await
+        .unwrap()
+        .unwrap();
+    let c = app
+        .sim_get(&format!("/v1/customers/{customer}"))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(
+        c["invoice_settings"]["default_payment_method"],
+        checkout_pm.as_str()
+    );
+
+    // The customer replaces the card in the portal with one that declines: the next usage invoice is
+    // charged to the new card (and so stays open), not to the card from checkout.
+    app.sim_post(
+        &format!("/_sim/customers/{customer}/card"),
+        &[("card", "4000000000000341")],
+    )
+    .await
+    .expect(200);
+    app.settle().await;
+    standard_usage(&app, "acme", p).await;
+    run(&app, p, false).await.expect(200);
+    let invs = app.usage_invoices("acme", p).await;
+    assert_eq!(invs.len(), 1);
+    assert_eq!(invs[0]["status"], "open", "{}", invs[0]);
+}
+
+store_tests!(voice_is_rounded_once_per_period);
+
+async fn stt(app: &TestApp, id: &str, tenant: &str, words: i64, p: BillingPeriod) {
+    usage(app, json!([{"event_id": id, "tenant_id": tenant, "type": "stt_words", "quantity": words, "occurred_at": inside(p)}])).await;
+}
+
+/// The dashboard's upcoming late charges for `p`: (words, voice cents).
+async fn upcoming_late_voice(app: &TestApp, tenant: &str, p: BillingPeriod) -> (i64, i64) {
+    let d = app
+        .get("/api/billing/dashboard", Some(&token(tenant, "member")))
+        .await
+        .expect(200)
+        .body;
+    let late = d["upcoming_charges"]["late"].as_array().unwrap();
+    let l = late
+        .iter()
+        .find(|l| l["period"] == p.to_string())
+        .unwrap_or_else(|| panic!("no late charges for {p}: {d}"));
+    (
+        l["voice_words_count"].as_i64().unwrap(),
+        l["voice_usage_cents"].as_i64().unwrap(),
+    )
+}
+
+/// What Stripe holds of period `p`'s voice usage for `tenant`, over the invoices of the given runs.
+async fn voice_billed_in_stripe(
+    app: &TestApp,
+    tenant: &str,
+    p: BillingPeriod,
+    runs: &[BillingPeriod],
+) -> i64 {
+    let mut cents = 0;
+    for run_period in runs {
+        for inv in app.usage_invoices(tenant, run_period).await {
+            for (description, amount) in stripe_lines(&inv) {
+                let own = *run_period == p && description.starts_with("Voice Usage: ");
+                if own || description.starts_with(&format!("Late usage for {p}: Voice Usage: ")) {
+                    cents += amount;
+                }
+            }
+        }
+    }
+    cents
+}
+
+/// A period billed in slices (its own run, then late usage on later runs) is rounded once on its whole
+/// total: a late voice line bills the whole rounded less what was billed, or nothing; a slice that
+/// billed nothing still counts; the dashboard shows what the run then bills.
+async fn voice_is_rounded_once_per_period(app: TestApp) {
+    let (p, earlier) = closed_periods();
+    let first = earlier.prev();
+    for t in ["acme", "beta", "gamma"] {
+        app.add_tenant(t).await;
+        app.subscribe(t, None, "4242424242424242").await;
+    }
+    stt(&app, "acme-1", "acme", 1_005, first).await;
+    stt(&app, "beta-1", "beta", 1_004, first).await;
+    stt(&app, "gamma-1", "gamma", 1_000, first).await;
+    let r = run(&app, first, false).await.expect(200).body;
+    let voice = |words: &str, cents| {
+        vec![(
+            format!("Voice Usage: {words} words (STT: {words}, TTS: 0)"),
+            cents,
+        )]
+    };
+    assert_eq!(lines_of(billed(&r, "acme")), voice("1,005", 101));
+    assert_eq!(lines_of(billed(&r, "beta")), voice("1,004", 100));
+    assert_eq!(lines_of(billed(&r, "gamma")), voice("1,000", 100));
+
+    // Late words for `first`: 1,010 words cost 101, already billed; 1,006 cost 101, one more cent;
+    // 1,004 cost 100, nothing more.
+    stt(&app, "acme-2", "acme", 5, first).await;
+    usage(&app, json!([{"event_id": "acme-call", "tenant_id": "acme", "type": "phone_calls", "quantity": 1, "occurred_at": inside(earlier)}])).await;
+    stt(&app, "beta-2", "beta", 2, first).await;
+    stt(&app, "gamma-2", "gamma", 4, first).await;
+    assert_eq!(upcoming_late_voice(&app, "acme", first).await, (5, 0));
+    assert_eq!(upcoming_late_voice(&app, "beta", first).await, (2, 1));
+    assert_eq!(upcoming_late_voice(&app, "gamma", first).await, (4, 0));
+    let late = |words: &str, cents| {
+        vec![(
+            format!("Late usage for {first}: Voice Usage: {words} words (STT: {words}, TTS: 0)"),
+            cents,
+        )]
+    };
+    let dry = run(&app, earlier, true).await.expect(200).body;
+    let r = run(&app, earlier, false).await.expect(200).body;
+    for report in [&dry, &r] {
+        assert_eq!(
+            lines_of(billed(report, "acme")),
+            vec![("Phone Calls: 1 call".to_owned(), 100)]
+        );
+        assert_eq!(lines_of(billed(report, "beta")), late("2", 1));
+        assert_eq!(skip_reason(report, "gamma"), "no_usage");
+    }
+
+    // Gamma's 4 words billed nothing but count: 1 more word makes 1,005, which costs 101.
+    stt(&app, "gamma-3", "gamma", 1, first).await;
+    assert_eq!(upcoming_late_voice(&app, "gamma", first).await, (1, 1));
+    let r = run(&app, p, false).await.expect(200).body;
+    assert_eq!(lines_of(billed(&r, "gamma")), late("1", 1));
+
+    // Each tenant's voice for `first` is its whole total rounded once, in Stripe and in the ledger.
+    let runs = [first, earlier, p];
+    for (tenant, cents) in [("acme", 101), ("beta", 101), ("gamma", 101)] {
+        assert_eq!(
+            voice_billed_in_stripe(&app, tenant, first, &runs).await,
+            cents,
+            "{tenant}"
+        );
+        let ledger = crate::helpers::scalar(
+            &app.db,
+            &format!(
+                "SELECT CAST(SUM(amount_cents) AS BIGINT) FROM billing_ledger_lines
+                 WHERE tenant_id = '{tenant}' AND usage_period = '{first}' AND kind = 'voice'"
+            ),
+        )
+        .await;
+        assert_eq!(ledger, cents, "{tenant}");
+    }
+    // Nothing is left to bill for `first`.
+    for tenant in ["acme", "beta", "gamma"] {
+        let d = app
+            .get("/api/billing/dashboard", Some(&token(tenant, "member")))
+            .await
+            .expect(200)
+            .body;
+        assert_eq!(d["upcoming_charges"]["late"], json!([]), "{tenant}: {d}");
+    }
 }

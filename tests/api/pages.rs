@@ -13,6 +13,7 @@ store_tests!(
     subscribing_from_the_page_goes_to_checkout,
     members_see_billing_but_cannot_act,
     dev_sign_in_is_off_by_default,
+    usage_without_a_subscription_waits_for_one,
 );
 
 /// A client that shows redirects instead of following them.
@@ -23,10 +24,10 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-struct Page {
-    status: u16,
+pub(crate) struct Page {
+    pub status: u16,
     headers: HeaderMap,
-    text: String,
+    pub text: String,
 }
 
 async fn page(resp: reqwest::Response) -> Page {
@@ -37,7 +38,7 @@ async fn page(resp: reqwest::Response) -> Page {
     }
 }
 
-fn location(p: &Page) -> &str {
+pub(crate) fn location(p: &Page) -> &str {
     p.headers
         .get(LOCATION)
         .map(|v| v.to_str().unwrap())
@@ -45,7 +46,7 @@ fn location(p: &Page) -> &str {
 }
 
 /// Signs in through `POST /auth/session` and returns the session cookie (`name=value`).
-async fn sign_in(app: &TestApp, jwt: &str) -> String {
+pub(crate) async fn sign_in(app: &TestApp, jwt: &str) -> String {
     let p = page(
         client()
             .post(app.url("/auth/session"))
@@ -60,7 +61,8 @@ async fn sign_in(app: &TestApp, jwt: &str) -> String {
     cookie.split(';').next().unwrap().to_owned()
 }
 
-async fn get(app: &TestApp, path: &str, cookie: &str) -> Page {
+/// A page fetched with the session cookie, redirects not followed.
+pub(crate) async fn get(app: &TestApp, path: &str, cookie: &str) -> Page {
     page(
         client()
             .get(app.url(path))
@@ -72,7 +74,8 @@ async fn get(app: &TestApp, path: &str, cookie: &str) -> Page {
     .await
 }
 
-async fn post(app: &TestApp, path: &str, cookie: &str, form: &[(&str, &str)]) -> Page {
+/// A form posted from this site with the session cookie.
+pub(crate) async fn post(app: &TestApp, path: &str, cookie: &str, form: &[(&str, &str)]) -> Page {
     page(
         client()
             .post(app.url(path))
@@ -87,7 +90,7 @@ async fn post(app: &TestApp, path: &str, cookie: &str, form: &[(&str, &str)]) ->
 }
 
 /// The CSRF token a page's forms carry.
-fn csrf_of(html: &str) -> String {
+pub(crate) fn csrf_of(html: &str) -> String {
     let at = html
         .find("name=\"csrf\" value=\"")
         .expect("a form with a CSRF field")
@@ -411,4 +414,74 @@ async fn dev_sign_in_is_off_by_default(app: TestApp) {
     .await;
     assert_eq!(p.status, 404);
     assert!(p.headers.get(SET_COOKIE).is_none());
+}
+
+/// The run skips a tenant without a subscription and bills its usage once it subscribes: the page says
+/// so instead of presenting it as due on the 1st. A subscribed tenant's usage is due on the 1st; a demo
+/// account keeps its demo message.
+async fn usage_without_a_subscription_waits_for_one(app: TestApp) {
+    for t in ["solo", "acme", "demo"] {
+        app.add_tenant(t).await;
+    }
+    app.subscribe("acme", None, "4242424242424242").await;
+    app.post(
+        "/api/billing/set-demo-status/demo?is_demo=true",
+        Some(&super_admin()),
+        &serde_json::json!({}),
+    )
+    .await
+    .expect(200);
+    for t in ["solo", "acme", "demo"] {
+        let events = serde_json::json!({"events": [
+            {"event_id": format!("{t}-stt"), "tenant_id": t, "type": "stt_words", "quantity": 1_000},
+            {"event_id": format!("{t}-call"), "tenant_id": t, "type": "phone_calls", "quantity": 1},
+        ]});
+        app.post(
+            "/api/usage/events",
+            Some(&token("platform", "service")),
+            &events,
+        )
+        .await
+        .expect(200);
+    }
+
+    for role in ["org_admin", "member"] {
+        let cookie = sign_in(&app, &token("solo", role)).await;
+        let p = get(&app, "/billing", &cookie).await;
+        assert_eq!(p.status, 200);
+        assert!(
+            p.text.contains("billed once you subscribe"),
+            "{role}: {}",
+            p.text
+        );
+        assert!(
+            p.text.contains("Usage waiting for a subscription"),
+            "{role}"
+        );
+        assert!(
+            !p.text.contains("Billed on the first of next month"),
+            "{role}: not presented as due on the 1st"
+        );
+        // The amount is still shown: it waits, it is not dropped.
+        assert!(
+            p.text.contains("id=\"upcoming-total\">$2.00<"),
+            "{role}: {}",
+            p.text
+        );
+    }
+
+    let cookie = sign_in(&app, &token("acme", "org_admin")).await;
+    let p = get(&app, "/billing", &cookie).await;
+    assert!(p.text.contains("Billed on the first of next month"));
+    assert!(p.text.contains("Upcoming charges"));
+    assert!(!p.text.contains("billed once you subscribe"));
+
+    let cookie = sign_in(&app, &token("demo", "org_admin")).await;
+    let p = get(&app, "/billing", &cookie).await;
+    assert!(p.text.contains("id=\"demo-banner\""));
+    assert!(p
+        .text
+        .contains("This is a demo account and is exempt from billing charges."));
+    assert!(!p.text.contains("billed once you subscribe"));
+    assert!(!p.text.contains("Billed on the first of next month"));
 }

@@ -1,7 +1,7 @@
 //! `stripe setup` against the simulator: everything the guide clicks through, and nothing twice.
 
+use thanotopolis_billing::stripe::setup as stripe_setup;
 use thanotopolis_billing::stripe::{ClientOptions, StripeClient};
-use thanotopolis_billing::stripe_setup;
 
 #[tokio::test]
 async fn setup_creates_once_and_finds_on_the_second_run() {
@@ -116,4 +116,102 @@ async fn setup_creates_once_and_finds_on_the_second_run() {
     assert_eq!(f["invoice_history"]["enabled"], true);
     assert_eq!(f["payment_method_update"]["enabled"], true);
     assert_eq!(f["customer_update"]["enabled"], true);
+}
+
+/// `stripe check` against the simulator after `stripe setup`: every line passes, the throw-away
+/// customer's usage invoice is paid from the card on its subscription, and nothing is left behind.
+#[tokio::test]
+async fn check_passes_after_setup_and_cleans_up() {
+    use std::sync::Arc;
+    use thanotopolis_billing::config::{Secret, Settings};
+    use thanotopolis_billing::state::AppState;
+    use thanotopolis_billing::stripe::check;
+
+    let sim = stripe_sim::spawn(
+        "127.0.0.1:0".parse().unwrap(),
+        stripe_sim::SimConfig::default(),
+    )
+    .await
+    .unwrap();
+    let key = Some(Secret::new("sk_test_check"));
+    let client = StripeClient::new(&sim.base_url, key, ClientOptions::default());
+    let public = "https://billing.example.com";
+    let vars = |price: &str, portal: &str| {
+        std::collections::HashMap::from([
+            ("DATABASE_URL".to_owned(), "sqlite::memory:".to_owned()),
+            ("STRIPE_API_BASE".to_owned(), sim.base_url.clone()),
+            ("STRIPE_SECRET_KEY".to_owned(), "sk_test_check".to_owned()),
+            ("STRIPE_MONTHLY_PRICE_ID".to_owned(), price.to_owned()),
+            (
+                "STRIPE_PORTAL_CONFIGURATION_ID".to_owned(),
+                portal.to_owned(),
+            ),
+            ("PUBLIC_BASE_URL".to_owned(), public.to_owned()),
+            ("STRIPE_MAX_REQUESTS_PER_SECOND".to_owned(), "0".to_owned()),
+        ])
+    };
+    let state_for = |vars: std::collections::HashMap<String, String>| async move {
+        let settings = Settings::from_vars(&vars).unwrap();
+        let db = thanotopolis_billing::db::Db::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        AppState::new(db, Arc::new(settings), Secret::new("x"))
+    };
+
+    // Before setup: the set-up lines fail and say what to run.
+    let state = state_for(vars("price_missing", "bpc_missing")).await;
+    let before = check::run(&state).await;
+    assert!(!before.passed());
+    let webhook = before
+        .items
+        .iter()
+        .find(|i| i.name == "webhook endpoint")
+        .unwrap();
+    assert!(
+        !webhook.ok && webhook.detail.contains("stripe setup"),
+        "{}",
+        before.render()
+    );
+
+    let setup = stripe_setup::run(&client, public, &["card".to_owned()])
+        .await
+        .unwrap();
+    let state = state_for(vars(&setup.price_id, &setup.portal_configuration_id)).await;
+    let report = check::run(&state).await;
+    assert!(report.passed(), "{}", report.render());
+    let names: Vec<&str> = report.items.iter().map(|i| i.name).collect();
+    for expected in [
+        "monthly price",
+        "customer-portal configuration",
+        "webhook endpoint",
+        "throw-away customer",
+        "subscription with a test card",
+        "usage invoice billed and paid",
+        "checkout session",
+        "customer-portal session",
+        "clean-up",
+    ] {
+        assert!(names.contains(&expected), "{expected} missing: {names:?}");
+    }
+    // The throw-away customer is gone.
+    let customer = &report
+        .items
+        .iter()
+        .find(|i| i.name == "throw-away customer")
+        .unwrap()
+        .detail;
+    let gone = reqwest::Client::new()
+        .get(format!("{}/v1/customers/{customer}", sim.base_url))
+        .bearer_auth("sk_test_check")
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    // Stripe answers a deleted customer with `deleted: true`; a store that forgets it answers 404.
+    assert!(
+        gone["deleted"] == true || gone["error"]["code"] == "resource_missing",
+        "{gone}"
+    );
 }

@@ -17,6 +17,7 @@ store_tests!(
     invoices_follow_stripe_through_renewals,
     failing_card_after_trial_goes_past_due,
     only_admins_manage_billing,
+    a_demo_tenant_is_not_collected_in_stripe,
 );
 
 async fn plans_are_public_and_priced(app: TestApp) {
@@ -116,6 +117,15 @@ async fn concurrent_checkouts_make_exactly_one_customer(app: TestApp) {
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
     }
+    // Eight tabs, eight different requests: each older session was expired, one stays open.
+    let sessions = app.sim_get("/v1/checkout/sessions?limit=100").await.body;
+    let open: Vec<&serde_json::Value> = sessions["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["client_reference_id"] == "acme" && s["status"] == "open")
+        .collect();
+    assert_eq!(open.len(), 1, "{sessions}");
     let customers = app.sim_get("/v1/customers?limit=100").await.body;
     let for_acme = customers["data"]
         .as_array()
@@ -456,4 +466,104 @@ async fn dashboard_shows_the_subscription(app: TestApp) {
         .await
         .body;
     assert_eq!(d["recent_invoices"][0]["amount_paid_cents"], 29_900);
+}
+
+/// Demo means no charges in Stripe too: the subscription's renewals are voided while the tenant is a
+/// demo account, and collected again once it is not.
+async fn a_demo_tenant_is_not_collected_in_stripe(app: TestApp) {
+    app.add_tenant("acme").await;
+    app.subscribe("acme", None, GOOD_CARD).await;
+    let sub_id = app
+        .live_subscription("acme")
+        .await
+        .unwrap()
+        .stripe_subscription_id;
+    let r = app
+        .post(
+            "/api/billing/set-demo-status/acme?is_demo=true",
+            Some(&super_admin()),
+            &json!({}),
+        )
+        .await
+        .expect(200);
+    let message = r.body["message"].as_str().unwrap();
+    assert!(
+        message.contains("Org acme") && message.contains("voided"),
+        "{message}"
+    );
+    let sub = app
+        .sim_get(&format!("/v1/subscriptions/{sub_id}"))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(sub["pause_collection"]["behavior"], "void", "{sub}");
+
+    let renewals = |invoices: &serde_json::Value| -> Vec<(String, i64)> {
+        invoices["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["billing_reason"] == "subscription_cycle")
+            .map(|i| {
+                (
+                    i["status"].as_str().unwrap().to_owned(),
+                    i["amount_paid"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    app.advance_clock(32 * 86_400).await;
+    app.settle().await;
+    let invoices = app.sim_get("/v1/invoices?limit=100").await.expect(200).body;
+    assert_eq!(
+        renewals(&invoices),
+        vec![("void".to_owned(), 0)],
+        "{invoices}"
+    );
+
+    let r = app
+        .post(
+            "/api/billing/set-demo-status/acme?is_demo=false",
+            Some(&super_admin()),
+            &json!({}),
+        )
+        .await
+        .expect(200);
+    assert!(
+        r.body["message"].as_str().unwrap().contains("collects"),
+        "{}",
+        r.text
+    );
+    let sub = app
+        .sim_get(&format!("/v1/subscriptions/{sub_id}"))
+        .await
+        .expect(200)
+        .body;
+    assert!(sub["pause_collection"].is_null(), "{sub}");
+    app.advance_clock(31 * 86_400).await;
+    app.settle().await;
+    let invoices = app.sim_get("/v1/invoices?limit=100").await.expect(200).body;
+    let mut got = renewals(&invoices);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![("paid".to_owned(), 29_900), ("void".to_owned(), 0)],
+        "{invoices}"
+    );
+    // Switching demo on twice changes nothing the second time.
+    for _ in 0..2 {
+        app.post(
+            "/api/billing/set-demo-status/acme?is_demo=true",
+            Some(&super_admin()),
+            &json!({}),
+        )
+        .await
+        .expect(200);
+    }
+    let sub = app
+        .sim_get(&format!("/v1/subscriptions/{sub_id}"))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(sub["pause_collection"]["behavior"], "void");
 }

@@ -18,7 +18,7 @@ store_tests!(
     worked_rounding_examples,
     earlier_periods_unbilled_usage_is_late,
     demo_tenants_see_zero_charges,
-    usage_before_trial_end_is_free,
+    usage_inside_the_trial_is_free,
     tenants_never_see_each_others_usage,
     unknown_fields_are_ignored_and_invalid_text_is_refused,
 );
@@ -493,19 +493,24 @@ pub async fn insert_subscription(
     trial_end: Option<DateTime<Utc>>,
 ) {
     let now = time::now();
+    // A trial of two weeks that started when the subscription was created, as Checkout makes one.
+    let trial_start = trial_end.map(|e| e - Duration::days(14));
+    let created = trial_start.unwrap_or(now);
     with_pool!(&app.db, pool => {
         sqlx::query(
             "INSERT INTO subscriptions (stripe_subscription_id, tenant_id, stripe_customer_id, status,
-                 price_id, amount_cents, current_period_start, current_period_end, trial_end,
+                 price_id, amount_cents, current_period_start, current_period_end, trial_start, trial_end,
                  stripe_created_at, stripe_updated_at, synced_at)
-             VALUES ($1, $2, 'cus_1', $3, 'price_1', 29900, $4, $5, $6, $4, $4, $4)",
+             VALUES ($1, $2, 'cus_1', $3, 'price_1', 29900, $4, $5, $6, $7, $8, $4, $4)",
         )
         .bind(id)
         .bind(tenant)
         .bind(status)
         .bind(now)
         .bind(now + Duration::days(30))
+        .bind(trial_start)
         .bind(trial_end)
+        .bind(created)
         .execute(pool)
         .await
         .map(|_| ())
@@ -513,7 +518,7 @@ pub async fn insert_subscription(
     .unwrap();
 }
 
-async fn usage_before_trial_end_is_free(app: TestApp) {
+async fn usage_inside_the_trial_is_free(app: TestApp) {
     app.add_tenant("acme").await;
     let now = time::now();
     let trial_end = now - Duration::seconds(60);

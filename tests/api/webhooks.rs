@@ -10,6 +10,8 @@ store_tests!(
     old_events_never_move_state_backwards,
     a_failed_apply_is_5xx_and_succeeds_on_redelivery,
     unhandled_event_types_are_acknowledged,
+    stripes_order_wins_over_a_fast_clock,
+    a_second_live_subscription_is_canceled_at_once,
 );
 
 fn now() -> i64 {
@@ -227,8 +229,8 @@ async fn unhandled_event_types_are_acknowledged(app: TestApp) {
 
 store_tests!(chaos_every_event_three_times_shuffled_ends_as_stripe_says);
 
-/// A subscription's whole life, then every event of it delivered three times in shuffled order: our copy
-/// ends exactly as Stripe's objects are.
+/// A subscription's whole life, then every event of it delivered three times in shuffled order, racing
+/// and some late: our copy ends exactly as Stripe's objects are.
 async fn chaos_every_event_three_times_shuffled_ends_as_stripe_says(app: TestApp) {
     use rand::seq::SliceRandom;
     app.add_tenant("acme").await;
@@ -280,14 +282,27 @@ async fn chaos_every_event_three_times_shuffled_ends_as_stripe_says(app: TestApp
         .cloned()
         .collect();
     bodies.shuffle(&mut rand::rng());
-    for body in &bodies {
-        deliver(
-            &app,
-            body,
-            Some(sign(body.as_bytes(), WEBHOOK_SECRET, now())),
-        )
-        .await
-        .expect(200);
+    // All at once, some late: handlers race each other for the same objects.
+    let mut deliveries = Vec::new();
+    for (i, body) in bodies.into_iter().enumerate() {
+        let (client, url) = (app.client.clone(), app.url("/api/billing/webhook"));
+        deliveries.push(tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis((i as u64 * 37) % 150)).await;
+            let sig = sign(body.as_bytes(), WEBHOOK_SECRET, now());
+            client
+                .post(url)
+                .header("content-type", "application/json")
+                .header("Stripe-Signature", sig)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    for d in deliveries {
+        assert_eq!(d.await.unwrap(), 200);
     }
 
     for tenant in ["acme", "beta"] {
@@ -340,4 +355,100 @@ async fn chaos_every_event_three_times_shuffled_ends_as_stripe_says(app: TestApp
     assert_eq!(acme[0].status, "canceled");
     let beta = app.live_subscription("beta").await;
     assert!(beta.is_none() || beta.unwrap().status != "active");
+}
+
+/// A replica whose clock runs an hour fast read an older state for an older event: Stripe's order
+/// (the events' `created`) decides, not the replicas' clocks.
+async fn stripes_order_wins_over_a_fast_clock(app: TestApp) {
+    use thanotopolis_billing::db::subscriptions::{get, upsert_versioned};
+    app.add_tenant("acme").await;
+    app.subscribe("acme", None, "4242424242424242").await;
+    let newer = app.live_subscription("acme").await.unwrap();
+    let mut fresh = newer.clone();
+    fresh.cancel_at_period_end = true;
+    fresh.stripe_updated_at = thanotopolis_billing::domain::time::now();
+    let mut stale = newer.clone();
+    stale.cancel_at_period_end = false;
+    stale.stripe_updated_at = fresh.stripe_updated_at + chrono::Duration::hours(1);
+    let t = now();
+    assert!(upsert_versioned(&app.db, &fresh, Some(t + 10))
+        .await
+        .unwrap());
+    assert!(
+        !upsert_versioned(&app.db, &stale, Some(t + 5))
+            .await
+            .unwrap(),
+        "an older event's reading is refused"
+    );
+    assert!(
+        get(&app.db, &newer.stripe_subscription_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .cancel_at_period_end
+    );
+    // Our own readings go in at the version already stored.
+    let mut ours = fresh.clone();
+    ours.status = "past_due".into();
+    ours.stripe_updated_at = fresh.stripe_updated_at + chrono::Duration::seconds(1);
+    assert!(upsert_versioned(&app.db, &ours, None).await.unwrap());
+}
+
+/// Stripe ends with two live subscriptions for one tenant (one made outside our checkout): the newer
+/// is canceled at once, and the audit log says so.
+async fn a_second_live_subscription_is_canceled_at_once(app: TestApp) {
+    app.add_tenant("acme").await;
+    app.subscribe("acme", None, "4242424242424242").await;
+    let first = app.live_subscription("acme").await.unwrap();
+    let s = app
+        .sim_get(&format!(
+            "/v1/subscriptions/{}",
+            first.stripe_subscription_id
+        ))
+        .await
+        .expect(200)
+        .body;
+    let pm = s["default_payment_method"].as_str().unwrap().to_owned();
+    let price = s["items"]["data"][0]["price"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A minute later (Stripe's `created` counts seconds: "newer" is a later second).
+    app.advance_clock(60).await;
+    let second = app
+        .sim_post(
+            "/v1/subscriptions",
+            &[
+                ("customer", first.stripe_customer_id.as_str()),
+                ("items[0][price]", price.as_str()),
+                ("default_payment_method", pm.as_str()),
+                ("metadata[tenant_id]", "acme"),
+            ],
+        )
+        .await
+        .expect(200)
+        .body;
+    let second_id = second["id"].as_str().unwrap();
+    app.settle().await;
+    let theirs = app
+        .sim_get(&format!("/v1/subscriptions/{second_id}"))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(theirs["status"], "canceled", "{theirs}");
+    assert_eq!(
+        app.live_subscription("acme")
+            .await
+            .unwrap()
+            .stripe_subscription_id,
+        first.stripe_subscription_id
+    );
+    let log = thanotopolis_billing::db::audit::recent(&app.db, 10)
+        .await
+        .unwrap();
+    assert!(
+        log.iter()
+            .any(|e| e.action == "subscription.duplicate_canceled" && e.detail.contains(second_id)),
+        "{log:?}"
+    );
 }

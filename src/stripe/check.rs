@@ -1,0 +1,317 @@
+//! `stripe check`: a self-test an operator runs with a test key before going live. It reads the set-up
+//! `stripe setup` made, then bills a throw-away customer through the same gateway calls the monthly run
+//! makes, with its card placed where Checkout puts it (on the subscription), and cleans up.
+
+use super::gateway::{Collected, Collection, InvoiceStatus, UsageInvoice, UsageLine};
+use super::setup::{webhook_events, PRICE_LOOKUP_KEY};
+use super::{List, Params, STRIPE_VERSION};
+use crate::domain::time::now;
+use crate::domain::{BillingPeriod, Cents};
+use crate::state::AppState;
+
+/// One line of the checklist.
+#[derive(Debug, Clone)]
+pub struct CheckItem {
+    pub name: &'static str,
+    pub ok: bool,
+    /// What was found (ids), or what is wrong and how to fix it.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CheckReport {
+    pub items: Vec<CheckItem>,
+}
+
+impl CheckReport {
+    pub fn passed(&self) -> bool {
+        !self.items.is_empty() && self.items.iter().all(|i| i.ok)
+    }
+
+    fn push(&mut self, name: &'static str, result: Result<String, String>) -> bool {
+        let ok = result.is_ok();
+        self.items.push(CheckItem {
+            name,
+            ok,
+            detail: result.unwrap_or_else(|e| e),
+        });
+        ok
+    }
+
+    /// The checklist as printed.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for i in &self.items {
+            out.push_str(&format!(
+                "{} {:<34} {}\n",
+                if i.ok { "ok  " } else { "FAIL" },
+                i.name,
+                i.detail
+            ));
+        }
+        let failed = self.items.iter().filter(|i| !i.ok).count();
+        out.push_str(&format!(
+            "{} passed, {failed} failed\n",
+            self.items.len() - failed
+        ));
+        out
+    }
+}
+
+/// Refuses a live key: the check creates and charges a customer.
+pub fn refuse_live_key(key: &str) -> Result<(), String> {
+    if key.starts_with("sk_live_") || key.starts_with("rk_live_") {
+        return Err("stripe check creates a customer and charges a test card: run it with a test-mode key (sk_test_...), never a live one".into());
+    }
+    Ok(())
+}
+
+/// Runs every check; stops at the first failed step of the billing walk-through (later steps need it).
+pub async fn run(state: &AppState) -> CheckReport {
+    let mut report = CheckReport::default();
+    let stripe = &state.stripe;
+    let settings = &state.settings;
+
+    // The set-up.
+    let price_id = settings.stripe_monthly_price_id.clone();
+    let price = match &price_id {
+        None => Err("STRIPE_MONTHLY_PRICE_ID is not set: run `stripe setup` and add its lines to .env".to_owned()),
+        Some(id) => stripe
+            .get::<super::Price>(&format!("prices/{id}"), &Params::new())
+            .await
+            .map_err(|e| format!("price {id}: {e}"))
+            .and_then(|p| {
+                let monthly = p.recurring.as_ref().is_some_and(|r| r.interval == "month");
+                if p.active && monthly && p.unit_amount == Some(29_900) && p.currency == "usd" {
+                    Ok(format!("{} ($299.00 per month, lookup key {:?})", p.id, p.lookup_key.as_deref().unwrap_or("")))
+                } else {
+                    Err(format!("{} is not an active $299.00 USD monthly price; run `stripe setup` (lookup key {PRICE_LOOKUP_KEY})", p.id))
+                }
+            }),
+    };
+    report.push("monthly price", price);
+
+    let portal = match &settings.stripe_portal_configuration_id {
+        None => Err("STRIPE_PORTAL_CONFIGURATION_ID is not set: run `stripe setup`".to_owned()),
+        Some(id) => stripe
+            .get::<super::PortalConfiguration>(
+                &format!("billing_portal/configurations/{id}"),
+                &Params::new(),
+            )
+            .await
+            .map_err(|e| format!("portal configuration {id}: {e}"))
+            .and_then(|c| {
+                if c.active {
+                    Ok(c.id)
+                } else {
+                    Err(format!("{} is not active", c.id))
+                }
+            }),
+    };
+    report.push("customer-portal configuration", portal);
+
+    let url = format!("{}/api/billing/webhook", settings.public_base_url);
+    let endpoint = stripe
+        .get::<List<super::WebhookEndpoint>>("webhook_endpoints", &Params::new().set("limit", 100))
+        .await
+        .map_err(|e| format!("webhook endpoints: {e}"))
+        .and_then(|list| {
+            let e = list.data.into_iter().find(|e| e.url == url).ok_or_else(|| {
+                format!("no webhook endpoint for {url}: run `stripe setup` with this PUBLIC_BASE_URL")
+            })?;
+            let missing: Vec<&str> = webhook_events()
+                .into_iter()
+                .filter(|ev| !e.enabled_events.iter().any(|h| h == ev || h == "*"))
+                .collect();
+            if !missing.is_empty() {
+                return Err(format!("{} lacks events {}: run `stripe setup`", e.id, missing.join(", ")));
+            }
+            if e.api_version.as_deref() != Some(STRIPE_VERSION) {
+                return Err(format!(
+                    "{} sends events in API version {}, not {STRIPE_VERSION}: delete it and run `stripe setup`",
+                    e.id,
+                    e.api_version.as_deref().unwrap_or("(account default)")
+                ));
+            }
+            Ok(format!("{} ({url}, {STRIPE_VERSION}, {} events)", e.id, e.enabled_events.len()))
+        });
+    report.push("webhook endpoint", endpoint);
+
+    let Some(price_id) = price_id else {
+        return report;
+    };
+    walk_through(state, &price_id, &mut report).await;
+    report
+}
+
+/// A customer billed as the monthly run bills, then removed.
+async fn walk_through(state: &AppState, price_id: &str, report: &mut CheckReport) {
+    let stripe = &state.stripe;
+    // Keys unique to this check: a second check must not replay the first one's writes.
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let tenant = format!("stripe-check-{}", &run[..12]);
+    let key = |step: &str| format!("check:{run}:{step}");
+
+    let customer = stripe
+        .create_check_customer(&tenant, &key("customer"))
+        .await
+        .map_err(|e| e.to_string());
+    let Ok(customer) = customer.map(|c| c.id) else {
+        report.push("throw-away customer", Err("could not be created".into()));
+        return;
+    };
+    report.push("throw-away customer", Ok(customer.clone()));
+
+    // Checkout saves the card on the subscription only; so does this.
+    let sub = stripe
+        .subscribe_with_test_card(&customer, price_id, &key("subscription"))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|s| match s.payment_method_id() {
+            Some(pm) => Ok((
+                s.clone(),
+                format!("{} (card {pm} on the subscription, trial)", s.id),
+            )),
+            None => Err(format!("{} has no default payment method", s.id)),
+        });
+    let sub = match sub {
+        Ok((s, detail)) => {
+            report.push("subscription with a test card", Ok(detail));
+            s
+        }
+        Err(e) => {
+            report.push("subscription with a test card", Err(e));
+            cleanup(state, &customer, None, report).await;
+            return;
+        }
+    };
+
+    let billed = bill_one_dollar(state, &sub, &customer, &tenant, &key).await;
+    report.push("usage invoice billed and paid", billed);
+
+    let checkout = stripe
+        .open_checkout(
+            &super::NewCheckout {
+                customer: &customer,
+                tenant: &tenant,
+                price: price_id,
+                success_url: "https://example.com/stripe-check/success",
+                cancel_url: "https://example.com/stripe-check/cancel",
+                trial_days: 0,
+                payment_methods: &state.settings.stripe_payment_methods,
+            },
+            &key("checkout"),
+        )
+        .await
+        .map(|s| s.id)
+        .map_err(|e| e.to_string());
+    report.push("checkout session", checkout);
+
+    let portal = stripe
+        .open_portal(
+            &customer,
+            "https://example.com/stripe-check/return",
+            state.settings.stripe_portal_configuration_id.as_deref(),
+            &key("portal"),
+        )
+        .await
+        .map(|s| s.id)
+        .map_err(|e| e.to_string());
+    report.push("customer-portal session", portal);
+
+    cleanup(state, &customer, Some(&sub.id), report).await;
+}
+
+/// The monthly run's calls, in its order, for one $1.00 line.
+async fn bill_one_dollar(
+    state: &AppState,
+    sub: &super::Subscription,
+    customer: &str,
+    tenant: &str,
+    key: &impl Fn(&str) -> String,
+) -> Result<String, String> {
+    let stripe = &state.stripe;
+    let period = BillingPeriod::containing(now(), state.settings.billing_timezone);
+    crate::subscriptions::payment_method::keep_in_step(state, sub, false)
+        .await
+        .map_err(|e| format!("payment method: {e}"))?;
+    let collection = Collection::ChargeAutomatically;
+    let inv = stripe
+        .create_usage_invoice(
+            &UsageInvoice {
+                customer,
+                tenant,
+                period,
+                collection,
+            },
+            &key("invoice"),
+        )
+        .await
+        .map_err(|e| format!("create: {e}"))?;
+    stripe
+        .add_usage_line(
+            &UsageLine {
+                customer,
+                invoice: &inv.id,
+                tenant,
+                period,
+                usage_period: period,
+                line_no: 1,
+                amount: Cents(100),
+                description: "Phone Calls: 1 call",
+            },
+            &key("line"),
+        )
+        .await
+        .map_err(|e| format!("line: {e}"))?;
+    let finalized = stripe
+        .finalize_invoice(&inv.id, collection, &key("finalize"))
+        .await
+        .map_err(|e| format!("finalize: {e}"))?;
+    match stripe
+        .collect_invoice(&finalized, collection, &key("pay"))
+        .await
+        .map_err(|e| format!("pay: {e}"))?
+    {
+        Collected::Declined => return Err(format!("{}: the test card was declined", inv.id)),
+        Collected::Done(_) | Collected::AlreadySettled => {}
+    }
+    let now_inv = stripe.invoice(&inv.id).await.map_err(|e| e.to_string())?;
+    if InvoiceStatus::of(&now_inv) == InvoiceStatus::Paid && now_inv.amount_paid == 100 {
+        Ok(format!("{} paid $1.00", inv.id))
+    } else {
+        Err(format!("{} is {} after paying", inv.id, now_inv.status()))
+    }
+}
+
+async fn cleanup(state: &AppState, customer: &str, sub: Option<&str>, report: &mut CheckReport) {
+    let stripe = &state.stripe;
+    let mut done = Vec::new();
+    if let Some(sub) = sub {
+        match stripe.cancel_subscription_now(sub).await {
+            Ok(_) => done.push(format!("canceled {sub}")),
+            Err(e) => {
+                report.push("clean-up", Err(format!("cancel {sub}: {e}")));
+                return;
+            }
+        }
+    }
+    let result = stripe
+        .delete_customer(customer)
+        .await
+        .map(|_| {
+            done.push(format!("deleted {customer}"));
+            done.join(", ")
+        })
+        .map_err(|e| format!("delete {customer}: {e}"));
+    report.push("clean-up", result);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn live_keys_are_refused() {
+        assert!(super::refuse_live_key("sk_live_abc").is_err());
+        assert!(super::refuse_live_key("sk_test_abc").is_ok());
+    }
+}

@@ -1,0 +1,485 @@
+//! The operations the service performs in Stripe, in our terms. Stripe's form field names and status
+//! strings stay in this module: callers pass typed requests and read enums, so the rules below can be
+//! read against Stripe's reference in one place.
+//!
+//! Every write takes the idempotency key its caller derives from what the write does.
+
+use super::{
+    Customer, Invoice, InvoiceItem, List, Params, PortalSession, SearchResult, StripeClient,
+    StripeError, Subscription,
+};
+use crate::domain::{BillingPeriod, Cents};
+
+/// An invoice's state (Stripe's `status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvoiceStatus {
+    Draft,
+    Open,
+    Paid,
+    Void,
+    Uncollectible,
+}
+
+impl InvoiceStatus {
+    pub fn of(invoice: &Invoice) -> InvoiceStatus {
+        match invoice.status() {
+            "open" => InvoiceStatus::Open,
+            "paid" => InvoiceStatus::Paid,
+            "void" => InvoiceStatus::Void,
+            "uncollectible" => InvoiceStatus::Uncollectible,
+            _ => InvoiceStatus::Draft,
+        }
+    }
+
+    /// Nothing is left to collect: paid, voided or written off.
+    pub fn is_settled(self) -> bool {
+        matches!(
+            self,
+            InvoiceStatus::Paid | InvoiceStatus::Void | InvoiceStatus::Uncollectible
+        )
+    }
+}
+
+/// How an invoice is collected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Collection {
+    /// Stripe charges the payment method on file; when that fails, its retries go on collecting.
+    ChargeAutomatically,
+    /// Stripe emails the invoice, payable within the days given.
+    SendInvoice { days_until_due: u32 },
+}
+
+/// The monthly usage invoice of one tenant and period.
+pub struct UsageInvoice<'a> {
+    pub customer: &'a str,
+    pub tenant: &'a str,
+    pub period: BillingPeriod,
+    pub collection: Collection,
+}
+
+/// One line of a usage invoice (an invoice item on that invoice).
+pub struct UsageLine<'a> {
+    pub customer: &'a str,
+    pub invoice: &'a str,
+    pub tenant: &'a str,
+    pub period: BillingPeriod,
+    pub usage_period: BillingPeriod,
+    pub line_no: i32,
+    pub amount: Cents,
+    pub description: &'a str,
+}
+
+/// What asking Stripe to collect an invoice came to.
+#[derive(Debug)]
+pub enum Collected {
+    /// Paid, or sent by email: Stripe's copy of the invoice after it.
+    Done(Box<Invoice>),
+    /// The payment method declined: the invoice stays open and Stripe's retries go on.
+    Declined,
+    /// The invoice was already settled (a $0 invoice is paid at finalization).
+    AlreadySettled,
+}
+
+/// A Checkout session for the monthly subscription.
+pub struct NewCheckout<'a> {
+    pub customer: &'a str,
+    pub tenant: &'a str,
+    pub price: &'a str,
+    pub success_url: &'a str,
+    pub cancel_url: &'a str,
+    pub trial_days: u32,
+    /// Payment method types offered (`card`, `us_bank_account`, `sepa_debit`).
+    pub payment_methods: &'a [String],
+}
+
+/// What collection on a subscription does while it is paused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pause {
+    /// Collect as usual.
+    Collect,
+    /// Renewal invoices are voided at once: nothing is charged (a demo tenant).
+    VoidInvoices,
+}
+
+fn usage_invoice_description(period: BillingPeriod) -> String {
+    format!(
+        "Thanotopolis voice usage and phone calls for {}",
+        period.long_name()
+    )
+}
+
+impl StripeClient {
+    /// The customer, with its invoice settings.
+    pub async fn customer(&self, id: &str) -> Result<Customer, StripeError> {
+        self.get(&format!("customers/{id}"), &Params::new()).await
+    }
+
+    /// The subscription as Stripe has it now.
+    pub async fn subscription(&self, id: &str) -> Result<Subscription, StripeError> {
+        self.get(&format!("subscriptions/{id}"), &Params::new())
+            .await
+    }
+
+    /// The subscription with its customer expanded (one request for both).
+    pub async fn subscription_with_customer(&self, id: &str) -> Result<Subscription, StripeError> {
+        self.get(
+            &format!("subscriptions/{id}"),
+            &Params::new().expand("customer"),
+        )
+        .await
+    }
+
+    /// The invoice as Stripe has it now.
+    pub async fn invoice(&self, id: &str) -> Result<Invoice, StripeError> {
+        self.get(&format!("invoices/{id}"), &Params::new()).await
+    }
+
+    /// Every subscription of the customer, in any state, newest first.
+    pub async fn subscriptions_of(&self, customer: &str) -> Result<Vec<Subscription>, StripeError> {
+        self.list_all(
+            "subscriptions",
+            Params::new().set("customer", customer).set("status", "all"),
+        )
+        .await
+    }
+
+    /// Every invoice of the customer, newest first.
+    pub async fn invoices_of(&self, customer: &str) -> Result<Vec<Invoice>, StripeError> {
+        self.list_all("invoices", Params::new().set("customer", customer))
+            .await
+    }
+
+    /// Customers whose `metadata.tenant_id` names the tenant (Stripe's search; it lags a little).
+    pub async fn customers_of_tenant(&self, tenant: &str) -> Result<Vec<Customer>, StripeError> {
+        let query = Params::new().set(
+            "query",
+            format!("metadata['tenant_id']:'{}'", tenant.replace('\'', "\\'")),
+        );
+        let found: SearchResult<Customer> = self.get("customers/search", &query).await?;
+        Ok(found.data.into_iter().filter(|c| !c.deleted).collect())
+    }
+
+    /// Follows `has_more` through a list.
+    async fn list_all<T: serde::de::DeserializeOwned + super::HasId>(
+        &self,
+        path: &str,
+        base: Params,
+    ) -> Result<Vec<T>, StripeError> {
+        let mut all = Vec::new();
+        let mut params = base.clone().set("limit", 100);
+        loop {
+            let page: List<T> = self.get(path, &params).await?;
+            let last = page.data.last().map(|o| o.id().to_owned());
+            all.extend(page.data);
+            match (page.has_more, last) {
+                (true, Some(last)) => {
+                    params = base.clone().set("limit", 100).set("starting_after", last)
+                }
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    /// Makes `payment_method` the customer's invoice default: what an invoice that has no payment
+    /// method of its own, and no subscription, is charged with (our usage invoices).
+    pub async fn set_invoice_payment_method(
+        &self,
+        customer: &str,
+        payment_method: &str,
+        key: &str,
+    ) -> Result<Customer, StripeError> {
+        self.post(
+            &format!("customers/{customer}"),
+            &Params::new().set("invoice_settings[default_payment_method]", payment_method),
+            key,
+        )
+        .await
+    }
+
+    /// Creates the draft usage invoice: only the lines we add (never pending items), metadata naming
+    /// the tenant and period, and a description that says which month it bills.
+    pub async fn create_usage_invoice(
+        &self,
+        inv: &UsageInvoice<'_>,
+        key: &str,
+    ) -> Result<Invoice, StripeError> {
+        let mut params = Params::new()
+            .set("customer", inv.customer)
+            .set("pending_invoice_items_behavior", "exclude")
+            .set("auto_advance", false)
+            .set("description", usage_invoice_description(inv.period))
+            .metadata("tenant_id", inv.tenant)
+            .metadata("billing_period", inv.period);
+        params = match inv.collection {
+            Collection::ChargeAutomatically => {
+                params.set("collection_method", "charge_automatically")
+            }
+            Collection::SendInvoice { days_until_due } => params
+                .set("collection_method", "send_invoice")
+                .set("days_until_due", days_until_due),
+        };
+        self.post("invoices", &params, key).await
+    }
+
+    /// Adds one line to a draft usage invoice.
+    pub async fn add_usage_line(
+        &self,
+        line: &UsageLine<'_>,
+        key: &str,
+    ) -> Result<InvoiceItem, StripeError> {
+        let params = Params::new()
+            .set("customer", line.customer)
+            .set("invoice", line.invoice)
+            .set("amount", line.amount.0)
+            .set("currency", "usd")
+            .set("description", line.description)
+            .metadata("tenant_id", line.tenant)
+            .metadata("billing_period", line.period)
+            .metadata("usage_period", line.usage_period)
+            .metadata("line_no", line.line_no);
+        self.post("invoiceitems", &params, key).await
+    }
+
+    /// The usage invoice of a tenant and period, if Stripe has one (a reply to our create was lost).
+    pub async fn find_usage_invoice(
+        &self,
+        customer: &str,
+        tenant: &str,
+        period: BillingPeriod,
+    ) -> Result<Option<Invoice>, StripeError> {
+        let period = period.to_string();
+        Ok(self.invoices_of(customer).await?.into_iter().find(|i| {
+            i.metadata.get("billing_period") == Some(&period)
+                && i.metadata.get("tenant_id").map(String::as_str) == Some(tenant)
+                && InvoiceStatus::of(i) != InvoiceStatus::Void
+        }))
+    }
+
+    /// The items on an invoice, by the line number we gave each (paged: an invoice may hold many).
+    pub async fn usage_lines_on(&self, invoice: &str) -> Result<Vec<(i32, String)>, StripeError> {
+        let items: Vec<InvoiceItem> = self
+            .list_all("invoiceitems", Params::new().set("invoice", invoice))
+            .await?;
+        Ok(items
+            .into_iter()
+            .filter_map(|i| Some((i.metadata.get("line_no")?.parse().ok()?, i.id)))
+            .collect())
+    }
+
+    /// Finalizes a draft. A charged invoice keeps auto-advancing, so that after a decline Stripe's own
+    /// retries go on collecting it; an emailed one is sent by us, once.
+    pub async fn finalize_invoice(
+        &self,
+        invoice: &str,
+        collection: Collection,
+        key: &str,
+    ) -> Result<Invoice, StripeError> {
+        let auto_advance = collection == Collection::ChargeAutomatically;
+        self.post(
+            &format!("invoices/{invoice}/finalize"),
+            &Params::new().set("auto_advance", auto_advance),
+            key,
+        )
+        .await
+    }
+
+    /// Charges or emails a finalized invoice.
+    pub async fn collect_invoice(
+        &self,
+        invoice: &Invoice,
+        collection: Collection,
+        key: &str,
+    ) -> Result<Collected, StripeError> {
+        if InvoiceStatus::of(invoice).is_settled() {
+            return Ok(Collected::AlreadySettled);
+        }
+        let path = match collection {
+            Collection::ChargeAutomatically => format!("invoices/{}/pay", invoice.id),
+            Collection::SendInvoice { .. } => format!("invoices/{}/send", invoice.id),
+        };
+        match self.post::<Invoice>(&path, &Params::new(), key).await {
+            Ok(inv) => Ok(Collected::Done(Box::new(inv))),
+            Err(StripeError::Api { status: 402, .. }) => Ok(Collected::Declined),
+            // Settled meanwhile (paid at finalization, or by Stripe's own retry): nothing to do.
+            Err(e @ StripeError::Api { status: 400, .. }) => {
+                let now = self.invoice(&invoice.id).await?;
+                if InvoiceStatus::of(&now).is_settled() {
+                    Ok(Collected::AlreadySettled)
+                } else {
+                    Err(e)
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Opens a Checkout session for the monthly subscription. The card or account it collects becomes
+    /// the new subscription's default payment method (not the customer's invoice default).
+    pub async fn open_checkout(
+        &self,
+        c: &NewCheckout<'_>,
+        key: &str,
+    ) -> Result<super::CheckoutSession, StripeError> {
+        let mut params = Params::new()
+            .set("mode", "subscription")
+            .set("customer", c.customer)
+            .set("line_items[0][price]", c.price)
+            .set("line_items[0][quantity]", 1)
+            .set("success_url", c.success_url)
+            .set("cancel_url", c.cancel_url)
+            .set("client_reference_id", c.tenant)
+            .metadata("tenant_id", c.tenant)
+            .set("subscription_data[metadata][tenant_id]", c.tenant);
+        if c.trial_days > 0 {
+            params = params.set("subscription_data[trial_period_days]", c.trial_days);
+        }
+        for (i, method) in c.payment_methods.iter().enumerate() {
+            params = params.set(format!("payment_method_types[{i}]"), method);
+        }
+        self.post("checkout/sessions", &params, key).await
+    }
+
+    /// Whether a Checkout session can still be completed.
+    pub async fn checkout_is_open(&self, session: &str) -> Result<bool, StripeError> {
+        let s: super::CheckoutSession = self
+            .get(&format!("checkout/sessions/{session}"), &Params::new())
+            .await?;
+        Ok(s.status.as_deref() == Some("open"))
+    }
+
+    /// Expires an open Checkout session: it can no longer be completed.
+    pub async fn expire_checkout(&self, session: &str) -> Result<(), StripeError> {
+        let _: super::CheckoutSession = self
+            .post(
+                &format!("checkout/sessions/{session}/expire"),
+                &Params::new(),
+                &format!("checkout:{session}:expire"),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Opens a customer-portal session (cards, invoices, cancellation).
+    pub async fn open_portal(
+        &self,
+        customer: &str,
+        return_url: &str,
+        configuration: Option<&str>,
+        key: &str,
+    ) -> Result<PortalSession, StripeError> {
+        let params = Params::new()
+            .set("customer", customer)
+            .set("return_url", return_url)
+            .set_opt("configuration", configuration);
+        self.post("billing_portal/sessions", &params, key).await
+    }
+
+    /// Sets or clears cancel-at-period-end.
+    pub async fn set_cancel_at_period_end(
+        &self,
+        subscription: &str,
+        cancel: bool,
+        key: &str,
+    ) -> Result<Subscription, StripeError> {
+        self.post(
+            &format!("subscriptions/{subscription}"),
+            &Params::new().set("cancel_at_period_end", cancel),
+            key,
+        )
+        .await
+    }
+
+    /// Pauses or resumes collection on a subscription.
+    pub async fn set_collection(
+        &self,
+        subscription: &str,
+        pause: Pause,
+        key: &str,
+    ) -> Result<Subscription, StripeError> {
+        let params = match pause {
+            // An empty value clears the pause, as Stripe documents.
+            Pause::Collect => Params::new().set("pause_collection", ""),
+            Pause::VoidInvoices => Params::new().set("pause_collection[behavior]", "void"),
+        };
+        self.post(&format!("subscriptions/{subscription}"), &params, key)
+            .await
+    }
+}
+
+/// For `stripe check`: a throw-away customer and a subscription paid by a test card, as Checkout
+/// leaves them.
+impl StripeClient {
+    pub async fn create_check_customer(
+        &self,
+        tenant: &str,
+        key: &str,
+    ) -> Result<Customer, StripeError> {
+        let params = Params::new()
+            .set("name", "Thanotopolis stripe check")
+            .set(
+                "description",
+                "Made by `thanotopolis-billing stripe check`; deleted when it ends",
+            )
+            .metadata("tenant_id", tenant)
+            .metadata("stripe_check", "true");
+        self.post("customers", &params, key).await
+    }
+
+    /// Attaches Stripe's test Visa to the customer and subscribes it with that card as the
+    /// subscription's default (where Checkout puts it), with a day of trial so nothing is charged.
+    pub async fn subscribe_with_test_card(
+        &self,
+        customer: &str,
+        price: &str,
+        key: &str,
+    ) -> Result<Subscription, StripeError> {
+        let pm: super::PaymentMethod = self
+            .post(
+                "payment_methods/pm_card_visa/attach",
+                &Params::new().set("customer", customer),
+                &format!("{key}:card"),
+            )
+            .await?;
+        let params = Params::new()
+            .set("customer", customer)
+            .set("items[0][price]", price)
+            .set("default_payment_method", &pm.id)
+            .set("trial_period_days", 1)
+            .metadata("stripe_check", "true");
+        self.post("subscriptions", &params, key).await
+    }
+
+    /// Cancels a subscription at once.
+    pub async fn cancel_subscription_now(
+        &self,
+        subscription: &str,
+    ) -> Result<Subscription, StripeError> {
+        self.delete(&format!("subscriptions/{subscription}")).await
+    }
+
+    pub async fn delete_customer(&self, customer: &str) -> Result<super::Deleted, StripeError> {
+        self.delete(&format!("customers/{customer}")).await
+    }
+}
+
+impl Subscription {
+    /// The payment method the subscription is charged with (Checkout puts the collected one here).
+    pub fn payment_method_id(&self) -> Option<&str> {
+        self.default_payment_method.as_ref().map(|p| p.id())
+    }
+
+    /// Whether collection is paused with invoices voided.
+    pub fn collection_paused(&self) -> bool {
+        self.pause_collection.is_some()
+    }
+}
+
+impl Customer {
+    /// The customer's invoice default payment method, if any.
+    pub fn invoice_payment_method_id(&self) -> Option<&str> {
+        self.invoice_settings
+            .default_payment_method
+            .as_ref()
+            .map(|p| p.id())
+    }
+}
