@@ -932,3 +932,169 @@ async fn voice_is_rounded_once_per_period(app: TestApp) {
         assert_eq!(d["upcoming_charges"]["late"], json!([]), "{tenant}: {d}");
     }
 }
+
+store_tests!(
+    a_saved_server_error_is_not_replayed_forever,
+    the_scheduler_never_runs_past_an_unfinished_period,
+    a_runner_that_lost_its_lease_stops_writing,
+);
+
+/// Stripe saves a 5xx under its idempotency key and gives it back to every retry with that key for a
+/// day. At each step, applied or not: the tenant fails once, and the re-run looks in Stripe and goes on
+/// under fresh keys, ending with one paid invoice of two items.
+async fn a_saved_server_error_is_not_replayed_forever(app: TestApp) {
+    let (p, _) = closed_periods();
+    for when in ["saved", "saved_after"] {
+        for step in STEPS {
+            let t = format!("{}-{step}", when.replace('_', "-"));
+            app.add_tenant(&t).await;
+            app.subscribe(&t, None, "4242424242424242").await;
+            standard_usage(&app, &t, p).await;
+            reach(&app, &t, p, step).await;
+            clear_faults(&app).await;
+            let path = step_path(&app, &t, p, step).await;
+            fault(&app, &path, "500", when, "1").await;
+            let first = run(&app, p, false).await.expect(200).body;
+            assert!(
+                first["failed"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|f| f["tenant_id"] == t.as_str()),
+                "{when} {step}: {first}"
+            );
+            clear_faults(&app).await;
+            let r = run(&app, p, false).await.expect(200).body;
+            assert_eq!(lines_of(billed(&r, &t)), expected(), "{when} {step}: {r}");
+            app.assert_one_paid_usage_invoice(&t, p, 2, &format!("{when} {step}"))
+                .await;
+        }
+    }
+    assert_eq!(app.stray_invoice_items().await, 0);
+}
+
+/// The service's state over the test app's database and simulator, for calling the scheduler directly.
+fn state_of(app: &TestApp) -> thanotopolis_billing::state::AppState {
+    let mut vars = crate::helpers::base_vars(&app.database_url);
+    vars.insert("STRIPE_API_BASE".into(), app.sim.clone());
+    vars.insert("STRIPE_SECRET_KEY".into(), "sk_test_api_tests".into());
+    vars.insert("STRIPE_MAX_REQUESTS_PER_SECOND".into(), "0".into());
+    vars.insert("STRIPE_MAX_RETRIES".into(), "1".into());
+    vars.insert("STRIPE_RETRY_BASE_MS".into(), "5".into());
+    let settings = thanotopolis_billing::config::Settings::from_vars(&vars).unwrap();
+    thanotopolis_billing::state::AppState::new(
+        app.db.clone(),
+        std::sync::Arc::new(settings),
+        thanotopolis_billing::config::Secret::new("x"),
+    )
+}
+
+/// October unfinished (Stripe fails): November is not run, so October's usage never lands on
+/// November's invoice as late usage. Once Stripe answers, both run, oldest first.
+async fn the_scheduler_never_runs_past_an_unfinished_period(app: TestApp) {
+    use thanotopolis_billing::billing::scheduler;
+    let (p, earlier) = closed_periods();
+    app.add_tenant("acme").await;
+    app.subscribe("acme", None, "4242424242424242").await;
+    usage(&app, json!([
+        {"event_id": "oct", "tenant_id": "acme", "type": "phone_calls", "quantity": 1, "occurred_at": inside(earlier)},
+        {"event_id": "nov", "tenant_id": "acme", "type": "phone_calls", "quantity": 1, "occurred_at": inside(p)},
+    ]))
+    .await;
+    let state = state_of(&app);
+    fault(&app, "/v1/invoices", "500", "before", "50").await;
+    let ran = scheduler::tick(&state).await.unwrap();
+    assert_eq!(
+        ran,
+        vec![(earlier, false)],
+        "stops at the unfinished period"
+    );
+    let runs = app
+        .get("/api/admin/billing/runs", Some(&super_admin()))
+        .await
+        .expect(200)
+        .body;
+    assert!(
+        runs["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["period"] != p.to_string()),
+        "{runs}"
+    );
+
+    clear_faults(&app).await;
+    let ran = scheduler::tick(&state).await.unwrap();
+    assert_eq!(ran, vec![(earlier, true), (p, true)]);
+    for (period, id) in [(earlier, "oct"), (p, "nov")] {
+        let invs = app.usage_invoices("acme", period).await;
+        assert_eq!(invs.len(), 1, "{id}");
+        assert_eq!(
+            stripe_lines(&invs[0]),
+            vec![("Phone Calls: 1 call".to_owned(), 100)],
+            "{id}: no late usage on the later invoice"
+        );
+    }
+}
+
+/// Another runner takes the period over while this one waits on Stripe: after that call this runner
+/// makes no further Stripe write (the tenant fails with the reason), and a later run finishes the
+/// invoice without a duplicate.
+async fn a_runner_that_lost_its_lease_stops_writing(app: TestApp) {
+    let (p, _) = closed_periods();
+    let short = crate::helpers::spawn_replica_with(&app.database_url, &app.sim, |v| {
+        v.insert("BILLING_LEASE_SECONDS".into(), "1".into());
+    })
+    .await;
+    app.add_tenant("acme").await;
+    app.subscribe("acme", None, "4242424242424242").await;
+    standard_usage(&app, "acme", p).await;
+    app.sim_post(
+        "/_sim/faults",
+        &[
+            ("path", "/v1/invoices"),
+            ("method", "POST"),
+            ("delay_ms", "1500"),
+            ("count", "1"),
+        ],
+    )
+    .await
+    .expect(200);
+    let db = app.db.clone();
+    let period = p.to_string();
+    let taker = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        thanotopolis_billing::with_pool!(&db, pool => {
+            sqlx::query("UPDATE billing_period_leases SET holder = 'another-runner' WHERE period = $1")
+                .bind(&period)
+                .execute(pool)
+                .await
+                .unwrap();
+        });
+    });
+    let r = run(&short, p, false).await.expect(200).body;
+    taker.await.unwrap();
+    let failed = r["failed"].as_array().unwrap();
+    assert!(
+        failed.iter().any(|f| f["tenant_id"] == "acme"
+            && f["error"]
+                .as_str()
+                .unwrap()
+                .contains("lost the period's lease")),
+        "{r}"
+    );
+    // The invoice was created (the call in flight), but nothing was written after it.
+    let invs = app.usage_invoices("acme", p).await;
+    assert_eq!(invs.len(), 1);
+    assert_eq!(invs[0]["lines"]["data"].as_array().unwrap().len(), 0);
+    assert_eq!(invs[0]["status"], "draft");
+
+    // The other runner's lease runs out; a run finishes the invoice.
+    thanotopolis_billing::with_pool!(&app.db, pool => {
+        sqlx::query("DELETE FROM billing_period_leases").execute(pool).await.unwrap();
+    });
+    let r = run(&app, p, false).await.expect(200).body;
+    assert_eq!(lines_of(billed(&r, "acme")), expected(), "{r}");
+    app.assert_one_paid_usage_invoice("acme", p, 2, "after the lease was lost")
+        .await;
+}
