@@ -7,13 +7,12 @@
 use crate::db::invoices::InvoiceRow;
 use crate::db::subscriptions::{SubscriptionRow, LIVE_STATUSES};
 use crate::db::{customers, invoices, subscriptions, tenants};
-use crate::domain::time::now;
 use crate::domain::TenantId;
 use crate::state::AppState;
-use crate::stripe::{self, HasId, InvoiceLine, List, Metadata, Params, SearchResult, StripeError};
+use crate::stripe::gateway::Listing;
+use crate::stripe::{self, HasId, List, Metadata, StripeError};
 use crate::subscriptions::sync;
 use chrono::{DateTime, Utc};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -286,8 +285,10 @@ impl Finder {
                 Err(e) => {
                     tracing::info!(error = %e, "customer search unavailable; listing customers instead");
                     let mut by_tenant: HashMap<String, Vec<FoundCustomer>> = HashMap::new();
-                    for (c, _) in
-                        list_all::<FoundCustomer>(state, "customers", Params::new()).await?
+                    for (c, _) in state
+                        .stripe
+                        .list_timed::<FoundCustomer>(Listing::Customers)
+                        .await?
                     {
                         if let Some(t) = c.metadata.as_ref().and_then(|m| m.get("tenant_id")) {
                             by_tenant.entry(t.clone()).or_default().push(c);
@@ -309,68 +310,9 @@ impl Finder {
 }
 
 async fn search(state: &AppState, tenant: &str) -> Result<Vec<FoundCustomer>, StripeError> {
-    let escaped = tenant.replace('\\', "\\\\").replace('\'', "\\'");
-    let query = format!("metadata['tenant_id']:'{escaped}'");
-    let mut found = Vec::new();
-    let mut page: Option<String> = None;
-    loop {
-        let params = Params::new()
-            .set("query", &query)
-            .set("limit", 100)
-            .set_opt("page", page.as_deref());
-        let result: SearchResult<FoundCustomer> =
-            state.stripe.get("customers/search", &params).await?;
-        // Search matches loosely; only an exact tenant_id counts.
-        found.extend(result.data.into_iter().filter(|c| c.is_for(tenant)));
-        match result.next_page {
-            Some(next) if result.has_more => page = Some(next),
-            _ => return Ok(found),
-        }
-    }
-}
-
-/// Every object of a Stripe list, following `has_more`/`starting_after`, each with the time its page
-/// was asked for.
-async fn list_all<T: DeserializeOwned + HasId>(
-    state: &AppState,
-    path: &str,
-    params: Params,
-) -> Result<Vec<(T, DateTime<Utc>)>, StripeError> {
-    let mut all: Vec<(T, DateTime<Utc>)> = Vec::new();
-    loop {
-        let mut page_params = params.clone().set("limit", 100);
-        if let Some((last, _)) = all.last() {
-            page_params = page_params.set("starting_after", last.id());
-        }
-        // The time the request leaves, not the answer's: a webhook's reading received after this
-        // moment may be newer than ours, and must win.
-        let asked_at = now();
-        let page: List<T> = state.stripe.get(path, &page_params).await?;
-        let more = page.has_more && !page.data.is_empty();
-        all.extend(page.data.into_iter().map(|o| (o, asked_at)));
-        if !more {
-            return Ok(all);
-        }
-    }
-}
-
-/// Every line of an invoice whose embedded list was cut short (Stripe embeds the first ten).
-async fn all_lines(state: &AppState, invoice: &str) -> Result<Vec<InvoiceLine>, StripeError> {
-    let mut lines: Vec<InvoiceLine> = Vec::new();
-    loop {
-        let params = Params::new()
-            .set("limit", 100)
-            .set_opt("starting_after", lines.last().and_then(|l| l.id.clone()));
-        let page: List<InvoiceLine> = state
-            .stripe
-            .get(&format!("invoices/{invoice}/lines"), &params)
-            .await?;
-        let more = page.has_more && page.data.last().is_some_and(|l| l.id.is_some());
-        lines.extend(page.data);
-        if !more {
-            return Ok(lines);
-        }
-    }
+    let found: Vec<FoundCustomer> = state.stripe.search_customers_of_tenant(tenant).await?;
+    // Search matches loosely; only an exact tenant_id counts.
+    Ok(found.into_iter().filter(|c| c.is_for(tenant)).collect())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -384,8 +326,10 @@ enum TenantError {
 type Subscriptions = Vec<(stripe::Subscription, DateTime<Utc>)>;
 
 async fn subscriptions_of(state: &AppState, customer: &str) -> Result<Subscriptions, StripeError> {
-    let params = Params::new().set("customer", customer).set("status", "all");
-    list_all(state, "subscriptions", params).await
+    state
+        .stripe
+        .list_timed(Listing::SubscriptionsOf(customer))
+        .await
 }
 
 async fn sync_tenant(
@@ -418,13 +362,14 @@ async fn sync_tenant(
             .record(before.map(comparable_sub), after.map(comparable_sub));
     }
 
-    let invs =
-        list_all::<stripe::Invoice>(state, "invoices", Params::new().set("customer", &customer))
-            .await?;
+    let invs = state
+        .stripe
+        .list_timed::<stripe::Invoice>(Listing::InvoicesOf(&customer))
+        .await?;
     for (mut inv, read_at) in invs {
         if inv.lines.as_ref().is_some_and(|l| l.has_more) {
             inv.lines = Some(List {
-                data: all_lines(state, &inv.id).await?,
+                data: state.stripe.invoice_lines(&inv.id).await?,
                 has_more: false,
             });
         }

@@ -10,6 +10,15 @@ use super::{
 };
 use crate::domain::{BillingPeriod, Cents};
 
+/// What a listing walks through, every page of it.
+#[derive(Debug, Clone, Copy)]
+pub enum Listing<'a> {
+    Customers,
+    /// A customer's subscriptions in any state.
+    SubscriptionsOf(&'a str),
+    InvoicesOf(&'a str),
+}
+
 /// An invoice's state (Stripe's `status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InvoiceStatus {
@@ -149,14 +158,106 @@ impl StripeClient {
             .await
     }
 
-    /// Customers whose `metadata.tenant_id` names the tenant (Stripe's search; it lags a little).
-    pub async fn customers_of_tenant(&self, tenant: &str) -> Result<Vec<Customer>, StripeError> {
-        let query = Params::new().set(
-            "query",
-            format!("metadata['tenant_id']:'{}'", tenant.replace('\'', "\\'")),
-        );
-        let found: SearchResult<Customer> = self.get("customers/search", &query).await?;
-        Ok(found.data.into_iter().filter(|c| !c.deleted).collect())
+    /// Every object of a listing, each with the time its page was asked for: the time the request
+    /// left, not the answer's, so that a webhook's reading received after it may win.
+    pub async fn list_timed<T: serde::de::DeserializeOwned + super::HasId>(
+        &self,
+        listing: Listing<'_>,
+    ) -> Result<Vec<(T, chrono::DateTime<chrono::Utc>)>, StripeError> {
+        let (path, params) = match listing {
+            Listing::Customers => ("customers", Params::new()),
+            Listing::SubscriptionsOf(c) => (
+                "subscriptions",
+                Params::new().set("customer", c).set("status", "all"),
+            ),
+            Listing::InvoicesOf(c) => ("invoices", Params::new().set("customer", c)),
+        };
+        let mut all: Vec<(T, chrono::DateTime<chrono::Utc>)> = Vec::new();
+        loop {
+            let mut page_params = params.clone().set("limit", 100);
+            if let Some((last, _)) = all.last() {
+                page_params = page_params.set("starting_after", last.id());
+            }
+            let asked_at = crate::domain::time::now();
+            let page: List<T> = self.get(path, &page_params).await?;
+            let more = page.has_more && !page.data.is_empty();
+            all.extend(page.data.into_iter().map(|o| (o, asked_at)));
+            if !more {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Every customer Stripe's search finds for `metadata['tenant_id']:'{tenant}'`, every page (search
+    /// matches loosely: callers keep exact matches).
+    pub async fn search_customers_of_tenant<T: serde::de::DeserializeOwned>(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<T>, StripeError> {
+        let escaped = tenant.replace('\\', "\\\\").replace('\'', "\\'");
+        let query = format!("metadata['tenant_id']:'{escaped}'");
+        let mut found = Vec::new();
+        let mut page: Option<String> = None;
+        loop {
+            let params = Params::new()
+                .set("query", &query)
+                .set("limit", 100)
+                .set_opt("page", page.as_deref());
+            let result: SearchResult<T> = self.get("customers/search", &params).await?;
+            found.extend(result.data);
+            match result.next_page {
+                Some(next) if result.has_more => page = Some(next),
+                _ => return Ok(found),
+            }
+        }
+    }
+
+    /// Every line of an invoice (Stripe embeds only the first ten in the invoice).
+    pub async fn invoice_lines(
+        &self,
+        invoice: &str,
+    ) -> Result<Vec<super::InvoiceLine>, StripeError> {
+        let mut lines: Vec<super::InvoiceLine> = Vec::new();
+        loop {
+            let params = Params::new()
+                .set("limit", 100)
+                .set_opt("starting_after", lines.last().and_then(|l| l.id.clone()));
+            let page: List<super::InvoiceLine> = self
+                .get(&format!("invoices/{invoice}/lines"), &params)
+                .await?;
+            let more = page.has_more && page.data.last().is_some_and(|l| l.id.is_some());
+            lines.extend(page.data);
+            if !more {
+                return Ok(lines);
+            }
+        }
+    }
+
+    /// A Checkout session as Stripe has it now.
+    pub async fn checkout_session(&self, id: &str) -> Result<super::CheckoutSession, StripeError> {
+        self.get(&format!("checkout/sessions/{id}"), &Params::new())
+            .await
+    }
+
+    /// Creates the tenant's Stripe customer (named, described and tagged with the tenant's id).
+    pub async fn create_tenant_customer(
+        &self,
+        tenant: &str,
+        name: &str,
+        subdomain: &str,
+        email: Option<&str>,
+        key: &str,
+    ) -> Result<Customer, StripeError> {
+        let params = Params::new()
+            .set("name", name)
+            .set_opt("email", email)
+            .set(
+                "description",
+                format!("Thanotopolis organization {subdomain}"),
+            )
+            .metadata("tenant_id", tenant)
+            .metadata("subdomain", subdomain);
+        self.post("customers", &params, key).await
     }
 
     /// Follows `has_more` through a list.

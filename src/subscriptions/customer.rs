@@ -3,7 +3,7 @@
 use crate::db::customers;
 use crate::db::tenants::Tenant;
 use crate::state::AppState;
-use crate::stripe::{self, Params, SearchResult};
+use crate::stripe;
 use crate::subscriptions::sync::SyncError;
 use std::time::Duration;
 
@@ -26,20 +26,13 @@ pub async fn get_or_create(
         if let Some(found) = search_by_tenant(state, &tenant.id).await {
             return Ok(customers::link(&state.db, &tenant.id, &found, email).await?);
         }
-        let params = Params::new()
-            .set("name", &tenant.name)
-            .set_opt("email", email)
-            .set(
-                "description",
-                format!("Thanotopolis organization {}", tenant.subdomain),
-            )
-            .metadata("tenant_id", &tenant.id)
-            .metadata("subdomain", &tenant.subdomain);
         match state
             .stripe
-            .post::<stripe::Customer>(
-                "customers",
-                &params,
+            .create_tenant_customer(
+                &tenant.id,
+                &tenant.name,
+                &tenant.subdomain,
+                email,
                 &format!("customer-for-tenant:{}", tenant.id),
             )
             .await
@@ -58,16 +51,17 @@ pub async fn get_or_create(
 }
 
 async fn search_by_tenant(state: &AppState, tenant_id: &str) -> Option<String> {
-    let query = Params::new().set(
-        "query",
-        format!("metadata['tenant_id']:'{}'", tenant_id.replace('\'', "\\'")),
-    );
     match state
         .stripe
-        .get::<SearchResult<stripe::Customer>>("customers/search", &query)
+        .search_customers_of_tenant::<stripe::Customer>(tenant_id)
         .await
     {
-        Ok(found) => found.data.into_iter().find(|c| !c.deleted).map(|c| c.id),
+        Ok(found) => found
+            .into_iter()
+            .find(|c| {
+                !c.deleted && c.metadata.get("tenant_id").map(String::as_str) == Some(tenant_id)
+            })
+            .map(|c| c.id),
         Err(e) => {
             // Search is a safety net, not a requirement (it lags and is not everywhere).
             tracing::debug!(error = %e, "customer search unavailable");

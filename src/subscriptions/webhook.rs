@@ -4,7 +4,7 @@
 use super::sync::{self, SyncError};
 use crate::domain::time::now;
 use crate::state::AppState;
-use crate::stripe::{self, Event, Params};
+use crate::stripe::{self, Event};
 
 /// What became of an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,10 +85,7 @@ pub async fn apply(state: &AppState, event: &Event) -> Result<Applied, SyncError
 }
 
 async fn checkout_completed(state: &AppState, session_id: &str) -> Result<Applied, SyncError> {
-    let session: stripe::CheckoutSession = state
-        .stripe
-        .get(&format!("checkout/sessions/{session_id}"), &Params::new())
-        .await?;
+    let session = state.stripe.checkout_session(session_id).await?;
     let Some(sub) = session.subscription.as_ref() else {
         return Ok(Applied::Synced(None));
     };
