@@ -114,6 +114,7 @@ pub fn app(state: AppState) -> Router {
     let mut router = routes::router()
         .merge(pages)
         .route_layer(axum::middleware::from_fn(record_metrics))
+        .fallback(not_found)
         .with_state(state);
     if let Some(cors) = cors {
         // Around every route and the fallback, so preflights are answered before any method check.
@@ -181,4 +182,21 @@ pub async fn shutdown_signal() {
         _ = terminate => {},
     }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// No route: under `/api/` the contract's JSON error, elsewhere a plain 404.
+async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if uri.path().starts_with("/api/") {
+        crate::error::ApiError::not_found(
+            "not_found",
+            format!(
+                "There is no {} in this API; /api/openapi.json lists every route.",
+                uri.path()
+            ),
+        )
+        .into_response()
+    } else {
+        (axum::http::StatusCode::NOT_FOUND, "Not found").into_response()
+    }
 }

@@ -20,3 +20,15 @@ CREATE INDEX checkout_sessions_tenant ON checkout_sessions (tenant_id, created_a
 -- readings of the same event, by when we read the object). Replicas' clocks no longer decide.
 ALTER TABLE subscriptions ADD COLUMN stripe_event_at BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE invoices ADD COLUMN stripe_event_at BIGINT NOT NULL DEFAULT 0;
+
+-- The payment method that pays each tenant's invoices, as the dashboard shows it (brand, last 4, expiry).
+CREATE TABLE payment_methods (
+    tenant_id                 TEXT PRIMARY KEY REFERENCES tenants(id),
+    stripe_payment_method_id  TEXT NOT NULL,
+    kind                      TEXT NOT NULL,
+    brand                     TEXT,
+    last4                     TEXT,
+    exp_month                 INTEGER,
+    exp_year                  INTEGER,
+    updated_at                TIMESTAMPTZ NOT NULL
+);

@@ -11,6 +11,7 @@ pub mod customers;
 pub mod invoices;
 pub mod locks;
 mod migrate;
+pub mod payment_methods;
 pub mod subscriptions;
 pub mod tenants;
 pub mod webhook_events;

@@ -5,6 +5,7 @@ use crate::auth::TenantUser;
 use crate::billing::ledger;
 use crate::billing::plan::BilledByPeriod;
 use crate::db::invoices::{self, InvoiceView};
+use crate::db::payment_methods::{self, PaymentMethodView};
 use crate::db::subscriptions::{self, CurrentSubscription};
 use crate::db::tenants;
 use crate::domain::{time, BillingPeriod, Cents, TenantId};
@@ -34,6 +35,8 @@ pub struct Dashboard {
     #[schema(value_type = Option<String>, example = "This is a demo account and is exempt from billing charges.")]
     pub demo_message: Option<&'static str>,
     pub current_subscription: Option<CurrentSubscription>,
+    /// The card or bank account that pays the invoices; null when none is known (or for a demo).
+    pub payment_method: Option<PaymentMethodView>,
     pub recent_invoices: Vec<InvoiceView>,
     pub current_period_usage: PeriodUsage,
     pub upcoming_charges: UpcomingCharges,
@@ -97,13 +100,14 @@ pub async fn load(state: &AppState, tenant_id: &TenantId) -> ApiResult<Dashboard
     let (start, end) = period.bounds(tz);
     let db = &state.db;
     // Independent reads, each on its own pooled connection: the page costs one round trip's latency.
-    let (tenant, subscription, invoices, recorded, unbilled) = tokio::try_join!(
+    let (tenant, subscription, invoices, recorded, unbilled, payment_method) = tokio::try_join!(
         tenants::get(db, tenant_id),
         subscriptions::current(db, tenant_id),
         invoices::recent(db, tenant_id, RECENT_INVOICES),
         billable::recorded(db, tenant_id, period),
         // What the run for this period would bill now: everything unbilled before the period's end.
         billable::unbilled(db, tenant_id, end, tz),
+        payment_methods::get(db, tenant_id.as_str()),
     )?;
     let tenant = tenant.ok_or_else(|| {
         ApiError::not_found(
@@ -123,6 +127,7 @@ pub async fn load(state: &AppState, tenant_id: &TenantId) -> ApiResult<Dashboard
             is_demo: true,
             demo_message: Some(DEMO_MESSAGE),
             current_subscription: None,
+            payment_method: None,
             recent_invoices: invoices,
             current_period_usage,
             upcoming_charges: UpcomingCharges::default(),
@@ -140,6 +145,7 @@ pub async fn load(state: &AppState, tenant_id: &TenantId) -> ApiResult<Dashboard
         is_demo: false,
         demo_message: None,
         current_subscription: subscription,
+        payment_method,
         recent_invoices: invoices,
         current_period_usage,
         upcoming_charges: upcoming_after(period, unbilled, &billed, &rates),

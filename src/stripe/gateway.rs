@@ -133,7 +133,10 @@ impl StripeClient {
     pub async fn subscription_with_customer(&self, id: &str) -> Result<Subscription, StripeError> {
         self.get(
             &format!("subscriptions/{id}"),
-            &Params::new().expand("customer"),
+            &Params::new()
+                .expand("customer")
+                .expand("customer.invoice_settings.default_payment_method")
+                .expand("default_payment_method"),
         )
         .await
     }
@@ -572,6 +575,43 @@ impl Subscription {
     /// Whether collection is paused with invoices voided.
     pub fn collection_paused(&self) -> bool {
         self.pause_collection.is_some()
+    }
+}
+
+impl super::PaymentMethod {
+    /// What a person recognizes the payment method by.
+    pub fn view(&self) -> crate::db::payment_methods::PaymentMethodView {
+        let (brand, last4, exp_month, exp_year) =
+            match (&self.card, &self.us_bank_account, &self.sepa_debit) {
+                (Some(c), _, _) => (c.brand.clone(), c.last4.clone(), c.exp_month, c.exp_year),
+                (None, Some(b), _) | (None, None, Some(b)) => {
+                    (b.bank_name.clone(), b.last4.clone(), None, None)
+                }
+                _ => (None, None, None, None),
+            };
+        crate::db::payment_methods::PaymentMethodView {
+            kind: self.kind.clone(),
+            brand,
+            last4,
+            exp_month: exp_month.and_then(|m| i32::try_from(m).ok()),
+            exp_year: exp_year.and_then(|y| i32::try_from(y).ok()),
+        }
+    }
+}
+
+impl Subscription {
+    /// The payment method that pays the tenant's invoices: the customer's invoice default (which we
+    /// keep in step with the subscription's), else the subscription's own; when expanded.
+    pub fn paying_method(&self) -> Option<&super::PaymentMethod> {
+        self.customer
+            .object()
+            .and_then(|c| c.invoice_settings.default_payment_method.as_ref())
+            .and_then(|p| p.object())
+            .or_else(|| {
+                self.default_payment_method
+                    .as_ref()
+                    .and_then(|p| p.object())
+            })
     }
 }
 

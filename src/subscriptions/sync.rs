@@ -183,6 +183,11 @@ pub async fn refresh_subscription_for(
     let read_at = now();
     let sub = state.stripe.subscription_with_customer(id).await?;
     let row = subscription_versioned(state, &sub, read_at, event_at).await?;
+    if let (Some(r), Some(pm)) = (row.as_ref(), sub.paying_method()) {
+        if sub.ended_at.is_none() {
+            crate::db::payment_methods::set(&state.db, &r.tenant_id, &pm.id, &pm.view()).await?;
+        }
+    }
     if row.is_some() && sub.ended_at.is_none() {
         super::payment_method::keep_in_step(state, &sub, payment_method_changed).await?;
     }

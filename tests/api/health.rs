@@ -77,3 +77,21 @@ async fn readyz_recovers_after_postgres_drops_the_connections() {
         app.get("/readyz", None).await.expect(200);
     }
 }
+
+/// An unknown path under `/api/` answers the contract's JSON error, not an empty 404.
+#[tokio::test]
+async fn unknown_api_paths_are_json_404s() {
+    let app = crate::helpers::spawn_app(crate::helpers::Store::Sqlite).await;
+    for path in [
+        "/api/nope",
+        "/api/billing/nothing-here",
+        "/api/admin/billing/runs/x/y",
+    ] {
+        let r = app.get(path, None).await.expect(404);
+        assert_eq!(r.body["code"], "not_found", "{path}: {}", r.text);
+        assert!(r.body["detail"].as_str().unwrap().contains(path));
+    }
+    // Outside the API, a plain 404.
+    let r = app.get("/nothing-here", None).await.expect(404);
+    assert!(r.body.is_null() || r.body["code"].is_null());
+}

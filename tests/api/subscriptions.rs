@@ -460,12 +460,44 @@ async fn dashboard_shows_the_subscription(app: TestApp) {
         assert_eq!(sub["cancel_at_period_end"], false);
         assert!(sub["current_period_end"].as_str().is_some());
         assert_eq!(d["is_demo"], false);
+        // The card given at checkout, as the customer recognizes it.
+        assert_eq!(
+            d["payment_method"],
+            json!({"type": "card", "brand": "visa", "last4": "4242", "exp_month": 12, "exp_year": 2034}),
+            "{d}"
+        );
     }
     let d = app
         .get("/api/billing/dashboard", Some(&token("acme", "member")))
         .await
         .body;
     assert_eq!(d["recent_invoices"][0]["amount_paid_cents"], 29_900);
+
+    // A new card in the portal shows once Stripe tells us.
+    let customer = thanotopolis_billing::db::customers::customer_of(&app.db, "acme")
+        .await
+        .unwrap()
+        .unwrap();
+    app.sim_post(
+        &format!("/_sim/customers/{customer}/card"),
+        &[("card", "5555555555554444")],
+    )
+    .await
+    .expect(200);
+    app.settle().await;
+    let d = app
+        .get("/api/billing/dashboard", Some(&token("acme", "member")))
+        .await
+        .body;
+    assert_eq!(d["payment_method"]["brand"], "mastercard", "{d}");
+    assert_eq!(d["payment_method"]["last4"], "4444");
+    // No subscription, no card.
+    app.add_tenant("none").await;
+    let d = app
+        .get("/api/billing/dashboard", Some(&token("none", "member")))
+        .await
+        .body;
+    assert!(d["payment_method"].is_null(), "{d}");
 }
 
 /// Demo means no charges in Stripe too: the subscription's renewals are voided while the tenant is a
