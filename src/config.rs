@@ -66,6 +66,8 @@ pub struct Settings {
     pub database_url: String,
     pub bind: SocketAddr,
     pub jwt_secret: Option<Secret>,
+    /// When set, a token must carry this `aud` (`JWT_AUDIENCE`) and this `iss` (`JWT_ISSUER`).
+    pub jwt_expected: crate::auth::jwt::Expected,
     pub stripe_secret_key: Option<Secret>,
     pub stripe_public_key: Option<String>,
     /// Empty when unset: then every webhook fails verification.
@@ -182,6 +184,10 @@ impl Settings {
             database_url,
             bind,
             jwt_secret: get("JWT_SECRET").map(Secret::new),
+            jwt_expected: crate::auth::jwt::Expected {
+                audience: get("JWT_AUDIENCE"),
+                issuer: get("JWT_ISSUER"),
+            },
             stripe_secret_key,
             stripe_public_key: get("STRIPE_PUBLIC_KEY"),
             stripe_webhook_secret: Secret::new(get("STRIPE_WEBHOOK_SECRET").unwrap_or_default()),

@@ -46,13 +46,16 @@ impl FromRequestParts<AppState> for Caller {
                 ApiError::unauthorized("The Authorization header must be `Bearer <JWT>`.")
             })?;
         let now = chrono::Utc::now().timestamp();
-        let claims =
-            jwt::verify(token, state.jwt_secret.expose().as_bytes(), now).map_err(|e| match e {
-                JwtError::Expired => {
-                    ApiError::unauthorized("The token has expired; sign in again.")
-                }
-                other => ApiError::unauthorized(format!("The token was rejected: {other}.")),
-            })?;
+        let claims = jwt::verify_for(
+            token,
+            state.jwt_secret.expose().as_bytes(),
+            now,
+            &state.settings.jwt_expected,
+        )
+        .map_err(|e| match e {
+            JwtError::Expired => ApiError::unauthorized("The token has expired; sign in again."),
+            other => ApiError::unauthorized(format!("The token was rejected: {other}.")),
+        })?;
         let role = claims.role().ok_or_else(|| {
             ApiError::forbidden(format!(
                 "The role {:?} may not use the billing service.",

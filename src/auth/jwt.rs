@@ -88,6 +88,52 @@ pub enum JwtError {
     Claims,
     #[error("the token has expired")]
     Expired,
+    #[error("the token is not for this service (its aud or iss is not the one configured)")]
+    Audience,
+}
+
+/// What a token must also carry, when configured (`JWT_AUDIENCE`, `JWT_ISSUER`): a platform token minted
+/// for another purpose is then not a billing session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expected {
+    pub audience: Option<String>,
+    pub issuer: Option<String>,
+}
+
+/// As [`verify`], then checks `aud` (a string, or an array holding it) and `iss` where expected.
+pub fn verify_for(
+    token: &str,
+    secret: &[u8],
+    now: i64,
+    expected: &Expected,
+) -> Result<Claims, JwtError> {
+    let claims = verify(token, secret, now)?;
+    if expected.audience.is_none() && expected.issuer.is_none() {
+        return Ok(claims);
+    }
+    // Signature already checked: the payload is the one verified above.
+    let raw: serde_json::Value = token
+        .split('.')
+        .nth(1)
+        .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or(JwtError::Claims)?;
+    if let Some(aud) = &expected.audience {
+        let ok = match &raw["aud"] {
+            serde_json::Value::String(a) => a == aud,
+            serde_json::Value::Array(list) => list.iter().any(|a| a.as_str() == Some(aud)),
+            _ => false,
+        };
+        if !ok {
+            return Err(JwtError::Audience);
+        }
+    }
+    if let Some(iss) = &expected.issuer {
+        if raw["iss"].as_str() != Some(iss) {
+            return Err(JwtError::Audience);
+        }
+    }
+    Ok(claims)
 }
 
 #[derive(Deserialize)]

@@ -169,10 +169,11 @@ impl FromRequestParts<AppState> for PageUser {
             .filter(|v| !v.is_empty())
             .ok_or_else(to_sign_in)?
             .to_owned();
-        let claims = jwt::verify(
+        let claims = jwt::verify_for(
             &jwt,
             state.jwt_secret.expose().as_bytes(),
             chrono::Utc::now().timestamp(),
+            &state.settings.jwt_expected,
         )
         .map_err(|_| {
             // An expired or foreign cookie: drop it so the sign-in page starts clean.
@@ -350,10 +351,11 @@ async fn create_session(State(state): State<AppState>, req: Request) -> Response
         );
     };
     let token = token.trim();
-    let verified = jwt::verify(
+    let verified = jwt::verify_for(
         token,
         state.jwt_secret.expose().as_bytes(),
         chrono::Utc::now().timestamp(),
+        &state.settings.jwt_expected,
     );
     let claims = match verified {
         Ok(c) => c,

@@ -109,3 +109,69 @@ async fn unknown_roles_get_403(app: TestApp) {
         .await
         .expect(403);
 }
+
+/// A token signed with the platform's secret, with any claims.
+fn hs256(claims: &serde_json::Value) -> String {
+    use hmac::{Hmac, Mac};
+    let b64 = |v: &serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let input = format!(
+        "{}.{}",
+        b64(&serde_json::json!({"alg": "HS256", "typ": "JWT"})),
+        b64(claims)
+    );
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(JWT_SECRET.as_bytes()).unwrap();
+    mac.update(input.as_bytes());
+    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    format!("{input}.{sig}")
+}
+
+/// With `JWT_AUDIENCE` and `JWT_ISSUER` set, a platform token minted for another purpose is refused.
+#[tokio::test]
+async fn audience_and_issuer_are_checked_when_configured() {
+    let app = crate::helpers::spawn_app_with(crate::helpers::Store::Sqlite, |v| {
+        v.insert("JWT_AUDIENCE".into(), "billing".into());
+        v.insert("JWT_ISSUER".into(), "https://platform.example.com".into());
+    })
+    .await;
+    let exp = chrono::Utc::now().timestamp() + 600;
+    let with = |aud: serde_json::Value, iss: serde_json::Value| {
+        hs256(
+            &serde_json::json!({"sub": "u", "tenant_id": "t", "role": "super_admin",
+            "exp": exp, "aud": aud, "iss": iss}),
+        )
+    };
+    let iss = serde_json::json!("https://platform.example.com");
+    for ok in [
+        with("billing".into(), iss.clone()),
+        with(serde_json::json!(["chat", "billing"]), iss.clone()),
+    ] {
+        app.get("/api/admin/tenants", Some(&ok)).await.expect(200);
+    }
+    for bad in [
+        with("chat".into(), iss.clone()),
+        with(serde_json::Value::Null, iss.clone()),
+        with("billing".into(), "https://elsewhere.example.com".into()),
+        with("billing".into(), serde_json::Value::Null),
+    ] {
+        let r = app.get("/api/admin/tenants", Some(&bad)).await.expect(401);
+        assert!(
+            r.body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("not for this service"),
+            "{}",
+            r.text
+        );
+    }
+    // Unset (the default): not checked.
+    let plain = crate::helpers::spawn_app(crate::helpers::Store::Sqlite).await;
+    plain
+        .get(
+            "/api/admin/tenants",
+            Some(&with("chat".into(), serde_json::Value::Null)),
+        )
+        .await
+        .expect(200);
+}
