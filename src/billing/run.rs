@@ -291,7 +291,13 @@ async fn bill_tenant_inner(
         .collect();
     if !standing.is_empty() {
         for id in &standing {
-            match sync::refresh_subscription(state, id, false).await {
+            // A dry run writes nothing to Stripe.
+            let step = if dry_run {
+                sync::PaymentMethodStep::Leave
+            } else {
+                sync::PaymentMethodStep::FillIfMissing
+            };
+            match sync::refresh_subscription(state, id, step).await {
                 // Gone from Stripe (deleted long ago): our copy is what there is.
                 Err(sync::SyncError::Stripe(e)) if e.is_missing() => {}
                 other => {

@@ -33,7 +33,7 @@ pub async fn cancel_newer(state: &AppState, tenant: &str) -> Result<Vec<String>,
             }
             // Already gone: read what Stripe has.
             Err(e) if e.is_missing() || e.status() == Some(400) => {
-                sync::refresh_subscription(state, &id, false).await?;
+                sync::refresh_subscription(state, &id, sync::PaymentMethodStep::Leave).await?;
             }
             Err(e) => return Err(e.into()),
         }

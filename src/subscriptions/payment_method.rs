@@ -30,13 +30,17 @@ pub async fn keep_in_step(
     if current == Some(pm) || (current.is_some() && !changed) {
         return Ok(());
     }
+    // Setting a field to a value is idempotent by itself, and the same change may be needed again
+    // later (after the default was cleared): a key of its own for each decision, so that Stripe does not
+    // answer a later one with an earlier one's saved reply (the client's retries reuse it).
+    let key = format!(
+        "customer:{}:invoice-payment-method:{pm}:{}",
+        customer.id,
+        uuid::Uuid::new_v4().simple()
+    );
     state
         .stripe
-        .set_invoice_payment_method(
-            &customer.id,
-            pm,
-            &format!("customer:{}:invoice-payment-method:{pm}", customer.id),
-        )
+        .set_invoice_payment_method(&customer.id, pm, &key)
         .await?;
     tracing::info!(customer = %customer.id, subscription = %sub.id, "invoice payment method follows the subscription's");
     Ok(())

@@ -160,14 +160,24 @@ pub enum SyncError {
     Db(#[from] sqlx::Error),
 }
 
-/// Reads the subscription from Stripe now and stores it; keeps the customer's invoice payment method
-/// in step with it (`payment_method_changed`: the subscription's was just replaced).
+/// What a refresh of a subscription does about the customer's invoice payment method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentMethodStep {
+    /// Nothing (a dry run writes nothing to Stripe).
+    Leave,
+    /// Set it to the subscription's when the customer has none.
+    FillIfMissing,
+    /// Set it to the subscription's: the subscription's was just replaced (the portal).
+    FollowSubscription,
+}
+
+/// Reads the subscription from Stripe now and stores it, with the payment-method `step`.
 pub async fn refresh_subscription(
     state: &AppState,
     id: &str,
-    payment_method_changed: bool,
+    step: PaymentMethodStep,
 ) -> Result<Option<SubscriptionRow>, SyncError> {
-    refresh_subscription_for(state, id, payment_method_changed, None).await
+    refresh_subscription_for(state, id, step, None).await
 }
 
 /// As [`refresh_subscription`], applying the event created at `event_at`. The fetch and the store are
@@ -176,7 +186,7 @@ pub async fn refresh_subscription(
 pub async fn refresh_subscription_for(
     state: &AppState,
     id: &str,
-    payment_method_changed: bool,
+    step: PaymentMethodStep,
     event_at: Option<i64>,
 ) -> Result<Option<SubscriptionRow>, SyncError> {
     let _one_at_a_time = crate::db::locks::lock_local(&state.locks, &format!("stripe:{id}")).await;
@@ -188,8 +198,9 @@ pub async fn refresh_subscription_for(
             crate::db::payment_methods::set(&state.db, &r.tenant_id, &pm.id, &pm.view()).await?;
         }
     }
-    if row.is_some() && sub.ended_at.is_none() {
-        super::payment_method::keep_in_step(state, &sub, payment_method_changed).await?;
+    if row.is_some() && sub.ended_at.is_none() && step != PaymentMethodStep::Leave {
+        let changed = step == PaymentMethodStep::FollowSubscription;
+        super::payment_method::keep_in_step(state, &sub, changed).await?;
     }
     Ok(row)
 }

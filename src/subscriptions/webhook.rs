@@ -1,7 +1,7 @@
 //! Applying Stripe events. We re-read the object from Stripe rather than trusting the event's copy, so an
 //! old event applied late cannot move our state backwards, and a repeated event changes nothing.
 
-use super::sync::{self, SyncError};
+use super::sync::{self, PaymentMethodStep, SyncError};
 use crate::domain::time::now;
 use crate::state::AppState;
 use crate::stripe::{self, Event};
@@ -51,9 +51,12 @@ pub async fn apply(state: &AppState, event: &Event) -> Result<Applied, SyncError
             .previous_attributes
             .as_ref()
             .is_some_and(|p| p.get("default_payment_method").is_some());
-        return match sync::refresh_subscription_for(state, id, pm_changed, Some(event.created))
-            .await
-        {
+        let step = if pm_changed {
+            PaymentMethodStep::FollowSubscription
+        } else {
+            PaymentMethodStep::FillIfMissing
+        };
+        return match sync::refresh_subscription_for(state, id, step, Some(event.created)).await {
             Ok(row) => {
                 if let Some(r) = row.as_ref().filter(|r| r.is_live()) {
                     super::duplicates::cancel_newer(state, &r.tenant_id).await?;
@@ -105,6 +108,6 @@ async fn checkout_completed(state: &AppState, session_id: &str) -> Result<Applie
             }
         }
     }
-    let row = sync::refresh_subscription(state, sub.id(), false).await?;
+    let row = sync::refresh_subscription(state, sub.id(), PaymentMethodStep::FillIfMissing).await?;
     Ok(Applied::Synced(row.map(|r| r.tenant_id)))
 }

@@ -359,6 +359,18 @@ async fn dry_run_writes_nothing_to_stripe(app: TestApp) {
     app.add_tenant("acme").await;
     app.subscribe("acme", None, "4242424242424242").await;
     standard_usage(&app, "acme", p).await;
+    // Without the customer's invoice default (as before a webhook brought it), a live run would set
+    // it; a dry run must not.
+    let customer = thanotopolis_billing::db::customers::customer_of(&app.db, "acme")
+        .await
+        .unwrap()
+        .unwrap();
+    app.sim_post(
+        &format!("/v1/customers/{customer}"),
+        &[("invoice_settings[default_payment_method]", "")],
+    )
+    .await
+    .expect(200);
     app.sim_post("/_sim/stats/reset", &[]).await.expect(200);
     let dry = run(&app, p, true).await.expect(200).body;
     assert_eq!(dry["dry_run"], true);
