@@ -16,6 +16,8 @@ pub struct CheckItem {
     pub ok: bool,
     /// What was found (ids), or what is wrong and how to fix it.
     pub detail: String,
+    /// Stripe's id of the step's last request, to find it in the dashboard's logs.
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -34,7 +36,22 @@ impl CheckReport {
             name,
             ok,
             detail: result.unwrap_or_else(|e| e),
+            request_id: None,
         });
+        ok
+    }
+
+    /// As [`push`](Self::push), with the Stripe request id of the step's last call.
+    fn push_with(
+        &mut self,
+        name: &'static str,
+        result: Result<String, String>,
+        request_id: Option<String>,
+    ) -> bool {
+        let ok = self.push(name, result);
+        if let Some(item) = self.items.last_mut() {
+            item.request_id = request_id;
+        }
         ok
     }
 
@@ -42,8 +59,13 @@ impl CheckReport {
     pub fn render(&self) -> String {
         let mut out = String::new();
         for i in &self.items {
+            let rid = i
+                .request_id
+                .as_deref()
+                .map(|r| format!("  [{r}]"))
+                .unwrap_or_default();
             out.push_str(&format!(
-                "{} {:<34} {}\n",
+                "{} {:<34} {}{rid}\n",
                 if i.ok { "ok  " } else { "FAIL" },
                 i.name,
                 i.detail
@@ -89,7 +111,7 @@ pub async fn run(state: &AppState) -> CheckReport {
                 }
             }),
     };
-    report.push("monthly price", price);
+    report.push_with("monthly price", price, state.stripe.last_request_id());
 
     let portal = match &settings.stripe_portal_configuration_id {
         None => Err("STRIPE_PORTAL_CONFIGURATION_ID is not set: run `stripe setup`".to_owned()),
@@ -108,7 +130,11 @@ pub async fn run(state: &AppState) -> CheckReport {
                 }
             }),
     };
-    report.push("customer-portal configuration", portal);
+    report.push_with(
+        "customer-portal configuration",
+        portal,
+        state.stripe.last_request_id(),
+    );
 
     let url = format!("{}/api/billing/webhook", settings.public_base_url);
     let endpoint = stripe
@@ -135,7 +161,7 @@ pub async fn run(state: &AppState) -> CheckReport {
             }
             Ok(format!("{} ({url}, {STRIPE_VERSION}, {} events)", e.id, e.enabled_events.len()))
         });
-    report.push("webhook endpoint", endpoint);
+    report.push_with("webhook endpoint", endpoint, state.stripe.last_request_id());
 
     let Some(price_id) = price_id else {
         return report;
@@ -157,10 +183,18 @@ async fn walk_through(state: &AppState, price_id: &str, report: &mut CheckReport
         .await
         .map_err(|e| e.to_string());
     let Ok(customer) = customer.map(|c| c.id) else {
-        report.push("throw-away customer", Err("could not be created".into()));
+        report.push_with(
+            "throw-away customer",
+            Err("could not be created".into()),
+            state.stripe.last_request_id(),
+        );
         return;
     };
-    report.push("throw-away customer", Ok(customer.clone()));
+    report.push_with(
+        "throw-away customer",
+        Ok(customer.clone()),
+        state.stripe.last_request_id(),
+    );
 
     // Checkout saves the card on the subscription only; so does this.
     let sub = stripe
@@ -176,18 +210,30 @@ async fn walk_through(state: &AppState, price_id: &str, report: &mut CheckReport
         });
     let sub = match sub {
         Ok((s, detail)) => {
-            report.push("subscription with a test card", Ok(detail));
+            report.push_with(
+                "subscription with a test card",
+                Ok(detail),
+                state.stripe.last_request_id(),
+            );
             s
         }
         Err(e) => {
-            report.push("subscription with a test card", Err(e));
+            report.push_with(
+                "subscription with a test card",
+                Err(e),
+                state.stripe.last_request_id(),
+            );
             cleanup(state, &customer, None, report).await;
             return;
         }
     };
 
     let billed = bill_one_dollar(state, &sub, &customer, &tenant, &key).await;
-    report.push("usage invoice billed and paid", billed);
+    report.push_with(
+        "usage invoice billed and paid",
+        billed,
+        state.stripe.last_request_id(),
+    );
 
     let checkout = stripe
         .open_checkout(
@@ -205,7 +251,7 @@ async fn walk_through(state: &AppState, price_id: &str, report: &mut CheckReport
         .await
         .map(|s| s.id)
         .map_err(|e| e.to_string());
-    report.push("checkout session", checkout);
+    report.push_with("checkout session", checkout, state.stripe.last_request_id());
 
     let portal = stripe
         .open_portal(
@@ -217,7 +263,11 @@ async fn walk_through(state: &AppState, price_id: &str, report: &mut CheckReport
         .await
         .map(|s| s.id)
         .map_err(|e| e.to_string());
-    report.push("customer-portal session", portal);
+    report.push_with(
+        "customer-portal session",
+        portal,
+        state.stripe.last_request_id(),
+    );
 
     cleanup(state, &customer, Some(&sub.id), report).await;
 }
@@ -291,7 +341,11 @@ async fn cleanup(state: &AppState, customer: &str, sub: Option<&str>, report: &m
         match stripe.cancel_subscription_now(sub).await {
             Ok(_) => done.push(format!("canceled {sub}")),
             Err(e) => {
-                report.push("clean-up", Err(format!("cancel {sub}: {e}")));
+                report.push_with(
+                    "clean-up",
+                    Err(format!("cancel {sub}: {e}")),
+                    state.stripe.last_request_id(),
+                );
                 return;
             }
         }
@@ -304,7 +358,7 @@ async fn cleanup(state: &AppState, customer: &str, sub: Option<&str>, report: &m
             done.join(", ")
         })
         .map_err(|e| format!("delete {customer}: {e}"));
-    report.push("clean-up", result);
+    report.push_with("clean-up", result, state.stripe.last_request_id());
 }
 
 #[cfg(test)]

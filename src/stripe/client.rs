@@ -62,6 +62,8 @@ struct Inner {
     key: Option<Secret>,
     options: ClientOptions,
     limiter: StripeLimits,
+    /// The `Request-Id` of the last answer (for `stripe check`'s checklist).
+    last_request_id: std::sync::Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for StripeClient {
@@ -104,8 +106,14 @@ impl StripeClient {
             base: base.trim_end_matches('/').to_owned(),
             key,
             limiter: StripeLimits::new(options.max_requests_per_second),
+            last_request_id: std::sync::Mutex::new(None),
             options,
         }))
+    }
+
+    /// Stripe's `Request-Id` of the last answer this client received.
+    pub fn last_request_id(&self) -> Option<String> {
+        self.0.last_request_id.lock().expect("request id").clone()
     }
 
     pub fn base(&self) -> &str {
@@ -256,6 +264,9 @@ impl StripeClient {
         let resp = req.send().await.map_err(|e| (transport_error(&e), None))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
+        if let Some(id) = headers.get("request-id").and_then(|v| v.to_str().ok()) {
+            *self.0.last_request_id.lock().expect("request id") = Some(id.to_owned());
+        }
         let body = resp
             .bytes()
             .await

@@ -42,6 +42,29 @@ fn require_super_admin(user: &PageUser) -> Result<(), Response> {
 #[derive(Deserialize)]
 struct PageQuery {
     done: Option<String>,
+    /// With `done=demo_on|demo_off`: the organization whose demo status changed.
+    tenant: Option<String>,
+}
+
+/// What switching demo did, named: the organization, and whether Stripe's collection changed with it.
+async fn demo_notice(state: &AppState, tenant: Option<&str>, is_demo: bool) -> Option<String> {
+    let id = crate::domain::TenantId::parse(tenant?).ok()?;
+    let t = crate::db::tenants::get(&state.db, &id).await.ok()??;
+    let live = crate::db::subscriptions::live_for_tenant(&state.db, id.as_str())
+        .await
+        .ok()?;
+    Some(match (is_demo, live) {
+        (true, Some(sub)) => format!(
+            "{} is now a demo account: exempt from billing charges. Stripe no longer collects its subscription {}: renewal invoices are voided until demo is switched off.",
+            t.name, sub.stripe_subscription_id
+        ),
+        (true, None) => format!("{} is now a demo account: exempt from billing charges.", t.name),
+        (false, Some(sub)) => format!(
+            "{} is no longer a demo account: it is billed normally, and Stripe collects its subscription {} again from the next renewal.",
+            t.name, sub.stripe_subscription_id
+        ),
+        (false, None) => format!("{} is no longer a demo account: it is billed normally.", t.name),
+    })
 }
 
 async fn show(
@@ -52,16 +75,26 @@ async fn show(
     if let Err(r) = require_super_admin(&user) {
         return r;
     }
-    let done = match q.done.as_deref() {
-        Some("demo_on") => {
-            Some("The organization is now a demo account: exempt from billing charges.")
+    let done: Option<String> = match q.done.as_deref() {
+        Some(d @ ("demo_on" | "demo_off")) => {
+            let on = d == "demo_on";
+            Some(
+                demo_notice(&state, q.tenant.as_deref(), on)
+                    .await
+                    .unwrap_or_else(|| {
+                        if on {
+                            "The organization is now a demo account: exempt from billing charges."
+                        } else {
+                            "The organization is no longer a demo account: it is billed normally."
+                        }
+                        .to_owned()
+                    }),
+            )
         }
-        Some("demo_off") => {
-            Some("The organization is no longer a demo account: it is billed normally.")
-        }
-        Some("run") => {
-            Some("The run has started; its report appears in the runs below when it finishes.")
-        }
+        Some("run") => Some(
+            "The run has started; its report appears in the runs below when it finishes."
+                .to_owned(),
+        ),
         _ => None,
     };
     let loaded = async {
@@ -83,7 +116,7 @@ async fn show(
         "<h1>Revenue overview</h1><p class=\"sub\">All organizations on the platform.</p>",
     );
     if let Some(d) = done {
-        body.push_str(&notice("ok", "done", d));
+        body.push_str(&notice("ok", "done", &d));
     }
     body.push_str(&health_section(&health, tz, &csrf));
     body.push_str(&kpis(&o));
@@ -456,12 +489,11 @@ async fn set_demo(
         }
     };
     match api::set_demo(&state, &user.caller, &tenant_id, is_demo).await {
-        Ok(_) => Redirect::to(if is_demo {
-            "/admin/billing?done=demo_on"
-        } else {
-            "/admin/billing?done=demo_off"
-        })
-        .into_response(),
+        Ok((tenant, _)) => {
+            let done = if is_demo { "demo_on" } else { "demo_off" };
+            let tenant: String = form_urlencoded::byte_serialize(tenant.id.as_bytes()).collect();
+            Redirect::to(&format!("/admin/billing?done={done}&tenant={tenant}")).into_response()
+        }
         Err(e) => error_page(user, e.status, &e.detail),
     }
 }

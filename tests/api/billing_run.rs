@@ -162,6 +162,11 @@ async fn bills_usage_exactly_and_a_rerun_changes_nothing(app: TestApp) {
     assert_eq!(inv["status"], "paid");
     assert_eq!(inv["amount_due"], 1_435);
     assert_eq!(stripe_lines(inv), expected());
+    // The invoice the customer receives says which month it bills, in words.
+    assert_eq!(
+        inv["description"],
+        format!("Thanotopolis voice usage and phone calls for {}", p.long_name())
+    );
 
     // Again, dry, and again concurrently: reported as already billed, no new invoice or line.
     let again = run(&app, p, false).await.expect(200).body;

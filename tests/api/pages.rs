@@ -301,9 +301,15 @@ async fn forms_without_csrf_or_from_elsewhere_are_refused(app: TestApp) {
     // With its token, from this site: done, audited, and the tenant sees the banner.
     let ok = post(&app, path, &admin, &[("is_demo", "true"), ("csrf", &csrf)]).await;
     assert_eq!(ok.status, 303);
-    assert_eq!(location(&ok), "/admin/billing?done=demo_on");
-    let p = get(&app, "/admin/billing?done=demo_on", &admin).await;
+    assert_eq!(location(&ok), "/admin/billing?done=demo_on&tenant=acme");
+    let p = get(&app, "/admin/billing?done=demo_on&tenant=acme", &admin).await;
     assert!(p.text.contains("tenant.demo_on"), "audited");
+    // The notice names the organization.
+    assert!(
+        p.text.contains("Org acme is now a demo account"),
+        "{}",
+        p.text
+    );
     let member = sign_in(&app, &token("acme", "member")).await;
     let p = get(&app, "/billing", &member).await;
     assert!(p.text.contains("id=\"demo-banner\""));

@@ -193,6 +193,16 @@ async fn check_passes_after_setup_and_cleans_up() {
     ] {
         assert!(names.contains(&expected), "{expected} missing: {names:?}");
     }
+    // Each line names Stripe's request, to find it in the dashboard's logs.
+    for item in &report.items {
+        assert!(
+            item.request_id
+                .as_deref()
+                .is_some_and(|r| r.starts_with("req_")),
+            "{}",
+            report.render()
+        );
+    }
     // The throw-away customer is gone.
     let customer = &report
         .items
@@ -214,4 +224,68 @@ async fn check_passes_after_setup_and_cleans_up() {
         gone["deleted"] == true || gone["error"]["code"] == "resource_missing",
         "{gone}"
     );
+}
+
+/// An invoice with more lines than one page of Stripe's list (100): the run's look for the items a
+/// lost reply may have created finds every one.
+#[tokio::test]
+async fn the_items_of_a_long_invoice_are_read_page_by_page() {
+    use thanotopolis_billing::domain::{BillingPeriod, Cents};
+    use thanotopolis_billing::stripe::{Collection, UsageInvoice, UsageLine};
+    let sim = stripe_sim::spawn(
+        "127.0.0.1:0".parse().unwrap(),
+        stripe_sim::SimConfig::default(),
+    )
+    .await
+    .unwrap();
+    let key = Some(thanotopolis_billing::config::Secret::new("sk_test_pages"));
+    let options = ClientOptions {
+        max_requests_per_second: 0,
+        ..ClientOptions::default()
+    };
+    let client = StripeClient::new(&sim.base_url, key, options);
+    let customer = client
+        .create_tenant_customer("acme", "Acme", "acme", None, "pages:customer")
+        .await
+        .unwrap();
+    let period: BillingPeriod = "2026-10".parse().unwrap();
+    let inv = client
+        .create_usage_invoice(
+            &UsageInvoice {
+                customer: &customer.id,
+                tenant: "acme",
+                period,
+                collection: Collection::ChargeAutomatically,
+            },
+            "pages:invoice",
+        )
+        .await
+        .unwrap();
+    for n in 1..=120 {
+        client
+            .add_usage_line(
+                &UsageLine {
+                    customer: &customer.id,
+                    invoice: &inv.id,
+                    tenant: "acme",
+                    period,
+                    usage_period: period,
+                    line_no: n,
+                    amount: Cents(100),
+                    description: "Phone Calls: 1 call",
+                },
+                &format!("pages:line:{n}"),
+            )
+            .await
+            .unwrap();
+    }
+    let mut found: Vec<i32> = client
+        .usage_lines_on(&inv.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    found.sort();
+    assert_eq!(found, (1..=120).collect::<Vec<i32>>());
 }

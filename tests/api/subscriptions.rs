@@ -519,6 +519,15 @@ async fn a_demo_tenant_is_not_collected_in_stripe(app: TestApp) {
         .await
         .expect(200);
     let message = r.body["message"].as_str().unwrap();
+    // The admin page says the same, naming the organization and its subscription.
+    let admin = crate::pages::sign_in(&app, &super_admin()).await;
+    let page = crate::pages::get(&app, "/admin/billing?done=demo_on&tenant=acme", &admin).await;
+    assert!(
+        page.text
+            .contains("Stripe no longer collects its subscription"),
+        "{}",
+        page.text
+    );
     assert!(
         message.contains("Org acme") && message.contains("voided"),
         "{message}"
