@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod cors;
 pub mod ct;
+pub mod dashboard;
 pub mod db;
 pub mod demo;
 pub mod domain;

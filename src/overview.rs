@@ -1,11 +1,11 @@
 //! The super admin's revenue overview: MRR, subscription counts, usage revenue, failed payments, churn,
 //! one row per organization and twelve months of history. The definitions are in `docs/OVERVIEW.md`.
 
+use crate::dashboard;
 use crate::db::invoices::{self, InvoiceRow};
 use crate::db::subscriptions::{self, SubscriptionRow};
 use crate::db::{tenants, webhook_events, Db};
 use crate::domain::{time, BillingPeriod, Cents, TenantId};
-use crate::routes::dashboard;
 use crate::state::AppState;
 use crate::usage::billable;
 use crate::usage::rating::Rates;

@@ -14,6 +14,7 @@ pub mod report;
 pub mod run;
 pub mod runs;
 pub mod scheduler;
+pub mod start;
 
 pub use report::RunReport;
 pub use run::{run_period, RunOptions};

@@ -1,0 +1,87 @@
+//! Cancel at period end, and reactivate before it.
+
+use super::sync;
+use crate::auth::Caller;
+use crate::db::{audit, subscriptions};
+use crate::domain::time::now;
+use crate::domain::TenantId;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// Sets `cancel_at_period_end` on the tenant's subscription and stores Stripe's answer.
+async fn set_cancel_at_period_end(
+    state: &AppState,
+    sub: &subscriptions::SubscriptionRow,
+    cancel: bool,
+) -> ApiResult<subscriptions::SubscriptionRow> {
+    // Keyed by the state it changes from, so cancel → reactivate → cancel are three distinct writes.
+    let key = format!(
+        "subscription:{}:cancel_at_period_end={cancel}:from={}",
+        sub.stripe_subscription_id,
+        sub.stripe_updated_at.timestamp_micros()
+    );
+    let updated = state
+        .stripe
+        .set_cancel_at_period_end(&sub.stripe_subscription_id, cancel, &key)
+        .await?;
+    sync::subscription(state, &updated, now())
+        .await?
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("updated subscription has no tenant")))
+}
+
+/// Sets the tenant's live subscription to cancel at the end of its period (idempotent), audited.
+pub async fn cancel_subscription(
+    state: &AppState,
+    caller: &Caller,
+    tenant_id: &TenantId,
+) -> ApiResult<subscriptions::SubscriptionRow> {
+    let sub = subscriptions::live_for_tenant(&state.db, tenant_id.as_str())
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "no_active_subscription",
+                "The organization has no active subscription to cancel.",
+            )
+        })?;
+    let sub = if sub.cancel_at_period_end {
+        sub
+    } else {
+        set_cancel_at_period_end(state, &sub, true).await?
+    };
+    audit::record(
+        &state.db,
+        &caller.actor(),
+        "subscription.cancel",
+        Some(tenant_id.as_str()),
+        &sub.stripe_subscription_id,
+    )
+    .await?;
+    Ok(sub)
+}
+
+/// Undoes a pending cancellation of the tenant's subscription, audited.
+pub async fn reactivate_subscription(
+    state: &AppState,
+    caller: &Caller,
+    tenant_id: &TenantId,
+) -> ApiResult<subscriptions::SubscriptionRow> {
+    let sub = subscriptions::live_for_tenant(&state.db, tenant_id.as_str())
+        .await?
+        .filter(|s| s.cancel_at_period_end)
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "no_pending_cancellation",
+                "The organization has no subscription pending cancellation.",
+            )
+        })?;
+    let sub = set_cancel_at_period_end(state, &sub, false).await?;
+    audit::record(
+        &state.db,
+        &caller.actor(),
+        "subscription.reactivate",
+        Some(tenant_id.as_str()),
+        &sub.stripe_subscription_id,
+    )
+    .await?;
+    Ok(sub)
+}

@@ -1,0 +1,101 @@
+//! Demo accounts: exempt from billing, in our runs and in Stripe's collection.
+
+use super::{sync, tenant_or_404};
+use crate::auth::Caller;
+use crate::db::{audit, subscriptions, tenants};
+use crate::domain::time::now;
+use crate::domain::TenantId;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::stripe;
+
+/// Sets a tenant's demo status, audited; returns the tenant and a sentence saying what changed.
+pub async fn set_demo(
+    state: &AppState,
+    caller: &Caller,
+    tenant_id: &str,
+    is_demo: bool,
+) -> ApiResult<(tenants::Tenant, String)> {
+    let id = TenantId::parse(tenant_id)
+        .map_err(|e| ApiError::not_found("tenant_not_found", format!("No such tenant: {e}.")))?;
+    tenant_or_404(state, &id).await?;
+    // Stripe first: a demo tenant must not be charged there either. Should this fail, nothing has
+    // changed yet and the same request can be repeated.
+    let collection = set_collection(state, &id, is_demo).await?;
+    let tenant = tenants::set_demo(&state.db, &id, is_demo)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "tenant_not_found",
+                format!("No tenant has the id {tenant_id:?}."),
+            )
+        })?;
+    audit::record(
+        &state.db,
+        &caller.actor(),
+        if is_demo {
+            "tenant.demo_on"
+        } else {
+            "tenant.demo_off"
+        },
+        Some(id.as_str()),
+        &tenant.name,
+    )
+    .await?;
+    tracing::info!(tenant_id = %id, is_demo, "demo status set");
+    let mut message = if is_demo {
+        format!(
+            "{} is now a demo account: exempt from billing charges.",
+            tenant.name
+        )
+    } else {
+        format!(
+            "{} is no longer a demo account: it will be billed normally.",
+            tenant.name
+        )
+    };
+    if let Some(sub) = collection {
+        message.push_str(&if is_demo {
+            format!(" Stripe no longer collects its subscription {sub}: renewal invoices are voided until demo is switched off.")
+        } else {
+            format!(" Stripe collects its subscription {sub} again from the next renewal.")
+        });
+    }
+    Ok((tenant, message))
+}
+
+/// Pauses (demo) or resumes collection on the tenant's live subscription, if it has one; returns its id.
+async fn set_collection(
+    state: &AppState,
+    tenant: &TenantId,
+    is_demo: bool,
+) -> ApiResult<Option<String>> {
+    let Some(sub) = subscriptions::live_for_tenant(&state.db, tenant.as_str()).await? else {
+        return Ok(None);
+    };
+    let current = state
+        .stripe
+        .subscription(&sub.stripe_subscription_id)
+        .await?;
+    if current.collection_paused() == is_demo {
+        return Ok(Some(sub.stripe_subscription_id));
+    }
+    let (pause, verb) = if is_demo {
+        (stripe::Pause::VoidInvoices, "pause")
+    } else {
+        (stripe::Pause::Collect, "resume")
+    };
+    // Keyed by the state it changes from, so demo on, off and on again are three distinct writes.
+    let key = format!(
+        "subscription:{}:collection:{verb}:from={}",
+        sub.stripe_subscription_id,
+        sub.stripe_updated_at.timestamp_micros()
+    );
+    let updated = state
+        .stripe
+        .set_collection(&sub.stripe_subscription_id, pause, &key)
+        .await?;
+    sync::subscription(state, &updated, now()).await?;
+    tracing::info!(tenant_id = %tenant, subscription = %sub.stripe_subscription_id, is_demo, "collection {verb}d");
+    Ok(Some(sub.stripe_subscription_id))
+}
