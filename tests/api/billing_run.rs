@@ -165,7 +165,10 @@ async fn bills_usage_exactly_and_a_rerun_changes_nothing(app: TestApp) {
     // The invoice the customer receives says which month it bills, in words.
     assert_eq!(
         inv["description"],
-        format!("Thanotopolis voice usage and phone calls for {}", p.long_name())
+        format!(
+            "Thanotopolis voice usage and phone calls for {}",
+            p.long_name()
+        )
     );
 
     // Again, dry, and again concurrently: reported as already billed, no new invoice or line.
