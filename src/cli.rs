@@ -292,8 +292,6 @@ async fn serve(mut settings: Settings, stripe_sim: bool) -> anyhow::Result<()> {
         stripe = %settings.stripe_api_base,
         "thanotopolis-billing listening"
     );
-    tokio::spawn(crate::billing::scheduler::run(app.state().clone()));
-    tokio::spawn(crate::usage::compact::run(app.state().clone()));
     if let Some(sim) = &sim {
         let (base, sim_url, secret) = (base.clone(), sim.base_url.clone(), jwt_secret.clone());
         tokio::spawn(async move {
@@ -303,7 +301,9 @@ async fn serve(mut settings: Settings, stripe_sim: bool) -> anyhow::Result<()> {
             }
         });
     }
-    app.run_until(shutdown_signal()).await
+    app.with_background_tasks()
+        .run_until(shutdown_signal())
+        .await
 }
 
 async fn bill(settings: Settings, period: &str, dry_run: bool, json: bool) -> anyhow::Result<()> {

@@ -17,6 +17,7 @@ pub mod fuzzing;
 pub mod metrics;
 pub mod overview;
 pub mod routes;
+pub mod shutdown;
 pub mod startup;
 pub mod state;
 pub mod stripe;

@@ -25,7 +25,12 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
+    /// Whether `run_until` also runs the billing scheduler and rollup compaction (`serve`).
+    background: bool,
 }
+
+/// How long the background tasks may take to finish their current step once the server has stopped.
+const BACKGROUND_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Application {
     /// Connects and migrates the database, binds `settings.bind` (port 0 picks a free port).
@@ -53,7 +58,14 @@ impl Application {
             listener,
             router,
             state,
+            background: false,
         })
+    }
+
+    /// Also runs the billing scheduler and rollup compaction, stopped with the server.
+    pub fn with_background_tasks(mut self) -> Application {
+        self.background = true;
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -79,14 +91,34 @@ impl Application {
             listener,
             router,
             state,
+            background,
         } = self;
-        axum::serve(
+        let (trigger, stop) = crate::shutdown::channel();
+        let mut tasks = tokio::task::JoinSet::new();
+        if background {
+            tasks.spawn(crate::billing::scheduler::run(state.clone(), stop.clone()));
+            tasks.spawn(crate::usage::compact::run(state.clone(), stop.clone()));
+        }
+        let served = axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
-        .await?;
+        .await;
+        // No request is in flight now: the tasks finish their current step, within a bound (a billing
+        // run cut short is continued by the next one: every step is idempotent).
+        trigger.fire();
+        let drained = tokio::time::timeout(BACKGROUND_GRACE, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("background tasks still busy after the grace period; stopping them");
+            tasks.abort_all();
+        }
+        state.usage.shutdown();
         state.db.close().await;
+        served?;
         Ok(())
     }
 }

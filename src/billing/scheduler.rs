@@ -5,6 +5,7 @@
 use super::{lease, runs, RunOptions};
 use crate::domain::time::now;
 use crate::domain::BillingPeriod;
+use crate::shutdown::Shutdown;
 use crate::state::AppState;
 use std::time::Duration;
 
@@ -63,15 +64,17 @@ pub async fn tick(state: &AppState) -> Result<Vec<(BillingPeriod, bool)>, sqlx::
     Ok(ran)
 }
 
-/// Runs until the process stops.
-pub async fn run(state: AppState) {
+/// Runs until shutdown is asked: a run in progress finishes its period first (and, were it cut short,
+/// the next run continues it, since every step is idempotent).
+pub async fn run(state: AppState, mut shutdown: Shutdown) {
+    let every = Duration::from_secs(u64::from(state.settings.billing_scheduler_interval_seconds));
     loop {
         if let Err(e) = tick(&state).await {
             tracing::warn!(error = %e, "scheduler could not read the database");
         }
-        tokio::time::sleep(Duration::from_secs(u64::from(
-            state.settings.billing_scheduler_interval_seconds,
-        )))
-        .await;
+        if shutdown.sleep(every).await {
+            tracing::info!("billing scheduler stopped");
+            return;
+        }
     }
 }

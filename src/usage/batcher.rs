@@ -42,6 +42,8 @@ pub struct Batcher {
     /// have one). When the batcher is dropped, the channel closes and the workers end.
     receiver: Mutex<Option<mpsc::UnboundedReceiver<Job>>>,
     started: OnceLock<()>,
+    /// The workers, stopped by [`Batcher::shutdown`].
+    workers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Batcher {
@@ -53,6 +55,7 @@ impl Batcher {
             sender,
             receiver: Mutex::new(Some(receiver)),
             started: OnceLock::new(),
+            workers: Mutex::new(Vec::new()),
         }
     }
 
@@ -90,8 +93,17 @@ impl Batcher {
             Backend::Postgres => PG_WORKERS,
             Backend::Sqlite => 1,
         };
+        let mut handles = self.workers.lock().expect("batcher workers");
         for _ in 0..workers {
-            tokio::spawn(work(queue.clone(), self.db.clone(), self.tz));
+            handles.push(tokio::spawn(work(queue.clone(), self.db.clone(), self.tz)));
+        }
+    }
+
+    /// Stops the workers. Called once the server has finished every request, so no job is queued:
+    /// each request waits for its answer before it completes.
+    pub fn shutdown(&self) {
+        for h in self.workers.lock().expect("batcher workers").drain(..) {
+            h.abort();
         }
     }
 }

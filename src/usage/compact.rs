@@ -119,14 +119,16 @@ fn today(tz: Tz) -> NaiveDate {
     time::now().with_timezone(&tz).date_naive()
 }
 
-/// Runs until the process stops.
-pub async fn run(state: AppState) {
+/// Runs until shutdown is asked (between merges: each merge is one transaction).
+pub async fn run(state: AppState, mut shutdown: crate::shutdown::Shutdown) {
     loop {
         match compact(&state.db, today(state.settings.billing_timezone)).await {
             Ok(0) => {}
             Ok(merged) => tracing::info!(merged, "rollup shards of past days merged"),
             Err(e) => tracing::warn!(error = %e, "rollup shards could not be merged"),
         }
-        tokio::time::sleep(INTERVAL).await;
+        if shutdown.sleep(INTERVAL).await {
+            return;
+        }
     }
 }

@@ -95,3 +95,14 @@ async fn unknown_api_paths_are_json_404s() {
     let r = app.get("/nothing-here", None).await.expect(404);
     assert!(r.body.is_null() || r.body["code"].is_null());
 }
+
+/// SIGTERM: `serve` finishes its requests, stops the billing scheduler and rollup compaction it started
+/// (asleep for 15 minutes between rounds), and exits cleanly, promptly.
+#[tokio::test]
+async fn sigterm_stops_serve_and_its_background_tasks() {
+    let (app, process) = crate::helpers::spawn_process_with(|_| {}).await;
+    app.get("/healthz", None).await.expect(200);
+    let (ok, log) = process.terminate(std::time::Duration::from_secs(20)).await;
+    assert!(ok, "serve did not exit cleanly after SIGTERM: {log}");
+    assert!(log.contains("billing scheduler stopped"), "{log}");
+}

@@ -581,6 +581,27 @@ impl ServiceProcess {
         let _ = self.child.wait().await;
         std::fs::read_to_string(&self.log).expect("read the service log")
     }
+
+    /// Sends SIGTERM, as a process manager does, and waits for the process to exit by itself (at most
+    /// `within`); returns whether it exited successfully, and its log.
+    pub async fn terminate(mut self, within: std::time::Duration) -> (bool, String) {
+        let pid = self.child.id().expect("running").to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let status = tokio::time::timeout(within, self.child.wait()).await;
+        let ok = matches!(status, Ok(Ok(s)) if s.success());
+        if status.is_err() {
+            let _ = self.child.start_kill();
+            let _ = self.child.wait().await;
+        }
+        (
+            ok,
+            std::fs::read_to_string(&self.log).expect("read the service log"),
+        )
+    }
 }
 
 /// Like [`spawn_app_with`], but the service is the built binary (`serve`) in a process of its own, with
