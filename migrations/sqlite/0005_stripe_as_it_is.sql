@@ -16,10 +16,10 @@ CREATE TABLE checkout_sessions (
 );
 CREATE INDEX checkout_sessions_tenant ON checkout_sessions (tenant_id, created_at);
 
--- Our copies are ordered by Stripe's own time: the `created` of the newest event applied (then, among
--- readings of the same event, by when we read the object). Replicas' clocks no longer decide.
-ALTER TABLE subscriptions ADD COLUMN stripe_event_at BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE invoices ADD COLUMN stripe_event_at BIGINT NOT NULL DEFAULT 0;
+-- Our copies are ordered by Stripe's clock: the second (the `Date` of Stripe's answer) at which the stored
+-- reading was made, then, within one second, by when we read it. Replicas' clocks no longer decide.
+ALTER TABLE subscriptions ADD COLUMN stripe_clock BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE invoices ADD COLUMN stripe_clock BIGINT NOT NULL DEFAULT 0;
 
 -- The payment method that pays each tenant's invoices, as the dashboard shows it (brand, last 4, expiry).
 CREATE TABLE payment_methods (

@@ -507,11 +507,14 @@ async fn continue_invoice_steps(
             .is_none_or(|i| InvoiceStatus::of(i) == InvoiceStatus::Draft);
         if is_draft {
             may_write().map_err(|_| TenantError::LeaseLost)?;
+            // Written and stored as one step for the invoice, as its webhook handlers read and store.
+            let _one_at_a_time = sync::one_at_a_time(state, &invoice_id).await;
+            let read_at = now();
             let inv = state
                 .stripe
                 .finalize_invoice(&invoice_id, collection, &key("finalize"))
                 .await?;
-            sync::invoice(state, &inv, now()).await?;
+            sync::invoice(state, &inv, read_at).await?;
             invoice = Some(inv);
         }
         ledger::advance(db, tenant, period, Step::Finalized, None).await?;
@@ -521,13 +524,15 @@ async fn continue_invoice_steps(
         None => state.stripe.invoice(&invoice_id).await?,
     };
     may_write().map_err(|_| TenantError::LeaseLost)?;
-    match state
+    let one_at_a_time = sync::one_at_a_time(state, &invoice_id).await;
+    let read_at = now();
+    let collected = state
         .stripe
         .collect_invoice(&invoice, collection, &key(collect_step(collection)))
-        .await?
-    {
+        .await;
+    match collected? {
         Collected::Done(inv) => {
-            sync::invoice(state, &inv, now()).await?;
+            sync::invoice(state, &inv, read_at).await?;
         }
         // A declined card leaves the invoice open; Stripe's retries and the customer's portal take it
         // from here, and the invoice.payment_failed webhook records it.
@@ -539,6 +544,7 @@ async fn continue_invoice_steps(
         }
         Collected::AlreadySettled => {}
     }
+    drop(one_at_a_time);
     ledger::advance(db, tenant, period, Step::Done, None).await?;
     let entry = ledger::get(db, tenant, period)
         .await?

@@ -74,17 +74,17 @@ pub async fn upsert(db: &Db, i: &InvoiceRow) -> Result<bool, sqlx::Error> {
     upsert_versioned(db, i, None).await
 }
 
-/// As [`upsert`], ordered by Stripe's time first (see `subscriptions::upsert_versioned`).
+/// As [`upsert`], ordered by Stripe's clock first (see `subscriptions::upsert_versioned`).
 pub async fn upsert_versioned(
     db: &Db,
     i: &InvoiceRow,
-    event_at: Option<i64>,
+    stripe_clock: Option<i64>,
 ) -> Result<bool, sqlx::Error> {
     let lines = serde_json::to_string(&i.lines).expect("lines serialize");
     let sql = format!(
-        "INSERT INTO invoices ({COLUMNS}, synced_at, stripe_event_at)
+        "INSERT INTO invoices ({COLUMNS}, synced_at, stripe_clock)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-                 COALESCE($20, (SELECT e.stripe_event_at FROM invoices e WHERE e.stripe_invoice_id = $1), 0))
+                 COALESCE($20, (SELECT e.stripe_clock FROM invoices e WHERE e.stripe_invoice_id = $1), 0))
          ON CONFLICT (stripe_invoice_id) DO UPDATE SET
             tenant_id = excluded.tenant_id, stripe_customer_id = excluded.stripe_customer_id,
             stripe_subscription_id = excluded.stripe_subscription_id,
@@ -95,9 +95,9 @@ pub async fn upsert_versioned(
             hosted_invoice_url = excluded.hosted_invoice_url, invoice_pdf = excluded.invoice_pdf,
             paid_at = COALESCE(excluded.paid_at, invoices.paid_at), lines_json = excluded.lines_json,
             stripe_updated_at = excluded.stripe_updated_at, synced_at = excluded.synced_at,
-            stripe_event_at = excluded.stripe_event_at
-         WHERE invoices.stripe_event_at < excluded.stripe_event_at
-            OR (invoices.stripe_event_at = excluded.stripe_event_at
+            stripe_clock = excluded.stripe_clock
+         WHERE invoices.stripe_clock < excluded.stripe_clock
+            OR (invoices.stripe_clock = excluded.stripe_clock
                 AND invoices.stripe_updated_at <= excluded.stripe_updated_at)"
     );
     with_pool!(db, pool => {
@@ -121,7 +121,7 @@ pub async fn upsert_versioned(
             .bind(i.stripe_created_at)
             .bind(i.stripe_updated_at)
             .bind(now())
-            .bind(event_at)
+            .bind(stripe_clock)
             .execute(pool)
             .await
             .map(|r| r.rows_affected() > 0)

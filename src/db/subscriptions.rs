@@ -71,18 +71,17 @@ pub async fn upsert(db: &Db, s: &SubscriptionRow) -> Result<bool, sqlx::Error> {
     upsert_versioned(db, s, None).await
 }
 
-/// As [`upsert`], ordered by Stripe's time first: `event_at` is the `created` of the event whose
-/// reading this is (`None`: a reading of our own, at the version already stored), then by read time
-/// among readings of the same event.
+/// As [`upsert`], ordered by Stripe's clock first: `stripe_clock` is the second of Stripe's answer that
+/// carried the reading (`None`: unknown, taken as the stored one's), then by our read time within it.
 pub async fn upsert_versioned(
     db: &Db,
     s: &SubscriptionRow,
-    event_at: Option<i64>,
+    stripe_clock: Option<i64>,
 ) -> Result<bool, sqlx::Error> {
     let sql = format!(
-        "INSERT INTO subscriptions ({COLUMNS}, synced_at, stripe_event_at)
+        "INSERT INTO subscriptions ({COLUMNS}, synced_at, stripe_clock)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                 COALESCE($18, (SELECT e.stripe_event_at FROM subscriptions e WHERE e.stripe_subscription_id = $1), 0))
+                 COALESCE($18, (SELECT e.stripe_clock FROM subscriptions e WHERE e.stripe_subscription_id = $1), 0))
          ON CONFLICT (stripe_subscription_id) DO UPDATE SET
             tenant_id = excluded.tenant_id, stripe_customer_id = excluded.stripe_customer_id,
             status = excluded.status, price_id = excluded.price_id, amount_cents = excluded.amount_cents,
@@ -91,9 +90,9 @@ pub async fn upsert_versioned(
             trial_end = excluded.trial_end, cancel_at_period_end = excluded.cancel_at_period_end,
             canceled_at = excluded.canceled_at, ended_at = excluded.ended_at,
             stripe_updated_at = excluded.stripe_updated_at, synced_at = excluded.synced_at,
-            stripe_event_at = excluded.stripe_event_at
-         WHERE subscriptions.stripe_event_at < excluded.stripe_event_at
-            OR (subscriptions.stripe_event_at = excluded.stripe_event_at
+            stripe_clock = excluded.stripe_clock
+         WHERE subscriptions.stripe_clock < excluded.stripe_clock
+            OR (subscriptions.stripe_clock = excluded.stripe_clock
                 AND subscriptions.stripe_updated_at <= excluded.stripe_updated_at)"
     );
     with_pool!(db, pool => {
@@ -115,7 +114,7 @@ pub async fn upsert_versioned(
             .bind(s.stripe_created_at)
             .bind(s.stripe_updated_at)
             .bind(now())
-            .bind(event_at)
+            .bind(stripe_clock)
             .execute(pool)
             .await
             .map(|r| r.rows_affected() > 0)

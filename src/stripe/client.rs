@@ -188,15 +188,14 @@ impl StripeClient {
             };
             crate::metrics::stripe_call(method.as_str(), path, &outcome, elapsed);
             match result {
-                Ok(body) => {
+                Ok((body, date)) => {
                     tracing::debug!(
                         method = method.as_str(),
                         path,
                         ms = elapsed.as_millis() as u64,
                         "stripe call"
                     );
-                    return serde_json::from_slice(&body)
-                        .map_err(|e| StripeError::Decode(e.to_string()));
+                    return decode_dated(&body, date);
                 }
                 Err((err, _)) if attempt < self.0.options.max_retries && err.is_retryable() => {
                     let delay = retry_after.unwrap_or_else(|| self.backoff(attempt));
@@ -238,7 +237,7 @@ impl StripeClient {
         key: &Secret,
         params: &Params,
         idempotency_key: Option<&str>,
-    ) -> Result<Vec<u8>, (StripeError, Option<Duration>)> {
+    ) -> Result<(Vec<u8>, Option<i64>), (StripeError, Option<Duration>)> {
         let http = &self.0.http;
         let mut req = match method {
             Method::Get => {
@@ -272,11 +271,33 @@ impl StripeClient {
             .await
             .map_err(|e| (transport_error(&e), None))?;
         if (200..300).contains(&status) {
-            return Ok(body.to_vec());
+            let date = headers
+                .get(reqwest::header::DATE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok())
+                .map(|d| d.timestamp());
+            return Ok((body.to_vec(), date));
         }
         Err((api_error(status, &headers, &body), retry_after(&headers)))
     }
 }
+
+/// The answer as `T`, with Stripe's clock at the answer (its `Date` header, in seconds) given to objects
+/// that keep it (`_stripe_time`): our copies of an object are ordered by Stripe's clock, not ours.
+fn decode_dated<T: DeserializeOwned>(body: &[u8], date: Option<i64>) -> Result<T, StripeError> {
+    let decode = |e: serde_json::Error| StripeError::Decode(e.to_string());
+    let Some(date) = date else {
+        return serde_json::from_slice(body).map_err(decode);
+    };
+    let mut value: serde_json::Value = serde_json::from_slice(body).map_err(decode)?;
+    if let Some(object) = value.as_object_mut() {
+        object.insert(STRIPE_TIME.to_owned(), date.into());
+    }
+    serde_json::from_value(value).map_err(decode)
+}
+
+/// The field [`decode_dated`] adds; never one of Stripe's own (theirs have no leading underscore).
+pub const STRIPE_TIME: &str = "_stripe_time";
 
 /// Stripe accepts idempotency keys of 1 to 255 characters. Ours are derived from what a write does
 /// and are normally far shorter; one that is not (a long list of webhook events, say) keeps a readable
@@ -384,6 +405,18 @@ fn api_error(status: u16, headers: &HeaderMap, body: &[u8]) -> StripeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn objects_keep_stripes_clock_at_the_answer() {
+        let body = br#"{"id": "sub_1", "status": "active"}"#;
+        let v: serde_json::Value = decode_dated(body, Some(1_800_000_000)).unwrap();
+        assert_eq!(v[STRIPE_TIME], 1_800_000_000);
+        let v: serde_json::Value = decode_dated(body, None).unwrap();
+        assert!(v.get(STRIPE_TIME).is_none());
+        // A list is left as it is (its objects are read one by one where the order matters).
+        let v: Vec<i32> = decode_dated(b"[1, 2]", Some(1)).unwrap();
+        assert_eq!(v, vec![1, 2]);
+    }
 
     #[test]
     fn idempotency_keys_fit_stripes_limit() {

@@ -241,6 +241,9 @@ pub struct Subscription {
     /// Set while collection is paused (a demo tenant's subscription).
     #[serde(default)]
     pub pause_collection: Option<PauseCollection>,
+    /// Stripe's clock when this copy was read (its answer's `Date`), when known.
+    #[serde(rename = "_stripe_time", default)]
+    pub stripe_time: Option<i64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -378,6 +381,9 @@ pub struct Invoice {
     /// Current API versions: the subscription lives under `parent.subscription_details`.
     #[serde(default)]
     pub parent: Option<InvoiceParent>,
+    /// Stripe's clock when this copy was read (its answer's `Date`), when known.
+    #[serde(rename = "_stripe_time", default)]
+    pub stripe_time: Option<i64>,
 }
 
 impl Invoice {

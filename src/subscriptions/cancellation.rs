@@ -20,11 +20,15 @@ async fn set_cancel_at_period_end(
         sub.stripe_subscription_id,
         sub.stripe_updated_at.timestamp_micros()
     );
+    // Written and stored as one step for this object, read time taken before the write: a webhook
+    // handler's older reading cannot land in between.
+    let _one_at_a_time = sync::one_at_a_time(state, &sub.stripe_subscription_id).await;
+    let read_at = now();
     let updated = state
         .stripe
         .set_cancel_at_period_end(&sub.stripe_subscription_id, cancel, &key)
         .await?;
-    sync::subscription(state, &updated, now())
+    sync::subscription(state, &updated, read_at)
         .await?
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("updated subscription has no tenant")))
 }

@@ -91,11 +91,13 @@ async fn set_collection(
         sub.stripe_subscription_id,
         sub.stripe_updated_at.timestamp_micros()
     );
+    let _one_at_a_time = sync::one_at_a_time(state, &sub.stripe_subscription_id).await;
+    let read_at = now();
     let updated = state
         .stripe
         .set_collection(&sub.stripe_subscription_id, pause, &key)
         .await?;
-    sync::subscription(state, &updated, now()).await?;
+    sync::subscription(state, &updated, read_at).await?;
     tracing::info!(tenant_id = %tenant, subscription = %sub.stripe_subscription_id, is_demo, "collection {verb}d");
     Ok(Some(sub.stripe_subscription_id))
 }

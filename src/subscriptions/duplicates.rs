@@ -27,12 +27,16 @@ pub async fn cancel_newer(state: &AppState, tenant: &str) -> Result<Vec<String>,
     let mut canceled = Vec::new();
     for dup in live {
         let id = dup.stripe_subscription_id;
+        let one_at_a_time = sync::one_at_a_time(state, &id).await;
+        let read_at = crate::domain::time::now();
         match state.stripe.cancel_subscription_now(&id).await {
             Ok(sub) => {
-                sync::subscription(state, &sub, crate::domain::time::now()).await?;
+                sync::subscription(state, &sub, read_at).await?;
+                drop(one_at_a_time);
             }
             // Already gone: read what Stripe has.
             Err(e) if e.is_missing() || e.status() == Some(400) => {
+                drop(one_at_a_time);
                 sync::refresh_subscription(state, &id, sync::PaymentMethodStep::Leave).await?;
             }
             Err(e) => return Err(e.into()),

@@ -35,21 +35,12 @@ async fn resolve_tenant(
     Ok((linked == customer_id).then(|| candidate.to_string()))
 }
 
-/// Stores a subscription read from Stripe at `read_at`. Returns the row, or None if no tenant owns it.
+/// Stores a subscription read from Stripe at `read_at` (our clock; Stripe's clock, kept on the object,
+/// orders readings first). Returns the row, or None if no tenant owns it.
 pub async fn subscription(
     state: &AppState,
     sub: &stripe::Subscription,
     read_at: DateTime<Utc>,
-) -> Result<Option<SubscriptionRow>, sqlx::Error> {
-    subscription_versioned(state, sub, read_at, None).await
-}
-
-/// As [`subscription`], for a reading made while applying the event created at `event_at`.
-pub async fn subscription_versioned(
-    state: &AppState,
-    sub: &stripe::Subscription,
-    read_at: DateTime<Utc>,
-    event_at: Option<i64>,
 ) -> Result<Option<SubscriptionRow>, sqlx::Error> {
     let customer_id = sub.customer.id();
     let Some(tenant_id) = resolve_tenant(
@@ -81,25 +72,16 @@ pub async fn subscription_versioned(
         stripe_created_at: ts(Some(sub.created)).unwrap_or_else(now),
         stripe_updated_at: read_at,
     };
-    subscriptions::upsert_versioned(&state.db, &row, event_at).await?;
+    subscriptions::upsert_versioned(&state.db, &row, sub.stripe_time).await?;
     subscriptions::get(&state.db, &row.stripe_subscription_id).await
 }
 
-/// Stores an invoice read from Stripe at `read_at`. Returns the row, or None if no tenant owns it.
+/// Stores an invoice read from Stripe at `read_at` (ordered as [`subscription`] orders).
+/// Returns the row, or None if no tenant owns it.
 pub async fn invoice(
     state: &AppState,
     inv: &stripe::Invoice,
     read_at: DateTime<Utc>,
-) -> Result<Option<InvoiceRow>, sqlx::Error> {
-    invoice_versioned(state, inv, read_at, None).await
-}
-
-/// As [`invoice`], for a reading made while applying the event created at `event_at`.
-pub async fn invoice_versioned(
-    state: &AppState,
-    inv: &stripe::Invoice,
-    read_at: DateTime<Utc>,
-    event_at: Option<i64>,
 ) -> Result<Option<InvoiceRow>, sqlx::Error> {
     let Some(customer_id) = inv.customer_id() else {
         return Ok(None);
@@ -147,7 +129,7 @@ pub async fn invoice_versioned(
         stripe_created_at: ts(Some(inv.created)).unwrap_or_else(now),
         stripe_updated_at: read_at,
     };
-    invoices::upsert_versioned(&state.db, &row, event_at).await?;
+    invoices::upsert_versioned(&state.db, &row, inv.stripe_time).await?;
     invoices::get(&state.db, &row.stripe_invoice_id).await
 }
 
@@ -171,28 +153,19 @@ pub enum PaymentMethodStep {
     FollowSubscription,
 }
 
-/// Reads the subscription from Stripe now and stores it, with the payment-method `step`.
+/// Reads the subscription from Stripe now and stores it, with the payment-method `step`. The fetch and
+/// the store are one step per object in this process (see [`one_at_a_time`]), and the reading is
+/// ordered by Stripe's clock at its answer: a handler that read earlier never stores over one that read
+/// later, whatever the replicas' clocks say.
 pub async fn refresh_subscription(
     state: &AppState,
     id: &str,
     step: PaymentMethodStep,
 ) -> Result<Option<SubscriptionRow>, SyncError> {
-    refresh_subscription_for(state, id, step, None).await
-}
-
-/// As [`refresh_subscription`], applying the event created at `event_at`. The fetch and the store are
-/// one step per object in this process, and the read time is taken before the request: a handler
-/// that read earlier never stores after one that read later.
-pub async fn refresh_subscription_for(
-    state: &AppState,
-    id: &str,
-    step: PaymentMethodStep,
-    event_at: Option<i64>,
-) -> Result<Option<SubscriptionRow>, SyncError> {
-    let _one_at_a_time = crate::db::locks::lock_local(&state.locks, &format!("stripe:{id}")).await;
+    let _one_at_a_time = one_at_a_time(state, id).await;
     let read_at = now();
     let sub = state.stripe.subscription_with_customer(id).await?;
-    let row = subscription_versioned(state, &sub, read_at, event_at).await?;
+    let row = subscription(state, &sub, read_at).await?;
     if let (Some(r), Some(pm)) = (row.as_ref(), sub.paying_method()) {
         if sub.ended_at.is_none() {
             crate::db::payment_methods::set(&state.db, &r.tenant_id, &pm.id, &pm.view()).await?;
@@ -205,20 +178,16 @@ pub async fn refresh_subscription_for(
     Ok(row)
 }
 
-/// Reads the invoice from Stripe now and stores it.
+/// Reads the invoice from Stripe now and stores it (as [`refresh_subscription`] does).
 pub async fn refresh_invoice(state: &AppState, id: &str) -> Result<Option<InvoiceRow>, SyncError> {
-    refresh_invoice_for(state, id, None).await
-}
-
-/// As [`refresh_invoice`], applying the event created at `event_at` (see
-/// [`refresh_subscription_for`]).
-pub async fn refresh_invoice_for(
-    state: &AppState,
-    id: &str,
-    event_at: Option<i64>,
-) -> Result<Option<InvoiceRow>, SyncError> {
-    let _one_at_a_time = crate::db::locks::lock_local(&state.locks, &format!("stripe:{id}")).await;
+    let _one_at_a_time = one_at_a_time(state, id).await;
     let read_at = now();
     let inv = state.stripe.invoice(id).await?;
-    Ok(invoice_versioned(state, &inv, read_at, event_at).await?)
+    Ok(invoice(state, &inv, read_at).await?)
+}
+
+/// The lock under which a Stripe object is read or written and stored, so that in this process two
+/// readings of one object are stored in the order they were made.
+pub async fn one_at_a_time(state: &AppState, object_id: &str) -> crate::db::locks::HeldLocal {
+    crate::db::locks::lock_local(&state.locks, &format!("stripe:{object_id}")).await
 }

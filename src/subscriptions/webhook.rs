@@ -56,7 +56,7 @@ pub async fn apply(state: &AppState, event: &Event) -> Result<Applied, SyncError
         } else {
             PaymentMethodStep::FillIfMissing
         };
-        return match sync::refresh_subscription_for(state, id, step, Some(event.created)).await {
+        return match sync::refresh_subscription(state, id, step).await {
             Ok(row) => {
                 if let Some(r) = row.as_ref().filter(|r| r.is_live()) {
                     super::duplicates::cancel_newer(state, &r.tenant_id).await?;
@@ -71,7 +71,7 @@ pub async fn apply(state: &AppState, event: &Event) -> Result<Applied, SyncError
                 })?;
                 let read_at = sync::ts(Some(event.created)).unwrap_or_else(now);
                 Ok(Applied::Synced(
-                    sync::subscription_versioned(state, &sub, read_at, Some(event.created))
+                    sync::subscription(state, &sub, read_at)
                         .await?
                         .map(|r| r.tenant_id),
                 ))
@@ -79,7 +79,7 @@ pub async fn apply(state: &AppState, event: &Event) -> Result<Applied, SyncError
             Err(e) => Err(e),
         };
     }
-    match sync::refresh_invoice_for(state, id, Some(event.created)).await {
+    match sync::refresh_invoice(state, id).await {
         Ok(row) => Ok(Applied::Synced(row.map(|r| r.tenant_id))),
         // A deleted draft: nothing to keep.
         Err(SyncError::Stripe(e)) if e.is_missing() => Ok(Applied::Synced(None)),

@@ -357,8 +357,8 @@ async fn chaos_every_event_three_times_shuffled_ends_as_stripe_says(app: TestApp
     assert!(beta.is_none() || beta.unwrap().status != "active");
 }
 
-/// A replica whose clock runs an hour fast read an older state for an older event: Stripe's order
-/// (the events' `created`) decides, not the replicas' clocks.
+/// A replica whose clock runs an hour fast stores an older reading: Stripe's clock at each reading (the
+/// `Date` of its answer) decides, not the replicas' clocks.
 async fn stripes_order_wins_over_a_fast_clock(app: TestApp) {
     use thanotopolis_billing::db::subscriptions::{get, upsert_versioned};
     app.add_tenant("acme").await;
@@ -378,7 +378,7 @@ async fn stripes_order_wins_over_a_fast_clock(app: TestApp) {
         !upsert_versioned(&app.db, &stale, Some(t + 5))
             .await
             .unwrap(),
-        "an older event's reading is refused"
+        "a reading Stripe answered earlier is refused"
     );
     assert!(
         get(&app.db, &newer.stripe_subscription_id)
