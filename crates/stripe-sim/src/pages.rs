@@ -1,7 +1,7 @@
 //! Hosted pages a person (or a WebDriver test) can use: checkout, customer portal and hosted
-//! invoices. Plain HTML forms, no JavaScript, stable element ids.
-
-use std::sync::Arc;
+//! invoices. Plain HTML forms, no JavaScript, stable element ids. A page reads and changes the
+//! store it is given (the caller holds the lock) and the money moves through `billing`, as for
+//! the API: the pages know nothing of the HTTP server.
 
 use axum::body::Body;
 use axum::http::request::Parts;
@@ -12,7 +12,6 @@ use crate::billing::{self, money};
 use crate::clock::human_date;
 use crate::form::parse_form;
 use crate::model::{Invoice, Subscription};
-use crate::server::App;
 use crate::store::Store;
 
 const CSS: &str = r#"
@@ -88,7 +87,7 @@ fn brand() -> &'static str {
     "<div class=\"brand\"><span class=\"dot\"></span>Stripe Simulator <span class=\"test\">Test mode</span></div>"
 }
 
-pub fn handle(app: &Arc<App>, parts: &Parts, body: &[u8]) -> Response {
+pub fn handle(s: &mut Store, parts: &Parts, body: &[u8]) -> Response {
     let path = parts.uri.path().trim_end_matches('/');
     let segs: Vec<&str> = path.split('/').skip(1).collect();
     let form = parse_form(body);
@@ -100,19 +99,18 @@ pub fn handle(app: &Arc<App>, parts: &Parts, body: &[u8]) -> Response {
             .to_string()
     };
     let post = parts.method == "POST";
-    let mut s = app.store();
     match (post, segs.as_slice()) {
         (false, [""]) => html(
             200,
             "Stripe Simulator",
             &format!("<div class=\"main\" style=\"margin:auto\">{}<div class=\"card\"><p>The Stripe API is served under <code>/v1</code>; controls under <code>/_sim</code>.</p></div></div>", brand()),
         ),
-        (false, ["checkout", id]) => checkout_page(&s, id, None),
+        (false, ["checkout", id]) => checkout_page(s, id, None),
         (true, ["checkout", id, "pay"]) => {
             let card = field("cardNumber");
             let card = if card.is_empty() { billing::DEFAULT_CARD.to_string() } else { card };
             let email = Some(field("email")).filter(|e| !e.is_empty());
-            match billing::complete_checkout(&mut s, id, &card, email) {
+            match billing::complete_checkout(s, id, &card, email) {
                 Ok(()) => {
                     let url = s
                         .checkout_sessions
@@ -121,12 +119,12 @@ pub fn handle(app: &Arc<App>, parts: &Parts, body: &[u8]) -> Response {
                         .unwrap_or_else(|| format!("/checkout/{id}"));
                     redirect(&url.replace("{CHECKOUT_SESSION_ID}", id))
                 }
-                Err(e) => checkout_page(&s, id, Some(&e.message)),
+                Err(e) => checkout_page(s, id, Some(&e.message)),
             }
         }
-        (false, ["portal", id]) => portal_page(&s, id, None, None),
-        (true, ["portal", id, action]) => portal_action(&mut s, id, action, &field("cardNumber")),
-        (false, ["invoice", id]) | (false, ["invoice", id, "pdf"]) => invoice_page(&s, id, None),
+        (false, ["portal", id]) => portal_page(s, id, None, None),
+        (true, ["portal", id, action]) => portal_action(s, id, action, &field("cardNumber")),
+        (false, ["invoice", id]) | (false, ["invoice", id, "pdf"]) => invoice_page(s, id, None),
         (true, ["invoice", id, "pay"]) => {
             let card = field("cardNumber");
             let res = (|| {
@@ -136,13 +134,13 @@ pub fn handle(app: &Arc<App>, parts: &Parts, body: &[u8]) -> Response {
                     None
                 } else {
                     let n = billing::check_card(&card)?;
-                    Some(billing::attach_card(&mut s, &customer, &n, true))
+                    Some(billing::attach_card(s, &customer, &n, true))
                 };
-                billing::attempt_payment(&mut s, id, pm, false)
+                billing::attempt_payment(s, id, pm, false)
             })();
             match res {
                 Ok(()) => redirect(&format!("/invoice/{id}")),
-                Err(e) => invoice_page(&s, id, Some(&e.message)),
+                Err(e) => invoice_page(s, id, Some(&e.message)),
             }
         }
         _ => not_found("There is no page here."),

@@ -226,7 +226,7 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     } else if let Some(rest) = path.strip_prefix("/_sim/") {
         control(&app, &parts, rest, &bytes)
     } else {
-        pages::handle(&app, &parts, &bytes)
+        pages::handle(&mut app.store(), &parts, &bytes)
     }
 }
 
@@ -392,7 +392,7 @@ async fn api_request(app: &Arc<App>, parts: &Parts, body: Bytes) -> Response {
     let routed = api::route(method, path);
     let route_name = routed
         .as_ref()
-        .map(|(p, _)| p.to_string())
+        .map(|(r, _)| r.pattern.to_string())
         .unwrap_or_else(|| format!("{method} {path}"));
     let is_search = route_name.ends_with("/search");
 
@@ -470,7 +470,7 @@ async fn api_request(app: &Arc<App>, parts: &Parts, body: Bytes) -> Response {
         Some(f) if f.status.is_some() => Some(f),
         _ => None,
     };
-    let Some((pattern, id)) = routed else {
+    let Some((route, id)) = routed else {
         let e = ApiError::invalid(format!(
             "Unrecognized request URL ({method}: {path}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/."
         ))
@@ -558,7 +558,7 @@ async fn api_request(app: &Arc<App>, parts: &Parts, body: Bytes) -> Response {
             id: Some(rid.clone()),
             idempotency_key: idem_key.clone(),
         };
-        let out = api::execute(&mut s, pattern, id, p).and_then(|mut v| {
+        let out = api::execute(&mut s, route, id, p).and_then(|mut v| {
             expand::apply(&s, &mut v, &expand)?;
             Ok(v)
         });
