@@ -3,14 +3,14 @@
 
 use crate::dashboard;
 use crate::db::invoices::{self, InvoiceRow};
+use crate::db::overview as db_overview;
 use crate::db::subscriptions::{self, SubscriptionRow};
 use crate::db::{tenants, webhook_events, Db};
 use crate::domain::{time, BillingPeriod, Cents, TenantId};
 use crate::state::AppState;
 use crate::usage::billable;
 use crate::usage::rating::Rates;
-use crate::with_pool;
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
@@ -92,8 +92,8 @@ pub async fn build(state: &AppState, now: DateTime<Utc>) -> Result<Overview, sql
         subscriptions::all(db),
         latest_invoice_per_tenant(db),
         usage_by_tenant(db, period),
-        paid_invoices_since(db, first.bounds(tz).0),
-        usage_by_day_since(db, first.first_day()),
+        db_overview::paid_invoices_since(db, first.bounds(tz).0),
+        db_overview::usage_by_day_since(db, first.first_day()),
         webhook_events::count_since(db, "invoice.payment_failed", since_30d),
     )?;
     let demo: HashMap<&str, bool> = tenant_list
@@ -230,18 +230,8 @@ async fn usage_by_tenant(
     db: &Db,
     period: BillingPeriod,
 ) -> Result<HashMap<String, UsageThisMonth>, sqlx::Error> {
-    let rows: Vec<(String, i64, i64, i64)> = with_pool!(db, pool => {
-        sqlx::query_as(
-            "SELECT tenant_id, CAST(SUM(stt_words) AS BIGINT), CAST(SUM(tts_words) AS BIGINT),
-                    CAST(SUM(phone_calls) AS BIGINT)
-             FROM usage_rollups WHERE day >= $1 AND day < $2 GROUP BY tenant_id",
-        )
-        .bind(period.first_day())
-        .bind(period.end_day())
-        .fetch_all(pool)
-        .await
-    })?;
-    Ok(rows
+    Ok(db_overview::usage_by_tenant(db, period)
+        .await?
         .into_iter()
         .map(|(tenant, stt_words, tts_words, phone_calls)| {
             let usage = UsageThisMonth {
@@ -252,42 +242,6 @@ async fn usage_by_tenant(
             (tenant, usage)
         })
         .collect())
-}
-
-/// Paid invoices since `since`: when, how much, and whether it is a usage invoice (has `billing_period`).
-async fn paid_invoices_since(
-    db: &Db,
-    since: DateTime<Utc>,
-) -> Result<Vec<(DateTime<Utc>, i64, bool)>, sqlx::Error> {
-    let rows: Vec<(DateTime<Utc>, i64, Option<String>)> = with_pool!(db, pool => {
-        sqlx::query_as(
-            "SELECT paid_at, amount_paid_cents, billing_period FROM invoices
-             WHERE status = 'paid' AND paid_at IS NOT NULL AND paid_at >= $1",
-        )
-        .bind(since)
-        .fetch_all(pool)
-        .await
-    })?;
-    Ok(rows
-        .into_iter()
-        .map(|(at, amount, period)| (at, amount, period.is_some()))
-        .collect())
-}
-
-/// Usage of every tenant by local day, from `since` on: voice words and calls.
-async fn usage_by_day_since(
-    db: &Db,
-    since: NaiveDate,
-) -> Result<Vec<(NaiveDate, i64, i64)>, sqlx::Error> {
-    with_pool!(db, pool => {
-        sqlx::query_as(
-            "SELECT day, CAST(SUM(stt_words + tts_words) AS BIGINT), CAST(SUM(phone_calls) AS BIGINT)
-             FROM usage_rollups WHERE day >= $1 GROUP BY day",
-        )
-        .bind(since)
-        .fetch_all(pool)
-        .await
-    })
 }
 
 /// The overview as of now.

@@ -16,9 +16,7 @@ const MAX_CATCH_UP_MONTHS: u32 = 12;
 pub async fn due_periods(state: &AppState) -> Result<Vec<BillingPeriod>, sqlx::Error> {
     let tz = state.settings.billing_timezone;
     let current = BillingPeriod::containing(now(), tz);
-    let first_usage: Option<chrono::NaiveDate> = crate::with_pool!(&state.db, pool => {
-        sqlx::query_scalar("SELECT MIN(day) FROM usage_rollups").fetch_one(pool).await
-    })?;
+    let first_usage = crate::db::rollups::first_day(&state.db).await?;
     let Some(first) = first_usage.map(BillingPeriod::of_day) else {
         return Ok(Vec::new());
     };

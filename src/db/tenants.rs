@@ -142,3 +142,24 @@ pub async fn set_demo(
         Ok(Some(from_row(&row)))
     })
 }
+
+/// Which of `ids` are registered tenants (one query, whatever the count).
+pub async fn existing(db: &Db, ids: &[&str]) -> Result<Vec<String>, sqlx::Error> {
+    match db {
+        Db::Postgres(pool) => {
+            sqlx::query_scalar("SELECT id FROM tenants WHERE id = ANY($1)")
+                .bind(ids)
+                .fetch_all(pool)
+                .await
+        }
+        Db::Sqlite(pool) => {
+            let json = serde_json::to_string(ids).expect("strings serialize");
+            sqlx::query_scalar(
+                "SELECT id FROM tenants WHERE id IN (SELECT value FROM json_each($1))",
+            )
+            .bind(json)
+            .fetch_all(pool)
+            .await
+        }
+    }
+}

@@ -366,23 +366,7 @@ pub async fn unknown_tenants<'a>(
         return Ok(HashSet::new());
     }
     let list: Vec<&str> = wanted.iter().copied().collect();
-    let known: Vec<String> = match db {
-        Db::Postgres(pool) => {
-            sqlx::query_scalar("SELECT id FROM tenants WHERE id = ANY($1)")
-                .bind(&list)
-                .fetch_all(pool)
-                .await?
-        }
-        Db::Sqlite(pool) => {
-            let json = serde_json::to_string(&list).expect("strings serialize");
-            sqlx::query_scalar(
-                "SELECT id FROM tenants WHERE id IN (SELECT value FROM json_each($1))",
-            )
-            .bind(json)
-            .fetch_all(pool)
-            .await?
-        }
-    };
+    let known = crate::db::tenants::existing(db, &list).await?;
     let known: HashSet<&str> = known.iter().map(String::as_str).collect();
     Ok(wanted
         .into_iter()
