@@ -1,7 +1,8 @@
 //! `usage import FILE`: usage events from a CSV or JSON-lines file, through [`ingest`] in batches.
 //!
 //! Every event id is deduplicated, so importing the same file again (after an interruption, or twice by
-//! mistake) adds nothing. Bad lines do not stop the good ones; they are listed with their line numbers.
+//! mistake) adds nothing. Bad lines do not stop the good ones; they are listed with their line numbers
+//! (for a CSV record, the line it starts on: a quoted field may hold line breaks).
 
 use super::validate::{self, FieldError, RawEvent, MAX_BATCH};
 use super::{ingest, NewEvent};
@@ -10,7 +11,7 @@ use crate::domain::time;
 use anyhow::Context;
 use chrono_tz::Tz;
 use serde_json::Value;
-use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::io::{BufRead, BufReader, Cursor, IsTerminal, Read, Write};
 use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +24,7 @@ pub enum Format {
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ImportSummary {
-    /// Lines holding an event (blank lines and the header excluded).
+    /// Lines (CSV records) holding an event: blank lines and the header excluded.
     pub lines: u64,
     pub accepted: u64,
     pub duplicates: u64,
@@ -64,53 +65,203 @@ pub async fn import_file(
 /// Imports from any reader; `on_progress` gets the bytes read so far.
 pub async fn import_reader<R: Read>(
     db: &Db,
-    reader: BufReader<R>,
+    mut reader: BufReader<R>,
     path: &Path,
     tz: Tz,
-    mut on_progress: impl FnMut(u64),
+    on_progress: impl FnMut(u64),
 ) -> anyhow::Result<ImportSummary> {
-    let mut summary = ImportSummary::default();
-    let mut format: Option<Format> = None;
-    let mut columns: Option<Columns> = None;
-    let mut batch: Vec<(u64, NewEvent)> = Vec::with_capacity(MAX_BATCH);
-    let mut bytes = 0u64;
-    for (i, line) in reader.lines().enumerate() {
-        let line_no = i as u64 + 1;
-        let line = line.with_context(|| format!("cannot read line {line_no}"))?;
-        bytes += line.len() as u64 + 1;
-        if line.trim().is_empty() {
-            continue;
+    // The first non-blank line decides the format (when the extension does not).
+    let mut skipped = 0u64;
+    let mut skipped_bytes = 0u64;
+    let mut first = String::new();
+    loop {
+        first.clear();
+        let n = reader
+            .read_line(&mut first)
+            .with_context(|| format!("cannot read line {}", skipped + 1))?;
+        if n == 0 {
+            return Ok(ImportSummary::default());
         }
-        let format = *format.get_or_insert_with(|| detect_format(path, &line));
-        if format == Format::Csv && columns.is_none() {
-            columns = Some(Columns::from_header(&line).with_context(|| {
-                format!("line {line_no}: the CSV header must name event_id, tenant_id, type and quantity (occurred_at and metadata optional)")
-            })?);
-            continue;
+        if !first.trim().is_empty() {
+            break;
         }
-        summary.lines += 1;
-        let parsed = match format {
-            Format::JsonLines => parse_json_line(&line),
-            Format::Csv => columns.as_ref().expect("header read").parse(&line),
-        };
+        skipped += 1;
+        skipped_bytes += n as u64;
+    }
+    let format = detect_format(path, &first);
+    // That line is read again, as the start of the rest.
+    let input = Cursor::new(first.into_bytes()).chain(reader);
+    let mut import = Import {
+        db,
+        tz,
+        summary: ImportSummary::default(),
+        batch: Vec::with_capacity(MAX_BATCH),
+        on_progress,
+    };
+    let bytes = match format {
+        Format::JsonLines => import.json_lines(input, skipped, skipped_bytes).await?,
+        Format::Csv => import.csv(input, skipped, skipped_bytes).await?,
+    };
+    import.flush(bytes).await?;
+    let mut summary = import.summary;
+    summary.rejected.sort_by_key(|(n, _)| *n);
+    Ok(summary)
+}
+
+/// An import in progress: its summary so far and the batch not yet ingested.
+struct Import<'a, P> {
+    db: &'a Db,
+    tz: Tz,
+    summary: ImportSummary,
+    batch: Vec<(u64, NewEvent)>,
+    on_progress: P,
+}
+
+impl<P: FnMut(u64)> Import<'_, P> {
+    /// One JSON object a line; lines are numbered from `skipped + 1`.
+    async fn json_lines(
+        &mut self,
+        input: impl Read,
+        skipped: u64,
+        mut bytes: u64,
+    ) -> anyhow::Result<u64> {
+        for (i, line) in BufReader::new(input).lines().enumerate() {
+            let line_no = skipped + i as u64 + 1;
+            let line = line.with_context(|| format!("cannot read line {line_no}"))?;
+            bytes += line.len() as u64 + 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            self.event(line_no, parse_json_line(&line), bytes).await?;
+        }
+        Ok(bytes)
+    }
+
+    /// A header record, then one event a record; `skipped` blank lines came before the header.
+    async fn csv(&mut self, input: impl Read, skipped: u64, bytes: u64) -> anyhow::Result<u64> {
+        let mut reader = csv_reader(Tee::new(input));
+        let mut columns: Option<Columns> = None;
+        let mut record = csv::StringRecord::new();
+        loop {
+            let result = reader.read_record(&mut record);
+            if let Ok(false) = result {
+                break;
+            }
+            let start = match &result {
+                Ok(_) => record.position(),
+                Err(e) => e.position(),
+            }
+            .cloned()
+            .unwrap_or_else(|| reader.position().clone());
+            let end = reader.position().byte();
+            // The reader counts the blank lines before a record (and the `\n` of a CRLF) into its start.
+            let line_no =
+                skipped + start.line() + reader.get_mut().breaks_before_content(start.byte(), end);
+            if let Err(e) = result {
+                match e.kind() {
+                    csv::ErrorKind::Utf8 { .. } => {
+                        anyhow::bail!("cannot read line {line_no}: not valid UTF-8")
+                    }
+                    _ => anyhow::bail!("cannot read line {line_no}: {e}"),
+                }
+            }
+            let read = bytes + reader.position().byte();
+            if record.len() == 1 && record[0].trim().is_empty() {
+                continue;
+            }
+            let Some(columns) = &columns else {
+                columns = Some(Columns::from_header(&record).with_context(|| {
+                    format!("line {line_no}: the CSV header must name event_id, tenant_id, type and quantity (occurred_at and metadata optional)")
+                })?);
+                continue;
+            };
+            let parsed = Ok(columns.parse(&record));
+            self.event(line_no, parsed, read).await?;
+        }
+        Ok(bytes + reader.position().byte())
+    }
+
+    /// Validates one event and adds it to the batch, ingesting the batch once it is full.
+    async fn event(
+        &mut self,
+        line_no: u64,
+        parsed: Result<Value, String>,
+        bytes: u64,
+    ) -> anyhow::Result<()> {
+        self.summary.lines += 1;
         let received_at = time::now();
         let checked = parsed.and_then(|value| {
             let raw = RawEvent::from_json(&value).map_err(|e| describe(&[e]))?;
             validate::check(&raw, received_at).map_err(|e| describe(&e))
         });
         match checked {
-            Ok(event) => batch.push((line_no, event)),
-            Err(why) => summary.rejected.push((line_no, why)),
+            Ok(event) => self.batch.push((line_no, event)),
+            Err(why) => self.summary.rejected.push((line_no, why)),
         }
-        if batch.len() == MAX_BATCH {
-            flush(db, &mut batch, tz, &mut summary).await?;
-            on_progress(bytes);
+        if self.batch.len() == MAX_BATCH {
+            self.flush(bytes).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self, bytes: u64) -> anyhow::Result<()> {
+        flush(self.db, &mut self.batch, self.tz, &mut self.summary).await?;
+        (self.on_progress)(bytes);
+        Ok(())
+    }
+}
+
+/// The CSV reader's input, keeping what it has read since the start of the current record, so that the
+/// line a record starts on can be told from the line breaks skipped before it.
+struct Tee<R> {
+    inner: R,
+    kept: std::collections::VecDeque<u8>,
+    /// The offset of `kept[0]` in the input.
+    kept_from: u64,
+}
+
+impl<R> Tee<R> {
+    fn new(inner: R) -> Tee<R> {
+        Tee {
+            inner,
+            kept: Default::default(),
+            kept_from: 0,
         }
     }
-    flush(db, &mut batch, tz, &mut summary).await?;
-    on_progress(bytes);
-    summary.rejected.sort_by_key(|(n, _)| *n);
-    Ok(summary)
+
+    /// How many `\n` come before the first byte that is not a line break in `from..to` (a record and
+    /// what the reader skipped before it); what comes before `to` is no longer kept.
+    fn breaks_before_content(&mut self, from: u64, to: u64) -> u64 {
+        let skip = usize::try_from(from.saturating_sub(self.kept_from)).unwrap_or(usize::MAX);
+        let breaks = self
+            .kept
+            .iter()
+            .skip(skip)
+            .take_while(|b| matches!(b, b'\r' | b'\n'))
+            .filter(|b| **b == b'\n')
+            .count();
+        let done = usize::try_from(to.saturating_sub(self.kept_from)).unwrap_or(usize::MAX);
+        self.kept.drain(..done.min(self.kept.len()));
+        self.kept_from = self.kept_from.max(to);
+        breaks as u64
+    }
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.kept.extend(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// RFC 4180 records, the first of them the header; a short row is the validator's to reject (a missing
+/// field), not a parse error.
+fn csv_reader<R: Read>(input: R) -> csv::Reader<R> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(input)
 }
 
 /// Ingests a batch, rejecting (by line) the events whose tenant does not exist.
@@ -170,10 +321,9 @@ struct Columns {
 }
 
 impl Columns {
-    fn from_header(line: &str) -> anyhow::Result<Columns> {
-        let names: Vec<String> = split_csv(line)
-            .map_err(anyhow::Error::msg)?
-            .into_iter()
+    fn from_header(header: &csv::StringRecord) -> anyhow::Result<Columns> {
+        let names: Vec<String> = header
+            .iter()
             .map(|n| n.trim().to_ascii_lowercase())
             .collect();
         let find = |n: &str| names.iter().position(|c| c == n);
@@ -189,9 +339,8 @@ impl Columns {
     }
 
     /// A row as the API's JSON event, so that one validator serves both.
-    fn parse(&self, line: &str) -> Result<Value, String> {
-        let cells = split_csv(line)?;
-        let cell = |i: usize| cells.get(i).map(|c| c.trim()).filter(|c| !c.is_empty());
+    fn parse(&self, record: &csv::StringRecord) -> Value {
+        let cell = |i: usize| record.get(i).map(str::trim).filter(|c| !c.is_empty());
         let mut event = serde_json::Map::new();
         for (name, i) in [
             ("event_id", self.event_id),
@@ -217,37 +366,8 @@ impl Columns {
             let v = serde_json::from_str(m).unwrap_or_else(|_| Value::String(m.into()));
             event.insert("metadata".into(), v);
         }
-        Ok(Value::Object(event))
+        Value::Object(event)
     }
-}
-
-/// Splits one CSV record (RFC 4180 quoting: `"a, b"`, `""` for a quote inside quotes).
-fn split_csv(line: &str) -> Result<Vec<String>, String> {
-    let mut cells = Vec::new();
-    let mut cell = String::new();
-    let mut chars = line.trim_end_matches('\r').chars().peekable();
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                cell.push('"');
-            }
-            (true, '"') => quoted = false,
-            (true, c) => cell.push(c),
-            (false, '"') if cell.trim().is_empty() => {
-                cell.clear();
-                quoted = true;
-            }
-            (false, ',') => cells.push(std::mem::take(&mut cell)),
-            (false, c) => cell.push(c),
-        }
-    }
-    if quoted {
-        return Err("a quoted field is not closed".into());
-    }
-    cells.push(cell);
-    Ok(cells)
 }
 
 /// A one-line progress bar on stderr (only drawn on a terminal).
@@ -295,32 +415,72 @@ impl Progress {
 mod tests {
     use super::*;
 
+    /// Each record with the line it starts on.
+    fn records(text: &str) -> Vec<(u64, Vec<String>)> {
+        let mut reader = csv_reader(Tee::new(text.as_bytes()));
+        let mut record = csv::StringRecord::new();
+        let mut all = Vec::new();
+        while reader.read_record(&mut record).unwrap() {
+            let start = record.position().unwrap().clone();
+            let end = reader.position().byte();
+            let breaks = reader.get_mut().breaks_before_content(start.byte(), end);
+            all.push((
+                start.line() + breaks,
+                record.iter().map(str::to_owned).collect(),
+            ));
+        }
+        all
+    }
+
+    fn record(line: &str) -> csv::StringRecord {
+        csv_reader(line.as_bytes())
+            .records()
+            .next()
+            .unwrap()
+            .unwrap()
+    }
+
     #[test]
     fn csv_quoting() {
-        assert_eq!(split_csv("a,b,,c").unwrap(), ["a", "b", "", "c"]);
+        let text = "a,b,,c\r\ne1,\"t,1\",\"{\"\"k\"\": \"\"v\"\"}\"\n\"two\nlines\",x\n\nlast\n";
         assert_eq!(
-            split_csv(r#"e1,"t,1","{""k"": ""v""}""#).unwrap(),
-            ["e1", "t,1", r#"{"k": "v"}"#]
+            records(text),
+            [
+                (1, vec!["a", "b", "", "c"]),
+                (2, vec!["e1", "t,1", r#"{"k": "v"}"#]),
+                (3, vec!["two\nlines", "x"]),
+                (6, vec!["last"]),
+            ]
+            .map(|(line, cells)| (line, cells.into_iter().map(String::from).collect()))
         );
-        assert!(split_csv(r#"a,"b"#).is_err());
+        // CRLF blank lines, and a last record without a line break.
+        let lines: Vec<u64> = records("h\r\n\r\n\r\n\"x\r\ny\"\r\n \r\nz")
+            .iter()
+            .map(|r| r.0)
+            .collect();
+        assert_eq!(lines, [1, 4, 6, 7]);
     }
 
     #[test]
     fn csv_rows_become_api_events() {
-        let cols =
-            Columns::from_header("tenant_id,event_id,type,quantity,occurred_at,metadata").unwrap();
-        let v = cols
-            .parse(r#"acme,e1,stt_words,12,2026-10-01T00:00:00Z,"{""a"":1}""#)
-            .unwrap();
+        let cols = Columns::from_header(&record(
+            "tenant_id,event_id,type,quantity,occurred_at,metadata",
+        ))
+        .unwrap();
+        let v = cols.parse(&record(
+            r#"acme,e1,stt_words,12,2026-10-01T00:00:00Z,"{""a"":1}""#,
+        ));
         assert_eq!(
             v,
             serde_json::json!({"event_id": "e1", "tenant_id": "acme", "type": "stt_words",
                                "quantity": 12, "occurred_at": "2026-10-01T00:00:00Z", "metadata": {"a": 1}})
         );
-        let v = cols.parse("acme,e2,stt_words,twelve,,").unwrap();
+        let v = cols.parse(&record("acme,e2,stt_words,twelve,,"));
         assert_eq!(v["quantity"], "twelve");
         assert!(v.get("occurred_at").is_none());
-        assert!(Columns::from_header("event_id,tenant_id,quantity").is_err());
+        let v = cols.parse(&record("acme,e3,stt_words"));
+        assert!(v.get("quantity").is_none());
+        assert!(Columns::from_header(&record("event_id,tenant_id,quantity")).is_err());
     }
 
     #[test]

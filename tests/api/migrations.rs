@@ -1,10 +1,13 @@
-//! Migrations that move data: a database as an earlier release left it, migrated, reads the same.
+//! Migrations that move data: a database as an earlier release left it, migrated, reads the same. And a
+//! database the runner before sqlx's migrator left is carried over, not migrated again.
 
 use crate::helpers::{fresh_database, scalar, Store};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
+use sha2::{Digest, Sha384};
 use std::collections::BTreeMap;
-use thanotopolis_billing::db::{self, tenants, Db};
+use std::path::PathBuf;
+use thanotopolis_billing::db::{self, tenants, Backend, Db};
 use thanotopolis_billing::domain::{BillingPeriod, TenantId};
 use thanotopolis_billing::usage::billable;
 use thanotopolis_billing::usage::rating::UsageTotals;
@@ -306,5 +309,181 @@ async fn rollups_by_type_fold_into_rollups_by_day(store: Store) {
     crate::helpers::assert_rollups_hold_their_events(&db).await;
     let recorded = billable::recorded(&db, &acme, november).await.unwrap();
     assert_eq!(recorded, totals(125, 54, 2));
+    db.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_runner_database_is_carried_over_sqlite() {
+    old_runner_database_is_carried_over(Store::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_runner_database_is_carried_over_postgres() {
+    old_runner_database_is_carried_over(Store::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_runner_database_part_way_migrates_once_sqlite() {
+    old_runner_database_part_way_migrates_once(Store::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_runner_database_part_way_migrates_once_postgres() {
+    old_runner_database_part_way_migrates_once(Store::Postgres).await;
+}
+
+/// The migration files of `db`'s engine up to `last`, in order: (version, file stem, SQL).
+fn migration_files(db: &Db, last: i64) -> Vec<(i64, String, String)> {
+    let engine = match db.backend() {
+        Backend::Postgres => "postgres",
+        Backend::Sqlite => "sqlite",
+    };
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(engine);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let stem = path.file_stem().unwrap().to_str().unwrap().to_owned();
+            let version: i64 = stem.split('_').next().unwrap().parse().unwrap();
+            (version, stem, std::fs::read_to_string(&path).unwrap())
+        })
+        .filter(|(version, _, _)| *version <= last)
+        .collect()
+}
+
+/// What the runner before sqlx's migrator did: each migration up to `last` in a transaction of its own,
+/// recorded in `schema_migrations(version, name, applied_at)`.
+async fn old_runner_migrate_through(db: &Db, last: i64) {
+    execute(
+        db,
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+    )
+    .await;
+    for (version, name, sql) in migration_files(db, last) {
+        with_pool!(db, pool => async {
+            let mut tx = pool.begin().await?;
+            sqlx::raw_sql(&sql).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+                .bind(version)
+                .bind(&name)
+                .bind("2026-11-30T08:00:00.123Z")
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        }
+        .await)
+        .unwrap();
+    }
+}
+
+type Recorded = (i64, String, bool, Vec<u8>);
+
+/// What `_sqlx_migrations` must hold once migrations up to `last` are applied: sqlx's description
+/// (the file name's words) and checksum (SHA-384 of the file).
+fn expected(db: &Db, last: i64) -> Vec<Recorded> {
+    migration_files(db, last)
+        .into_iter()
+        .map(|(version, stem, sql)| {
+            let description = stem.split_once('_').unwrap().1.replace('_', " ");
+            (version, description, true, Sha384::digest(&sql).to_vec())
+        })
+        .collect()
+}
+
+async fn recorded(db: &Db) -> Vec<Recorded> {
+    with_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT version, description, success, checksum FROM _sqlx_migrations ORDER BY version",
+        )
+        .fetch_all(pool)
+        .await
+    })
+    .unwrap()
+}
+
+/// A database fully migrated by the old runner: every migration is recorded for sqlx, none runs again,
+/// its data stays, and the next start finds nothing to do.
+async fn old_runner_database_is_carried_over(store: Store) {
+    let (url, _dir) = fresh_database(store).await;
+    let db = Db::connect(&url).await.unwrap();
+    old_runner_migrate_through(&db, i64::MAX).await;
+    let acme = TenantId::parse("acme").unwrap();
+    tenants::add(&db, &acme, "acme", "acme").await.unwrap();
+    let all = expected(&db, i64::MAX);
+    assert_eq!(all.len(), 5);
+
+    assert_eq!(db::migrate(&db).await.unwrap(), 0);
+    assert_eq!(recorded(&db).await, all);
+    assert_eq!(db::migrate(&db).await.unwrap(), 0);
+    assert_eq!(recorded(&db).await, all, "carried over once");
+    assert_eq!(scalar(&db, "SELECT COUNT(*) FROM tenants").await, 1);
+    assert_eq!(
+        scalar(&db, "SELECT COUNT(*) FROM schema_migrations").await,
+        5
+    );
+    db.close().await;
+}
+
+/// A database the old runner left at migration 2, opened by several replicas at once: the two are
+/// carried over, the three after them run once (0004's PL/pgSQL functions and 0005's added columns
+/// included), and their data stays.
+async fn old_runner_database_part_way_migrates_once(store: Store) {
+    let (url, _dir) = fresh_database(store).await;
+    let db = Db::connect(&url).await.unwrap();
+    old_runner_migrate_through(&db, 2).await;
+    let acme = TenantId::parse("acme").unwrap();
+    tenants::add(&db, &acme, "acme", "acme").await.unwrap();
+
+    let replicas: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let db = Db::connect(&url).await.unwrap();
+                let applied = db::migrate(&db).await.unwrap();
+                db.close().await;
+                applied
+            })
+        })
+        .collect();
+    let mut applied = 0;
+    for replica in replicas {
+        applied += replica.await.unwrap();
+    }
+    assert_eq!(applied, 3);
+    assert_eq!(recorded(&db).await, expected(&db, i64::MAX));
+    assert_eq!(
+        scalar(&db, "SELECT COUNT(*) FROM schema_migrations").await,
+        2
+    );
+    assert_eq!(scalar(&db, "SELECT COUNT(*) FROM tenants").await, 1);
+    // 0005 added this column.
+    assert_eq!(
+        scalar(
+            &db,
+            "SELECT COUNT(*) FROM billing_ledger WHERE key_generation = 0"
+        )
+        .await,
+        0
+    );
+
+    // The usage path works on it, through 0004's functions on PostgreSQL.
+    let event = NewEvent {
+        event_id: "after-1".into(),
+        tenant_id: acme.clone(),
+        usage_type: UsageType::PhoneCalls,
+        quantity: 1,
+        occurred_at: at(11, 5),
+        metadata: None,
+    };
+    let outcome = ingest(&db, &[event], at(11, 6), UTC).await.unwrap();
+    assert_eq!(outcome.accepted, 1);
     db.close().await;
 }

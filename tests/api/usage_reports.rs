@@ -11,6 +11,7 @@ use thanotopolis_billing::with_pool;
 store_tests!(
     usage_and_revenue_reports_by_organization,
     import_is_resumable_and_reports_bad_lines,
+    import_reads_quoted_csv_fields,
 );
 
 async fn insert_invoice(
@@ -221,4 +222,51 @@ async fn import_is_resumable_and_reports_bad_lines(app: TestApp) {
         .expect(200);
     assert_eq!(report.body["organizations"][0]["stt_words"], 5000);
     assert_eq!(report.body["organizations"][0]["calls"], 1);
+}
+
+/// RFC 4180 quoting: a comma, a line break and a doubled quote inside quoted fields; a bad record after a
+/// record of two lines is reported with the line it starts on.
+async fn import_reads_quoted_csv_fields(app: TestApp) {
+    app.add_tenant("acme").await;
+    let dir = TempDir::new();
+    let csv = dir.path.join("quoted.csv");
+    let text = [
+        "",
+        "event_id,tenant_id,type,quantity,occurred_at,metadata",
+        r#"q-1,acme,stt_words,3,2026-10-01T12:00:00Z,"{""note"": ""a, b"","#,
+        r#" ""call"": ""c1""}""#,
+        r#""q-2, ""second""",acme,tts_words,4,2026-10-01T12:00:00Z,"#,
+        "q-3,acme,phone_calls,2,2026-10-01T12:00:00Z,",
+        "",
+    ]
+    .join("\r\n");
+    std::fs::write(&csv, text).unwrap();
+    let (ok, out, err) = import(&app, &csv);
+    assert!(!ok, "{out}{err}");
+    assert!(
+        out.contains("3 line(s): 2 accepted, 0 duplicate(s), 1 rejected"),
+        "{out}{err}"
+    );
+    assert!(
+        err.contains("line 6: quantity: must be 1 for phone_calls"),
+        "{err}"
+    );
+    let stored: Vec<(String, Option<String>)> = with_pool!(&app.db, pool => {
+        sqlx::query_as("SELECT event_id, metadata FROM usage_events ORDER BY event_id")
+            .fetch_all(pool)
+            .await
+    })
+    .unwrap();
+    let metadata = |m: &Option<String>| {
+        m.as_deref()
+            .map(|m| serde_json::from_str::<serde_json::Value>(m).unwrap())
+    };
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    assert_eq!(stored[0].0, "q-1");
+    assert_eq!(
+        metadata(&stored[0].1),
+        Some(json!({"note": "a, b", "call": "c1"}))
+    );
+    assert_eq!(stored[1].0, r#"q-2, "second""#);
+    assert_eq!(stored[1].1, None);
 }

@@ -1,0 +1,4 @@
+// `sqlx::migrate!` embeds the files of migrations/ at compile time; a file added there must rebuild the crate.
+fn main() {
+    println!("cargo:rerun-if-changed=migrations");
+}
