@@ -3,7 +3,7 @@
 //! one, and the audit log.
 
 use super::chart::{self, Bar};
-use super::html::{self, badge, count, date_time, money, notice, Esc};
+use super::html::{self, badge, count, date_time, money, notice};
 use super::session::{error_page, require, PageUser, Posted};
 use crate::auth::Role;
 use crate::billing::health::{self, Health};
@@ -11,7 +11,6 @@ use crate::db::audit;
 use crate::domain::{time, BillingPeriod, Cents};
 use crate::error::ApiError;
 use crate::overview::{self, Overview};
-use crate::push_html;
 use crate::routes::billing as api;
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
@@ -19,6 +18,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use maud::{html, Markup};
 use serde::Deserialize;
 
 const RUNS_SHOWN: i64 = 12;
@@ -111,93 +111,127 @@ async fn show(
     };
     let tz = state.settings.billing_timezone;
     let csrf = html::csrf_field(&user.csrf);
-
-    let mut body = String::from(
-        "<h1>Revenue overview</h1><p class=\"sub\">All organizations on the platform.</p>",
-    );
-    if let Some(d) = done {
-        body.push_str(&notice("ok", "done", &d));
-    }
-    body.push_str(&health_section(&health, tz, &csrf));
-    body.push_str(&kpis(&o));
-    body.push_str(&charts(&o));
-    body.push_str(&organizations(&o, &csrf));
-
-    // Monthly runs, and the form that starts one (the handler belongs to the run module).
     let default_period = BillingPeriod::containing(time::now(), tz).prev();
-    push_html!(
-        body,
-        "<section class=\"card\" id=\"runs\" aria-labelledby=\"runs-h\"><h2 id=\"runs-h\">Monthly billing runs</h2>\
-         <form method=\"post\" action=\"/admin/billing/runs\" class=\"row-form\" id=\"run-form\">{csrf}\
-         <div class=\"field\"><label for=\"run-period\">Period</label>\
-         <input type=\"text\" id=\"run-period\" name=\"period\" value=\"{default_period}\" pattern=\"[0-9]{{4}}-[0-9]{{2}}\" placeholder=\"YYYY-MM\" required aria-describedby=\"run-period-hint\">\
-         <div class=\"hint\" id=\"run-period-hint\">A calendar month, YYYY-MM.</div></div>\
-         <div class=\"field\"><label class=\"check\" for=\"run-dry-run\"><input type=\"checkbox\" id=\"run-dry-run\" name=\"dry_run\" value=\"true\" checked> Dry run (bill nothing, show what would be billed)</label></div>\
-         <div class=\"field\"><button type=\"submit\" id=\"run-start\">Start run</button></div></form>"
-    );
-    if runs.is_empty() {
-        body.push_str("<p class=\"muted\">No runs yet.</p>");
-    } else {
-        body.push_str(
-            "<div class=\"table-scroll\"><table id=\"runs-table\"><thead><tr><th>Started</th><th>Period</th><th>Kind</th><th>Status</th>\
-             <th class=\"num\">Billed</th><th class=\"num\">Skipped</th><th class=\"num\">Failed</th><th class=\"num\">Amount</th></tr></thead><tbody>",
-        );
-        let n = |v: Option<i64>| v.map(count).unwrap_or_else(|| "—".to_owned());
-        for r in &runs {
-            push_html!(
-                body,
-                "<tr><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-                date_time(r.started_at, tz),
-                Esc(&r.period),
-                if r.dry_run { "dry run" } else { "live" },
-                Esc(&format!(" · {}", r.trigger)),
-                badge(&r.status),
-                n(r.billed),
-                n(r.skipped),
-                n(r.failed),
-                r.billed_cents.map(|c| c.to_string()).unwrap_or_else(|| "—".to_owned()),
-            );
-        }
-        body.push_str("</tbody></table></div>");
-    }
-    body.push_str("</section>");
+    let n = |v: Option<i64>| v.map(count).unwrap_or_else(|| "—".to_owned());
 
-    body.push_str("<section class=\"card\" id=\"audit\" aria-labelledby=\"audit-h\"><h2 id=\"audit-h\">Audit log</h2>");
-    if log.is_empty() {
-        body.push_str("<p class=\"muted\">No admin actions yet.</p>");
-    } else {
-        body.push_str("<div class=\"table-scroll\"><table><thead><tr><th>When</th><th>Who</th><th>Action</th><th>Organization</th><th>Detail</th></tr></thead><tbody>");
-        for e in &log {
-            push_html!(
-                body,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                date_time(e.at, tz),
-                Esc(&e.actor),
-                Esc(&e.action),
-                Esc(e.tenant_id.as_deref().unwrap_or("—")),
-                Esc(&e.detail)
-            );
+    let body = html! {
+        h1 { "Revenue overview" }
+        p class="sub" { "All organizations on the platform." }
+        @if let Some(d) = &done {
+            (notice("ok", "done", d))
         }
-        body.push_str("</tbody></table></div>");
-    }
-    body.push_str("</section>");
+        (health_section(&health, tz, &csrf))
+        (kpis(&o))
+        (charts(&o))
+        (organizations(&o, &csrf))
+
+        // Monthly runs, and the form that starts one (the handler belongs to the run module).
+        section class="card" id="runs" aria-labelledby="runs-h" {
+            h2 id="runs-h" { "Monthly billing runs" }
+            form method="post" action="/admin/billing/runs" class="row-form" id="run-form" {
+                (csrf)
+                div class="field" {
+                    label for="run-period" { "Period" }
+                    input type="text" id="run-period" name="period" value=(default_period)
+                        pattern="[0-9]{4}-[0-9]{2}" placeholder="YYYY-MM" required
+                        aria-describedby="run-period-hint";
+                    div class="hint" id="run-period-hint" { "A calendar month, YYYY-MM." }
+                }
+                div class="field" {
+                    label class="check" for="run-dry-run" {
+                        input type="checkbox" id="run-dry-run" name="dry_run" value="true" checked;
+                        " Dry run (bill nothing, show what would be billed)"
+                    }
+                }
+                div class="field" { button type="submit" id="run-start" { "Start run" } }
+            }
+            @if runs.is_empty() {
+                p class="muted" { "No runs yet." }
+            } @else {
+                div class="table-scroll" {
+                    table id="runs-table" {
+                        thead {
+                            tr {
+                                th { "Started" }
+                                th { "Period" }
+                                th { "Kind" }
+                                th { "Status" }
+                                th class="num" { "Billed" }
+                                th class="num" { "Skipped" }
+                                th class="num" { "Failed" }
+                                th class="num" { "Amount" }
+                            }
+                        }
+                        tbody {
+                            @for r in &runs {
+                                tr {
+                                    td { (date_time(r.started_at, tz)) }
+                                    td { (r.period) }
+                                    td { (if r.dry_run { "dry run" } else { "live" }) " · " (r.trigger) }
+                                    td { (badge(&r.status)) }
+                                    td class="num" { (n(r.billed)) }
+                                    td class="num" { (n(r.skipped)) }
+                                    td class="num" { (n(r.failed)) }
+                                    td class="num" {
+                                        @match r.billed_cents {
+                                            Some(c) => { (c) }
+                                            None => { "—" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        section class="card" id="audit" aria-labelledby="audit-h" {
+            h2 id="audit-h" { "Audit log" }
+            @if log.is_empty() {
+                p class="muted" { "No admin actions yet." }
+            } @else {
+                div class="table-scroll" {
+                    table {
+                        thead {
+                            tr {
+                                th { "When" }
+                                th { "Who" }
+                                th { "Action" }
+                                th { "Organization" }
+                                th { "Detail" }
+                            }
+                        }
+                        tbody {
+                            @for e in &log {
+                                tr {
+                                    td { (date_time(e.at, tz)) }
+                                    td { (e.actor) }
+                                    td { (e.action) }
+                                    td { (e.tenant_id.as_deref().unwrap_or("—")) }
+                                    td { (e.detail) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
 
     let label = user.label();
     super::html_response(
         StatusCode::OK,
-        html::page(&user.chrome("Revenue overview", &label), &body),
+        html::page(&user.chrome("Revenue overview", &label), body),
     )
 }
 
 /// Billing problems that leave usage uninvoiced until someone runs the period: claims without a ledger
 /// entry and unfinished periods, each with what to run. Nothing at all when all is well.
-fn health_section(h: &Health, tz: chrono_tz::Tz, csrf: &str) -> String {
+fn health_section(h: &Health, tz: chrono_tz::Tz, csrf: &Markup) -> Markup {
     if h.is_healthy() {
-        return String::new();
+        return html! {};
     }
-    let mut out = String::from(
-        "<section class=\"card\" id=\"billing-health\" aria-labelledby=\"health-h\"><h2 id=\"health-h\">Billing needs attention</h2>",
-    );
     let claims = h.orphan_claims.len();
     let periods = h.unfinished_periods.len();
     let mut summary = Vec::new();
@@ -215,77 +249,96 @@ fn health_section(h: &Health, tz: chrono_tz::Tz, csrf: &str) -> String {
             format!("{periods} closed periods are unfinished")
         });
     }
-    out.push_str(&notice(
-        "error",
-        "health-summary",
-        &format!(
-            "{}. Until each period listed is run, this usage is not invoiced. Runs are safe to repeat: nothing is billed twice.",
-            summary.join(" and ")
-        ),
-    ));
+    let summary = format!(
+        "{}. Until each period listed is run, this usage is not invoiced. Runs are safe to repeat: nothing is billed twice.",
+        summary.join(" and ")
+    );
     // One run form per period listed, the same live run the command starts.
     let run_button = |p: BillingPeriod| {
-        format!(
-            "<form method=\"post\" action=\"/admin/billing/runs\" class=\"inline\">{csrf}\
-             <input type=\"hidden\" name=\"period\" value=\"{p}\">\
-             <button type=\"submit\" class=\"small secondary\" aria-label=\"Run {p} now\">Run now</button></form>"
-        )
+        html! {
+            form method="post" action="/admin/billing/runs" class="inline" {
+                (csrf)
+                input type="hidden" name="period" value=(p);
+                button type="submit" class="small secondary" aria-label={ "Run " (p) " now" } { "Run now" }
+            }
+        }
     };
-    if claims > 0 {
-        out.push_str(
-            "<h3>Usage claimed without a ledger entry</h3><p class=\"muted\">A run claimed this usage for the \
-             period's invoice and stopped before recording it; only a run of that period invoices it.</p>\
-             <div class=\"table-scroll\"><table id=\"orphan-claims\"><thead><tr><th>Organization</th><th>Period</th>\
-             <th>Claimed at</th><th>To finish it</th><th><span class=\"muted\">Run</span></th></tr></thead><tbody>",
-        );
-        for c in &h.orphan_claims {
-            push_html!(
-                out,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
-                Esc(&c.tenant_id),
-                c.period,
-                date_time(c.claimed_at, tz),
-                Esc(&health::command(c.period)),
-                run_button(c.period)
-            );
+    html! {
+        section class="card" id="billing-health" aria-labelledby="health-h" {
+            h2 id="health-h" { "Billing needs attention" }
+            (notice("error", "health-summary", &summary))
+            @if claims > 0 {
+                h3 { "Usage claimed without a ledger entry" }
+                p class="muted" {
+                    "A run claimed this usage for the period's invoice and stopped before recording it; \
+                     only a run of that period invoices it."
+                }
+                div class="table-scroll" {
+                    table id="orphan-claims" {
+                        thead {
+                            tr {
+                                th { "Organization" }
+                                th { "Period" }
+                                th { "Claimed at" }
+                                th { "To finish it" }
+                                th { span class="muted" { "Run" } }
+                            }
+                        }
+                        tbody {
+                            @for c in &h.orphan_claims {
+                                tr {
+                                    td { (c.tenant_id) }
+                                    td { (c.period) }
+                                    td { (date_time(c.claimed_at, tz)) }
+                                    td { code { (health::command(c.period)) } }
+                                    td { (run_button(c.period)) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if periods > 0 {
+                h3 { "Unfinished periods" }
+                p class="muted" { "Closed periods with tenants not yet invoiced. Run them oldest first." }
+                div class="table-scroll" {
+                    table id="unfinished-periods" {
+                        thead {
+                            tr {
+                                th { "Period" }
+                                th class="num" { "Tenants" }
+                                th { "Why" }
+                                th { "To finish it" }
+                                th { span class="muted" { "Run" } }
+                            }
+                        }
+                        tbody {
+                            @for u in &h.unfinished_periods {
+                                @let why = u
+                                    .reasons
+                                    .iter()
+                                    .map(health::Reason::describe)
+                                    .collect::<Vec<_>>()
+                                    .join(". ");
+                                tr {
+                                    td { (u.period) " " span class="badge bad" { "unfinished" } }
+                                    td class="num" {
+                                        @if u.tenants == 0 { "—" } @else { (count(u.tenants as i64)) }
+                                    }
+                                    td { (why) }
+                                    td { code { (health::command(u.period)) } }
+                                    td { (run_button(u.period)) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
         }
-        out.push_str("</tbody></table></div>");
     }
-    if periods > 0 {
-        out.push_str(
-            "<h3>Unfinished periods</h3><p class=\"muted\">Closed periods with tenants not yet invoiced. Run them \
-             oldest first.</p><div class=\"table-scroll\"><table id=\"unfinished-periods\"><thead><tr><th>Period</th>\
-             <th class=\"num\">Tenants</th><th>Why</th><th>To finish it</th><th><span class=\"muted\">Run</span></th></tr></thead><tbody>",
-        );
-        for u in &h.unfinished_periods {
-            let why = u
-                .reasons
-                .iter()
-                .map(health::Reason::describe)
-                .collect::<Vec<_>>()
-                .join(". ");
-            push_html!(
-                out,
-                "<tr><td>{} <span class=\"badge bad\">unfinished</span></td><td class=\"num\">{}</td><td>{}</td>\
-                 <td><code>{}</code></td><td>{}</td></tr>",
-                u.period,
-                if u.tenants == 0 {
-                    "—".to_owned()
-                } else {
-                    count(u.tenants as i64)
-                },
-                Esc(&why),
-                Esc(&health::command(u.period)),
-                run_button(u.period)
-            );
-        }
-        out.push_str("</tbody></table></div>");
-    }
-    out.push_str("</section>");
-    out
 }
 
-fn kpis(o: &Overview) -> String {
+fn kpis(o: &Overview) -> Markup {
     let tiles: [(&str, &str, String); 7] = [
         ("kpi-mrr", "MRR", o.mrr_cents.to_string()),
         ("kpi-active", "Active", count(o.active_subscriptions)),
@@ -303,16 +356,16 @@ fn kpis(o: &Overview) -> String {
         ),
         ("kpi-churn", "Churned (30 days)", count(o.churned_30d)),
     ];
-    let mut out = String::from("<section class=\"kpis\" aria-label=\"Key figures\">");
-    for (id, label, value) in tiles {
-        push_html!(
-            out,
-            "<div class=\"kpi\"><div class=\"label\">{label}</div><div class=\"value\" id=\"{id}\">{}</div></div>",
-            Esc(&value)
-        );
+    html! {
+        section class="kpis" aria-label="Key figures" {
+            @for (id, label, value) in tiles {
+                div class="kpi" {
+                    div class="label" { (label) }
+                    div class="value" id=(id) { (value) }
+                }
+            }
+        }
     }
-    out.push_str("</section>");
-    out
 }
 
 /// `Jan`, or `Jan 26` for January (so a year's turn is visible).
@@ -331,7 +384,7 @@ fn dollars_axis(cents: i64) -> String {
     s.strip_suffix(".00").map(str::to_owned).unwrap_or(s)
 }
 
-fn charts(o: &Overview) -> String {
+fn charts(o: &Overview) -> Markup {
     let revenue: Vec<Bar> = o
         .monthly
         .iter()
@@ -361,106 +414,144 @@ fn charts(o: &Overview) -> String {
         .iter()
         .map(|m| m.subscription_revenue_cents + m.usage_revenue_cents)
         .sum();
-    let mut out = String::from("<div class=\"grid\">");
-    push_html!(
-        out,
-        "<section class=\"card\" aria-labelledby=\"rev-h\"><h2 id=\"rev-h\">Revenue, last 12 months</h2>{}\
-         <div class=\"legend\"><span><span class=\"swatch s0\"></span>Subscriptions</span><span><span class=\"swatch s1\"></span>Usage</span><span>Total {}</span></div></section>",
-        chart::bars(
-            "chart-revenue",
-            "Monthly revenue",
-            "Paid subscription and usage invoices by month, stacked.",
-            &revenue,
-            // At least $100 on the axis.
-            10_000,
-            dollars_axis
-        ),
-        total
-    );
-    push_html!(
-        out,
-        "<section class=\"card\" aria-labelledby=\"use-h\"><h2 id=\"use-h\">Usage, last 12 months</h2>{}\
-         <div class=\"legend\"><span><span class=\"swatch s0\"></span>Voice words (STT + TTS)</span></div>{}\
-         <div class=\"legend\"><span><span class=\"swatch s1\"></span>Phone calls</span></div></section>",
-        chart::bars("chart-words", "Voice words by month", "Speech-to-text plus text-to-speech words recorded each month.", &words, 10, count),
-        chart::bars("chart-calls", "Phone calls by month", "Phone calls recorded each month.", &calls, 10, count),
-    );
-    out.push_str("</div>");
-    out
+    html! {
+        div class="grid" {
+            section class="card" aria-labelledby="rev-h" {
+                h2 id="rev-h" { "Revenue, last 12 months" }
+                (chart::bars(
+                    "chart-revenue",
+                    "Monthly revenue",
+                    "Paid subscription and usage invoices by month, stacked.",
+                    &revenue,
+                    // At least $100 on the axis.
+                    10_000,
+                    dollars_axis,
+                ))
+                div class="legend" {
+                    span { span class="swatch s0" {} "Subscriptions" }
+                    span { span class="swatch s1" {} "Usage" }
+                    span { "Total " (total) }
+                }
+            }
+            section class="card" aria-labelledby="use-h" {
+                h2 id="use-h" { "Usage, last 12 months" }
+                (chart::bars(
+                    "chart-words",
+                    "Voice words by month",
+                    "Speech-to-text plus text-to-speech words recorded each month.",
+                    &words,
+                    10,
+                    count,
+                ))
+                div class="legend" { span { span class="swatch s0" {} "Voice words (STT + TTS)" } }
+                (chart::bars(
+                    "chart-calls",
+                    "Phone calls by month",
+                    "Phone calls recorded each month.",
+                    &calls,
+                    10,
+                    count,
+                ))
+                div class="legend" { span { span class="swatch s1" {} "Phone calls" } }
+            }
+        }
+    }
 }
 
-fn organizations(o: &Overview, csrf: &str) -> String {
-    let mut out = String::from(
-        "<section class=\"card\" id=\"organizations\" aria-labelledby=\"orgs-h\"><h2 id=\"orgs-h\">Organizations</h2>",
-    );
-    if o.organizations.is_empty() {
-        out.push_str("<p class=\"muted\">No organizations yet.</p></section>");
-        return out;
-    }
-    out.push_str(
-        "<div class=\"table-scroll\"><table><thead><tr><th>Organization</th><th>Status</th><th class=\"num\">MRR</th>\
-         <th class=\"num\">Words this month</th><th class=\"num\">Calls</th><th class=\"num\">Upcoming usage</th>\
-         <th>Last invoice</th><th>Demo</th></tr></thead><tbody>",
-    );
-    for org in &o.organizations {
-        let id: String = form_urlencoded::byte_serialize(org.tenant_id.as_bytes()).collect();
-        let status = match &org.subscription_status {
-            Some(s) if org.cancel_at_period_end => {
-                format!("{} <span class=\"muted\">(cancels)</span>", badge(s))
+fn organizations(o: &Overview, csrf: &Markup) -> Markup {
+    html! {
+        section class="card" id="organizations" aria-labelledby="orgs-h" {
+            h2 id="orgs-h" { "Organizations" }
+            @if o.organizations.is_empty() {
+                p class="muted" { "No organizations yet." }
+            } @else {
+                div class="table-scroll" {
+                    table {
+                        thead {
+                            tr {
+                                th { "Organization" }
+                                th { "Status" }
+                                th class="num" { "MRR" }
+                                th class="num" { "Words this month" }
+                                th class="num" { "Calls" }
+                                th class="num" { "Upcoming usage" }
+                                th { "Last invoice" }
+                                th { "Demo" }
+                            }
+                        }
+                        tbody {
+                            @for org in &o.organizations {
+                                (organization_row(org, csrf))
+                            }
+                        }
+                    }
+                }
             }
-            Some(s) => badge(s),
-            None => "<span class=\"muted\">none</span>".to_owned(),
-        };
-        let last = match &org.last_invoice {
-            Some(i) => {
-                let amount = money(i.amount_due_cents.0);
-                let amount = match i
-                    .hosted_invoice_url
-                    .as_deref()
-                    .filter(|u| u.starts_with("http"))
-                {
-                    Some(u) => format!(
-                        "<a href=\"{}\" rel=\"noopener noreferrer\">{amount}</a>",
-                        Esc(u)
-                    ),
-                    None => amount,
-                };
-                format!("{amount} {}", badge(&i.status))
-            }
-            None => "<span class=\"muted\">—</span>".to_owned(),
-        };
-        let u = org.usage_this_month;
-        let (label, to) = if org.is_demo {
-            ("End demo", "false")
-        } else {
-            ("Make demo", "true")
-        };
-        push_html!(
-            out,
-            "<tr id=\"org-{}\"><td><a href=\"/billing?tenant_id={id}\">{}</a><div class=\"muted\">{}</div></td><td>{status}</td>\
-             <td class=\"num org-mrr\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}{}</td><td>{last}</td>\
-             <td>{}<form method=\"post\" action=\"/admin/billing/tenants/{id}/demo\" class=\"inline\">{csrf}\
-             <input type=\"hidden\" name=\"is_demo\" value=\"{to}\">\
-             <button type=\"submit\" class=\"small secondary demo-toggle\" aria-label=\"{label}: {}\">{label}</button></form></td></tr>",
-            Esc(&org.tenant_id),
-            Esc(&org.name),
-            Esc(&org.subdomain),
-            org.mrr_cents,
-            count(u.stt_words + u.tts_words),
-            count(u.phone_calls),
-            org.upcoming_usage_cents,
-            // The run skips a tenant without a subscription: its usage waits, it is not due on the 1st.
-            if org.subscription_status.is_none() && !org.is_demo && org.upcoming_usage_cents.0 > 0 {
-                "<div class=\"muted\">once subscribed</div>"
-            } else {
-                ""
-            },
-            if org.is_demo { "<span class=\"badge info\">demo</span> " } else { "" },
-            Esc(&org.name),
-        );
+        }
     }
-    out.push_str("</tbody></table></div></section>");
-    out
+}
+
+fn organization_row(org: &overview::Organization, csrf: &Markup) -> Markup {
+    let id: String = form_urlencoded::byte_serialize(org.tenant_id.as_bytes()).collect();
+    let u = org.usage_this_month;
+    let (label, to) = if org.is_demo {
+        ("End demo", "false")
+    } else {
+        ("Make demo", "true")
+    };
+    // The run skips a tenant without a subscription: its usage waits, it is not due on the 1st.
+    let waits = org.subscription_status.is_none() && !org.is_demo && org.upcoming_usage_cents.0 > 0;
+    html! {
+        tr id={ "org-" (org.tenant_id) } {
+            td {
+                a href={ "/billing?tenant_id=" (id) } { (org.name) }
+                div class="muted" { (org.subdomain) }
+            }
+            td {
+                @match &org.subscription_status {
+                    Some(s) => {
+                        (badge(s))
+                        @if org.cancel_at_period_end {
+                            " " span class="muted" { "(cancels)" }
+                        }
+                    }
+                    None => { span class="muted" { "none" } }
+                }
+            }
+            td class="num org-mrr" { (org.mrr_cents) }
+            td class="num" { (count(u.stt_words + u.tts_words)) }
+            td class="num" { (count(u.phone_calls)) }
+            td class="num" {
+                (org.upcoming_usage_cents)
+                @if waits { div class="muted" { "once subscribed" } }
+            }
+            td {
+                @match &org.last_invoice {
+                    Some(i) => {
+                        @match i.hosted_invoice_url.as_deref().filter(|u| u.starts_with("http")) {
+                            Some(u) => {
+                                a href=(u) rel="noopener noreferrer" { (money(i.amount_due_cents.0)) }
+                            }
+                            None => { (money(i.amount_due_cents.0)) }
+                        }
+                        " " (badge(&i.status))
+                    }
+                    None => { span class="muted" { "—" } }
+                }
+            }
+            td {
+                @if org.is_demo {
+                    span class="badge info" { "demo" } " "
+                }
+                form method="post" action={ "/admin/billing/tenants/" (id) "/demo" } class="inline" {
+                    (csrf)
+                    input type="hidden" name="is_demo" value=(to);
+                    button type="submit" class="small secondary demo-toggle"
+                        aria-label={ (label) ": " (org.name) } { (label) }
+                }
+            }
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -1,14 +1,14 @@
 //! `GET /api/docs`: the OpenAPI document rendered as a page, on the server (the pages run no script),
 //! from the very document `/api/openapi.json` serves.
 
-use super::html::{page, Chrome, Esc};
+use super::html::{page, Chrome};
 use super::html_response;
-use crate::push_html;
 use crate::state::AppState;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
+use maud::{html, Markup};
 use serde_json::{Map, Value};
 use std::sync::LazyLock;
 
@@ -16,7 +16,7 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/docs", get(show))
 }
 
-static PAGE: LazyLock<String> = LazyLock::new(|| {
+static PAGE: LazyLock<Markup> = LazyLock::new(|| {
     let doc: Value =
         serde_json::from_str(&crate::routes::openapi::DOCUMENT_JSON).expect("the document is JSON");
     render(&doc)
@@ -29,22 +29,8 @@ async fn show() -> Response {
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
 /// The whole page: the introduction, the operations by tag, then the schemas.
-pub fn render(doc: &Value) -> String {
+pub fn render(doc: &Value) -> Markup {
     let info = &doc["info"];
-    let mut body = String::new();
-    push_html!(
-        body,
-        "<h1>{}</h1><p class=\"sub\">Version {} · OpenAPI {} · <a href=\"/api/openapi.json\">openapi.json</a></p>",
-        Esc(text(&info["title"])),
-        Esc(text(&info["version"])),
-        Esc(text(&doc["openapi"]))
-    );
-    body.push_str("<div class=\"card\">");
-    for para in text(&info["description"]).split("\n\n") {
-        push_html!(body, "<p>{}</p>", prose(para));
-    }
-    body.push_str("</div>");
-
     let empty = Map::new();
     let paths = doc["paths"].as_object().unwrap_or(&empty);
     let tags: Vec<(&str, &str)> = doc["tags"]
@@ -53,57 +39,58 @@ pub fn render(doc: &Value) -> String {
         .flatten()
         .map(|t| (text(&t["name"]), text(&t["description"])))
         .collect();
-
-    // The index: every operation, grouped by tag, linking to its section.
-    body.push_str(
-        "<div class=\"card\"><h2>Operations</h2><div class=\"table-scroll\"><table><tbody>",
-    );
-    for (tag, _) in &tags {
-        for (path, method, op) in operations(paths, tag) {
-            push_html!(
-                body,
-                "<tr><td>{}</td><td><a href=\"#{}\"><code>{}</code></a></td><td>{}</td></tr>",
-                method_badge(method),
-                anchor(method, path),
-                Esc(path),
-                prose(text(&op["summary"]))
-            );
-        }
-    }
-    body.push_str("</tbody></table></div></div>");
-
-    for (tag, description) in &tags {
-        push_html!(
-            body,
-            "<h2 id=\"tag-{}\">{}</h2><p class=\"sub\">{}</p>",
-            Esc(tag),
-            Esc(tag),
-            prose(description)
-        );
-        for (path, method, op) in operations(paths, tag) {
-            operation(&mut body, path, method, op);
-        }
-    }
-
-    body.push_str("<h2 id=\"schemas\">Schemas</h2>");
     let schemas = doc["components"]["schemas"].as_object().unwrap_or(&empty);
-    for (name, schema) in schemas {
-        push_html!(
-            body,
-            "<div class=\"card\" id=\"schema-{}\"><h3>{}</h3>",
-            Esc(name),
-            Esc(name)
-        );
-        schema_body(&mut body, schema);
-        body.push_str("</div>");
-    }
-
+    let body = html! {
+        h1 { (text(&info["title"])) }
+        p class="sub" {
+            "Version " (text(&info["version"])) " · OpenAPI " (text(&doc["openapi"])) " · "
+            a href="/api/openapi.json" { "openapi.json" }
+        }
+        div class="card" {
+            @for para in text(&info["description"]).split("\n\n") {
+                p { (prose(para)) }
+            }
+        }
+        // The index: every operation, grouped by tag, linking to its section.
+        div class="card" {
+            h2 { "Operations" }
+            div class="table-scroll" {
+                table {
+                    tbody {
+                        @for (tag, _) in &tags {
+                            @for (path, method, op) in operations(paths, tag) {
+                                tr {
+                                    td { (method_badge(method)) }
+                                    td { a href={ "#" (anchor(method, path)) } { code { (path) } } }
+                                    td { (prose(text(&op["summary"]))) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @for (tag, description) in &tags {
+            h2 id={ "tag-" (tag) } { (tag) }
+            p class="sub" { (prose(description)) }
+            @for (path, method, op) in operations(paths, tag) {
+                (operation(path, method, op))
+            }
+        }
+        h2 id="schemas" { "Schemas" }
+        @for (name, schema) in schemas {
+            div class="card" id={ "schema-" (name) } {
+                h3 { (name) }
+                (schema_body(schema))
+            }
+        }
+    };
     let chrome = Chrome {
         title: "API reference",
         user: None,
         admin_link: false,
     };
-    page(&chrome, &body)
+    page(&chrome, body)
 }
 
 fn operations<'a>(
@@ -121,140 +108,132 @@ fn operations<'a>(
     })
 }
 
-fn operation(out: &mut String, path: &str, method: &str, op: &Value) {
-    push_html!(
-        out,
-        "<div class=\"card\" id=\"{}\"><h3>{} <code>{}</code></h3><p><strong>{}</strong></p>",
-        anchor(method, path),
-        method_badge(method),
-        Esc(path),
-        prose(text(&op["summary"]))
-    );
-    for para in text(&op["description"])
-        .split("\n\n")
-        .filter(|p| !p.is_empty())
-    {
-        push_html!(out, "<p>{}</p>", prose(para));
-    }
+fn operation(path: &str, method: &str, op: &Value) -> Markup {
     let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
-    push_html!(
-        out,
-        "<p class=\"muted\">{}</p>",
-        if secured {
-            "Needs <code>Authorization: Bearer &lt;JWT&gt;</code>."
-        } else {
-            "No token needed."
+    html! {
+        div class="card" id=(anchor(method, path)) {
+            h3 { (method_badge(method)) " " code { (path) } }
+            p { strong { (prose(text(&op["summary"]))) } }
+            @for para in text(&op["description"]).split("\n\n").filter(|p| !p.is_empty()) {
+                p { (prose(para)) }
+            }
+            p class="muted" {
+                @if secured {
+                    "Needs " code { "Authorization: Bearer <JWT>" } "."
+                } @else {
+                    "No token needed."
+                }
+            }
+            @if let Some(params) = op["parameters"].as_array().filter(|p| !p.is_empty()) {
+                h3 { "Parameters" }
+                div class="table-scroll" {
+                    table {
+                        thead {
+                            tr {
+                                th { "name" }
+                                th { "in" }
+                                th { "type" }
+                                th { "required" }
+                                th { "description" }
+                            }
+                        }
+                        tbody {
+                            @for p in params {
+                                tr {
+                                    td { code { (text(&p["name"])) } }
+                                    td { (text(&p["in"])) }
+                                    td { (type_html(&p["schema"])) }
+                                    td { (if p["required"] == true { "yes" } else { "no" }) }
+                                    td { (prose(text(&p["description"]))) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if let Some(content) = op["requestBody"]["content"].as_object() {
+                h3 { "Request body" }
+                @if let Some(d) = op["requestBody"]["description"].as_str() {
+                    p { (prose(d)) }
+                }
+                @for (media, c) in content {
+                    p { code { (media) } ": " (type_html(&c["schema"])) }
+                }
+            }
+            h3 { "Responses" }
+            div class="table-scroll" {
+                table {
+                    thead { tr { th { "status" } th { "body" } th { "description" } } }
+                    tbody {
+                        @for (status, r) in op["responses"].as_object().into_iter().flatten() {
+                            @let bodies = r["content"].as_object().into_iter().flatten();
+                            tr {
+                                td { (status) }
+                                td {
+                                    @for (i, (media, c)) in bodies.enumerate() {
+                                        @if i > 0 { br; }
+                                        (type_html(&c["schema"])) " " span class="muted" { (media) }
+                                    }
+                                }
+                                td { (prose(text(&r["description"]))) }
+                            }
+                        }
+                    }
+                }
+            }
         }
-    );
-
-    if let Some(params) = op["parameters"].as_array().filter(|p| !p.is_empty()) {
-        out.push_str(
-            "<h3>Parameters</h3><div class=\"table-scroll\"><table><thead><tr><th>name</th><th>in</th>\
-             <th>type</th><th>required</th><th>description</th></tr></thead><tbody>",
-        );
-        for p in params {
-            push_html!(
-                out,
-                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                Esc(text(&p["name"])),
-                Esc(text(&p["in"])),
-                type_html(&p["schema"]),
-                if p["required"] == true { "yes" } else { "no" },
-                prose(text(&p["description"]))
-            );
-        }
-        out.push_str("</tbody></table></div>");
     }
-
-    if let Some(content) = op["requestBody"]["content"].as_object() {
-        out.push_str("<h3>Request body</h3>");
-        if let Some(d) = op["requestBody"]["description"].as_str() {
-            push_html!(out, "<p>{}</p>", prose(d));
-        }
-        for (media, c) in content {
-            push_html!(
-                out,
-                "<p><code>{}</code>: {}</p>",
-                Esc(media),
-                type_html(&c["schema"])
-            );
-        }
-    }
-
-    out.push_str(
-        "<h3>Responses</h3><div class=\"table-scroll\"><table><thead><tr><th>status</th><th>body</th>\
-         <th>description</th></tr></thead><tbody>",
-    );
-    for (status, r) in op["responses"].as_object().into_iter().flatten() {
-        let bodies: Vec<String> = r["content"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(media, c)| {
-                format!(
-                    "{} <span class=\"muted\">{}</span>",
-                    type_html(&c["schema"]),
-                    Esc(media)
-                )
-            })
-            .collect();
-        push_html!(
-            out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-            Esc(status),
-            bodies.join("<br>"),
-            prose(text(&r["description"]))
-        );
-    }
-    out.push_str("</tbody></table></div></div>");
 }
 
 /// A component schema: its description, then its properties or its alternatives.
-fn schema_body(out: &mut String, schema: &Value) {
-    if let Some(d) = schema["description"].as_str() {
-        push_html!(out, "<p>{}</p>", prose(d));
-    }
-    if let Some(props) = schema["properties"].as_object() {
-        let required: Vec<&str> = schema["required"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        out.push_str(
-            "<div class=\"table-scroll\"><table><thead><tr><th>field</th><th>type</th><th>required</th>\
-             <th>description</th></tr></thead><tbody>",
-        );
-        for (name, p) in props {
-            push_html!(
-                out,
-                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                Esc(name),
-                type_html(p),
-                if required.contains(&name.as_str()) {
-                    "yes"
-                } else {
-                    "no"
-                },
-                prose(text(&p["description"]))
-            );
+fn schema_body(schema: &Value) -> Markup {
+    let required: Vec<&str> = schema["required"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    html! {
+        @if let Some(d) = schema["description"].as_str() {
+            p { (prose(d)) }
         }
-        out.push_str("</tbody></table></div>");
-    } else {
-        push_html!(out, "<p>{}</p>", type_html(schema));
+        @if let Some(props) = schema["properties"].as_object() {
+            div class="table-scroll" {
+                table {
+                    thead { tr { th { "field" } th { "type" } th { "required" } th { "description" } } }
+                    tbody {
+                        @for (name, p) in props {
+                            tr {
+                                td { code { (name) } }
+                                td { (type_html(p)) }
+                                td { (if required.contains(&name.as_str()) { "yes" } else { "no" }) }
+                                td { (prose(text(&p["description"]))) }
+                            }
+                        }
+                    }
+                }
+            }
+        } @else {
+            p { (type_html(schema)) }
+        }
     }
 }
 
 /// A schema's type in a few words, with links to the named schemas it uses.
-fn type_html(schema: &Value) -> String {
+fn type_html(schema: &Value) -> Markup {
     if let Some(r) = schema["$ref"].as_str() {
         let name = r.rsplit('/').next().unwrap_or(r);
-        return format!("<a href=\"#schema-{0}\">{0}</a>", Esc(name));
+        return html! { a href={ "#schema-" (name) } { (name) } };
     }
     for key in ["oneOf", "anyOf", "allOf"] {
         if let Some(alts) = schema[key].as_array() {
             let joiner = if key == "allOf" { " and " } else { " or " };
-            return alts.iter().map(type_html).collect::<Vec<_>>().join(joiner);
+            return html! {
+                @for (i, alt) in alts.iter().enumerate() {
+                    @if i > 0 { (joiner) }
+                    (type_html(alt))
+                }
+            };
         }
     }
     let types: Vec<&str> = match &schema["type"] {
@@ -262,39 +241,35 @@ fn type_html(schema: &Value) -> String {
         Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
         _ => vec![],
     };
-    let mut words: Vec<String> = types
-        .iter()
-        .map(|t| match *t {
-            "array" => format!("array of {}", type_html(&schema["items"])),
-            other => Esc(other).to_string(),
-        })
-        .collect();
-    if words.is_empty() {
-        words.push("any JSON".to_owned());
+    html! {
+        @for (i, t) in types.iter().enumerate() {
+            @if i > 0 { " or " }
+            @if *t == "array" {
+                "array of " (type_html(&schema["items"]))
+            } @else {
+                (t)
+            }
+        }
+        @if types.is_empty() { "any JSON" }
+        @if let Some(f) = schema["format"].as_str() {
+            " " span class="muted" { "(" (f) ")" }
+        }
+        @if let Some(values) = schema["enum"].as_array() {
+            ": one of "
+            @for (i, v) in values.iter().enumerate() {
+                @if i > 0 { ", " }
+                code { (v.to_string()) }
+            }
+        }
+        @if let Some(p) = schema["pattern"].as_str() {
+            " matching " code { (p) }
+        }
     }
-    let mut s = words.join(" or ");
-    if let Some(f) = schema["format"].as_str() {
-        push_html!(s, " <span class=\"muted\">({})</span>", Esc(f));
-    }
-    if let Some(values) = schema["enum"].as_array() {
-        let list: Vec<String> = values
-            .iter()
-            .map(|v| format!("<code>{}</code>", Esc(&v.to_string())))
-            .collect();
-        push_html!(s, ": one of {}", list.join(", "));
-    }
-    if let Some(p) = schema["pattern"].as_str() {
-        push_html!(s, " matching <code>{}</code>", Esc(p));
-    }
-    s
 }
 
-fn method_badge(method: &str) -> String {
+fn method_badge(method: &str) -> Markup {
     let kind = if method == "get" { "info" } else { "good" };
-    format!(
-        "<span class=\"badge {kind}\">{}</span>",
-        method.to_ascii_uppercase()
-    )
+    html! { span class={ "badge " (kind) } { (method.to_ascii_uppercase()) } }
 }
 
 /// An id for an operation's section, e.g. `post-api-usage-events`.
@@ -306,17 +281,17 @@ fn anchor(method: &str, path: &str) -> String {
     format!("{method}{}", slug.trim_end_matches('-'))
 }
 
-/// Escaped text in which `backticked` spans become code, as the descriptions write them.
-fn prose(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 16);
-    for (i, part) in s.split('`').enumerate() {
-        if i % 2 == 1 {
-            push_html!(out, "<code>{}</code>", Esc(part));
-        } else {
-            push_html!(out, "{}", Esc(part));
+/// Text in which `backticked` spans become code, as the descriptions write them.
+fn prose(s: &str) -> Markup {
+    html! {
+        @for (i, part) in s.split('`').enumerate() {
+            @if i % 2 == 1 {
+                code { (part) }
+            } @else {
+                (part)
+            }
         }
     }
-    out
 }
 
 fn text(v: &Value) -> &str {
@@ -330,19 +305,21 @@ mod tests {
     #[test]
     fn prose_escapes_and_marks_code() {
         assert_eq!(
-            prose("send `<b>` & `x`"),
+            prose("send `<b>` & `x`").into_string(),
             "send <code>&lt;b&gt;</code> &amp; <code>x</code>"
         );
-        assert_eq!(prose("no code"), "no code");
+        assert_eq!(prose("no code").into_string(), "no code");
     }
 
     #[test]
     fn types_link_named_schemas_and_show_nullability() {
-        let t = type_html(&serde_json::json!({"type": ["string", "null"], "format": "date-time"}));
+        let t = type_html(&serde_json::json!({"type": ["string", "null"], "format": "date-time"}))
+            .into_string();
         assert_eq!(t, "string or null <span class=\"muted\">(date-time)</span>");
         let t = type_html(
             &serde_json::json!({"type": "array", "items": {"$ref": "#/components/schemas/Tenant"}}),
-        );
+        )
+        .into_string();
         assert_eq!(t, "array of <a href=\"#schema-Tenant\">Tenant</a>");
     }
 }

@@ -2,12 +2,11 @@
 //! actions (subscribe, cancel with confirmation, reactivate, payment methods). Every action calls the same
 //! functions as the JSON API.
 
-use super::html::{self, badge, count, date, date_opt, money, notice, Esc};
+use super::html::{self, badge, count, date, date_opt, money, notice};
 use super::session::{error_page, require, PageUser, Posted};
 use crate::db::{subscriptions, tenants};
 use crate::domain::TenantId;
 use crate::error::ApiError;
-use crate::push_html;
 use crate::routes::billing::{self as api, PLAN_AMOUNT_CENTS, PLAN_NAME};
 use crate::routes::dashboard::{self, Dashboard};
 use crate::state::AppState;
@@ -16,6 +15,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use maud::{html, Markup};
 use serde::Deserialize;
 
 pub fn router() -> Router<AppState> {
@@ -110,111 +110,116 @@ async fn render(
     let admin = user.caller.role.manages_tenant();
     let suffix = tenant_suffix(user, tenant_id);
     let csrf = html::csrf_field(&user.csrf);
+    let due = match charges_due(state, &tenant, live.is_some()).await {
+        Ok(d) => d,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
 
-    let mut body = String::new();
-    push_html!(
-        body,
-        "<h1>Billing</h1><p class=\"sub\">{} <span class=\"muted\">· {}</span></p>",
-        Esc(&tenant.name),
-        Esc(&tenant.subdomain)
-    );
-    if let Some(e) = &error {
-        body.push_str(&notice("error", "action-error", &e.detail));
-    }
-    if let Some((kind, text)) = done {
-        body.push_str(&notice(kind, "done", text));
-    }
-    if let Some(message) = dash.demo_message {
-        push_html!(
-            body,
-            "<div class=\"notice info\" id=\"demo-banner\" role=\"status\"><strong>Demo account.</strong> {}</div>",
-            Esc(message)
-        );
-    }
-    if !admin {
-        body.push_str(&notice(
-            "info",
-            "member-note",
-            "You can see your organization's billing; only organization admins can change it.",
-        ));
-    }
-
-    body.push_str("<div class=\"grid\">");
-    // The subscription, or the plan to subscribe to.
-    match (&live, tenant.is_demo) {
-        (Some(sub), false) => {
-            push_html!(
-                body,
-                "<section class=\"card\" id=\"subscription\" aria-labelledby=\"subscription-h\"><h2 id=\"subscription-h\">Your subscription</h2>\
-                 <p><strong>{}</strong> <span id=\"subscription-status\">{}</span></p><dl class=\"facts\"><dt>Price</dt><dd>{} / month</dd>",
-                Esc(PLAN_NAME),
-                badge(&sub.status),
-                money(sub.amount_cents)
-            );
-            if sub.status == "trialing" {
-                push_html!(
-                    body,
-                    "<dt>Trial ends</dt><dd id=\"trial-end\">{}</dd>",
-                    date_opt(sub.trial_end, tz)
-                );
+    let body = html! {
+        h1 { "Billing" }
+        p class="sub" { (tenant.name) " " span class="muted" { "· " (tenant.subdomain) } }
+        @if let Some(e) = &error {
+            (notice("error", "action-error", &e.detail))
+        }
+        @if let Some((kind, text)) = done {
+            (notice(kind, "done", text))
+        }
+        @if let Some(message) = dash.demo_message {
+            div class="notice info" id="demo-banner" role="status" {
+                strong { "Demo account." } " " (message)
             }
-            let period_end = date_opt(sub.current_period_end, tz);
-            if sub.cancel_at_period_end {
-                push_html!(body, "<dt>Ends on</dt><dd>{period_end}</dd></dl>");
-                body.push_str(&notice(
+        }
+        @if !admin {
+            (notice(
+                "info",
+                "member-note",
+                "You can see your organization's billing; only organization admins can change it.",
+            ))
+        }
+        div class="grid" {
+            // The subscription, or the plan to subscribe to.
+            @match (&live, tenant.is_demo) {
+                (Some(sub), false) => {
+                    (subscription_card(sub, tz, admin, &suffix, &csrf))
+                }
+                _ => { (plan_card(state, &tenant, admin, &suffix, &csrf)) }
+            }
+            (usage_card(state, &dash, due))
+        }
+        (invoices_card(state, &dash))
+    };
+
+    let label = user.label();
+    let status = error.as_ref().map_or(StatusCode::OK, |e| e.status);
+    super::html_response(status, html::page(&user.chrome("Billing", &label), body))
+}
+
+fn subscription_card(
+    sub: &subscriptions::SubscriptionRow,
+    tz: chrono_tz::Tz,
+    admin: bool,
+    suffix: &str,
+    csrf: &Markup,
+) -> Markup {
+    let period_end = date_opt(sub.current_period_end, tz);
+    html! {
+        section class="card" id="subscription" aria-labelledby="subscription-h" {
+            h2 id="subscription-h" { "Your subscription" }
+            p { strong { (PLAN_NAME) } " " span id="subscription-status" { (badge(&sub.status)) } }
+            dl class="facts" {
+                dt { "Price" }
+                dd { (money(sub.amount_cents)) " / month" }
+                @if sub.status == "trialing" {
+                    dt { "Trial ends" }
+                    dd id="trial-end" { (date_opt(sub.trial_end, tz)) }
+                }
+                @if sub.cancel_at_period_end {
+                    dt { "Ends on" }
+                    dd { (period_end) }
+                } @else {
+                    dt { "Next renewal" }
+                    dd id="next-renewal" { (period_end) }
+                }
+            }
+            @if sub.cancel_at_period_end {
+                (notice(
                     "warn",
                     "cancel-notice",
                     &format!(
                         "This subscription is set to cancel on {period_end}. It stays active until then, and you can reactivate it at any time before."
                     ),
-                ));
-            } else {
-                push_html!(
-                    body,
-                    "<dt>Next renewal</dt><dd id=\"next-renewal\">{period_end}</dd></dl>"
-                );
+                ))
             }
-            if sub.status == "past_due" {
-                body.push_str(&notice(
+            @if sub.status == "past_due" {
+                (notice(
                     "error",
                     "past-due",
                     "The last payment failed. Update your payment method to keep the subscription.",
-                ));
+                ))
             }
-            if admin {
-                body.push_str("<div class=\"actions\">");
-                push_html!(
-                    body,
-                    "<form method=\"post\" action=\"/billing/portal{suffix}\">{csrf}<button type=\"submit\" class=\"secondary\" id=\"manage-payment\">Manage payment methods</button></form>"
-                );
-                if sub.cancel_at_period_end {
-                    push_html!(
-                        body,
-                        "<form method=\"post\" action=\"/billing/reactivate{suffix}\">{csrf}<button type=\"submit\" id=\"reactivate\">Reactivate subscription</button></form>"
-                    );
-                } else {
-                    push_html!(
-                        body,
-                        "<a class=\"button danger-outline\" id=\"cancel-subscription\" href=\"/billing/cancel{suffix}\">Cancel subscription</a>"
-                    );
+            @if admin {
+                div class="actions" {
+                    form method="post" action={ "/billing/portal" (suffix) } {
+                        (csrf)
+                        button type="submit" class="secondary" id="manage-payment" {
+                            "Manage payment methods"
+                        }
+                    }
+                    @if sub.cancel_at_period_end {
+                        form method="post" action={ "/billing/reactivate" (suffix) } {
+                            (csrf)
+                            button type="submit" id="reactivate" { "Reactivate subscription" }
+                        }
+                    } @else {
+                        a class="button danger-outline" id="cancel-subscription"
+                            href={ "/billing/cancel" (suffix) } {
+                            "Cancel subscription"
+                        }
+                    }
                 }
-                body.push_str("</div>");
             }
-            body.push_str("</section>");
         }
-        _ => body.push_str(&plan_card(state, &tenant, admin, &suffix, &csrf)),
     }
-    let due = match charges_due(state, &tenant, live.is_some()).await {
-        Ok(d) => d,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    body.push_str(&usage_card(state, &dash, due));
-    body.push_str("</div>");
-    body.push_str(&invoices_card(state, &dash));
-
-    let label = user.label();
-    let status = error.as_ref().map_or(StatusCode::OK, |e| e.status);
-    super::html_response(status, html::page(&user.chrome("Billing", &label), &body))
 }
 
 fn plan_card(
@@ -222,39 +227,39 @@ fn plan_card(
     tenant: &tenants::Tenant,
     admin: bool,
     suffix: &str,
-    csrf: &str,
-) -> String {
-    let mut out = String::new();
-    push_html!(
-        out,
-        "<section class=\"card\" id=\"plan\" aria-labelledby=\"plan-h\"><h2 id=\"plan-h\">{}</h2>\
-         <p class=\"price\" id=\"plan-price\">{} <small>/ month</small></p><ul class=\"features\">",
-        Esc(PLAN_NAME),
-        money(PLAN_AMOUNT_CENTS)
-    );
-    for f in api::plan_features(state) {
-        push_html!(out, "<li>{}</li>", Esc(&f));
+    csrf: &Markup,
+) -> Markup {
+    html! {
+        section class="card" id="plan" aria-labelledby="plan-h" {
+            h2 id="plan-h" { (PLAN_NAME) }
+            p class="price" id="plan-price" { (money(PLAN_AMOUNT_CENTS)) " " small { "/ month" } }
+            ul class="features" {
+                @for f in api::plan_features(state) {
+                    li { (f) }
+                }
+            }
+            @if tenant.is_demo {
+                p class="muted" { "Demo accounts have full access without a subscription." }
+            } @else if admin {
+                form method="post" action={ "/billing/checkout" (suffix) } {
+                    (csrf)
+                    div class="field" {
+                        label for="trial-days" { "Free trial (days, optional)" }
+                        input type="number" id="trial-days" name="trial_days" min="0" max="730"
+                            inputmode="numeric" placeholder="0";
+                        div class="hint" { "No charge until the trial ends. Usage during the trial is free." }
+                    }
+                    button type="submit" id="subscribe" {
+                        "Subscribe · " (money(PLAN_AMOUNT_CENTS)) " / month"
+                    }
+                }
+            } @else {
+                p class="muted" {
+                    "Your organization has no subscription. An organization admin can subscribe."
+                }
+            }
+        }
     }
-    out.push_str("</ul>");
-    if tenant.is_demo {
-        out.push_str(
-            "<p class=\"muted\">Demo accounts have full access without a subscription.</p>",
-        );
-    } else if admin {
-        push_html!(
-            out,
-            "<form method=\"post\" action=\"/billing/checkout{suffix}\">{csrf}\
-             <div class=\"field\"><label for=\"trial-days\">Free trial (days, optional)</label>\
-             <input type=\"number\" id=\"trial-days\" name=\"trial_days\" min=\"0\" max=\"730\" inputmode=\"numeric\" placeholder=\"0\">\
-             <div class=\"hint\">No charge until the trial ends. Usage during the trial is free.</div></div>\
-             <button type=\"submit\" id=\"subscribe\">Subscribe · {} / month</button></form>",
-            money(PLAN_AMOUNT_CENTS)
-        );
-    } else {
-        out.push_str("<p class=\"muted\">Your organization has no subscription. An organization admin can subscribe.</p>");
-    }
-    out.push_str("</section>");
-    out
 }
 
 /// When the usage shown under upcoming charges is invoiced.
@@ -292,7 +297,7 @@ async fn charges_due(
     })
 }
 
-fn usage_card(state: &AppState, d: &Dashboard, due: ChargesDue) -> String {
+fn usage_card(state: &AppState, d: &Dashboard, due: ChargesDue) -> Markup {
     let u = &d.current_period_usage;
     let c = &d.upcoming_charges;
     let tz = state.settings.billing_timezone;
@@ -310,42 +315,6 @@ fn usage_card(state: &AppState, d: &Dashboard, due: ChargesDue) -> String {
             )
         })
         .unwrap_or_default();
-    let mut out = String::new();
-    push_html!(
-        out,
-        "<section class=\"card\" id=\"usage\" aria-labelledby=\"usage-h\"><h2 id=\"usage-h\">Usage this period</h2>\
-         <p class=\"muted\">{} – {}</p><dl class=\"facts\">\
-         <dt>Speech-to-text words</dt><dd id=\"usage-stt\">{}</dd>\
-         <dt>Text-to-speech words</dt><dd id=\"usage-tts\">{}</dd>\
-         <dt>Phone calls</dt><dd id=\"usage-calls\">{}</dd></dl>\
-         <h3>{}</h3><div class=\"table-scroll\"><table id=\"upcoming\"><tbody>\
-         <tr><td>Voice usage: {} words</td><td class=\"num\">{}</td></tr>\
-         <tr><td>Phone calls: {}</td><td class=\"num\">{}</td></tr>",
-        day(&u.start_date),
-        last_day,
-        count(u.total_stt_words),
-        count(u.total_tts_words),
-        count(u.total_phone_calls),
-        if due == ChargesDue::OnceSubscribed {
-            "Usage waiting for a subscription"
-        } else {
-            "Upcoming charges"
-        },
-        count(c.voice_words_count),
-        c.voice_usage_cents,
-        count(c.call_count),
-        c.call_charges_cents,
-    );
-    for late in &c.late {
-        push_html!(
-            out,
-            "<tr><td>Earlier usage ({}): {} words, {} calls</td><td class=\"num\">{}</td></tr>",
-            late.period,
-            count(late.voice_words_count),
-            count(late.call_count),
-            late.voice_usage_cents + late.call_charges_cents
-        );
-    }
     let (total_label, hint) = match due {
         ChargesDue::FirstOfMonth => (
             "Total so far",
@@ -361,57 +330,108 @@ fn usage_card(state: &AppState, d: &Dashboard, due: ChargesDue) -> String {
             "Demo accounts are exempt from usage charges.",
         ),
     };
-    push_html!(
-        out,
-        "<tr><th>{total_label}</th><th class=\"num\" id=\"upcoming-total\">{}</th></tr></tbody></table></div>\
-         <p class=\"hint\" id=\"upcoming-when\">{hint}</p></section>",
-        c.total_charges_cents
-    );
-    out
+    html! {
+        section class="card" id="usage" aria-labelledby="usage-h" {
+            h2 id="usage-h" { "Usage this period" }
+            p class="muted" { (day(&u.start_date)) " – " (last_day) }
+            dl class="facts" {
+                dt { "Speech-to-text words" }
+                dd id="usage-stt" { (count(u.total_stt_words)) }
+                dt { "Text-to-speech words" }
+                dd id="usage-tts" { (count(u.total_tts_words)) }
+                dt { "Phone calls" }
+                dd id="usage-calls" { (count(u.total_phone_calls)) }
+            }
+            h3 {
+                @if due == ChargesDue::OnceSubscribed {
+                    "Usage waiting for a subscription"
+                } @else {
+                    "Upcoming charges"
+                }
+            }
+            div class="table-scroll" {
+                table id="upcoming" {
+                    tbody {
+                        tr {
+                            td { "Voice usage: " (count(c.voice_words_count)) " words" }
+                            td class="num" { (c.voice_usage_cents) }
+                        }
+                        tr {
+                            td { "Phone calls: " (count(c.call_count)) }
+                            td class="num" { (c.call_charges_cents) }
+                        }
+                        @for late in &c.late {
+                            tr {
+                                td {
+                                    "Earlier usage (" (late.period) "): " (count(late.voice_words_count))
+                                    " words, " (count(late.call_count)) " calls"
+                                }
+                                td class="num" { (late.voice_usage_cents + late.call_charges_cents) }
+                            }
+                        }
+                        tr {
+                            th { (total_label) }
+                            th class="num" id="upcoming-total" { (c.total_charges_cents) }
+                        }
+                    }
+                }
+            }
+            p class="hint" id="upcoming-when" { (hint) }
+        }
+    }
 }
 
-fn invoices_card(state: &AppState, d: &Dashboard) -> String {
+fn invoices_card(state: &AppState, d: &Dashboard) -> Markup {
     let tz = state.settings.billing_timezone;
-    let mut out = String::from(
-        "<section class=\"card\" id=\"invoices\" aria-labelledby=\"invoices-h\"><h2 id=\"invoices-h\">Invoices</h2>",
-    );
-    if d.recent_invoices.is_empty() {
-        out.push_str("<p class=\"muted\">No invoices yet.</p></section>");
-        return out;
+    html! {
+        section class="card" id="invoices" aria-labelledby="invoices-h" {
+            h2 id="invoices-h" { "Invoices" }
+            @if d.recent_invoices.is_empty() {
+                p class="muted" { "No invoices yet." }
+            } @else {
+                div class="table-scroll" {
+                    table {
+                        thead {
+                            tr {
+                                th { "Period" }
+                                th { "Description" }
+                                th class="num" { "Amount" }
+                                th { "Status" }
+                                th { span class="muted" { "Invoice" } }
+                            }
+                        }
+                        tbody {
+                            @for i in &d.recent_invoices {
+                                @let what = i
+                                    .lines
+                                    .iter()
+                                    .map(|l| l.description.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join("; ");
+                                @let link = i
+                                    .hosted_invoice_url
+                                    .as_deref()
+                                    .filter(|u| u.starts_with("https://") || u.starts_with("http://"));
+                                tr {
+                                    td { (date_opt(i.period_start, tz)) " – " (date_opt(i.period_end, tz)) }
+                                    td { (if what.is_empty() { "Subscription" } else { &what }) }
+                                    td class="num" { (money(i.amount_due_cents)) }
+                                    td { (badge(&i.status)) }
+                                    td {
+                                        @if let Some(u) = link {
+                                            a href=(u) rel="noopener noreferrer" {
+                                                "View" span class="muted" { " invoice" }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
-    out.push_str(
-        "<div class=\"table-scroll\"><table><thead><tr><th>Period</th><th>Description</th><th class=\"num\">Amount</th><th>Status</th><th><span class=\"muted\">Invoice</span></th></tr></thead><tbody>",
-    );
-    for i in &d.recent_invoices {
-        let what = i
-            .lines
-            .iter()
-            .map(|l| l.description.as_str())
-            .collect::<Vec<_>>()
-            .join("; ");
-        let link = i
-            .hosted_invoice_url
-            .as_deref()
-            .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
-            .map(|u| {
-                format!(
-                    "<a href=\"{}\" rel=\"noopener noreferrer\">View<span class=\"muted\"> invoice</span></a>",
-                    Esc(u)
-                )
-            })
-            .unwrap_or_default();
-        push_html!(
-            out,
-            "<tr><td>{} – {}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td><td>{link}</td></tr>",
-            date_opt(i.period_start, tz),
-            date_opt(i.period_end, tz),
-            Esc(if what.is_empty() { "Subscription" } else { &what }),
-            money(i.amount_due_cents),
-            badge(&i.status)
-        );
-    }
-    out.push_str("</tbody></table></div></section>");
-    out
 }
 
 /// The tenant an admin action applies to; members are refused: only organization admins (and super
@@ -495,19 +515,28 @@ async fn confirm_cancel(
     };
     let suffix = tenant_suffix(&user, &tenant);
     let end = date_opt(sub.current_period_end, state.settings.billing_timezone);
-    let body = format!(
-        "<section class=\"card narrow\" id=\"confirm\"><h1>Cancel your subscription?</h1>\
-         <p>The subscription stays active until <strong>{end}</strong> and then ends. Usage until then is still \
-         billed. You can reactivate it any time before that date.</p>\
-         <div class=\"actions\"><form method=\"post\" action=\"/billing/cancel{suffix}\">{}\
-         <button type=\"submit\" class=\"danger\" id=\"confirm-cancel\">Yes, cancel at period end</button></form>\
-         <a class=\"button secondary\" id=\"keep-subscription\" href=\"/billing{suffix}\">Keep my subscription</a></div></section>",
-        html::csrf_field(&user.csrf)
-    );
+    let body = html! {
+        section class="card narrow" id="confirm" {
+            h1 { "Cancel your subscription?" }
+            p {
+                "The subscription stays active until " strong { (end) } " and then ends. Usage until then is \
+                 still billed. You can reactivate it any time before that date."
+            }
+            div class="actions" {
+                form method="post" action={ "/billing/cancel" (suffix) } {
+                    (html::csrf_field(&user.csrf))
+                    button type="submit" class="danger" id="confirm-cancel" { "Yes, cancel at period end" }
+                }
+                a class="button secondary" id="keep-subscription" href={ "/billing" (suffix) } {
+                    "Keep my subscription"
+                }
+            }
+        }
+    };
     let label = user.label();
     super::html_response(
         StatusCode::OK,
-        html::page(&user.chrome("Cancel subscription", &label), &body),
+        html::page(&user.chrome("Cancel subscription", &label), body),
     )
 }
 

@@ -1,8 +1,7 @@
 //! Bar charts drawn as SVG on the server: no script, nothing to load, readable by screen readers through
 //! the title and description. Values are integers (cents or counts); only coordinates are floats.
 
-use super::html::Esc;
-use crate::push_html;
+use maud::{html, Markup};
 
 const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 220.0;
@@ -28,7 +27,7 @@ pub fn bars(
     bars: &[Bar],
     min_top: i64,
     axis: impl Fn(i64) -> String,
-) -> String {
+) -> Markup {
     let max = bars
         .iter()
         .map(|b| b.values.iter().map(|v| (*v).max(0)).sum::<i64>())
@@ -39,57 +38,52 @@ pub fn bars(
     let plot_w = WIDTH - LEFT - RIGHT;
     let y_of = |v: i64| TOP + plot_h - (v as f64 / top_value as f64) * plot_h;
 
-    let mut out = String::new();
-    push_html!(
-        out,
-        "<svg class=\"chart\" id=\"{id}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" aria-labelledby=\"{id}-title {id}-desc\" xmlns=\"http://www.w3.org/2000/svg\">\
-         <title id=\"{id}-title\">{}</title><desc id=\"{id}-desc\">{}</desc>",
-        Esc(title),
-        Esc(description)
-    );
-    // Four grid lines with their values.
-    for step in 0..=4 {
-        let v = top_value * step / 4;
-        let y = y_of(v);
-        push_html!(
-            out,
-            "<line class=\"{}\" x1=\"{LEFT}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/>\
-             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-            if step == 0 { "axis" } else { "grid-line" },
-            WIDTH - RIGHT,
-            LEFT - 6.0,
-            y + 4.0,
-            Esc(&axis(v))
-        );
-    }
     let slot = plot_w / bars.len().max(1) as f64;
     let bar_w = (slot * 0.62).max(2.0);
-    for (i, bar) in bars.iter().enumerate() {
-        let x = LEFT + slot * i as f64 + (slot - bar_w) / 2.0;
-        let mut base = 0i64;
-        for (s, v) in bar.values.iter().enumerate() {
-            let v = (*v).max(0);
-            if v > 0 {
-                let (y_top, y_bottom) = (y_of(base + v), y_of(base));
-                push_html!(
-                    out,
-                    "<rect x=\"{x:.1}\" y=\"{y_top:.1}\" width=\"{bar_w:.1}\" height=\"{:.1}\" fill=\"{}\"/>",
-                    (y_bottom - y_top).max(0.5),
-                    COLOURS[s % COLOURS.len()]
-                );
+    html! {
+        svg class="chart" id=(id) viewBox={ "0 0 " (WIDTH) " " (HEIGHT) } role="img"
+            aria-labelledby={ (id) "-title " (id) "-desc" } xmlns="http://www.w3.org/2000/svg" {
+            title id={ (id) "-title" } { (title) }
+            desc id={ (id) "-desc" } { (description) }
+            // Four grid lines with their values. SVG elements are closed explicitly: in HTML a `<line>`
+            // without `/>` or `</line>` would swallow the elements after it.
+            @for step in 0..=4 {
+                @let v = top_value * step / 4;
+                @let y = y_of(v);
+                line class=(if step == 0 { "axis" } else { "grid-line" }) x1=(LEFT) x2=(WIDTH - RIGHT)
+                    y1=(f1(y)) y2=(f1(y)) {}
+                text x=(LEFT - 6.0) y=(f1(y + 4.0)) text-anchor="end" { (axis(v)) }
             }
-            base += v;
+            @for (i, bar) in bars.iter().enumerate() {
+                @let x = LEFT + slot * i as f64 + (slot - bar_w) / 2.0;
+                @for (s, base, v) in stacked(&bar.values) {
+                    @let (y_top, y_bottom) = (y_of(base + v), y_of(base));
+                    rect x=(f1(x)) y=(f1(y_top)) width=(f1(bar_w)) height=(f1((y_bottom - y_top).max(0.5)))
+                        fill=(COLOURS[s % COLOURS.len()]) {}
+                }
+                text x=(f1(x + bar_w / 2.0)) y=(f1(HEIGHT - 8.0)) text-anchor="middle" { (bar.label) }
+            }
         }
-        push_html!(
-            out,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
-            x + bar_w / 2.0,
-            HEIGHT - 8.0,
-            Esc(&bar.label)
-        );
     }
-    out.push_str("</svg>");
+}
+
+/// The positive values of a bar with their series index and the value they stack on.
+fn stacked(values: &[i64]) -> Vec<(usize, i64, i64)> {
+    let mut base = 0i64;
+    let mut out = Vec::with_capacity(values.len());
+    for (s, v) in values.iter().enumerate() {
+        let v = (*v).max(0);
+        if v > 0 {
+            out.push((s, base, v));
+        }
+        base += v;
+    }
     out
+}
+
+/// A coordinate with one decimal: enough for a 640-unit-wide drawing, and short.
+fn f1(v: f64) -> String {
+    format!("{v:.1}")
 }
 
 /// The smallest "round" number (1, 2 or 5 times a power of ten) at or above `v`; at least 1.
@@ -138,7 +132,8 @@ mod tests {
             ],
             1,
             |v| v.to_string(),
-        );
+        )
+        .into_string();
         assert_eq!(svg.matches("<rect").count(), 2);
         assert!(svg.contains("Revenue &lt;by month&gt;"));
     }

@@ -1,44 +1,13 @@
-//! HTML building blocks: escaping, the page layout, formatting of money, dates and statuses.
+//! HTML building blocks: the page layout, notices, badges, and formatting of money, dates and statuses.
 //!
-//! The pages are written with `format!`-family macros rather than a template engine: rustc checks every
-//! placeholder at compile time, the pages are few and small, and the build gains no proc-macro crates. The
-//! rule that keeps them safe: every value that did not come from a literal in this crate goes through
-//! [`Esc`] (text and quoted attributes alike).
+//! The pages are `maud::html!` templates: every value spliced in is escaped unless it is itself
+//! `Markup`, so safety does not depend on each call site remembering to escape, and the compiler checks
+//! the markup's structure. The stylesheet and the icon stay constants: they are files, not assembled.
 
 use crate::domain::Cents;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use std::fmt::{self, Display, Write};
-
-/// Text escaped for HTML element content and double- or single-quoted attribute values.
-pub struct Esc<'a>(pub &'a str);
-
-impl Display for Esc<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut rest = self.0;
-        while let Some(i) = rest.find(['&', '<', '>', '"', '\'']) {
-            f.write_str(&rest[..i])?;
-            f.write_str(match rest.as_bytes()[i] {
-                b'&' => "&amp;",
-                b'<' => "&lt;",
-                b'>' => "&gt;",
-                b'"' => "&quot;",
-                _ => "&#39;",
-            })?;
-            rest = &rest[i + 1..];
-        }
-        f.write_str(rest)
-    }
-}
-
-/// Appends formatted markup to a `String` (writing to a `String` cannot fail).
-#[macro_export]
-macro_rules! push_html {
-    ($out:expr, $($arg:tt)*) => {{
-        use std::fmt::Write as _;
-        let _ = write!($out, $($arg)*);
-    }};
-}
+use maud::{html, Markup, DOCTYPE};
 
 /// What the layout needs to know about the signed-in user, for the header.
 pub struct Chrome<'a> {
@@ -50,49 +19,54 @@ pub struct Chrome<'a> {
 }
 
 /// A whole page: the shared header, then `body`.
-pub fn page(chrome: &Chrome<'_>, body: &str) -> String {
-    let mut out = String::with_capacity(body.len() + 1024);
-    push_html!(
-        out,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{} · Thanotopolis Billing</title>\
-         <link rel=\"icon\" href=\"/assets/icon.svg\" type=\"image/svg+xml\">\
-         <link rel=\"stylesheet\" href=\"/assets/billing.css\"></head><body>\
-         <header class=\"top\"><div class=\"wrap top-row\"><a class=\"brand\" href=\"/billing\">\
-         <span class=\"logo\" aria-hidden=\"true\">T</span>Thanotopolis <span class=\"muted\">Billing</span></a>",
-        Esc(chrome.title)
-    );
-    if let Some((who, csrf)) = chrome.user {
-        out.push_str("<nav aria-label=\"Account\">");
-        if chrome.admin_link {
-            out.push_str("<a href=\"/admin/billing\">Admin</a>");
+pub fn page(chrome: &Chrome<'_>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (chrome.title) " · Thanotopolis Billing" }
+                link rel="icon" href="/assets/icon.svg" type="image/svg+xml";
+                link rel="stylesheet" href="/assets/billing.css";
+            }
+            body {
+                header class="top" {
+                    div class="wrap top-row" {
+                        a class="brand" href="/billing" {
+                            span class="logo" aria-hidden="true" { "T" }
+                            "Thanotopolis "
+                            span class="muted" { "Billing" }
+                        }
+                        @if let Some((who, csrf)) = chrome.user {
+                            nav aria-label="Account" {
+                                @if chrome.admin_link {
+                                    a href="/admin/billing" { "Admin" }
+                                }
+                                span class="who" { (who) }
+                                form method="post" action="/auth/logout" class="inline" {
+                                    (csrf_field(csrf))
+                                    button type="submit" class="link" id="sign-out" { "Sign out" }
+                                }
+                            }
+                        }
+                    }
+                }
+                main class="wrap" id="main" { (body) }
+                footer class="wrap foot muted" {
+                    "Amounts in US dollars. Payments are processed by Stripe."
+                }
+            }
         }
-        push_html!(
-            out,
-            "<span class=\"who\">{}</span><form method=\"post\" action=\"/auth/logout\" class=\"inline\">\
-             <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-             <button type=\"submit\" class=\"link\" id=\"sign-out\">Sign out</button></form></nav>",
-            Esc(who),
-            Esc(csrf)
-        );
     }
-    push_html!(
-        out,
-        "</div></header><main class=\"wrap\" id=\"main\">{body}</main>\
-         <footer class=\"wrap foot muted\">Amounts in US dollars. Payments are processed by Stripe.</footer>\
-         </body></html>"
-    );
-    out
 }
 
 /// A notice box: `kind` is `ok`, `warn`, `error` or `info`.
-pub fn notice(kind: &str, id: &str, text: &str) -> String {
+pub fn notice(kind: &str, id: &str, text: &str) -> Markup {
     let role = if kind == "error" { "alert" } else { "status" };
-    format!(
-        "<div class=\"notice {kind}\" id=\"{id}\" role=\"{role}\">{}</div>",
-        Esc(text)
-    )
+    html! {
+        div class={ "notice " (kind) } id=(id) role=(role) { (text) }
+    }
 }
 
 /// A date in the billing time zone, e.g. `Mar 5, 2026`.
@@ -120,7 +94,7 @@ pub fn money(c: i64) -> String {
 }
 
 /// A status badge (Stripe's subscription and invoice statuses), with words a person reads.
-pub fn badge(status: &str) -> String {
+pub fn badge(status: &str) -> Markup {
     let (class, label) = match status {
         "active" | "paid" => ("good", status.to_owned()),
         "trialing" => ("info", "trial".to_owned()),
@@ -128,18 +102,12 @@ pub fn badge(status: &str) -> String {
         "open" | "incomplete" | "draft" => ("warn", status.replace('_', " ")),
         other => ("neutral", other.replace('_', " ")),
     };
-    format!("<span class=\"badge {class}\">{}</span>", Esc(&label))
+    html! { span class={ "badge " (class) } { (label) } }
 }
 
 /// A hidden CSRF field for a form.
-pub fn csrf_field(csrf: &str) -> String {
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
-        Esc(csrf)
-    );
-    out
+pub fn csrf_field(csrf: &str) -> Markup {
+    html! { input type="hidden" name="csrf" value=(csrf); }
 }
 
 /// The stylesheet every page links (served from `/assets/billing.css`, so the CSP needs no inline styles).
@@ -226,13 +194,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escapes_markup_and_quotes() {
+    fn escapes_text_and_attributes() {
         assert_eq!(
-            Esc(r#"<a href="x">'&'</a>"#).to_string(),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+            notice("error", "e", r#"<a href="x">'&'</a>"#).into_string(),
+            "<div class=\"notice error\" id=\"e\" role=\"alert\">&lt;a href=&quot;x&quot;&gt;'&amp;'&lt;/a&gt;</div>"
         );
-        assert_eq!(Esc("plain").to_string(), "plain");
-        assert_eq!(Esc("é<").to_string(), "é&lt;");
+        assert_eq!(
+            csrf_field("\"><b>").into_string(),
+            "<input type=\"hidden\" name=\"csrf\" value=\"&quot;&gt;&lt;b&gt;\">"
+        );
+        assert_eq!(
+            badge("past_due").into_string(),
+            "<span class=\"badge bad\">past due</span>"
+        );
     }
 
     #[test]

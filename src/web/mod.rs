@@ -1,8 +1,8 @@
 //! The web pages: `/billing` for a tenant's users, `/admin/billing` for super admins, signing in, and
 //! `/api/docs`, the API reference.
 //!
-//! Server-rendered HTML with no script: the forms post back here and every action redirects (303). The
-//! pages reuse the JSON API's functions, so both always say and do the same.
+//! Server-rendered HTML (maud templates) with no script: the forms post back here and every action
+//! redirects (303). The pages reuse the JSON API's functions, so both always say and do the same.
 
 // Page helpers fail with the `Response` to send (a redirect or an error page): it is built at most once
 // per request, on the way out, so boxing it would buy nothing.
@@ -22,6 +22,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use maud::Markup;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 /// The pages, with their security headers.
@@ -72,16 +73,9 @@ fn content_security_policy(settings: &Settings) -> String {
 }
 
 /// An HTML response that is never cached (pages show money and account state).
-pub fn html_response(status: StatusCode, html: String) -> Response {
-    (
-        status,
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        html,
-    )
-        .into_response()
+pub fn html_response(status: StatusCode, html: Markup) -> Response {
+    // maud's `IntoResponse` sets `text/html; charset=utf-8`.
+    (status, [(header::CACHE_CONTROL, "no-store")], html).into_response()
 }
 
 async fn css() -> Response {

@@ -8,12 +8,11 @@
 //! - Every state-changing form carries a token derived from the session (HMAC of the cookie's JWT with
 //!   `JWT_SECRET`), and `Origin`/`Referer`, when the browser sends them, must name this service.
 
-use super::html::{self, Chrome, Esc};
+use super::html::{self, Chrome};
 use crate::auth::jwt::{self, Claims, JwtError};
 use crate::auth::{Caller, Role};
 use crate::db::tenants;
 use crate::domain::TenantId;
-use crate::push_html;
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
@@ -24,6 +23,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use hmac::{Hmac, Mac};
+use maud::{html, Markup};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use sha2::Sha256;
@@ -251,14 +251,16 @@ pub fn require(user: &PageUser, allowed: bool, message: &str) -> Result<(), Resp
 /// A page that says what went wrong, in the layout.
 pub fn error_page(user: &PageUser, status: StatusCode, message: &str) -> Response {
     let label = user.label();
-    let body = format!(
-        "<div class=\"card narrow\"><h1>{}</h1><p>{}</p><p><a href=\"/billing\">Back to billing</a></p></div>",
-        Esc(status.canonical_reason().unwrap_or("Error")),
-        Esc(message)
-    );
+    let body = html! {
+        div class="card narrow" {
+            h1 { (status.canonical_reason().unwrap_or("Error")) }
+            p { (message) }
+            p { a href="/billing" { "Back to billing" } }
+        }
+    };
     super::html_response(
         status,
-        html::page(&user.chrome("Something went wrong", &label), &body),
+        html::page(&user.chrome("Something went wrong", &label), body),
     )
 }
 
@@ -280,33 +282,39 @@ fn signed_in(state: &AppState, jwt: &str, claims: &Claims, role: Role) -> Respon
 }
 
 fn sign_in_form(state: &AppState, error: Option<&str>, status: StatusCode) -> Response {
-    let mut body = String::from(
-        "<div class=\"card narrow\"><h1>Sign in to billing</h1>\
-         <p class=\"sub\">Paste the access token the Thanotopolis platform gave you. It is kept in a secure \
-         cookie for this site only.</p>",
-    );
-    if let Some(e) = error {
-        body.push_str(&html::notice("error", "sign-in-error", e));
-    }
-    body.push_str(
-        "<form method=\"post\" action=\"/auth/session\"><div class=\"field\">\
-         <label for=\"token\">Access token</label>\
-         <textarea id=\"token\" name=\"token\" required autocomplete=\"off\" spellcheck=\"false\"></textarea>\
-         <div class=\"hint\">A JSON Web Token: three parts separated by dots.</div></div>\
-         <button type=\"submit\" id=\"sign-in\">Sign in</button></form>",
-    );
-    if state.settings.dev_sign_in {
-        body.push_str(
-            "<p class=\"hint\">Local demo: <a href=\"/dev/sign-in\" id=\"dev-sign-in\">sign in as a demo user</a>.</p>",
-        );
-    }
-    body.push_str("</div>");
+    let body = html! {
+        div class="card narrow" {
+            h1 { "Sign in to billing" }
+            p class="sub" {
+                "Paste the access token the Thanotopolis platform gave you. It is kept in a secure cookie \
+                 for this site only."
+            }
+            @if let Some(e) = error {
+                (html::notice("error", "sign-in-error", e))
+            }
+            form method="post" action="/auth/session" {
+                div class="field" {
+                    label for="token" { "Access token" }
+                    textarea id="token" name="token" required autocomplete="off" spellcheck="false" {}
+                    div class="hint" { "A JSON Web Token: three parts separated by dots." }
+                }
+                button type="submit" id="sign-in" { "Sign in" }
+            }
+            @if state.settings.dev_sign_in {
+                p class="hint" {
+                    "Local demo: "
+                    a href="/dev/sign-in" id="dev-sign-in" { "sign in as a demo user" }
+                    "."
+                }
+            }
+        }
+    };
     let chrome = Chrome {
         title: "Sign in",
         user: None,
         admin_link: false,
     };
-    super::html_response(status, html::page(&chrome, &body))
+    super::html_response(status, html::page(&chrome, body))
 }
 
 async fn sign_in_page(State(state): State<AppState>) -> Response {
@@ -404,57 +412,67 @@ async fn dev_sign_in_page(State(state): State<AppState>) -> Response {
         Ok(l) => l,
         Err(e) => return crate::error::ApiError::from(e).into_response(),
     };
-    let mut body = String::from(
-        "<div class=\"card\"><h1>Demo sign-in</h1><p class=\"sub\">For the local demo only: sign in as an \
-         organization's admin or member, or as the platform's super admin.</p><p>",
-    );
-    body.push_str(&dev_button(
-        "platform",
-        "super_admin",
-        "Sign in as super admin",
-        "dev-super-admin",
-    ));
-    body.push_str("</p>");
-    if list.is_empty() {
-        body.push_str("<p class=\"muted\">No organizations yet: add one with <code>thanotopolis-billing tenants add</code>.</p>");
-    } else {
-        body.push_str("<div class=\"table-scroll\"><table><thead><tr><th>Organization</th><th>Subdomain</th><th></th></tr></thead><tbody>");
-        for t in &list {
-            push_html!(
-                body,
-                "<tr><td>{}{}</td><td>{}</td><td><div class=\"actions\">{}{}</div></td></tr>",
-                Esc(&t.name),
-                if t.is_demo {
-                    " <span class=\"badge info\">demo</span>"
-                } else {
-                    ""
-                },
-                Esc(&t.subdomain),
-                dev_button(&t.id, "org_admin", "Admin", &format!("dev-admin-{}", t.id)),
-                dev_button(&t.id, "member", "Member", &format!("dev-member-{}", t.id)),
-            );
+    let body = html! {
+        div class="card" {
+            h1 { "Demo sign-in" }
+            p class="sub" {
+                "For the local demo only: sign in as an organization's admin or member, or as the \
+                 platform's super admin."
+            }
+            p { (dev_button("platform", "super_admin", "Sign in as super admin", "dev-super-admin")) }
+            @if list.is_empty() {
+                p class="muted" {
+                    "No organizations yet: add one with "
+                    code { "thanotopolis-billing tenants add" }
+                    "."
+                }
+            } @else {
+                div class="table-scroll" {
+                    table {
+                        thead { tr { th { "Organization" } th { "Subdomain" } th {} } }
+                        tbody {
+                            @for t in &list {
+                                tr {
+                                    td {
+                                        (t.name)
+                                        @if t.is_demo {
+                                            " "
+                                            span class="badge info" { "demo" }
+                                        }
+                                    }
+                                    td { (t.subdomain) }
+                                    td {
+                                        div class="actions" {
+                                            @let (admin, member) =
+                                                (format!("dev-admin-{}", t.id), format!("dev-member-{}", t.id));
+                                            (dev_button(&t.id, "org_admin", "Admin", &admin))
+                                            (dev_button(&t.id, "member", "Member", &member))
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
         }
-        body.push_str("</tbody></table></div>");
-    }
-    body.push_str("</div>");
+    };
     let chrome = Chrome {
         title: "Demo sign-in",
         user: None,
         admin_link: false,
     };
-    super::html_response(StatusCode::OK, html::page(&chrome, &body))
+    super::html_response(StatusCode::OK, html::page(&chrome, body))
 }
 
-fn dev_button(tenant: &str, role: &str, label: &str, id: &str) -> String {
-    format!(
-        "<form method=\"post\" action=\"/dev/sign-in\" class=\"inline\">\
-         <input type=\"hidden\" name=\"tenant_id\" value=\"{}\"><input type=\"hidden\" name=\"role\" value=\"{}\">\
-         <button type=\"submit\" class=\"small secondary\" id=\"{}\">{}</button></form>",
-        Esc(tenant),
-        Esc(role),
-        Esc(id),
-        Esc(label)
-    )
+fn dev_button(tenant: &str, role: &str, label: &str, id: &str) -> Markup {
+    html! {
+        form method="post" action="/dev/sign-in" class="inline" {
+            input type="hidden" name="tenant_id" value=(tenant);
+            input type="hidden" name="role" value=(role);
+            button type="submit" class="small secondary" id=(id) { (label) }
+        }
+    }
 }
 
 #[derive(Deserialize)]
