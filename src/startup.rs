@@ -140,7 +140,7 @@ pub fn app(state: AppState) -> Router {
         // The path only, never the query string: it may carry return URLs or other caller data.
         tracing::info_span!("request", method = %req.method(), route = %route, request_id = %request_id)
     });
-    let pages = crate::web::router(&state.settings);
+    let pages = crate::web::router(&state.settings, &routes::openapi::DOCUMENT_JSON);
     let cors = crate::cors::layer(&state.settings.cors_allowed_origins);
     let allowed = crate::cors::Allowed::new(&state.settings.cors_allowed_origins);
     let mut router = routes::router()

@@ -8,8 +8,7 @@ use axum::Json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-// Re-exported while the pages still import them from here.
-pub use crate::dashboard::*;
+use crate::dashboard::{load, Dashboard};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(dashboard))

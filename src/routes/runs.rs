@@ -16,8 +16,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-// Re-exported while the pages still import them from here.
-pub use crate::billing::start::{closed_period, start_run, RunAccepted, RunStarted};
+use crate::billing::start::{closed_period, start_run, RunAccepted, RunStarted};
 
 impl IntoResponse for RunStarted {
     fn into_response(self) -> Response {

@@ -11,7 +11,6 @@ use crate::db::audit;
 use crate::domain::{time, BillingPeriod, Cents};
 use crate::error::ApiError;
 use crate::overview::{self, Overview};
-use crate::routes::billing as api;
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -579,7 +578,7 @@ async fn set_demo(
             )
         }
     };
-    match api::set_demo(&state, &user.caller, &tenant_id, is_demo).await {
+    match crate::subscriptions::demo::set_demo(&state, &user.caller, &tenant_id, is_demo).await {
         Ok((tenant, _)) => {
             let done = if is_demo { "demo_on" } else { "demo_off" };
             let tenant: String = form_urlencoded::byte_serialize(tenant.id.as_bytes()).collect();
@@ -602,12 +601,13 @@ async fn start_run(State(state): State<AppState>, posted: Posted<RunForm>) -> Re
     if let Err(r) = require_super_admin(user) {
         return r;
     }
-    let period = match crate::routes::runs::closed_period(&state, posted.form.period.trim()) {
+    let period = match crate::billing::start::closed_period(&state, posted.form.period.trim()) {
         Ok(p) => p,
         Err(e) => return error_page(user, e.status, &e.detail),
     };
     let dry_run = posted.form.dry_run.as_deref() == Some("true");
-    match crate::routes::runs::start_run(&state, &user.caller.actor(), period, dry_run, false).await
+    match crate::billing::start::start_run(&state, &user.caller.actor(), period, dry_run, false)
+        .await
     {
         Ok(_) => Redirect::to("/admin/billing?done=run").into_response(),
         Err(e) => error_page(user, e.status, &e.detail),

@@ -10,20 +10,21 @@ use axum::routing::get;
 use axum::Router;
 use maud::{html, Markup};
 use serde_json::{Map, Value};
-use std::sync::LazyLock;
+use std::sync::OnceLock;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/docs", get(show))
+/// `GET /api/docs` for `document`, the JSON `/api/openapi.json` serves (given by the router's assembly).
+pub fn router(document: &'static str) -> Router<AppState> {
+    Router::new().route("/api/docs", get(move || async move { response(document) }))
 }
 
-static PAGE: LazyLock<Markup> = LazyLock::new(|| {
-    let doc: Value =
-        serde_json::from_str(&crate::routes::openapi::DOCUMENT_JSON).expect("the document is JSON");
-    render(&doc)
-});
-
-async fn show() -> Response {
-    html_response(StatusCode::OK, PAGE.clone())
+/// The page for `document`, rendered once and kept.
+fn response(document: &str) -> Response {
+    static PAGE: OnceLock<Markup> = OnceLock::new();
+    let page = PAGE.get_or_init(|| {
+        let doc: Value = serde_json::from_str(document).expect("the document is JSON");
+        render(&doc)
+    });
+    html_response(StatusCode::OK, page.clone())
 }
 
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];

@@ -4,12 +4,13 @@
 
 use super::html::{self, badge, count, date, date_opt, money, notice};
 use super::session::{error_page, require, PageUser, Posted};
+use crate::dashboard::{self, Dashboard};
 use crate::db::{subscriptions, tenants};
 use crate::domain::TenantId;
 use crate::error::ApiError;
-use crate::routes::billing::{self as api, PLAN_AMOUNT_CENTS, PLAN_NAME};
-use crate::routes::dashboard::{self, Dashboard};
 use crate::state::AppState;
+use crate::subscriptions::plan::{PLAN_AMOUNT_CENTS, PLAN_NAME};
+use crate::subscriptions::{cancellation, checkout, portal};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -234,7 +235,7 @@ fn plan_card(
             h2 id="plan-h" { (PLAN_NAME) }
             p class="price" id="plan-price" { (money(PLAN_AMOUNT_CENTS)) " " small { "/ month" } }
             ul class="features" {
-                @for f in api::plan_features(state) {
+                @for f in crate::subscriptions::plan::plan_features(state) {
                     li { (f) }
                 }
             }
@@ -484,7 +485,7 @@ async fn checkout(
     let base = format!("{}/billing", state.settings.public_base_url);
     let suffix = tenant_suffix(user, &tenant);
     let sep = if suffix.is_empty() { "?" } else { "&" };
-    let started = api::start_checkout(
+    let started = checkout::start_checkout(
         &state,
         &tenant,
         &user.caller,
@@ -577,7 +578,7 @@ async fn cancel(
     posted: Posted<NoFields>,
 ) -> Response {
     act(&state, q, posted, "canceled", |s, c, t| async move {
-        api::cancel_subscription(&s, &c, &t).await
+        cancellation::cancel_subscription(&s, &c, &t).await
     })
     .await
 }
@@ -588,7 +589,7 @@ async fn reactivate(
     posted: Posted<NoFields>,
 ) -> Response {
     act(&state, q, posted, "reactivated", |s, c, t| async move {
-        api::reactivate_subscription(&s, &c, &t).await
+        cancellation::reactivate_subscription(&s, &c, &t).await
     })
     .await
 }
@@ -609,7 +610,7 @@ async fn portal(
         "{}/billing{suffix}{sep}done=portal",
         state.settings.public_base_url
     );
-    match api::portal_session(&state, &tenant, &return_url).await {
+    match portal::portal_session(&state, &tenant, &return_url).await {
         Ok(url) => Redirect::to(&url).into_response(),
         Err(e) => render(&state, user, &tenant, None, Some(e)).await,
     }

@@ -25,8 +25,8 @@ use axum::Router;
 use maud::Markup;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-/// The pages, with their security headers.
-pub fn router(settings: &Settings) -> Router<AppState> {
+/// The pages, with their security headers; `api_document` is the OpenAPI document `/api/docs` shows.
+pub fn router(settings: &Settings, api_document: &'static str) -> Router<AppState> {
     let csp =
         HeaderValue::from_str(&content_security_policy(settings)).expect("the policy is ASCII");
     let headers = [
@@ -49,7 +49,7 @@ pub fn router(settings: &Settings) -> Router<AppState> {
         .merge(session::router())
         .merge(billing_page::router())
         .merge(admin_page::router())
-        .merge(api_docs::router())
+        .merge(api_docs::router(api_document))
         .route("/assets/billing.css", get(css))
         .route("/assets/icon.svg", get(icon));
     for (name, value) in headers {
