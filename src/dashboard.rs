@@ -8,7 +8,7 @@ use crate::db::payment_methods::{self, PaymentMethodView};
 use crate::db::subscriptions::{self, CurrentSubscription};
 use crate::db::tenants;
 use crate::domain::{time, BillingPeriod, Cents, TenantId};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
 use crate::usage::billable;
 use crate::usage::rating::{rate_slice, Rates, UsageTotals};
@@ -85,7 +85,7 @@ pub async fn load(state: &AppState, tenant_id: &TenantId) -> ApiResult<Dashboard
     )?;
     let tenant = tenant.ok_or_else(|| {
         ApiError::not_found(
-            "tenant_not_found",
+            ErrorCode::TenantNotFound,
             format!("No tenant {tenant_id:?} is registered."),
         )
     })?;

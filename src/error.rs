@@ -6,10 +6,140 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+/// Every code an error answer carries: stable, for programs. The OpenAPI document lists them from here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request body is over the size limit.
+    BodyTooLarge,
+    /// Another checkout of the organization is being opened at this moment.
+    CheckoutInProgress,
+    /// A demo account cannot subscribe.
+    DemoAccount,
+    /// A valid token without the right to do this.
+    Forbidden,
+    /// Something failed on our side (logged; nothing revealed).
+    InternalError,
+    /// The request body could not be read.
+    InvalidBody,
+    /// A webhook event that is not a Stripe event.
+    InvalidEvent,
+    /// `is_demo` is not `true` or `false`.
+    InvalidIsDemo,
+    /// The body is not valid JSON, or not of the expected shape.
+    InvalidJson,
+    /// `limit` is out of range.
+    InvalidLimit,
+    /// `month` is not a YYYY-MM month.
+    InvalidMonth,
+    /// A path parameter could not be read.
+    InvalidPath,
+    /// `period` is not a YYYY-MM month.
+    InvalidPeriod,
+    /// The query string could not be read.
+    InvalidQuery,
+    /// A usage batch with an invalid event (each named in `detail`); nothing of it is stored.
+    InvalidUsageEvents,
+    /// A webhook whose Stripe-Signature does not verify.
+    InvalidSignature,
+    /// A tenant to add is invalid.
+    InvalidTenant,
+    /// `tenant_id` is not a valid tenant id.
+    InvalidTenantId,
+    /// `trial_days` is over the allowed maximum, or the organization subscribed before.
+    InvalidTrialDays,
+    /// A URL is not an absolute http(s) URL.
+    InvalidUrl,
+    /// No subscription to cancel.
+    NoActiveSubscription,
+    /// No subscription pending cancellation.
+    NoPendingCancellation,
+    /// The organization has no Stripe customer yet.
+    NoStripeCustomer,
+    /// A missing, malformed, expired or foreign token.
+    NotAuthenticated,
+    /// No such route in the API.
+    NotFound,
+    /// The payment method declined.
+    PaymentDeclined,
+    /// The period has not ended yet.
+    PeriodNotClosed,
+    /// Over the rate limit; retry after `Retry-After`.
+    RateLimited,
+    /// A run of the period is already in progress.
+    RunInProgress,
+    /// No run has that id.
+    RunNotFound,
+    /// A dependency (the database, Stripe) is unavailable; retry.
+    ServiceUnavailable,
+    /// Billing is not connected to Stripe yet.
+    StripeNotConfigured,
+    /// Stripe could not be reached or refused the request.
+    StripeUnavailable,
+    /// The organization already has a live subscription.
+    SubscriptionExists,
+    /// A tenant with that id or subdomain exists.
+    TenantExists,
+    /// No tenant has that id.
+    TenantNotFound,
+    /// Applying a webhook event failed; Stripe retries it.
+    WebhookFailed,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BodyTooLarge => "body_too_large",
+            ErrorCode::CheckoutInProgress => "checkout_in_progress",
+            ErrorCode::DemoAccount => "demo_account",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::InternalError => "internal_error",
+            ErrorCode::InvalidBody => "invalid_body",
+            ErrorCode::InvalidEvent => "invalid_event",
+            ErrorCode::InvalidIsDemo => "invalid_is_demo",
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::InvalidLimit => "invalid_limit",
+            ErrorCode::InvalidMonth => "invalid_month",
+            ErrorCode::InvalidPath => "invalid_path",
+            ErrorCode::InvalidPeriod => "invalid_period",
+            ErrorCode::InvalidQuery => "invalid_query",
+            ErrorCode::InvalidSignature => "invalid_signature",
+            ErrorCode::InvalidUsageEvents => "invalid_usage_events",
+            ErrorCode::InvalidTenant => "invalid_tenant",
+            ErrorCode::InvalidTenantId => "invalid_tenant_id",
+            ErrorCode::InvalidTrialDays => "invalid_trial_days",
+            ErrorCode::InvalidUrl => "invalid_url",
+            ErrorCode::NoActiveSubscription => "no_active_subscription",
+            ErrorCode::NoPendingCancellation => "no_pending_cancellation",
+            ErrorCode::NoStripeCustomer => "no_stripe_customer",
+            ErrorCode::NotAuthenticated => "not_authenticated",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::PaymentDeclined => "payment_declined",
+            ErrorCode::PeriodNotClosed => "period_not_closed",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::RunInProgress => "run_in_progress",
+            ErrorCode::RunNotFound => "run_not_found",
+            ErrorCode::ServiceUnavailable => "service_unavailable",
+            ErrorCode::StripeNotConfigured => "stripe_not_configured",
+            ErrorCode::StripeUnavailable => "stripe_unavailable",
+            ErrorCode::SubscriptionExists => "subscription_exists",
+            ErrorCode::TenantExists => "tenant_exists",
+            ErrorCode::TenantNotFound => "tenant_not_found",
+            ErrorCode::WebhookFailed => "webhook_failed",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub detail: String,
     /// Seconds to wait before retrying, sent as `Retry-After` (429 and 503).
     pub retry_after: Option<u64>,
@@ -22,8 +152,8 @@ struct Body<'a> {
     /// A sentence for people: what went wrong and what to do.
     detail: &'a str,
     /// A stable snake_case code for programs.
-    #[schema(example = "not_authenticated")]
-    code: &'a str,
+    #[schema(inline)]
+    code: ErrorCode,
 }
 
 // Documented under the name the error responses use: `ApiError`, the wire shape of this type.
@@ -40,7 +170,7 @@ impl utoipa::ToSchema for ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> ApiError {
+    pub fn new(status: StatusCode, code: ErrorCode, detail: impl Into<String>) -> ApiError {
         ApiError {
             status,
             code,
@@ -50,32 +180,40 @@ impl ApiError {
         }
     }
 
-    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> ApiError {
+    pub fn bad_request(code: ErrorCode, detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, detail)
     }
 
     pub fn unauthorized(detail: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, "not_authenticated", detail)
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::NotAuthenticated,
+            detail,
+        )
     }
 
     pub fn forbidden(detail: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::FORBIDDEN, "forbidden", detail)
+        ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, detail)
     }
 
-    pub fn not_found(code: &'static str, detail: impl Into<String>) -> ApiError {
+    pub fn not_found(code: ErrorCode, detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, code, detail)
     }
 
-    pub fn conflict(code: &'static str, detail: impl Into<String>) -> ApiError {
+    pub fn conflict(code: ErrorCode, detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::CONFLICT, code, detail)
     }
 
-    pub fn unprocessable(code: &'static str, detail: impl Into<String>) -> ApiError {
+    pub fn unprocessable(code: ErrorCode, detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
     }
 
     pub fn too_many_requests(detail: impl Into<String>, retry_after_secs: u64) -> ApiError {
-        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", detail);
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited,
+            detail,
+        );
         e.retry_after = Some(retry_after_secs.max(1));
         e
     }
@@ -84,7 +222,7 @@ impl ApiError {
     pub fn unavailable(detail: impl Into<String>, cause: impl Into<anyhow::Error>) -> ApiError {
         let mut e = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "service_unavailable",
+            ErrorCode::ServiceUnavailable,
             detail,
         );
         e.retry_after = Some(5);
@@ -93,7 +231,7 @@ impl ApiError {
     }
 
     /// The same error under another stable code.
-    pub fn with_code(mut self, code: &'static str) -> ApiError {
+    pub fn with_code(mut self, code: ErrorCode) -> ApiError {
         self.code = code;
         self
     }
@@ -102,7 +240,7 @@ impl ApiError {
     pub fn internal(cause: impl Into<anyhow::Error>) -> ApiError {
         let mut e = ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
+            ErrorCode::InternalError,
             "Something went wrong on our side; it has been logged. Please retry shortly.",
         );
         e.source = Some(cause.into());
@@ -119,7 +257,7 @@ impl std::fmt::Display for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let Some(cause) = &self.source {
-            tracing::error!(status = self.status.as_u16(), code = self.code, error = ?cause, "request failed");
+            tracing::error!(status = self.status.as_u16(), code = self.code.as_str(), error = ?cause, "request failed");
         }
         let body = serde_json::to_vec(&Body {
             detail: &self.detail,
@@ -159,154 +297,6 @@ impl From<anyhow::Error> for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
-/// A JSON request body, parsed whatever the content type says, whose problems become a 422 that names
-/// the field and what is wrong (axum's own rejection is plain text).
-pub struct ApiJson<T>(pub T);
-
-impl<S, T> axum::extract::FromRequest<S> for ApiJson<T>
-where
-    T: serde::de::DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        let ApiBody(bytes) = ApiBody::from_request(req, state).await?;
-        parse_json(&bytes).map(ApiJson)
-    }
-}
-
-/// A request body as bytes, for a route that decodes it itself; a body over the limit is a 413 in the
-/// error shape.
-pub struct ApiBody(pub axum::body::Bytes);
-
-impl<S> axum::extract::FromRequest<S> for ApiBody
-where
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        axum::body::Bytes::from_request(req, state)
-            .await
-            .map(ApiBody)
-            .map_err(|e| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "body_too_large",
-                        "The request body is too large; send smaller batches.",
-                    )
-                } else {
-                    ApiError::bad_request("invalid_body", "The request body could not be read.")
-                }
-            })
-    }
-}
-
-/// A query string parsed into `T`, whose problems become a 422 in the error shape (axum's own
-/// rejection is a plain-text 400).
-pub struct ApiQuery<T>(pub T);
-
-impl<S, T> axum::extract::FromRequestParts<S> for ApiQuery<T>
-where
-    T: serde::de::DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        axum::extract::Query::try_from_uri(&parts.uri)
-            .map(|axum::extract::Query(q)| ApiQuery(q))
-            .map_err(|e| {
-                ApiError::unprocessable(
-                    "invalid_query",
-                    format!(
-                        "The query string does not match the expected shape: {}.",
-                        e.body_text()
-                    ),
-                )
-            })
-    }
-}
-
-/// Path parameters parsed into `T`, whose problems (e.g. bytes that are not UTF-8) become a 422 in
-/// the error shape.
-pub struct ApiPath<T>(pub T);
-
-impl<S, T> axum::extract::FromRequestParts<S> for ApiPath<T>
-where
-    T: serde::de::DeserializeOwned + Send,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        <axum::extract::Path<T> as axum::extract::FromRequestParts<S>>::from_request_parts(
-            parts, state,
-        )
-        .await
-        .map(|axum::extract::Path(p)| ApiPath(p))
-        .map_err(|e| {
-            ApiError::unprocessable(
-                "invalid_path",
-                format!("The URL path is not valid: {}.", e.body_text()),
-            )
-        })
-    }
-}
-
-/// A JSON number that is a whole number: `3` or `3.0` (JSON does not tell them apart, and JSON Schema's
-/// `integer` accepts both).
-pub fn as_whole_number(v: &serde_json::Value) -> Option<i64> {
-    v.as_i64().or_else(|| {
-        let f = v.as_f64()?;
-        // Within ±2^53 every whole f64 is exact, so the conversion below is too.
-        (f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0).then_some(f as i64)
-    })
-}
-
-/// Deserializes an optional whole number that a client may have written as `25.0`.
-pub fn whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: TryFrom<i64>,
-{
-    use serde::de::{Deserialize, Error};
-    let v = Option::<serde_json::Value>::deserialize(deserializer)?;
-    match v {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(v) => as_whole_number(&v)
-            .and_then(|n| T::try_from(n).ok())
-            .map(Some)
-            .ok_or_else(|| D::Error::custom(format!("expected a whole number in range, got {v}"))),
-    }
-}
-
-/// Parses a JSON body into `T`, or a 422 with serde's description of the first problem and where it is.
-pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(ApiError::unprocessable(
-            "invalid_json",
-            "The request body is empty; send a JSON object.",
-        ));
-    }
-    serde_json::from_slice(bytes).map_err(|err| {
-        let what = if err.is_syntax() || err.is_eof() {
-            "is not valid JSON"
-        } else {
-            "does not match the expected shape"
-        };
-        ApiError::unprocessable("invalid_json", format!("The request body {what}: {err}."))
-    })
-}
-
 impl From<crate::stripe::StripeError> for ApiError {
     fn from(e: crate::stripe::StripeError) -> ApiError {
         use crate::stripe::StripeError;
@@ -315,20 +305,24 @@ impl From<crate::stripe::StripeError> for ApiError {
                 "Billing is not connected to Stripe yet: the operator must set STRIPE_SECRET_KEY.",
                 e,
             )
-            .with_code("stripe_not_configured"),
+            .with_code(ErrorCode::StripeNotConfigured),
             StripeError::Api {
                 status: 402,
                 message,
                 ..
             } => {
                 let detail = format!("The payment was declined: {message}");
-                ApiError::new(StatusCode::PAYMENT_REQUIRED, "payment_declined", detail)
+                ApiError::new(
+                    StatusCode::PAYMENT_REQUIRED,
+                    ErrorCode::PaymentDeclined,
+                    detail,
+                )
             }
             _ => ApiError::unavailable(
                 "Stripe could not be reached or refused the request; please retry shortly.",
                 e,
             )
-            .with_code("stripe_unavailable"),
+            .with_code(ErrorCode::StripeUnavailable),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::config::{Secret, Settings};
 use crate::db::{self, Db};
+use crate::error::ErrorCode;
 use crate::routes;
 use crate::state::AppState;
 use axum::extract::MatchedPath;
@@ -221,7 +222,7 @@ async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
     use axum::response::IntoResponse;
     if uri.path().starts_with("/api/") {
         crate::error::ApiError::not_found(
-            "not_found",
+            ErrorCode::NotFound,
             format!(
                 "There is no {} in this API; /api/openapi.json lists every route.",
                 uri.path()

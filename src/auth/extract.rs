@@ -3,6 +3,7 @@
 use super::jwt::{self, Claims, JwtError, Role};
 use crate::domain::TenantId;
 use crate::error::ApiError;
+use crate::error::ErrorCode;
 use crate::state::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -93,7 +94,8 @@ fn target_tenant_for(
         }
         _ => caller.claims.tenant_id.clone(),
     };
-    TenantId::parse(&raw).map_err(|e| ApiError::unprocessable("invalid_tenant_id", format!("{e}.")))
+    TenantId::parse(&raw)
+        .map_err(|e| ApiError::unprocessable(ErrorCode::InvalidTenantId, format!("{e}.")))
 }
 
 /// A caller who may read a tenant's billing, and the tenant it acts on.

@@ -6,7 +6,7 @@ use super::run::RunError;
 use super::{runs, RunOptions};
 use crate::db::audit;
 use crate::domain::BillingPeriod;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -29,7 +29,7 @@ pub enum RunStarted {
 pub fn closed_period(state: &AppState, raw: &str) -> ApiResult<BillingPeriod> {
     let period: BillingPeriod = raw.parse().map_err(|e| {
         ApiError::unprocessable(
-            "invalid_period",
+            ErrorCode::InvalidPeriod,
             format!("period: {e}; write it as YYYY-MM."),
         )
     })?;
@@ -37,7 +37,7 @@ pub fn closed_period(state: &AppState, raw: &str) -> ApiResult<BillingPeriod> {
         BillingPeriod::containing(crate::domain::time::now(), state.settings.billing_timezone);
     if period >= current {
         return Err(ApiError::unprocessable(
-            "period_not_closed",
+            ErrorCode::PeriodNotClosed,
             format!(
                 "period: {period} has not ended yet; the latest period that can be billed is {}.",
                 current.prev()
@@ -85,7 +85,7 @@ pub async fn start_run(
     match runs::execute(state, &run_id, period, opts, actor).await {
         Ok(report) => Ok(RunStarted::Finished(report)),
         Err(e @ RunError::InProgress(_)) => Err(ApiError::conflict(
-            "run_in_progress",
+            ErrorCode::RunInProgress,
             format!("{}.", capitalize(&e.to_string())),
         )),
         Err(RunError::Db(e)) => Err(e.into()),

@@ -2,7 +2,7 @@
 
 use crate::auth::AccessReader;
 use crate::domain::time::now;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
 use crate::subscriptions::access::{self, AccessReason};
 use axum::extract::State;
@@ -47,7 +47,7 @@ async fn access(
         .await?
         .ok_or_else(|| {
             ApiError::not_found(
-                "tenant_not_found",
+                ErrorCode::TenantNotFound,
                 format!("No tenant has the id {:?}.", reader.tenant_id.as_str()),
             )
         })?;

@@ -3,7 +3,8 @@
 use crate::auth::{SuperAdmin, TenantAdmin, TenantUser};
 use crate::db::invoices;
 use crate::domain::time::rfc3339;
-use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 // Re-exported while the pages still import them from here.
 pub use crate::subscriptions::cancellation::{cancel_subscription, reactivate_subscription};
@@ -104,7 +105,7 @@ struct CheckoutRequest {
     cancel_url: String,
     /// Days of free trial: up to `MAX_TRIAL_DAYS` (default 30) for an organization admin, up to 730 for
     /// a super admin; only for a tenant's first subscription.
-    #[serde(default, deserialize_with = "crate::error::whole_number")]
+    #[serde(default, deserialize_with = "crate::extract::whole_number")]
     #[schema(minimum = 0, maximum = 730)]
     trial_days: Option<u32>,
 }
@@ -297,7 +298,7 @@ async fn set_demo_status(
         Some("false") => false,
         _ => {
             return Err(ApiError::unprocessable(
-                "invalid_is_demo",
+                ErrorCode::InvalidIsDemo,
                 "is_demo: add ?is_demo=true or ?is_demo=false to the URL.",
             ))
         }
@@ -395,7 +396,7 @@ async fn list_invoices(
             .filter(|n| (1..=100).contains(n))
             .ok_or_else(|| {
                 ApiError::unprocessable(
-                    "invalid_limit",
+                    ErrorCode::InvalidLimit,
                     "limit: give a whole number from 1 to 100.",
                 )
             })?,

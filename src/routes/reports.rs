@@ -3,7 +3,8 @@
 
 use crate::auth::SuperAdmin;
 use crate::domain::{time, BillingPeriod};
-use crate::error::{ApiError, ApiQuery, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::extract::ApiQuery;
 use crate::state::AppState;
 use crate::usage::report::{self, RevenueRow, UsageRow};
 use axum::extract::State;
@@ -45,9 +46,9 @@ fn month(state: &AppState, q: MonthQuery) -> ApiResult<BillingPeriod> {
             time::now(),
             state.settings.billing_timezone,
         )),
-        Some(m) => m
-            .parse()
-            .map_err(|e: String| ApiError::unprocessable("invalid_month", format!("month: {e}."))),
+        Some(m) => m.parse().map_err(|e: String| {
+            ApiError::unprocessable(ErrorCode::InvalidMonth, format!("month: {e}."))
+        }),
     }
 }
 

@@ -4,7 +4,8 @@ use crate::auth::SuperAdmin;
 use crate::billing::report::RunReport;
 use crate::billing::runs::{self, RunRecord};
 use crate::domain::time::rfc3339;
-use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -146,8 +147,12 @@ async fn show(
     _admin: SuperAdmin,
     ApiPath(run_id): ApiPath<String>,
 ) -> ApiResult<Json<RunView>> {
-    let not_found =
-        || ApiError::not_found("run_not_found", format!("No run has the id {run_id:?}."));
+    let not_found = || {
+        ApiError::not_found(
+            ErrorCode::RunNotFound,
+            format!("No run has the id {run_id:?}."),
+        )
+    };
     // Ids are `run_` and hex: anything else cannot exist, and PostgreSQL rejects NUL in a parameter.
     if run_id.len() > 64 || !run_id.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(not_found());

@@ -4,7 +4,8 @@ use crate::auth::SuperAdmin;
 use crate::db::audit;
 use crate::db::tenants::{self, AddTenantError, Tenant};
 use crate::domain::{Subdomain, TenantId};
-use crate::error::{ApiError, ApiJson, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::extract::ApiJson;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -59,23 +60,24 @@ async fn add(
     ApiJson(body): ApiJson<NewTenant>,
 ) -> ApiResult<(StatusCode, Json<Tenant>)> {
     let id = TenantId::parse(&body.id)
-        .map_err(|e| ApiError::unprocessable("invalid_tenant", format!("id: {e}.")))?;
+        .map_err(|e| ApiError::unprocessable(ErrorCode::InvalidTenant, format!("id: {e}.")))?;
     let name = body.name.trim();
     // Control characters have no place in a name (and PostgreSQL's text cannot hold NUL).
     if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         return Err(ApiError::unprocessable(
-            "invalid_tenant",
+            ErrorCode::InvalidTenant,
             "name: give the organization's name, 1 to 200 characters, without control characters.",
         ));
     }
-    let subdomain = Subdomain::parse(&body.subdomain)
-        .map_err(|e| ApiError::unprocessable("invalid_tenant", format!("subdomain: {e}.")))?;
+    let subdomain = Subdomain::parse(&body.subdomain).map_err(|e| {
+        ApiError::unprocessable(ErrorCode::InvalidTenant, format!("subdomain: {e}."))
+    })?;
     let tenant = tenants::add(&state.db, &id, name, subdomain.as_str())
         .await
         .map_err(|e| match e {
             AddTenantError::Db(e) => ApiError::from(e),
             dup => ApiError::conflict(
-                "tenant_exists",
+                ErrorCode::TenantExists,
                 format!("{}: choose another.", capitalize(&dup.to_string())),
             ),
         })?;

@@ -2,7 +2,8 @@
 
 use crate::auth::UsageWriter;
 use crate::domain::time;
-use crate::error::{parse_json, ApiBody, ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::extract::{parse_json, ApiBody};
 use crate::state::AppState;
 use crate::usage::limit::TokenKey;
 use crate::usage::validate;
@@ -18,7 +19,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(post_events))
 }
 
-const INVALID: &str = "invalid_usage_events";
+const INVALID: ErrorCode = ErrorCode::InvalidUsageEvents;
 
 // The body is decoded and checked by hand (every problem of every event is reported, by index), so
 // these two types only document its shape.

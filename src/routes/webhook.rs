@@ -1,7 +1,7 @@
 //! `POST /api/billing/webhook`: Stripe's events, verified on the raw body, recorded once, applied.
 
 use crate::db::webhook_events::{self, Receipt};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::metrics;
 use crate::state::AppState;
 use crate::stripe::webhook::{self as signature, SignatureError};
@@ -66,11 +66,11 @@ async fn receive(
             }
             other => format!("Webhook signature verification failed: {other}."),
         };
-        return Err(ApiError::bad_request("invalid_signature", detail));
+        return Err(ApiError::bad_request(ErrorCode::InvalidSignature, detail));
     }
     let event: Event = signature::decode_event(&body).map_err(|e| {
         ApiError::bad_request(
-            "invalid_event",
+            ErrorCode::InvalidEvent,
             format!("The body is not a Stripe event: {e}."),
         )
     })?;
@@ -110,7 +110,7 @@ async fn receive(
             if err.status.is_client_error() {
                 err = ApiError::internal(anyhow::anyhow!("{}", err.detail));
             }
-            Err(err.with_code("webhook_failed"))
+            Err(err.with_code(ErrorCode::WebhookFailed))
         }
     }
 }

@@ -5,7 +5,7 @@ use crate::auth::Caller;
 use crate::db::{audit, subscriptions};
 use crate::domain::time::now;
 use crate::domain::TenantId;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
 
 /// Sets `cancel_at_period_end` on the tenant's subscription and stores Stripe's answer.
@@ -43,7 +43,7 @@ pub async fn cancel_subscription(
         .await?
         .ok_or_else(|| {
             ApiError::not_found(
-                "no_active_subscription",
+                ErrorCode::NoActiveSubscription,
                 "The organization has no active subscription to cancel.",
             )
         })?;
@@ -74,7 +74,7 @@ pub async fn reactivate_subscription(
         .filter(|s| s.cancel_at_period_end)
         .ok_or_else(|| {
             ApiError::not_found(
-                "no_pending_cancellation",
+                ErrorCode::NoPendingCancellation,
                 "The organization has no subscription pending cancellation.",
             )
         })?;

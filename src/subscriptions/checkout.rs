@@ -5,7 +5,7 @@ use super::{check_url, customer, tenant_or_404};
 use crate::auth::Caller;
 use crate::db::{checkout_sessions, subscriptions};
 use crate::domain::TenantId;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
 use crate::stripe;
 use sha2::{Digest, Sha256};
@@ -44,7 +44,7 @@ pub async fn start_checkout(
     };
     if trial_days > max_trial {
         return Err(ApiError::unprocessable(
-            "invalid_trial_days",
+            ErrorCode::InvalidTrialDays,
             format!("trial_days: {who} at most {max_trial} days of free trial; give a whole number from 0 to {max_trial}."),
         ));
     }
@@ -53,12 +53,12 @@ pub async fn start_checkout(
         return Err(ApiError::forbidden(
             "This is a demo account and is exempt from billing charges; it cannot subscribe.",
         )
-        .with_code("demo_account"));
+        .with_code(ErrorCode::DemoAccount));
     }
     let earlier = subscriptions::for_tenant(&state.db, &tenant.id).await?;
     if let Some(live) = earlier.iter().find(|s| s.is_live()) {
         return Err(ApiError::conflict(
-            "subscription_exists",
+            ErrorCode::SubscriptionExists,
             format!(
                 "The organization already has a subscription ({}, {}); manage it in the customer portal.",
                 live.stripe_subscription_id, live.status
@@ -69,7 +69,7 @@ pub async fn start_checkout(
     // trial would be a way to make earlier usage and fees free.
     if trial_days > 0 && !earlier.is_empty() {
         return Err(ApiError::unprocessable(
-            "invalid_trial_days",
+            ErrorCode::InvalidTrialDays,
             "trial_days: only an organization's first subscription has a free trial, and this organization has subscribed before; leave trial_days out or set it to 0.",
         ));
     }
@@ -79,7 +79,7 @@ pub async fn start_checkout(
              and set STRIPE_MONTHLY_PRICE_ID.",
             anyhow::anyhow!("STRIPE_MONTHLY_PRICE_ID is not set"),
         )
-        .with_code("stripe_not_configured")
+        .with_code(ErrorCode::StripeNotConfigured)
     })?;
     let customer_id = customer::get_or_create(state, &tenant, email).await?;
     let request_hash = hex::encode(
@@ -134,7 +134,7 @@ pub async fn start_checkout(
             Err(e) if e.kind() == Some("idempotency_error") && attempt < 20 => {}
             Err(e) if e.kind() == Some("idempotency_error") => {
                 return Err(ApiError::conflict(
-                    "checkout_in_progress",
+                    ErrorCode::CheckoutInProgress,
                     "Another checkout for this organization is being opened at this moment; reload the page to continue with it.",
                 ))
             }

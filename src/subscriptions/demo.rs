@@ -5,7 +5,7 @@ use crate::auth::Caller;
 use crate::db::{audit, subscriptions, tenants};
 use crate::domain::time::now;
 use crate::domain::TenantId;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
 use crate::stripe;
 
@@ -16,8 +16,9 @@ pub async fn set_demo(
     tenant_id: &str,
     is_demo: bool,
 ) -> ApiResult<(tenants::Tenant, String)> {
-    let id = TenantId::parse(tenant_id)
-        .map_err(|e| ApiError::not_found("tenant_not_found", format!("No such tenant: {e}.")))?;
+    let id = TenantId::parse(tenant_id).map_err(|e| {
+        ApiError::not_found(ErrorCode::TenantNotFound, format!("No such tenant: {e}."))
+    })?;
     tenant_or_404(state, &id).await?;
     // Stripe first: a demo tenant must not be charged there either. Should this fail, nothing has
     // changed yet and the same request can be repeated.
@@ -26,7 +27,7 @@ pub async fn set_demo(
         .await?
         .ok_or_else(|| {
             ApiError::not_found(
-                "tenant_not_found",
+                ErrorCode::TenantNotFound,
                 format!("No tenant has the id {tenant_id:?}."),
             )
         })?;

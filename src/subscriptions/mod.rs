@@ -15,13 +15,13 @@ pub mod webhook;
 
 use crate::db::tenants;
 use crate::domain::TenantId;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
 
 pub async fn tenant_or_404(state: &AppState, id: &TenantId) -> ApiResult<tenants::Tenant> {
     tenants::get(&state.db, id).await?.ok_or_else(|| {
         ApiError::not_found(
-            "tenant_not_found",
+            ErrorCode::TenantNotFound,
             format!("No tenant has the id {:?}.", id.as_str()),
         )
     })
@@ -37,7 +37,7 @@ pub(crate) fn check_url(field: &str, url: &str) -> ApiResult<()> {
         Ok(())
     } else {
         Err(ApiError::unprocessable(
-            "invalid_url",
+            ErrorCode::InvalidUrl,
             format!("{field}: give an absolute http(s) URL of at most 2,048 characters."),
         ))
     }

@@ -3,7 +3,7 @@
 use super::{check_url, tenant_or_404};
 use crate::domain::time::now;
 use crate::domain::TenantId;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
 use sha2::{Digest, Sha256};
 
@@ -19,7 +19,7 @@ pub async fn portal_session(
         .await?
         .ok_or_else(|| {
             ApiError::not_found(
-                "no_stripe_customer",
+                ErrorCode::NoStripeCustomer,
                 "No Stripe customer found: the organization must complete checkout first.",
             )
         })?;

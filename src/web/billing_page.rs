@@ -8,6 +8,7 @@ use crate::dashboard::{self, Dashboard};
 use crate::db::{subscriptions, tenants};
 use crate::domain::TenantId;
 use crate::error::ApiError;
+use crate::error::ErrorCode;
 use crate::state::AppState;
 use crate::subscriptions::plan::{PLAN_AMOUNT_CENTS, PLAN_NAME};
 use crate::subscriptions::{cancellation, checkout, portal};
@@ -475,7 +476,7 @@ async fn checkout(
             Ok(d) => Some(d),
             Err(_) => {
                 let e = ApiError::unprocessable(
-                    "invalid_trial_days",
+                    ErrorCode::InvalidTrialDays,
                     "Free trial: give a whole number of days from 0 to 730, or leave it empty.",
                 );
                 return render(&state, user, &tenant, None, Some(e)).await;
