@@ -226,7 +226,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: StripeCommand::Sync { tenant },
         } => stripe_sync(settings, tenant.as_deref()).await,
         Command::Migrate => {
-            let db = Db::connect(&settings.database_url).await?;
+            let db = Db::connect(&settings.database.url).await?;
             let applied = db::migrate(&db).await?;
             println!("migrations applied: {applied}");
             Ok(())
@@ -273,12 +273,12 @@ async fn serve(mut settings: Settings, stripe_sim: bool) -> anyhow::Result<()> {
     let sim = if stripe_sim {
         if std::env::var_os("DATABASE_URL").is_none() {
             // The simulator forgets everything on exit, so the demo starts from a fresh database too.
-            settings.database_url = "sqlite://data/demo.db".into();
+            settings.database.url = "sqlite://data/demo.db".into();
             for suffix in ["", "-wal", "-shm"] {
                 let _ = std::fs::remove_file(format!("data/demo.db{suffix}"));
             }
         }
-        settings.dev_sign_in = true;
+        settings.auth.dev_sign_in = true;
         Some(crate::demo::start_simulator(&mut settings).await?)
     } else {
         None
@@ -288,8 +288,8 @@ async fn serve(mut settings: Settings, stripe_sim: bool) -> anyhow::Result<()> {
     let base = format!("http://{}", app.local_addr());
     tracing::info!(
         address = %app.local_addr(),
-        database = database_kind(&settings.database_url),
-        stripe = %settings.stripe_api_base,
+        database = database_kind(&settings.database.url),
+        stripe = %settings.stripe.api_base,
         "thanotopolis-billing listening"
     );
     if let Some(sim) = &sim {
@@ -312,14 +312,14 @@ async fn bill(settings: Settings, period: &str, dry_run: bool, json: bool) -> an
         .parse()
         .map_err(|e| anyhow::anyhow!("--period: {e}"))?;
     let current =
-        crate::domain::BillingPeriod::containing(chrono::Utc::now(), settings.billing_timezone);
+        crate::domain::BillingPeriod::containing(chrono::Utc::now(), settings.billing.timezone);
     if period >= current {
         anyhow::bail!(
             "--period: {period} has not ended yet; the latest period that can be billed is {}",
             current.prev()
         );
     }
-    let db = Db::connect(&settings.database_url).await?;
+    let db = Db::connect(&settings.database.url).await?;
     db::migrate(&db).await?;
     let state = crate::state::AppState::new(db, std::sync::Arc::new(settings), Secret::new(""));
     let mut opts = crate::billing::RunOptions::new(&state, dry_run);
@@ -354,23 +354,23 @@ async fn bill(settings: Settings, period: &str, dry_run: bool, json: bool) -> an
 }
 
 async fn stripe_setup(settings: Settings) -> anyhow::Result<()> {
-    if settings.stripe_secret_key.is_none() {
+    if settings.stripe.secret_key.is_none() {
         anyhow::bail!("STRIPE_SECRET_KEY is not set: use your test-mode secret key (sk_test_...) or point STRIPE_API_BASE at the simulator");
     }
     // The simulator on this machine can deliver to a loopback address; Stripe cannot.
-    if settings.stripe_api_base == "https://api.stripe.com" {
-        crate::stripe::setup::check_public_url(&settings.public_base_url)
+    if settings.stripe.api_base == "https://api.stripe.com" {
+        crate::stripe::setup::check_public_url(&settings.http.public_base_url)
             .map_err(|e| anyhow::anyhow!(e))?;
     }
     let client = crate::stripe::StripeClient::new(
-        &settings.stripe_api_base,
-        settings.stripe_secret_key.clone(),
-        crate::stripe::ClientOptions::from_settings(&settings),
+        &settings.stripe.api_base,
+        settings.stripe.secret_key.clone(),
+        crate::stripe::ClientOptions::from_settings(&settings.stripe),
     );
     let result = crate::stripe::setup::run(
         &client,
-        &settings.public_base_url,
-        &settings.stripe_payment_methods,
+        &settings.http.public_base_url,
+        &settings.stripe.payment_methods,
     )
     .await?;
     for line in &result.log {
@@ -381,17 +381,17 @@ async fn stripe_setup(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn stripe_check(settings: Settings) -> anyhow::Result<()> {
-    let Some(key) = settings.stripe_secret_key.as_ref() else {
+    let Some(key) = settings.stripe.secret_key.as_ref() else {
         anyhow::bail!("STRIPE_SECRET_KEY is not set: use your test-mode secret key (sk_test_...)");
     };
     crate::stripe::check::refuse_live_key(key.expose()).map_err(|e| anyhow::anyhow!(e))?;
-    if settings.stripe_api_base == "https://api.stripe.com" {
-        crate::stripe::setup::check_public_url(&settings.public_base_url)
+    if settings.stripe.api_base == "https://api.stripe.com" {
+        crate::stripe::setup::check_public_url(&settings.http.public_base_url)
             .map_err(|e| anyhow::anyhow!(e))?;
     }
     println!(
         "Checking Stripe at {} with the same calls the monthly run makes",
-        settings.stripe_api_base
+        settings.stripe.api_base
     );
     // The check writes nothing to our database: an in-memory one satisfies the shared state.
     let db = Db::connect("sqlite::memory:").await?;
@@ -409,15 +409,15 @@ async fn stripe_sync(settings: Settings, tenant: Option<&str>) -> anyhow::Result
         .map(TenantId::parse)
         .transpose()
         .map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
-    let database = database_label(&settings.database_url);
-    let db = Db::connect(&settings.database_url).await?;
+    let database = database_label(&settings.database.url);
+    let db = Db::connect(&settings.database.url).await?;
     db::migrate(&db).await?;
     println!(
         "Syncing {} from Stripe ({}) into {database}",
         tenant
             .as_ref()
             .map_or_else(|| "every tenant".to_owned(), |t| format!("tenant {t}")),
-        settings.stripe_api_base
+        settings.stripe.api_base
     );
     let state = crate::state::AppState::new(db, std::sync::Arc::new(settings), Secret::new(""));
     let report = crate::stripe_sync::run(&state, tenant.as_ref()).await;
@@ -432,7 +432,7 @@ async fn stripe_sync(settings: Settings, tenant: Option<&str>) -> anyhow::Result
 }
 
 async fn tenants_command(settings: Settings, command: TenantsCommand) -> anyhow::Result<()> {
-    let db = Db::connect(&settings.database_url).await?;
+    let db = Db::connect(&settings.database.url).await?;
     db::migrate(&db).await?;
     match command {
         TenantsCommand::Add {
@@ -477,10 +477,10 @@ async fn import_command(
     file: &std::path::Path,
     progress: bool,
 ) -> anyhow::Result<()> {
-    let db = Db::connect(&settings.database_url).await?;
+    let db = Db::connect(&settings.database.url).await?;
     db::migrate(&db).await?;
     let summary =
-        crate::usage::import::import_file(&db, file, settings.billing_timezone, progress).await;
+        crate::usage::import::import_file(&db, file, settings.billing.timezone, progress).await;
     db.close().await;
     let summary = summary?;
     println!(
@@ -510,12 +510,12 @@ async fn report_command(
     json: bool,
 ) -> anyhow::Result<()> {
     use crate::usage::report as r;
-    let tz = settings.billing_timezone;
+    let tz = settings.billing.timezone;
     let month: BillingPeriod = match month {
         Some(m) => m.parse().map_err(|e| anyhow::anyhow!("--month: {e}"))?,
         None => BillingPeriod::containing(time::now(), tz),
     };
-    let db = Db::connect(&settings.database_url).await?;
+    let db = Db::connect(&settings.database.url).await?;
     db::migrate(&db).await?;
     let out = match report {
         ReportKind::Usage => {

@@ -61,51 +61,85 @@ impl CollectionMethod {
     }
 }
 
+/// Every setting, grouped by what uses it: the HTTP server, sign-in, the database, Stripe (which maps
+/// onto the client's options), the billing rules and usage ingestion.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub database_url: String,
+    pub http: HttpSettings,
+    pub auth: AuthSettings,
+    pub database: DatabaseSettings,
+    pub stripe: StripeSettings,
+    pub billing: BillingSettings,
+    pub usage: UsageSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
     pub bind: SocketAddr,
+    /// Where Stripe and browsers reach the service.
+    pub public_base_url: String,
+    /// Origins allowed to call the API from a browser; empty means same-origin only.
+    pub cors_allowed_origins: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
     pub jwt_secret: Option<Secret>,
     /// When set, a token must carry this `aud` (`JWT_AUDIENCE`) and this `iss` (`JWT_ISSUER`).
     pub jwt_expected: crate::auth::jwt::Expected,
-    pub stripe_secret_key: Option<Secret>,
-    pub stripe_public_key: Option<String>,
+    /// Whether `/dev/sign-in` mints tokens for any tenant (the local demo). Never read from the
+    /// environment: only `serve --stripe-sim` turns it on, so no production setting can enable it.
+    pub dev_sign_in: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    pub url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct StripeSettings {
+    pub secret_key: Option<Secret>,
+    pub public_key: Option<String>,
     /// Empty when unset: then every webhook fails verification.
-    pub stripe_webhook_secret: Secret,
-    pub stripe_monthly_price_id: Option<String>,
+    pub webhook_secret: Secret,
+    pub monthly_price_id: Option<String>,
     /// The customer-portal configuration `stripe setup` made (Stripe's default when unset).
-    pub stripe_portal_configuration_id: Option<String>,
-    pub stripe_api_base: String,
+    pub portal_configuration_id: Option<String>,
+    pub api_base: String,
+    pub max_requests_per_second: u32,
+    /// Retries of a failed Stripe call (429, 409, 5xx, network) before giving up.
+    pub max_retries: u32,
+    /// The first retry's delay in milliseconds; it doubles each time, with jitter.
+    pub retry_base_ms: u64,
+    /// How long one attempt of a Stripe call may take before it counts as failed (and is retried).
+    pub timeout_ms: u64,
+    /// Payment method types offered at checkout (`card`, `us_bank_account`, `sepa_debit`).
+    pub payment_methods: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BillingSettings {
     pub voice_price_cents_per_1000_words: i64,
     pub call_price_cents: i64,
-    pub billing_timezone: Tz,
-    pub stripe_max_requests_per_second: u32,
-    /// Retries of a failed Stripe call (429, 5xx, network) before giving up.
-    pub stripe_max_retries: u32,
-    /// The first retry's delay in milliseconds; it doubles each time, with jitter.
-    pub stripe_retry_base_ms: u64,
-    /// How long one Stripe call may take before it counts as failed (and is retried).
-    pub stripe_timeout_ms: u64,
+    pub timezone: Tz,
+    pub collection_method: CollectionMethod,
+    pub days_until_due: u32,
     /// How long a monthly run's claim on its period lasts without renewal: how soon another runner may
     /// take over from one that died.
-    pub billing_lease_seconds: u32,
+    pub lease_seconds: u32,
     /// How often the scheduler in `serve` looks for a period to bill.
-    pub billing_scheduler_interval_seconds: u32,
-    pub usage_events_per_second_per_token: u32,
-    pub public_base_url: String,
-    /// Payment method types offered at checkout (`card`, `us_bank_account`, `sepa_debit`).
-    pub stripe_payment_methods: Vec<String>,
-    pub billing_collection_method: CollectionMethod,
-    pub billing_days_until_due: u32,
+    pub scheduler_interval_seconds: u32,
     /// The longest trial an org admin may ask for at checkout (a super admin may grant up to 730 days).
     pub max_trial_days: u32,
     /// How long a past-due tenant keeps access after its first failed payment.
     pub past_due_grace_days: u32,
-    /// Origins allowed to call the API from a browser; empty means same-origin only.
-    pub cors_allowed_origins: Vec<String>,
-    /// Whether `/dev/sign-in` mints tokens for any tenant (the local demo). Never read from the
-    /// environment: only `serve --stripe-sim` turns it on, so no production setting can enable it.
-    pub dev_sign_in: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct UsageSettings {
+    /// Events per second per token on `POST /api/usage/events` (0: no limit).
+    pub events_per_second_per_token: u32,
 }
 
 /// A configuration problem, said as a sentence that tells the operator what to fix.
@@ -181,78 +215,88 @@ impl Settings {
             .to_owned();
 
         Ok(Settings {
-            database_url,
-            bind,
-            jwt_secret: get("JWT_SECRET").map(Secret::new),
-            jwt_expected: crate::auth::jwt::Expected {
-                audience: get("JWT_AUDIENCE"),
-                issuer: get("JWT_ISSUER"),
+            http: HttpSettings {
+                bind,
+                public_base_url,
+                cors_allowed_origins: get("CORS_ALLOWED_ORIGINS")
+                    .map(|v| {
+                        v.split(',')
+                            .map(str::trim)
+                            .filter(|s| !s.is_empty())
+                            .map(crate::cors::check_origin)
+                            .collect::<Result<Vec<_>, _>>()
+                            .map_err(|e| ConfigError(format!("CORS_ALLOWED_ORIGINS: {e}")))
+                    })
+                    .transpose()?
+                    .unwrap_or_default(),
             },
-            stripe_secret_key,
-            stripe_public_key: get("STRIPE_PUBLIC_KEY"),
-            stripe_webhook_secret: Secret::new(get("STRIPE_WEBHOOK_SECRET").unwrap_or_default()),
-            stripe_monthly_price_id: get("STRIPE_MONTHLY_PRICE_ID"),
-            stripe_portal_configuration_id: get("STRIPE_PORTAL_CONFIGURATION_ID"),
-            stripe_api_base: get("STRIPE_API_BASE")
-                .unwrap_or_else(|| "https://api.stripe.com".into())
-                .trim_end_matches('/')
-                .to_owned(),
-            voice_price_cents_per_1000_words: parse_num(
-                &get,
-                "VOICE_PRICE_CENTS_PER_1000_WORDS",
-                100,
-            )?,
-            call_price_cents: parse_num(&get, "CALL_PRICE_CENTS", 100)?,
-            billing_timezone,
-            stripe_max_requests_per_second: parse_num(
-                &get,
-                "STRIPE_MAX_REQUESTS_PER_SECOND",
-                default_rps,
-            )?,
-            stripe_max_retries: parse_num(&get, "STRIPE_MAX_RETRIES", 4)?,
-            stripe_retry_base_ms: parse_num(&get, "STRIPE_RETRY_BASE_MS", 500)?,
-            stripe_timeout_ms: parse_num(&get, "STRIPE_TIMEOUT_MS", 80_000)?,
-            billing_lease_seconds: parse_num(&get, "BILLING_LEASE_SECONDS", 60)?.max(1),
-            billing_scheduler_interval_seconds: parse_num(
-                &get,
-                "BILLING_SCHEDULER_INTERVAL_SECONDS",
-                900,
-            )?
-            .max(1),
-            usage_events_per_second_per_token: parse_num(
-                &get,
-                "USAGE_EVENTS_PER_SECOND_PER_TOKEN",
-                0,
-            )?,
-            public_base_url,
-            stripe_payment_methods: get("STRIPE_PAYMENT_METHODS")
-                .unwrap_or_else(|| "card".into())
-                .split(',')
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
-                .collect(),
-            billing_collection_method,
-            billing_days_until_due: parse_num(&get, "BILLING_DAYS_UNTIL_DUE", 30)?,
-            max_trial_days: parse_num(&get, "MAX_TRIAL_DAYS", 30)?,
-            past_due_grace_days: parse_num(&get, "PAST_DUE_GRACE_DAYS", 7)?,
-            cors_allowed_origins: get("CORS_ALLOWED_ORIGINS")
-                .map(|v| {
-                    v.split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(crate::cors::check_origin)
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(|e| ConfigError(format!("CORS_ALLOWED_ORIGINS: {e}")))
-                })
-                .transpose()?
-                .unwrap_or_default(),
-            dev_sign_in: false,
+            auth: AuthSettings {
+                jwt_secret: get("JWT_SECRET").map(Secret::new),
+                jwt_expected: crate::auth::jwt::Expected {
+                    audience: get("JWT_AUDIENCE"),
+                    issuer: get("JWT_ISSUER"),
+                },
+                dev_sign_in: false,
+            },
+            database: DatabaseSettings { url: database_url },
+            stripe: StripeSettings {
+                secret_key: stripe_secret_key,
+                public_key: get("STRIPE_PUBLIC_KEY"),
+                webhook_secret: Secret::new(get("STRIPE_WEBHOOK_SECRET").unwrap_or_default()),
+                monthly_price_id: get("STRIPE_MONTHLY_PRICE_ID"),
+                portal_configuration_id: get("STRIPE_PORTAL_CONFIGURATION_ID"),
+                api_base: get("STRIPE_API_BASE")
+                    .unwrap_or_else(|| "https://api.stripe.com".into())
+                    .trim_end_matches('/')
+                    .to_owned(),
+                max_requests_per_second: parse_num(
+                    &get,
+                    "STRIPE_MAX_REQUESTS_PER_SECOND",
+                    default_rps,
+                )?,
+                max_retries: parse_num(&get, "STRIPE_MAX_RETRIES", 4)?,
+                retry_base_ms: parse_num(&get, "STRIPE_RETRY_BASE_MS", 500)?,
+                timeout_ms: parse_num(&get, "STRIPE_TIMEOUT_MS", 80_000)?,
+                payment_methods: get("STRIPE_PAYMENT_METHODS")
+                    .unwrap_or_else(|| "card".into())
+                    .split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+            },
+            billing: BillingSettings {
+                voice_price_cents_per_1000_words: parse_num(
+                    &get,
+                    "VOICE_PRICE_CENTS_PER_1000_WORDS",
+                    100,
+                )?,
+                call_price_cents: parse_num(&get, "CALL_PRICE_CENTS", 100)?,
+                timezone: billing_timezone,
+                collection_method: billing_collection_method,
+                days_until_due: parse_num(&get, "BILLING_DAYS_UNTIL_DUE", 30)?,
+                lease_seconds: parse_num(&get, "BILLING_LEASE_SECONDS", 60)?.max(1),
+                scheduler_interval_seconds: parse_num(
+                    &get,
+                    "BILLING_SCHEDULER_INTERVAL_SECONDS",
+                    900,
+                )?
+                .max(1),
+                max_trial_days: parse_num(&get, "MAX_TRIAL_DAYS", 30)?,
+                past_due_grace_days: parse_num(&get, "PAST_DUE_GRACE_DAYS", 7)?,
+            },
+            usage: UsageSettings {
+                events_per_second_per_token: parse_num(
+                    &get,
+                    "USAGE_EVENTS_PER_SECOND_PER_TOKEN",
+                    0,
+                )?,
+            },
         })
     }
 
     /// The JWT secret, or the start-up error that says how to provide one.
     pub fn require_jwt_secret(&self) -> Result<&Secret, ConfigError> {
-        self.jwt_secret.as_ref().ok_or_else(|| {
+        self.auth.jwt_secret.as_ref().ok_or_else(|| {
             ConfigError(
                 "JWT_SECRET is not set: set it to the HS256 secret the platform signs its tokens with \
                  (in the environment or in .env), or run `serve --stripe-sim` for the local demo"
@@ -302,27 +346,27 @@ mod tests {
     #[test]
     fn defaults_match_the_contract() {
         let s = Settings::from_vars(&HashMap::new()).unwrap();
-        assert_eq!(s.database_url, "sqlite://data/billing.db");
-        assert_eq!(s.bind.to_string(), "127.0.0.1:8000");
-        assert_eq!(s.public_base_url, "http://127.0.0.1:8000");
-        assert_eq!(s.stripe_api_base, "https://api.stripe.com");
-        assert_eq!(s.voice_price_cents_per_1000_words, 100);
-        assert_eq!(s.call_price_cents, 100);
-        assert_eq!(s.billing_timezone, chrono_tz::UTC);
-        assert_eq!(s.stripe_max_requests_per_second, 25);
-        assert_eq!(s.usage_events_per_second_per_token, 0);
-        assert_eq!(s.max_trial_days, 30);
-        assert_eq!(s.past_due_grace_days, 7);
-        assert!(s.stripe_webhook_secret.is_empty());
+        assert_eq!(s.database.url, "sqlite://data/billing.db");
+        assert_eq!(s.http.bind.to_string(), "127.0.0.1:8000");
+        assert_eq!(s.http.public_base_url, "http://127.0.0.1:8000");
+        assert_eq!(s.stripe.api_base, "https://api.stripe.com");
+        assert_eq!(s.billing.voice_price_cents_per_1000_words, 100);
+        assert_eq!(s.billing.call_price_cents, 100);
+        assert_eq!(s.billing.timezone, chrono_tz::UTC);
+        assert_eq!(s.stripe.max_requests_per_second, 25);
+        assert_eq!(s.usage.events_per_second_per_token, 0);
+        assert_eq!(s.billing.max_trial_days, 30);
+        assert_eq!(s.billing.past_due_grace_days, 7);
+        assert!(s.stripe.webhook_secret.is_empty());
         assert!(s.require_jwt_secret().is_err());
     }
 
     #[test]
     fn live_keys_get_the_live_rate_limit() {
         let s = Settings::from_vars(&vars(&[("STRIPE_SECRET_KEY", "sk_live_abc")])).unwrap();
-        assert_eq!(s.stripe_max_requests_per_second, 100);
+        assert_eq!(s.stripe.max_requests_per_second, 100);
         let s = Settings::from_vars(&vars(&[("STRIPE_SECRET_KEY", "sk_test_abc")])).unwrap();
-        assert_eq!(s.stripe_max_requests_per_second, 25);
+        assert_eq!(s.stripe.max_requests_per_second, 25);
     }
 
     #[test]

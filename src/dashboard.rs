@@ -68,7 +68,7 @@ pub struct LateCharges {
 
 /// The tenant's dashboard as of now (the JSON route and the billing page show the same numbers).
 pub async fn load(state: &AppState, tenant_id: &TenantId) -> ApiResult<Dashboard> {
-    let tz = state.settings.billing_timezone;
+    let tz = state.settings.billing.timezone;
     let rates = Rates::from_settings(&state.settings);
     let period = BillingPeriod::containing(time::now(), tz);
     let (start, end) = period.bounds(tz);

@@ -17,27 +17,27 @@ const TENANTS: [(&str, &str, Option<u32>, bool); 3] = [
 /// Starts the simulator and points `settings` at it, set up like a real account.
 pub async fn start_simulator(settings: &mut Settings) -> anyhow::Result<stripe_sim::SimHandle> {
     let sim = stripe_sim::spawn("127.0.0.1:0".parse()?, stripe_sim::SimConfig::default()).await?;
-    settings.stripe_api_base = sim.base_url.clone();
-    settings.stripe_secret_key = Some(Secret::new("sk_test_simulator"));
+    settings.stripe.api_base = sim.base_url.clone();
+    settings.stripe.secret_key = Some(Secret::new("sk_test_simulator"));
     let client = StripeClient::new(
         &sim.base_url,
-        settings.stripe_secret_key.clone(),
-        ClientOptions::from_settings(settings),
+        settings.stripe.secret_key.clone(),
+        ClientOptions::from_settings(&settings.stripe),
     );
     let setup = stripe_setup::run(
         &client,
-        &settings.public_base_url,
-        &settings.stripe_payment_methods,
+        &settings.http.public_base_url,
+        &settings.stripe.payment_methods,
     )
     .await?;
     for line in &setup.log {
         tracing::info!("stripe setup: {line}");
     }
-    settings.stripe_monthly_price_id = Some(setup.price_id);
-    settings.stripe_portal_configuration_id = Some(setup.portal_configuration_id);
-    settings.stripe_webhook_secret = Secret::new(setup.webhook_secret.unwrap_or_default());
-    if settings.jwt_secret.is_none() {
-        settings.jwt_secret = Some(Secret::new(hex::encode(rand::random::<[u8; 32]>())));
+    settings.stripe.monthly_price_id = Some(setup.price_id);
+    settings.stripe.portal_configuration_id = Some(setup.portal_configuration_id);
+    settings.stripe.webhook_secret = Secret::new(setup.webhook_secret.unwrap_or_default());
+    if settings.auth.jwt_secret.is_none() {
+        settings.auth.jwt_secret = Some(Secret::new(hex::encode(rand::random::<[u8; 32]>())));
     }
     Ok(sim)
 }

@@ -80,7 +80,7 @@ fn in_mrr(s: &SubscriptionRow) -> bool {
 /// Builds the overview at `now`.
 pub async fn build(state: &AppState, now: DateTime<Utc>) -> Result<Overview, sqlx::Error> {
     let db = &state.db;
-    let tz = state.settings.billing_timezone;
+    let tz = state.settings.billing.timezone;
     let rates = Rates::from_settings(&state.settings);
     let period = BillingPeriod::containing(now, tz);
     let (_, period_end) = period.bounds(tz);

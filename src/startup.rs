@@ -34,11 +34,11 @@ pub struct Application {
 const BACKGROUND_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Application {
-    /// Connects and migrates the database, binds `settings.bind` (port 0 picks a free port).
+    /// Connects and migrates the database, binds `settings.http.bind` (port 0 picks a free port).
     pub async fn build(settings: Settings, jwt_secret: Secret) -> anyhow::Result<Application> {
-        let listener = TcpListener::bind(settings.bind)
+        let listener = TcpListener::bind(settings.http.bind)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.http.bind))?;
         Application::build_with_listener(settings, jwt_secret, listener).await
     }
 
@@ -48,7 +48,7 @@ impl Application {
         jwt_secret: Secret,
         listener: TcpListener,
     ) -> anyhow::Result<Application> {
-        let db = Db::connect(&settings.database_url).await?;
+        let db = Db::connect(&settings.database.url).await?;
         let applied = db::migrate(&db).await?;
         if applied > 0 {
             tracing::info!(applied, "database migrated");
@@ -142,8 +142,8 @@ pub fn app(state: AppState) -> Router {
         tracing::info_span!("request", method = %req.method(), route = %route, request_id = %request_id)
     });
     let pages = crate::web::router(&state.settings, &routes::openapi::DOCUMENT_JSON);
-    let cors = crate::cors::layer(&state.settings.cors_allowed_origins);
-    let allowed = crate::cors::Allowed::new(&state.settings.cors_allowed_origins);
+    let cors = crate::cors::layer(&state.settings.http.cors_allowed_origins);
+    let allowed = crate::cors::Allowed::new(&state.settings.http.cors_allowed_origins);
     let mut router = routes::router()
         .merge(pages)
         .route_layer(axum::middleware::from_fn(record_metrics))

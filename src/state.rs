@@ -26,14 +26,14 @@ pub struct Inner {
 impl AppState {
     pub fn new(db: Db, settings: Arc<Settings>, jwt_secret: Secret) -> AppState {
         let stripe = crate::stripe::StripeClient::new(
-            &settings.stripe_api_base,
-            settings.stripe_secret_key.clone(),
-            crate::stripe::ClientOptions::from_settings(&settings),
+            &settings.stripe.api_base,
+            settings.stripe.secret_key.clone(),
+            crate::stripe::ClientOptions::from_settings(&settings.stripe),
         );
         AppState(Arc::new(Inner {
-            usage: crate::usage::batcher::Batcher::new(db.clone(), settings.billing_timezone),
+            usage: crate::usage::batcher::Batcher::new(db.clone(), settings.billing.timezone),
             usage_limit: crate::usage::limit::EventLimiter::new(
-                settings.usage_events_per_second_per_token,
+                settings.usage.events_per_second_per_token,
             ),
             db,
             settings,

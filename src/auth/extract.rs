@@ -51,7 +51,7 @@ impl FromRequestParts<AppState> for Caller {
             token,
             state.jwt_secret.expose().as_bytes(),
             now,
-            &state.settings.jwt_expected,
+            &state.settings.auth.jwt_expected,
         )
         .map_err(|e| match e {
             JwtError::Expired => ApiError::unauthorized("The token has expired; sign in again."),

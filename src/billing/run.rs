@@ -34,7 +34,7 @@ pub struct RunOptions {
 
 impl RunOptions {
     pub fn new(state: &AppState, dry_run: bool) -> RunOptions {
-        let rps = state.settings.stripe_max_requests_per_second as usize;
+        let rps = state.settings.stripe.max_requests_per_second as usize;
         RunOptions {
             dry_run,
             // Each tenant waits on Stripe most of the time: enough in flight to keep the limit busy.
@@ -66,7 +66,7 @@ pub async fn run_period(
     period: BillingPeriod,
     opts: RunOptions,
 ) -> Result<RunReport, RunError> {
-    let ttl = i64::from(state.settings.billing_lease_seconds);
+    let ttl = i64::from(state.settings.billing.lease_seconds);
     if !opts.dry_run && !lease::acquire(&state.db, period, &opts.holder, ttl).await? {
         return Err(RunError::InProgress(period));
     }
@@ -307,7 +307,7 @@ async fn bill_tenant_inner(
         }
         subs = subscriptions::for_tenant(db, &tenant.id).await?;
     }
-    let tz = state.settings.billing_timezone;
+    let tz = state.settings.billing.timezone;
     let (_, end) = period.bounds(tz);
     let id = TenantId::parse(&tenant.id).expect("stored tenant ids are valid");
     let rates = Rates::from_settings(&state.settings);
@@ -356,7 +356,7 @@ async fn skip_reason(
     if recorded.is_empty() {
         return Ok("no_usage");
     }
-    let (start, _) = period.bounds(state.settings.billing_timezone);
+    let (start, _) = period.bounds(state.settings.billing.timezone);
     let in_trial = subs.iter().any(|s| s.trial_end.is_some_and(|t| t > start));
     Ok(if in_trial { "trial_only" } else { "demo" })
 }
@@ -372,10 +372,10 @@ fn step_key(key: &str, generation: i32, step: &str) -> String {
 }
 
 fn collection(state: &AppState) -> Collection {
-    match state.settings.billing_collection_method {
+    match state.settings.billing.collection_method {
         CollectionMethod::ChargeAutomatically => Collection::ChargeAutomatically,
         CollectionMethod::SendInvoice => Collection::SendInvoice {
-            days_until_due: state.settings.billing_days_until_due,
+            days_until_due: state.settings.billing.days_until_due,
         },
     }
 }

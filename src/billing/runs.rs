@@ -112,7 +112,7 @@ pub async fn execute(
 ) -> Result<RunReport, RunError> {
     // Take the period first, so a runner that finds it taken leaves no run behind in the history
     // (the lease is re-entrant for its holder, so the run itself takes it again without a hitch).
-    let ttl = i64::from(state.settings.billing_lease_seconds);
+    let ttl = i64::from(state.settings.billing.lease_seconds);
     if !opts.dry_run && !super::lease::acquire(&state.db, period, &opts.holder, ttl).await? {
         return Err(RunError::InProgress(period));
     }

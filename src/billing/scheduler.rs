@@ -14,7 +14,7 @@ const MAX_CATCH_UP_MONTHS: u32 = 12;
 
 /// Closed periods whose run has not completed, oldest first, from the first period with usage.
 pub async fn due_periods(state: &AppState) -> Result<Vec<BillingPeriod>, sqlx::Error> {
-    let tz = state.settings.billing_timezone;
+    let tz = state.settings.billing.timezone;
     let current = BillingPeriod::containing(now(), tz);
     let first_usage = crate::db::rollups::first_day(&state.db).await?;
     let Some(first) = first_usage.map(BillingPeriod::of_day) else {
@@ -65,7 +65,7 @@ pub async fn tick(state: &AppState) -> Result<Vec<(BillingPeriod, bool)>, sqlx::
 /// Runs until shutdown is asked: a run in progress finishes its period first (and, were it cut short,
 /// the next run continues it, since every step is idempotent).
 pub async fn run(state: AppState, mut shutdown: Shutdown) {
-    let every = Duration::from_secs(u64::from(state.settings.billing_scheduler_interval_seconds));
+    let every = Duration::from_secs(u64::from(state.settings.billing.scheduler_interval_seconds));
     loop {
         if let Err(e) = tick(&state).await {
             tracing::warn!(error = %e, "scheduler could not read the database");

@@ -34,7 +34,7 @@ pub fn closed_period(state: &AppState, raw: &str) -> ApiResult<BillingPeriod> {
         )
     })?;
     let current =
-        BillingPeriod::containing(crate::domain::time::now(), state.settings.billing_timezone);
+        BillingPeriod::containing(crate::domain::time::now(), state.settings.billing.timezone);
     if period >= current {
         return Err(ApiError::unprocessable(
             ErrorCode::PeriodNotClosed,

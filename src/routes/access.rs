@@ -42,7 +42,7 @@ async fn access(
     State(state): State<AppState>,
     reader: AccessReader,
 ) -> ApiResult<Json<AccessAnswer>> {
-    let grace = chrono::Duration::days(i64::from(state.settings.past_due_grace_days));
+    let grace = chrono::Duration::days(i64::from(state.settings.billing.past_due_grace_days));
     let answer = access::for_tenant(&state.db, &reader.tenant_id, grace, now())
         .await?
         .ok_or_else(|| {

@@ -75,7 +75,7 @@ async fn plans(State(state): State<AppState>) -> Json<PlanList> {
             id: "monthly",
             name: PLAN_NAME,
             description: PLAN_DESCRIPTION,
-            price_id: state.settings.stripe_monthly_price_id.clone(),
+            price_id: state.settings.stripe.monthly_price_id.clone(),
             amount_cents: PLAN_AMOUNT_CENTS,
             currency: "usd",
             interval: "month",
@@ -185,7 +185,7 @@ async fn customer_portal(
 ) -> ApiResult<Json<PortalSessionCreated>> {
     let return_url = q
         .return_url
-        .unwrap_or_else(|| format!("{}/billing", state.settings.public_base_url));
+        .unwrap_or_else(|| format!("{}/billing", state.settings.http.public_base_url));
     let portal_url = portal_session(&state, &admin.tenant_id, &return_url).await?;
     Ok(Json(PortalSessionCreated { portal_url }))
 }

@@ -23,7 +23,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "The Prometheus text exposition format, version 0.0.4.", body = String, content_type = "text/plain")))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let tz = state.settings.billing_timezone;
+    let tz = state.settings.billing.timezone;
     let checked = tokio::time::timeout(HEALTH_TIMEOUT, health::check(&state.db, tz, time::now()));
     let gauges: Vec<crate::metrics::Gauge> = match checked.await {
         Ok(Ok(h)) => {

@@ -44,7 +44,7 @@ fn month(state: &AppState, q: MonthQuery) -> ApiResult<BillingPeriod> {
     match q.month {
         None => Ok(BillingPeriod::containing(
             time::now(),
-            state.settings.billing_timezone,
+            state.settings.billing.timezone,
         )),
         Some(m) => m.parse().map_err(|e: String| {
             ApiError::unprocessable(ErrorCode::InvalidMonth, format!("month: {e}."))
@@ -90,7 +90,7 @@ async fn revenue(
     ApiQuery(q): ApiQuery<MonthQuery>,
 ) -> ApiResult<Json<RevenueReport>> {
     let month = month(&state, q)?;
-    let tz = state.settings.billing_timezone;
+    let tz = state.settings.billing.timezone;
     Ok(Json(RevenueReport {
         month,
         organizations: report::revenue_by_organization(&state.db, month, tz).await?,

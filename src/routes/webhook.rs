@@ -52,7 +52,8 @@ async fn receive(
     // Several secrets, comma-separated, let an operator roll the endpoint's secret without downtime.
     let secrets: Vec<&str> = state
         .settings
-        .stripe_webhook_secret
+        .stripe
+        .webhook_secret
         .expose()
         .split(',')
         .map(str::trim)

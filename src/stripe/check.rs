@@ -95,7 +95,7 @@ pub async fn run(state: &AppState) -> CheckReport {
     let settings = &state.settings;
 
     // The set-up.
-    let price_id = settings.stripe_monthly_price_id.clone();
+    let price_id = settings.stripe.monthly_price_id.clone();
     let price = match &price_id {
         None => Err("STRIPE_MONTHLY_PRICE_ID is not set: run `stripe setup` and add its lines to .env".to_owned()),
         Some(id) => stripe
@@ -113,7 +113,7 @@ pub async fn run(state: &AppState) -> CheckReport {
     };
     report.push_with("monthly price", price, state.stripe.last_request_id());
 
-    let portal = match &settings.stripe_portal_configuration_id {
+    let portal = match &settings.stripe.portal_configuration_id {
         None => Err("STRIPE_PORTAL_CONFIGURATION_ID is not set: run `stripe setup`".to_owned()),
         Some(id) => stripe
             .get::<super::PortalConfiguration>(
@@ -136,7 +136,7 @@ pub async fn run(state: &AppState) -> CheckReport {
         state.stripe.last_request_id(),
     );
 
-    let url = format!("{}/api/billing/webhook", settings.public_base_url);
+    let url = format!("{}/api/billing/webhook", settings.http.public_base_url);
     let endpoint = stripe
         .get::<List<super::WebhookEndpoint>>("webhook_endpoints", &Params::new().set("limit", 100))
         .await
@@ -244,7 +244,7 @@ async fn walk_through(state: &AppState, price_id: &str, report: &mut CheckReport
                 success_url: "https://example.com/stripe-check/success",
                 cancel_url: "https://example.com/stripe-check/cancel",
                 trial_days: 0,
-                payment_methods: &state.settings.stripe_payment_methods,
+                payment_methods: &state.settings.stripe.payment_methods,
             },
             &key("checkout"),
         )
@@ -257,7 +257,7 @@ async fn walk_through(state: &AppState, price_id: &str, report: &mut CheckReport
         .open_portal(
             &customer,
             "https://example.com/stripe-check/return",
-            state.settings.stripe_portal_configuration_id.as_deref(),
+            state.settings.stripe.portal_configuration_id.as_deref(),
             &key("portal"),
         )
         .await
@@ -281,7 +281,7 @@ async fn bill_one_dollar(
     key: &impl Fn(&str) -> String,
 ) -> Result<String, String> {
     let stripe = &state.stripe;
-    let period = BillingPeriod::containing(now(), state.settings.billing_timezone);
+    let period = BillingPeriod::containing(now(), state.settings.billing.timezone);
     crate::subscriptions::payment_method::keep_in_step(state, sub, false)
         .await
         .map_err(|e| format!("payment method: {e}"))?;

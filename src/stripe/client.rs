@@ -28,13 +28,13 @@ pub struct ClientOptions {
 }
 
 impl ClientOptions {
-    /// The options the settings give (`STRIPE_TIMEOUT_MS`, `STRIPE_MAX_RETRIES`, ...).
-    pub fn from_settings(settings: &crate::config::Settings) -> ClientOptions {
+    /// The options the Stripe settings give (`STRIPE_TIMEOUT_MS`, `STRIPE_MAX_RETRIES`, ...).
+    pub fn from_settings(stripe: &crate::config::StripeSettings) -> ClientOptions {
         ClientOptions {
-            timeout: Duration::from_millis(settings.stripe_timeout_ms.max(1)),
-            max_retries: settings.stripe_max_retries,
-            base_backoff: Duration::from_millis(settings.stripe_retry_base_ms),
-            max_requests_per_second: settings.stripe_max_requests_per_second,
+            timeout: Duration::from_millis(stripe.timeout_ms.max(1)),
+            max_retries: stripe.max_retries,
+            base_backoff: Duration::from_millis(stripe.retry_base_ms),
+            max_requests_per_second: stripe.max_requests_per_second,
             ..ClientOptions::default()
         }
     }

@@ -38,7 +38,11 @@ pub async fn start_checkout(
         (MAX_GRANTED_TRIAL_DAYS, "a super admin may grant")
     } else {
         (
-            state.settings.max_trial_days.min(MAX_GRANTED_TRIAL_DAYS),
+            state
+                .settings
+                .billing
+                .max_trial_days
+                .min(MAX_GRANTED_TRIAL_DAYS),
             "an organization admin may ask for",
         )
     };
@@ -73,7 +77,7 @@ pub async fn start_checkout(
             "trial_days: only an organization's first subscription has a free trial, and this organization has subscribed before; leave trial_days out or set it to 0.",
         ));
     }
-    let price_id = state.settings.stripe_monthly_price_id.clone().ok_or_else(|| {
+    let price_id = state.settings.stripe.monthly_price_id.clone().ok_or_else(|| {
         ApiError::unavailable(
             "The monthly price is not configured: the operator must run `thanotopolis-billing stripe setup` \
              and set STRIPE_MONTHLY_PRICE_ID.",
@@ -94,7 +98,7 @@ pub async fn start_checkout(
         success_url,
         cancel_url,
         trial_days,
-        payment_methods: &state.settings.stripe_payment_methods,
+        payment_methods: &state.settings.stripe.payment_methods,
     };
     // One checkout of a tenant at a time, across replicas: the open sessions are read and replaced
     // under the lock, so two tabs cannot both see none open and both open one.

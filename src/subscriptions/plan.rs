@@ -17,11 +17,11 @@ pub fn plan_features(state: &AppState) -> Vec<String> {
         "Web and telephony voice agents for your whole organization".to_owned(),
         format!(
             "Voice usage (speech-to-text plus text-to-speech): {} per 1,000 words, billed monthly",
-            crate::domain::Cents(s.voice_price_cents_per_1000_words)
+            crate::domain::Cents(s.billing.voice_price_cents_per_1000_words)
         ),
         format!(
             "Phone calls: {} per call plus the call's voice usage, billed monthly",
-            crate::domain::Cents(s.call_price_cents)
+            crate::domain::Cents(s.billing.call_price_cents)
         ),
         "Manage cards, invoices and cancellation in Stripe's customer portal".to_owned(),
     ]

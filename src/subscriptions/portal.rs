@@ -23,7 +23,7 @@ pub async fn portal_session(
                 "No Stripe customer found: the organization must complete checkout first.",
             )
         })?;
-    let configuration = state.settings.stripe_portal_configuration_id.as_deref();
+    let configuration = state.settings.stripe.portal_configuration_id.as_deref();
     // A portal session is a short-lived login link; one per minute and return URL is plenty.
     let digest = hex::encode(
         &Sha256::digest(format!("{customer_id}|{return_url}|{configuration:?}").as_bytes())[..8],

@@ -122,7 +122,7 @@ fn today(tz: Tz) -> NaiveDate {
 /// Runs until shutdown is asked (between merges: each merge is one transaction).
 pub async fn run(state: AppState, mut shutdown: crate::shutdown::Shutdown) {
     loop {
-        match compact(&state.db, today(state.settings.billing_timezone)).await {
+        match compact(&state.db, today(state.settings.billing.timezone)).await {
             Ok(0) => {}
             Ok(merged) => tracing::info!(merged, "rollup shards of past days merged"),
             Err(e) => tracing::warn!(error = %e, "rollup shards could not be merged"),

@@ -21,8 +21,8 @@ pub struct Rates {
 impl Rates {
     pub fn from_settings(settings: &Settings) -> Rates {
         Rates {
-            voice_cents_per_1000_words: settings.voice_price_cents_per_1000_words,
-            call_cents: settings.call_price_cents,
+            voice_cents_per_1000_words: settings.billing.voice_price_cents_per_1000_words,
+            call_cents: settings.billing.call_price_cents,
         }
     }
 }

@@ -100,7 +100,7 @@ async fn show(
         let o = overview::now(&state).await?;
         let runs = overview::recent_runs(&state.db, RUNS_SHOWN).await?;
         let log = audit::recent(&state.db, AUDIT_SHOWN).await?;
-        let health = health::check(&state.db, state.settings.billing_timezone, time::now()).await?;
+        let health = health::check(&state.db, state.settings.billing.timezone, time::now()).await?;
         Ok::<_, ApiError>((o, runs, log, health))
     }
     .await;
@@ -108,7 +108,7 @@ async fn show(
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
-    let tz = state.settings.billing_timezone;
+    let tz = state.settings.billing.timezone;
     let csrf = html::csrf_field(&user.csrf);
     let default_period = BillingPeriod::containing(time::now(), tz).prev();
     let n = |v: Option<i64>| v.map(count).unwrap_or_else(|| "—".to_owned());

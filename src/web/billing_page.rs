@@ -108,7 +108,7 @@ async fn render(
         Ok(d) => d,
         Err(e) => return e.into_response(),
     };
-    let tz = state.settings.billing_timezone;
+    let tz = state.settings.billing.timezone;
     let admin = user.caller.role.manages_tenant();
     let suffix = tenant_suffix(user, tenant_id);
     let csrf = html::csrf_field(&user.csrf);
@@ -302,7 +302,7 @@ async fn charges_due(
 fn usage_card(state: &AppState, d: &Dashboard, due: ChargesDue) -> Markup {
     let u = &d.current_period_usage;
     let c = &d.upcoming_charges;
-    let tz = state.settings.billing_timezone;
+    let tz = state.settings.billing.timezone;
     let day = |s: &str| {
         chrono::DateTime::parse_from_rfc3339(s)
             .map(|t| date(t.with_timezone(&chrono::Utc), tz))
@@ -384,7 +384,7 @@ fn usage_card(state: &AppState, d: &Dashboard, due: ChargesDue) -> Markup {
 }
 
 fn invoices_card(state: &AppState, d: &Dashboard) -> Markup {
-    let tz = state.settings.billing_timezone;
+    let tz = state.settings.billing.timezone;
     html! {
         section class="card" id="invoices" aria-labelledby="invoices-h" {
             h2 id="invoices-h" { "Invoices" }
@@ -483,7 +483,7 @@ async fn checkout(
             }
         }
     };
-    let base = format!("{}/billing", state.settings.public_base_url);
+    let base = format!("{}/billing", state.settings.http.public_base_url);
     let suffix = tenant_suffix(user, &tenant);
     let sep = if suffix.is_empty() { "?" } else { "&" };
     let started = checkout::start_checkout(
@@ -516,7 +516,7 @@ async fn confirm_cancel(
         Err(e) => return ApiError::from(e).into_response(),
     };
     let suffix = tenant_suffix(&user, &tenant);
-    let end = date_opt(sub.current_period_end, state.settings.billing_timezone);
+    let end = date_opt(sub.current_period_end, state.settings.billing.timezone);
     let body = html! {
         section class="card narrow" id="confirm" {
             h1 { "Cancel your subscription?" }
@@ -609,7 +609,7 @@ async fn portal(
     let sep = if suffix.is_empty() { "?" } else { "&" };
     let return_url = format!(
         "{}/billing{suffix}{sep}done=portal",
-        state.settings.public_base_url
+        state.settings.http.public_base_url
     );
     match portal::portal_session(&state, &tenant, &return_url).await {
         Ok(url) => Redirect::to(&url).into_response(),

@@ -61,10 +61,10 @@ pub fn router(settings: &Settings, api_document: &'static str) -> Router<AppStat
 /// Only our own stylesheet and images; no script at all; forms may go to us and, by their redirects,
 /// to Stripe's hosted pages (Checkout and the portal: the simulator's origin when it stands in).
 fn content_security_policy(settings: &Settings) -> String {
-    let stripe = if settings.stripe_api_base == "https://api.stripe.com" {
+    let stripe = if settings.stripe.api_base == "https://api.stripe.com" {
         "https://checkout.stripe.com https://billing.stripe.com".to_owned()
     } else {
-        settings.stripe_api_base.clone()
+        settings.stripe.api_base.clone()
     };
     format!(
         "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self' {stripe}; \

@@ -59,7 +59,7 @@ fn csrf_ok(state: &AppState, jwt: &str, given: &str) -> bool {
 
 /// Whether `Origin` (or else `Referer`) names this service; true when the browser sent neither.
 pub fn same_origin(headers: &HeaderMap, state: &AppState) -> bool {
-    let public = origin_of(&state.settings.public_base_url);
+    let public = origin_of(&state.settings.http.public_base_url);
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let allowed = |origin: &str| {
         public.as_deref() == Some(origin)
@@ -102,7 +102,7 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 fn secure(state: &AppState) -> bool {
-    state.settings.public_base_url.starts_with("https://")
+    state.settings.http.public_base_url.starts_with("https://")
 }
 
 fn set_cookie(state: &AppState, jwt: &str, max_age: i64) -> HeaderValue {
@@ -173,7 +173,7 @@ impl FromRequestParts<AppState> for PageUser {
             &jwt,
             state.jwt_secret.expose().as_bytes(),
             chrono::Utc::now().timestamp(),
-            &state.settings.jwt_expected,
+            &state.settings.auth.jwt_expected,
         )
         .map_err(|_| {
             // An expired or foreign cookie: drop it so the sign-in page starts clean.
@@ -300,7 +300,7 @@ fn sign_in_form(state: &AppState, error: Option<&str>, status: StatusCode) -> Re
                 }
                 button type="submit" id="sign-in" { "Sign in" }
             }
-            @if state.settings.dev_sign_in {
+            @if state.settings.auth.dev_sign_in {
                 p class="hint" {
                     "Local demo: "
                     a href="/dev/sign-in" id="dev-sign-in" { "sign in as a demo user" }
@@ -363,7 +363,7 @@ async fn create_session(State(state): State<AppState>, req: Request) -> Response
         token,
         state.jwt_secret.expose().as_bytes(),
         chrono::Utc::now().timestamp(),
-        &state.settings.jwt_expected,
+        &state.settings.auth.jwt_expected,
     );
     let claims = match verified {
         Ok(c) => c,
@@ -405,7 +405,7 @@ async fn logout(State(state): State<AppState>, _posted: Posted<Empty>) -> Respon
 /// The local demo's sign-in: one button per tenant and role, tokens minted here with `JWT_SECRET`.
 /// Only when `Settings::dev_sign_in` is on (`serve --stripe-sim`); otherwise the route does not exist.
 async fn dev_sign_in_page(State(state): State<AppState>) -> Response {
-    if !state.settings.dev_sign_in {
+    if !state.settings.auth.dev_sign_in {
         return StatusCode::NOT_FOUND.into_response();
     }
     let list = match tenants::list(&state.db).await {
@@ -486,7 +486,7 @@ async fn dev_sign_in(
     headers: HeaderMap,
     Form(f): Form<DevSignIn>,
 ) -> Response {
-    if !state.settings.dev_sign_in {
+    if !state.settings.auth.dev_sign_in {
         return StatusCode::NOT_FOUND.into_response();
     }
     if !same_origin(&headers, &state) {
