@@ -8,6 +8,7 @@ use crate::db::subscriptions::{self, SubscriptionRow};
 use crate::db::{tenants, webhook_events, Db};
 use crate::domain::{time, BillingPeriod, Cents, TenantId};
 use crate::state::AppState;
+use crate::stripe::SubscriptionStatus;
 use crate::usage::billable;
 use crate::usage::rating::Rates;
 use chrono::{DateTime, Duration, Utc};
@@ -15,7 +16,6 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
 /// Statuses whose monthly amount counts as recurring revenue.
-pub const MRR_STATUSES: [&str; 2] = ["active", "past_due"];
 /// How many calendar months the history covers, the current one included.
 pub const HISTORY_MONTHS: usize = 12;
 
@@ -74,7 +74,7 @@ pub struct Month {
 
 /// Whether a subscription counts toward MRR: not ended, active or past due.
 fn in_mrr(s: &SubscriptionRow) -> bool {
-    s.ended_at.is_none() && MRR_STATUSES.contains(&s.status.as_str())
+    s.ended_at.is_none() && s.state().is_recurring_revenue()
 }
 
 /// Builds the overview at `now`.
@@ -102,9 +102,9 @@ pub async fn build(state: &AppState, now: DateTime<Utc>) -> Result<Overview, sql
         .collect();
     let is_demo = |tenant: &str| demo.get(tenant).copied().unwrap_or(false);
 
-    let counted = |status: &str| {
+    let counted = |status: SubscriptionStatus| {
         subs.iter()
-            .filter(|s| s.ended_at.is_none() && s.status == status && !is_demo(&s.tenant_id))
+            .filter(|s| s.ended_at.is_none() && s.state() == status && !is_demo(&s.tenant_id))
             .count() as i64
     };
     let mrr_cents = subs
@@ -198,9 +198,9 @@ pub async fn build(state: &AppState, now: DateTime<Utc>) -> Result<Overview, sql
 
     Ok(Overview {
         mrr_cents,
-        active_subscriptions: counted("active"),
-        trialing_subscriptions: counted("trialing"),
-        past_due_subscriptions: counted("past_due"),
+        active_subscriptions: counted(SubscriptionStatus::Active),
+        trialing_subscriptions: counted(SubscriptionStatus::Trialing),
+        past_due_subscriptions: counted(SubscriptionStatus::PastDue),
         usage_revenue_cents,
         failed_payments_30d: failed,
         churned_30d,

@@ -5,7 +5,7 @@
 //! backwards and may run again, or while webhooks arrive. It only reads from Stripe: nothing is billed.
 
 use crate::db::invoices::InvoiceRow;
-use crate::db::subscriptions::{SubscriptionRow, LIVE_STATUSES};
+use crate::db::subscriptions::SubscriptionRow;
 use crate::db::{customers, invoices, subscriptions, tenants};
 use crate::domain::TenantId;
 use crate::state::AppState;
@@ -411,7 +411,7 @@ async fn find_and_link(
         let subs = subscriptions_of(state, &c.id).await?;
         let newest_live = subs
             .iter()
-            .filter(|(s, _)| LIVE_STATUSES.contains(&s.status.as_str()))
+            .filter(|(s, _)| stripe::SubscriptionStatus::parse(&s.status).is_live())
             .map(|(s, _)| s.created)
             .max();
         let newest_any = subs.iter().map(|(s, _)| s.created).max();

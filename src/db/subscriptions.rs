@@ -3,13 +3,11 @@
 use super::Db;
 use crate::domain::time::now;
 use crate::domain::TenantId;
+use crate::stripe::SubscriptionStatus;
 use crate::with_pool;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
-
-/// Statuses in which a subscription still stands (is paid for, or will be asked to be).
-pub const LIVE_STATUSES: [&str; 5] = ["active", "trialing", "past_due", "incomplete", "unpaid"];
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SubscriptionRow {
@@ -33,8 +31,13 @@ pub struct SubscriptionRow {
 }
 
 impl SubscriptionRow {
+    /// The status as a state (the row keeps Stripe's word).
+    pub fn state(&self) -> SubscriptionStatus {
+        SubscriptionStatus::parse(&self.status)
+    }
+
     pub fn is_live(&self) -> bool {
-        self.ended_at.is_none() && LIVE_STATUSES.contains(&self.status.as_str())
+        self.ended_at.is_none() && self.state().is_live()
     }
 }
 
@@ -243,7 +246,7 @@ pub async fn access_state(db: &Db, tenant: &TenantId) -> Result<Option<AccessSta
     let all = for_tenant(db, tenant.as_str()).await?;
     let subscription = all.iter().find(|s| s.is_live()).or(all.first()).cloned();
     let first_failure = match &subscription {
-        Some(s) if s.status == "past_due" => with_pool!(db, pool => {
+        Some(s) if s.state() == SubscriptionStatus::PastDue => with_pool!(db, pool => {
             sqlx::query_scalar(
                 "SELECT MIN(w.stripe_created_at) FROM webhook_events w
                  JOIN invoices i ON i.stripe_invoice_id = w.object_id

@@ -17,7 +17,8 @@ pub mod webhook;
 pub use client::{idempotency_key_for, ClientOptions, StripeClient};
 pub use error::StripeError;
 pub use gateway::{
-    Collected, Collection, InvoiceStatus, NewCheckout, Pause, UsageInvoice, UsageLine,
+    Collected, Collection, InvoiceStatus, NewCheckout, Pause, SubscriptionStatus, UsageInvoice,
+    UsageLine,
 };
 pub use params::Params;
 pub use types::*;

@@ -3,6 +3,7 @@
 
 use crate::db::{self, subscriptions::SubscriptionRow, Db};
 use crate::domain::TenantId;
+use crate::stripe::SubscriptionStatus as Status;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -95,26 +96,28 @@ pub fn decide(
         return Access::refused(Canceled);
     }
     let period_end = sub.current_period_end;
-    match sub.status.as_str() {
-        "active" | "trialing" if sub.cancel_at_period_end => match period_end {
+    match sub.state() {
+        Status::Active | Status::Trialing if sub.cancel_at_period_end => match period_end {
             Some(end) => Access::until(Canceling, end, now, Canceled),
             None => Access::open(Canceling),
         },
-        "trialing" => match sub.trial_end.or(period_end) {
+        Status::Trialing => match sub.trial_end.or(period_end) {
             Some(end) => Access::until(Trialing, end, now, Suspended),
             None => Access::open(Trialing),
         },
-        "active" => Access::open(Active),
-        "past_due" => {
+        Status::Active => Access::open(Active),
+        Status::PastDue => {
             // Without a recorded failure (its webhook not yet here), the renewal the payment was for
             // started the period.
             let failed = first_failure.or(sub.current_period_start).unwrap_or(now);
             Access::until(PastDue, failed + grace, now, Suspended)
         }
-        "unpaid" | "paused" => Access::refused(Suspended),
-        "canceled" => Access::refused(Canceled),
-        // incomplete, incomplete_expired: the first payment never went through.
-        _ => Access::refused(NoSubscription),
+        Status::Unpaid | Status::Paused => Access::refused(Suspended),
+        Status::Canceled => Access::refused(Canceled),
+        // Incomplete, expired incomplete: the first payment never went through.
+        Status::Incomplete | Status::IncompleteExpired | Status::Other => {
+            Access::refused(NoSubscription)
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use crate::domain::TenantId;
 use crate::error::ApiError;
 use crate::error::ErrorCode;
 use crate::state::AppState;
+use crate::stripe::SubscriptionStatus;
 use crate::subscriptions::plan::{PLAN_AMOUNT_CENTS, PLAN_NAME};
 use crate::subscriptions::{cancellation, checkout, portal};
 use axum::extract::{Query, State};
@@ -171,7 +172,7 @@ fn subscription_card(
             dl class="facts" {
                 dt { "Price" }
                 dd { (money(sub.amount_cents)) " / month" }
-                @if sub.status == "trialing" {
+                @if SubscriptionStatus::parse(&sub.status) == SubscriptionStatus::Trialing {
                     dt { "Trial ends" }
                     dd id="trial-end" { (date_opt(sub.trial_end, tz)) }
                 }
@@ -192,7 +193,7 @@ fn subscription_card(
                     ),
                 ))
             }
-            @if sub.status == "past_due" {
+            @if SubscriptionStatus::parse(&sub.status) == SubscriptionStatus::PastDue {
                 (notice(
                     "error",
                     "past-due",

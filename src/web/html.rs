@@ -95,12 +95,19 @@ pub fn money(c: i64) -> String {
 
 /// A status badge (Stripe's subscription and invoice statuses), with words a person reads.
 pub fn badge(status: &str) -> Markup {
-    let (class, label) = match status {
-        "active" | "paid" => ("good", status.to_owned()),
-        "trialing" => ("info", "trial".to_owned()),
-        "past_due" | "unpaid" | "uncollectible" => ("bad", status.replace('_', " ")),
-        "open" | "incomplete" | "draft" => ("warn", status.replace('_', " ")),
-        other => ("neutral", other.replace('_', " ")),
+    use crate::stripe::{InvoiceStatus as I, SubscriptionStatus as S};
+    let sub = S::parse(status);
+    let class = match (sub, I::parse(status)) {
+        (S::Active, _) | (_, Some(I::Paid)) => "good",
+        (S::Trialing, _) => "info",
+        (S::PastDue | S::Unpaid, _) | (_, Some(I::Uncollectible)) => "bad",
+        (S::Incomplete, _) | (_, Some(I::Open | I::Draft)) => "warn",
+        _ => "neutral",
+    };
+    let label = if sub == S::Trialing {
+        "trial".to_owned()
+    } else {
+        status.replace('_', " ")
     };
     html! { span class={ "badge " (class) } { (label) } }
 }
