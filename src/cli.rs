@@ -226,6 +226,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: StripeCommand::Sync { tenant },
         } => stripe_sync(settings, tenant.as_deref()).await,
         Command::Migrate => {
+            eprintln!("Database: {}", database_label(&settings.database.url));
             let db = Db::connect(&settings.database.url).await?;
             let applied = db::migrate(&db).await?;
             println!("migrations applied: {applied}");
@@ -294,9 +295,13 @@ async fn serve(mut settings: Settings, stripe_sim: bool) -> anyhow::Result<()> {
     );
     if let Some(sim) = &sim {
         let (base, sim_url, secret) = (base.clone(), sim.base_url.clone(), jwt_secret.clone());
+        let database_url = database_label(&settings.database.url);
         tokio::spawn(async move {
             match crate::demo::seed(&base, &sim_url, &secret).await {
-                Ok(()) => println!("{}", crate::demo::banner(&base, &sim_url, &secret)),
+                Ok(()) => println!(
+                    "{}",
+                    crate::demo::banner(&base, &sim_url, &secret, &database_url)
+                ),
                 Err(e) => tracing::error!(error = %e, "demo seeding failed"),
             }
         });
@@ -319,6 +324,18 @@ async fn bill(settings: Settings, period: &str, dry_run: bool, json: bool) -> an
             current.prev()
         );
     }
+    // Every tenant would fail on its first Stripe call: refuse before recording a run.
+    if settings
+        .stripe
+        .secret_key
+        .as_ref()
+        .is_none_or(|k| k.is_empty())
+    {
+        anyhow::bail!(
+            "Stripe is not configured: set STRIPE_SECRET_KEY (and STRIPE_API_BASE for the simulator) before billing; nothing was run"
+        );
+    }
+    eprintln!("Database: {}", database_label(&settings.database.url));
     let db = Db::connect(&settings.database.url).await?;
     db::migrate(&db).await?;
     let state = crate::state::AppState::new(db, std::sync::Arc::new(settings), Secret::new(""));
@@ -432,6 +449,7 @@ async fn stripe_sync(settings: Settings, tenant: Option<&str>) -> anyhow::Result
 }
 
 async fn tenants_command(settings: Settings, command: TenantsCommand) -> anyhow::Result<()> {
+    eprintln!("Database: {}", database_label(&settings.database.url));
     let db = Db::connect(&settings.database.url).await?;
     db::migrate(&db).await?;
     match command {
@@ -515,6 +533,7 @@ async fn report_command(
         Some(m) => m.parse().map_err(|e| anyhow::anyhow!("--month: {e}"))?,
         None => BillingPeriod::containing(time::now(), tz),
     };
+    eprintln!("Database: {}", database_label(&settings.database.url));
     let db = Db::connect(&settings.database.url).await?;
     db::migrate(&db).await?;
     let out = match report {

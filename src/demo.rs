@@ -136,7 +136,7 @@ pub async fn seed(base: &str, sim: &str, secret: &Secret) -> anyhow::Result<()> 
 }
 
 /// What to print once the demo runs.
-pub fn banner(base: &str, sim: &str, secret: &Secret) -> String {
+pub fn banner(base: &str, sim: &str, secret: &Secret, database_url: &str) -> String {
     format!(
         "\nThanotopolis billing demo is running (SQLite + in-process Stripe simulator, no keys).\n\n\
          \x20 Tenant billing page:   {base}/billing\n\
@@ -147,9 +147,28 @@ pub fn banner(base: &str, sim: &str, secret: &Secret) -> String {
          \x20 super admin: {}\n\
          \x20 acme admin:  {}\n\
          \x20 service:     {}\n\n\
-         Try: curl -s -H 'Authorization: Bearer <acme admin token>' {base}/api/billing/dashboard\n",
+         Try: curl -s -H 'Authorization: Bearer <acme admin token>' {base}/api/billing/dashboard\n\n\
+         The commands beside this demo need its database:\n\
+         \x20 DATABASE_URL={database_url} thanotopolis-billing tenants list\n",
         token(secret, "platform", "super_admin"),
         token(secret, "acme", "org_admin"),
         token(secret, "platform", "service"),
     )
+}
+
+#[cfg(test)]
+mod banner_tests {
+    #[test]
+    fn the_banner_names_the_database_the_commands_need() {
+        let b = super::banner(
+            "http://127.0.0.1:8000",
+            "http://127.0.0.1:12111",
+            &crate::config::Secret::new("demo-secret"),
+            "sqlite://data/demo.db",
+        );
+        assert!(
+            b.contains("DATABASE_URL=sqlite://data/demo.db thanotopolis-billing tenants list"),
+            "{b}"
+        );
+    }
 }

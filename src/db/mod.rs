@@ -106,6 +106,9 @@ impl Db {
         } else {
             let options = PgConnectOptions::from_str(url)
                 .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))?;
+            // A quick look first: a refused or silent server is said at once, naming where it was
+            // looked for, rather than after the pool's 10 s of retries.
+            probe_postgres(&options).await?;
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 // A ping before every checkout is a round trip before every transaction; a
@@ -116,7 +119,7 @@ impl Db {
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(options)
                 .await
-                .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("{}", unreachable_postgres(url, &e)))?;
             Ok(Db::Postgres(pool))
         }
     }
@@ -136,6 +139,43 @@ impl Db {
     pub async fn close(&self) {
         with_pool!(self, pool => pool.close().await)
     }
+}
+
+/// Connects to the server's TCP port once (a Unix socket is left to the driver).
+async fn probe_postgres(options: &PgConnectOptions) -> anyhow::Result<()> {
+    let (host, port) = (options.get_host().to_owned(), options.get_port());
+    if host.starts_with('/') {
+        return Ok(());
+    }
+    let target = format!("{host}:{port}");
+    match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(&target)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(anyhow::anyhow!(
+            "cannot connect to PostgreSQL at {target}: the connection was refused (is PostgreSQL running and listening there?)"
+        )),
+        Ok(Err(e)) => Err(anyhow::anyhow!("cannot connect to PostgreSQL at {target}: {e}")),
+        Err(_) => Err(anyhow::anyhow!(
+            "cannot connect to PostgreSQL at {target}: no answer within 5 s (a firewall, or the wrong host?)"
+        )),
+    }
+}
+
+/// Why PostgreSQL could not be reached, naming the host and port (never the password) and whether the
+/// server refused or did not answer.
+fn unreachable_postgres(url: &str, e: &sqlx::Error) -> String {
+    let target = PgConnectOptions::from_str(url)
+        .map(|o| format!("{}:{}", o.get_host(), o.get_port()))
+        .unwrap_or_else(|_| "the configured server".to_owned());
+    let why = match e {
+        sqlx::Error::PoolTimedOut => {
+            "it did not answer within 10 s (a firewall, or the wrong host?)".to_owned()
+        }
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "the connection was refused (is PostgreSQL running and listening there?)".to_owned()
+        }
+        other => other.to_string(),
+    };
+    format!("cannot connect to PostgreSQL at {target}: {why}")
 }
 
 /// How long a pooled PostgreSQL connection may sit idle before its next checkout pings it.
