@@ -83,6 +83,13 @@ fn skip_reason(report: &Value, tenant: &str) -> String {
         .to_owned()
 }
 
+/// A tenant subscribed with a good card, with the standard usage in `p`.
+async fn paying_tenant_with_usage(app: &TestApp, tenant: &str, p: BillingPeriod) {
+    app.add_tenant(tenant).await;
+    app.subscribe(tenant, None, "4242424242424242").await;
+    standard_usage(app, tenant, p).await;
+}
+
 async fn standard_usage(app: &TestApp, tenant: &str, p: BillingPeriod) {
     usage(
         app,
@@ -144,9 +151,7 @@ fn expected() -> Vec<(String, i64)> {
 
 async fn bills_usage_exactly_and_a_rerun_changes_nothing(app: TestApp) {
     let (p, _) = closed_periods();
-    app.add_tenant("acme").await;
-    app.subscribe("acme", None, "4242424242424242").await;
-    standard_usage(&app, "acme", p).await;
+    paying_tenant_with_usage(&app, "acme", p).await;
 
     let first = run(&app, p, false).await.expect(200).body;
     let b = billed(&first, "acme");
@@ -238,9 +243,7 @@ async fn trial_demo_and_unsubscribed_tenants_are_skipped_and_usage_waits(app: Te
 /// trial at all.
 async fn a_new_trial_never_frees_earlier_usage(app: TestApp) {
     let (p, _) = closed_periods();
-    app.add_tenant("acme").await;
-    app.subscribe("acme", None, "4242424242424242").await;
-    standard_usage(&app, "acme", p).await;
+    paying_tenant_with_usage(&app, "acme", p).await;
     app.post(
         "/api/billing/cancel-subscription",
         Some(&token("acme", "org_admin")),
@@ -346,9 +349,7 @@ async fn late_usage_is_billed_by_the_next_run(app: TestApp) {
 
 async fn dry_run_writes_nothing_to_stripe(app: TestApp) {
     let (p, _) = closed_periods();
-    app.add_tenant("acme").await;
-    app.subscribe("acme", None, "4242424242424242").await;
-    standard_usage(&app, "acme", p).await;
+    paying_tenant_with_usage(&app, "acme", p).await;
     // Without the customer's invoice default (as before a webhook brought it), a live run would set
     // it; a dry run must not.
     let customer = thanotopolis_billing::db::customers::customer_of(&app.db, "acme")
@@ -435,9 +436,7 @@ const STEPS: [&str; 4] = ["create", "items", "finalize", "pay"];
 /// after the failure clears finishes the invoice without duplicating anything.
 async fn server_errors_at_every_step_then_a_rerun_finishes(app: TestApp) {
     let (p, _) = closed_periods();
-    app.add_tenant("bystander").await;
-    app.subscribe("bystander", None, "4242424242424242").await;
-    standard_usage(&app, "bystander", p).await;
+    paying_tenant_with_usage(&app, "bystander", p).await;
     assert_eq!(
         lines_of(billed(
             &run(&app, p, false).await.expect(200).body,
@@ -447,9 +446,7 @@ async fn server_errors_at_every_step_then_a_rerun_finishes(app: TestApp) {
     );
     for step in STEPS {
         let t = format!("t-{step}");
-        app.add_tenant(&t).await;
-        app.subscribe(&t, None, "4242424242424242").await;
-        standard_usage(&app, &t, p).await;
+        paying_tenant_with_usage(&app, &t, p).await;
         reach(&app, &t, p, step).await;
         if step != "pay" {
             let path = step_path(&app, &t, p, step).await;
@@ -487,9 +484,7 @@ async fn lost_replies_at_every_step_never_duplicate(app: TestApp) {
     .await;
     for step in STEPS {
         let t = format!("lost-{step}");
-        app.add_tenant(&t).await;
-        app.subscribe(&t, None, "4242424242424242").await;
-        standard_usage(&app, &t, p).await;
+        paying_tenant_with_usage(&app, &t, p).await;
         reach(&app, &t, p, step).await;
         if step == "pay" {
             clear_faults(&app).await;
@@ -633,9 +628,7 @@ async fn rate_limits_and_timeouts_at_every_step(app: TestApp) {
     for kind in ["429", "409", "timeout"] {
         for step in STEPS {
             let t = format!("{kind}-{step}");
-            app.add_tenant(&t).await;
-            app.subscribe(&t, None, "4242424242424242").await;
-            standard_usage(&app, &t, p).await;
+            paying_tenant_with_usage(&app, &t, p).await;
             reach(&app, &t, p, step).await;
             clear_faults(&app).await;
             let path = step_path(&app, &t, p, step).await;
@@ -688,9 +681,7 @@ store_tests!(a_declined_charge_leaves_the_invoice_to_stripes_retries);
 /// recorded from the webhook, and once the customer fixes the card Stripe's retries collect it.
 async fn a_declined_charge_leaves_the_invoice_to_stripes_retries(app: TestApp) {
     let (p, _) = closed_periods();
-    app.add_tenant("acme").await;
-    app.subscribe("acme", None, "4242424242424242").await;
-    standard_usage(&app, "acme", p).await;
+    paying_tenant_with_usage(&app, "acme", p).await;
     let customer = thanotopolis_billing::db::customers::customer_of(&app.db, "acme")
         .await
         .unwrap()
@@ -949,9 +940,7 @@ async fn a_saved_server_error_is_not_replayed_forever(app: TestApp) {
     for when in ["saved", "saved_after"] {
         for step in STEPS {
             let t = format!("{}-{step}", when.replace('_', "-"));
-            app.add_tenant(&t).await;
-            app.subscribe(&t, None, "4242424242424242").await;
-            standard_usage(&app, &t, p).await;
+            paying_tenant_with_usage(&app, &t, p).await;
             reach(&app, &t, p, step).await;
             clear_faults(&app).await;
             let path = step_path(&app, &t, p, step).await;
@@ -1048,9 +1037,7 @@ async fn a_runner_that_lost_its_lease_stops_writing(app: TestApp) {
         v.insert("BILLING_LEASE_SECONDS".into(), "1".into());
     })
     .await;
-    app.add_tenant("acme").await;
-    app.subscribe("acme", None, "4242424242424242").await;
-    standard_usage(&app, "acme", p).await;
+    paying_tenant_with_usage(&app, "acme", p).await;
     app.sim_post(
         "/_sim/faults",
         &[
