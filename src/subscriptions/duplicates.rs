@@ -8,14 +8,23 @@ use crate::state::AppState;
 
 /// Cancels every live subscription of the tenant but the oldest; returns the ids canceled.
 pub async fn cancel_newer(state: &AppState, tenant: &str) -> Result<Vec<String>, SyncError> {
+    let live_now = || async {
+        Ok::<_, sqlx::Error>(
+            subscriptions::for_tenant(&state.db, tenant)
+                .await?
+                .into_iter()
+                .filter(subscriptions::SubscriptionRow::is_live)
+                .collect::<Vec<_>>(),
+        )
+    };
+    // Nearly always one: look without the lock, which holds a pooled connection on PostgreSQL, so that
+    // many webhooks at once do not each hold one while waiting for another.
+    if live_now().await?.len() < 2 {
+        return Ok(Vec::new());
+    }
     let _lock =
         crate::db::locks::lock(&state.db, &state.locks, &format!("checkout:{tenant}")).await?;
-    let mut live: Vec<subscriptions::SubscriptionRow> =
-        subscriptions::for_tenant(&state.db, tenant)
-            .await?
-            .into_iter()
-            .filter(subscriptions::SubscriptionRow::is_live)
-            .collect();
+    let mut live = live_now().await?;
     if live.len() < 2 {
         return Ok(Vec::new());
     }
