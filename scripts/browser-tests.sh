@@ -82,7 +82,7 @@ mkdir -p "$root/artifacts"
 
 log "running the browser tests"
 start=$(date +%s)
-if ! (cd "$root/tests/browser" && node --test --test-concurrency=1 billing.test.mjs); then
+if ! (cd "$root/tests/browser" && node --test --test-concurrency=1 *.test.mjs); then
   echo "--- service log" >&2; tail -50 "$work/app.log" >&2
   echo "--- simulator log" >&2; tail -20 "$work/sim.log" >&2
   exit 1
