@@ -335,3 +335,48 @@ impl From<crate::subscriptions::sync::SyncError> for ApiError {
         }
     }
 }
+
+impl From<crate::subscriptions::SubscriptionError> for ApiError {
+    fn from(e: crate::subscriptions::SubscriptionError) -> ApiError {
+        use crate::subscriptions::SubscriptionError as E;
+        let detail = e.to_string();
+        match e {
+            E::TenantNotFound(_) => ApiError::not_found(ErrorCode::TenantNotFound, detail),
+            E::InvalidUrl { .. } => ApiError::unprocessable(ErrorCode::InvalidUrl, detail),
+            E::TrialTooLong { .. } | E::TrialAfterEarlierSubscription => {
+                ApiError::unprocessable(ErrorCode::InvalidTrialDays, detail)
+            }
+            E::DemoAccount => ApiError::forbidden(detail).with_code(ErrorCode::DemoAccount),
+            E::AlreadySubscribed { .. } => {
+                ApiError::conflict(ErrorCode::SubscriptionExists, detail)
+            }
+            E::PriceNotConfigured => {
+                ApiError::unavailable(detail, e).with_code(ErrorCode::StripeNotConfigured)
+            }
+            E::CheckoutInProgress => ApiError::conflict(ErrorCode::CheckoutInProgress, detail),
+            E::NoStripeCustomer => ApiError::not_found(ErrorCode::NoStripeCustomer, detail),
+            E::NoActiveSubscription => ApiError::not_found(ErrorCode::NoActiveSubscription, detail),
+            E::NoPendingCancellation => {
+                ApiError::not_found(ErrorCode::NoPendingCancellation, detail)
+            }
+            E::Stripe(e) => (*e).into(),
+            E::Db(e) => e.into(),
+            E::Internal(e) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<crate::billing::start::StartError> for ApiError {
+    fn from(e: crate::billing::start::StartError) -> ApiError {
+        use crate::billing::start::StartError as E;
+        let detail = e.to_string();
+        match e {
+            E::InvalidPeriod(_) => ApiError::unprocessable(ErrorCode::InvalidPeriod, detail),
+            E::PeriodNotClosed { .. } => {
+                ApiError::unprocessable(ErrorCode::PeriodNotClosed, detail)
+            }
+            E::InProgress(_) => ApiError::conflict(ErrorCode::RunInProgress, detail),
+            E::Db(e) => e.into(),
+        }
+    }
+}

@@ -6,7 +6,6 @@ use super::run::RunError;
 use super::{runs, RunOptions};
 use crate::db::audit;
 use crate::domain::BillingPeriod;
-use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -25,24 +24,37 @@ pub enum RunStarted {
     Accepted(RunAccepted),
 }
 
+/// Why a run was not started. The text is the sentence a person reads; `crate::error` picks the status.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("period: {0}; write it as YYYY-MM.")]
+    InvalidPeriod(String),
+    #[error(
+        "period: {period} has not ended yet; the latest period that can be billed is {latest}."
+    )]
+    PeriodNotClosed {
+        period: BillingPeriod,
+        latest: BillingPeriod,
+    },
+    /// Another runner holds the period (the sentence is the run's own, capitalized).
+    #[error("{0}")]
+    InProgress(String),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
 /// Parses the period and refuses periods that have not ended (their usage is still coming in).
-pub fn closed_period(state: &AppState, raw: &str) -> ApiResult<BillingPeriod> {
-    let period: BillingPeriod = raw.parse().map_err(|e| {
-        ApiError::unprocessable(
-            ErrorCode::InvalidPeriod,
-            format!("period: {e}; write it as YYYY-MM."),
-        )
-    })?;
+pub fn closed_period(state: &AppState, raw: &str) -> Result<BillingPeriod, StartError> {
+    let period = raw
+        .parse::<BillingPeriod>()
+        .map_err(|e| StartError::InvalidPeriod(e.to_string()))?;
     let current =
         BillingPeriod::containing(crate::domain::time::now(), state.settings.billing.timezone);
     if period >= current {
-        return Err(ApiError::unprocessable(
-            ErrorCode::PeriodNotClosed,
-            format!(
-                "period: {period} has not ended yet; the latest period that can be billed is {}.",
-                current.prev()
-            ),
-        ));
+        return Err(StartError::PeriodNotClosed {
+            period,
+            latest: current.prev(),
+        });
     }
     Ok(period)
 }
@@ -54,7 +66,7 @@ pub async fn start_run(
     period: BillingPeriod,
     dry_run: bool,
     wait: bool,
-) -> ApiResult<RunStarted> {
+) -> Result<RunStarted, StartError> {
     let run_id = runs::new_run_id();
     let opts = RunOptions::new(state, dry_run);
     audit::record(
@@ -84,10 +96,10 @@ pub async fn start_run(
     }
     match runs::execute(state, &run_id, period, opts, actor).await {
         Ok(report) => Ok(RunStarted::Finished(report)),
-        Err(e @ RunError::InProgress(_)) => Err(ApiError::conflict(
-            ErrorCode::RunInProgress,
-            format!("{}.", capitalize(&e.to_string())),
-        )),
+        Err(e @ RunError::InProgress(_)) => Err(StartError::InProgress(format!(
+            "{}.",
+            capitalize(&e.to_string())
+        ))),
         Err(RunError::Db(e)) => Err(e.into()),
     }
 }

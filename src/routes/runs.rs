@@ -129,7 +129,7 @@ async fn start(
     ApiJson(body): ApiJson<StartRun>,
 ) -> ApiResult<RunStarted> {
     let period = closed_period(&state, &body.period)?;
-    start_run(&state, &caller.actor(), period, body.dry_run, body.wait).await
+    Ok(start_run(&state, &caller.actor(), period, body.dry_run, body.wait).await?)
 }
 
 /// One run and its report.

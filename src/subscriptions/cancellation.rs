@@ -1,11 +1,11 @@
 //! Cancel at period end, and reactivate before it.
 
 use super::sync;
+use super::{SubscriptionError, SubscriptionResult};
 use crate::auth::Caller;
 use crate::db::{audit, subscriptions};
 use crate::domain::time::now;
 use crate::domain::TenantId;
-use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
 
 /// Sets `cancel_at_period_end` on the tenant's subscription and stores Stripe's answer.
@@ -13,7 +13,7 @@ async fn set_cancel_at_period_end(
     state: &AppState,
     sub: &subscriptions::SubscriptionRow,
     cancel: bool,
-) -> ApiResult<subscriptions::SubscriptionRow> {
+) -> SubscriptionResult<subscriptions::SubscriptionRow> {
     // Keyed by the state it changes from, so cancel → reactivate → cancel are three distinct writes.
     let key = format!(
         "subscription:{}:cancel_at_period_end={cancel}:from={}",
@@ -30,7 +30,7 @@ async fn set_cancel_at_period_end(
         .await?;
     sync::subscription(state, &updated, read_at)
         .await?
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("updated subscription has no tenant")))
+        .ok_or_else(|| anyhow::anyhow!("updated subscription has no tenant").into())
 }
 
 /// Sets the tenant's live subscription to cancel at the end of its period (idempotent), audited.
@@ -38,15 +38,10 @@ pub async fn cancel_subscription(
     state: &AppState,
     caller: &Caller,
     tenant_id: &TenantId,
-) -> ApiResult<subscriptions::SubscriptionRow> {
+) -> SubscriptionResult<subscriptions::SubscriptionRow> {
     let sub = subscriptions::live_for_tenant(&state.db, tenant_id.as_str())
         .await?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                ErrorCode::NoActiveSubscription,
-                "The organization has no active subscription to cancel.",
-            )
-        })?;
+        .ok_or(SubscriptionError::NoActiveSubscription)?;
     let sub = if sub.cancel_at_period_end {
         sub
     } else {
@@ -68,16 +63,11 @@ pub async fn reactivate_subscription(
     state: &AppState,
     caller: &Caller,
     tenant_id: &TenantId,
-) -> ApiResult<subscriptions::SubscriptionRow> {
+) -> SubscriptionResult<subscriptions::SubscriptionRow> {
     let sub = subscriptions::live_for_tenant(&state.db, tenant_id.as_str())
         .await?
         .filter(|s| s.cancel_at_period_end)
-        .ok_or_else(|| {
-            ApiError::not_found(
-                ErrorCode::NoPendingCancellation,
-                "The organization has no subscription pending cancellation.",
-            )
-        })?;
+        .ok_or(SubscriptionError::NoPendingCancellation)?;
     let sub = set_cancel_at_period_end(state, &sub, false).await?;
     audit::record(
         &state.db,

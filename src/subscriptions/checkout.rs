@@ -2,10 +2,10 @@
 //! open session per tenant.
 
 use super::{check_url, customer, tenant_or_404};
+use super::{SubscriptionError, SubscriptionResult};
 use crate::auth::Caller;
 use crate::db::{checkout_sessions, subscriptions};
 use crate::domain::TenantId;
-use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
 use crate::stripe;
 use sha2::{Digest, Sha256};
@@ -27,7 +27,7 @@ pub async fn start_checkout(
     success_url: &str,
     cancel_url: &str,
     trial_days: Option<u32>,
-) -> ApiResult<CheckoutStarted> {
+) -> SubscriptionResult<CheckoutStarted> {
     check_url("success_url", success_url)?;
     check_url("cancel_url", cancel_url)?;
     let email = caller.claims.email.as_deref();
@@ -47,44 +47,33 @@ pub async fn start_checkout(
         )
     };
     if trial_days > max_trial {
-        return Err(ApiError::unprocessable(
-            ErrorCode::InvalidTrialDays,
-            format!("trial_days: {who} at most {max_trial} days of free trial; give a whole number from 0 to {max_trial}."),
-        ));
+        return Err(SubscriptionError::TrialTooLong {
+            who,
+            max: max_trial,
+        });
     }
     let tenant = tenant_or_404(state, tenant_id).await?;
     if tenant.is_demo {
-        return Err(ApiError::forbidden(
-            "This is a demo account and is exempt from billing charges; it cannot subscribe.",
-        )
-        .with_code(ErrorCode::DemoAccount));
+        return Err(SubscriptionError::DemoAccount);
     }
     let earlier = subscriptions::for_tenant(&state.db, &tenant.id).await?;
     if let Some(live) = earlier.iter().find(|s| s.is_live()) {
-        return Err(ApiError::conflict(
-            ErrorCode::SubscriptionExists,
-            format!(
-                "The organization already has a subscription ({}, {}); manage it in the customer portal.",
-                live.stripe_subscription_id, live.status
-            ),
-        ));
+        return Err(SubscriptionError::AlreadySubscribed {
+            id: live.stripe_subscription_id.clone(),
+            status: live.status.clone(),
+        });
     }
     // A trial frees the usage inside it: only a first subscription gets one, or re-subscribing with a
     // trial would be a way to make earlier usage and fees free.
     if trial_days > 0 && !earlier.is_empty() {
-        return Err(ApiError::unprocessable(
-            ErrorCode::InvalidTrialDays,
-            "trial_days: only an organization's first subscription has a free trial, and this organization has subscribed before; leave trial_days out or set it to 0.",
-        ));
+        return Err(SubscriptionError::TrialAfterEarlierSubscription);
     }
-    let price_id = state.settings.stripe.monthly_price_id.clone().ok_or_else(|| {
-        ApiError::unavailable(
-            "The monthly price is not configured: the operator must run `thanotopolis-billing stripe setup` \
-             and set STRIPE_MONTHLY_PRICE_ID.",
-            anyhow::anyhow!("STRIPE_MONTHLY_PRICE_ID is not set"),
-        )
-        .with_code(ErrorCode::StripeNotConfigured)
-    })?;
+    let price_id = state
+        .settings
+        .stripe
+        .monthly_price_id
+        .clone()
+        .ok_or(SubscriptionError::PriceNotConfigured)?;
     let customer_id = customer::get_or_create(state, &tenant, email).await?;
     let request_hash = hex::encode(
         &Sha256::digest(
@@ -132,15 +121,19 @@ pub async fn start_checkout(
             Ok(s) if s.url.is_some() && s.status.as_deref() != Some("expired") => break s,
             Ok(s) => {
                 // A replayed session another request has since expired: record it, and go round.
-                checkout_sessions::record(&state.db, &tenant.id, &s.id, s.url.as_deref().unwrap_or(""), "").await?;
+                checkout_sessions::record(
+                    &state.db,
+                    &tenant.id,
+                    &s.id,
+                    s.url.as_deref().unwrap_or(""),
+                    "",
+                )
+                .await?;
                 checkout_sessions::close(&state.db, &s.id).await?;
             }
             Err(e) if e.kind() == Some("idempotency_error") && attempt < 20 => {}
             Err(e) if e.kind() == Some("idempotency_error") => {
-                return Err(ApiError::conflict(
-                    ErrorCode::CheckoutInProgress,
-                    "Another checkout for this organization is being opened at this moment; reload the page to continue with it.",
-                ))
+                return Err(SubscriptionError::CheckoutInProgress)
             }
             Err(e) => return Err(e.into()),
         }
@@ -149,7 +142,7 @@ pub async fn start_checkout(
     };
     let url = session
         .url
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("checkout session without url")))?;
+        .ok_or_else(|| anyhow::anyhow!("checkout session without url"))?;
     checkout_sessions::record(&state.db, &tenant.id, &session.id, &url, &request_hash).await?;
     tracing::info!(tenant_id = %tenant.id, session = %session.id, trial_days, "checkout session created");
     Ok(CheckoutStarted {

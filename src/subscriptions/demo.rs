@@ -1,11 +1,11 @@
 //! Demo accounts: exempt from billing, in our runs and in Stripe's collection.
 
 use super::{sync, tenant_or_404};
+use super::{SubscriptionError, SubscriptionResult};
 use crate::auth::Caller;
 use crate::db::{audit, subscriptions, tenants};
 use crate::domain::time::now;
 use crate::domain::TenantId;
-use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
 use crate::stripe;
 
@@ -15,22 +15,16 @@ pub async fn set_demo(
     caller: &Caller,
     tenant_id: &str,
     is_demo: bool,
-) -> ApiResult<(tenants::Tenant, String)> {
-    let id = TenantId::parse(tenant_id).map_err(|e| {
-        ApiError::not_found(ErrorCode::TenantNotFound, format!("No such tenant: {e}."))
-    })?;
+) -> SubscriptionResult<(tenants::Tenant, String)> {
+    let id = TenantId::parse(tenant_id)
+        .map_err(|_| SubscriptionError::TenantNotFound(tenant_id.to_owned()))?;
     tenant_or_404(state, &id).await?;
     // Stripe first: a demo tenant must not be charged there either. Should this fail, nothing has
     // changed yet and the same request can be repeated.
     let collection = set_collection(state, &id, is_demo).await?;
     let tenant = tenants::set_demo(&state.db, &id, is_demo)
         .await?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                ErrorCode::TenantNotFound,
-                format!("No tenant has the id {tenant_id:?}."),
-            )
-        })?;
+        .ok_or_else(|| SubscriptionError::TenantNotFound(tenant_id.to_owned()))?;
     audit::record(
         &state.db,
         &caller.actor(),
@@ -70,7 +64,7 @@ async fn set_collection(
     state: &AppState,
     tenant: &TenantId,
     is_demo: bool,
-) -> ApiResult<Option<String>> {
+) -> SubscriptionResult<Option<String>> {
     let Some(sub) = subscriptions::live_for_tenant(&state.db, tenant.as_str()).await? else {
         return Ok(None);
     };

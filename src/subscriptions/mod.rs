@@ -7,6 +7,7 @@ pub mod checkout;
 pub mod customer;
 pub mod demo;
 pub mod duplicates;
+pub mod error;
 pub mod payment_method;
 pub mod plan;
 pub mod portal;
@@ -15,20 +16,17 @@ pub mod webhook;
 
 use crate::db::tenants;
 use crate::domain::TenantId;
-use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
+pub use error::{SubscriptionError, SubscriptionResult};
 
-pub async fn tenant_or_404(state: &AppState, id: &TenantId) -> ApiResult<tenants::Tenant> {
-    tenants::get(&state.db, id).await?.ok_or_else(|| {
-        ApiError::not_found(
-            ErrorCode::TenantNotFound,
-            format!("No tenant has the id {:?}.", id.as_str()),
-        )
-    })
+pub async fn tenant_or_404(state: &AppState, id: &TenantId) -> SubscriptionResult<tenants::Tenant> {
+    tenants::get(&state.db, id)
+        .await?
+        .ok_or_else(|| SubscriptionError::TenantNotFound(id.as_str().to_owned()))
 }
 
-/// An absolute http(s) URL, or a 422 that names the field.
-pub(crate) fn check_url(field: &str, url: &str) -> ApiResult<()> {
+/// An absolute http(s) URL, or an error that names the field.
+pub(crate) fn check_url(field: &'static str, url: &str) -> SubscriptionResult<()> {
     let ok = (url.starts_with("https://") || url.starts_with("http://"))
         && url.len() <= 2048
         && url.len() > "https://".len()
@@ -36,9 +34,6 @@ pub(crate) fn check_url(field: &str, url: &str) -> ApiResult<()> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::unprocessable(
-            ErrorCode::InvalidUrl,
-            format!("{field}: give an absolute http(s) URL of at most 2,048 characters."),
-        ))
+        Err(SubscriptionError::InvalidUrl { field })
     }
 }

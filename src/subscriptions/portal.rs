@@ -1,9 +1,9 @@
 //! Stripe's customer portal: cards, invoices, cancellation.
 
 use super::{check_url, tenant_or_404};
+use super::{SubscriptionError, SubscriptionResult};
 use crate::domain::time::now;
 use crate::domain::TenantId;
-use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
 use sha2::{Digest, Sha256};
 
@@ -12,17 +12,12 @@ pub async fn portal_session(
     state: &AppState,
     tenant_id: &TenantId,
     return_url: &str,
-) -> ApiResult<String> {
+) -> SubscriptionResult<String> {
     check_url("return_url", return_url)?;
     let tenant = tenant_or_404(state, tenant_id).await?;
     let customer_id = crate::db::customers::customer_of(&state.db, &tenant.id)
         .await?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                ErrorCode::NoStripeCustomer,
-                "No Stripe customer found: the organization must complete checkout first.",
-            )
-        })?;
+        .ok_or(SubscriptionError::NoStripeCustomer)?;
     let configuration = state.settings.stripe.portal_configuration_id.as_deref();
     // A portal session is a short-lived login link; one per minute and return URL is plenty.
     let digest = hex::encode(

@@ -578,7 +578,10 @@ async fn set_demo(
             )
         }
     };
-    match crate::subscriptions::demo::set_demo(&state, &user.caller, &tenant_id, is_demo).await {
+    match crate::subscriptions::demo::set_demo(&state, &user.caller, &tenant_id, is_demo)
+        .await
+        .map_err(ApiError::from)
+    {
         Ok((tenant, _)) => {
             let done = if is_demo { "demo_on" } else { "demo_off" };
             let tenant: String = form_urlencoded::byte_serialize(tenant.id.as_bytes()).collect();
@@ -601,13 +604,16 @@ async fn start_run(State(state): State<AppState>, posted: Posted<RunForm>) -> Re
     if let Err(r) = require_super_admin(user) {
         return r;
     }
-    let period = match crate::billing::start::closed_period(&state, posted.form.period.trim()) {
+    let period = match crate::billing::start::closed_period(&state, posted.form.period.trim())
+        .map_err(ApiError::from)
+    {
         Ok(p) => p,
         Err(e) => return error_page(user, e.status, &e.detail),
     };
     let dry_run = posted.form.dry_run.as_deref() == Some("true");
     match crate::billing::start::start_run(&state, &user.caller.actor(), period, dry_run, false)
         .await
+        .map_err(ApiError::from)
     {
         Ok(_) => Redirect::to("/admin/billing?done=run").into_response(),
         Err(e) => error_page(user, e.status, &e.detail),

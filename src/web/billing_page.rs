@@ -495,7 +495,8 @@ async fn checkout(
         &format!("{base}{suffix}{sep}done=checkout_canceled"),
         trial_days,
     )
-    .await;
+    .await
+    .map_err(ApiError::from);
     match started {
         Ok(s) => Redirect::to(&s.checkout_url).into_response(),
         Err(e) => render(&state, user, &tenant, None, Some(e)).await,
@@ -580,7 +581,9 @@ async fn cancel(
     posted: Posted<NoFields>,
 ) -> Response {
     act(&state, q, posted, "canceled", |s, c, t| async move {
-        cancellation::cancel_subscription(&s, &c, &t).await
+        cancellation::cancel_subscription(&s, &c, &t)
+            .await
+            .map_err(ApiError::from)
     })
     .await
 }
@@ -591,7 +594,9 @@ async fn reactivate(
     posted: Posted<NoFields>,
 ) -> Response {
     act(&state, q, posted, "reactivated", |s, c, t| async move {
-        cancellation::reactivate_subscription(&s, &c, &t).await
+        cancellation::reactivate_subscription(&s, &c, &t)
+            .await
+            .map_err(ApiError::from)
     })
     .await
 }
@@ -612,7 +617,10 @@ async fn portal(
         "{}/billing{suffix}{sep}done=portal",
         state.settings.http.public_base_url
     );
-    match portal::portal_session(&state, &tenant, &return_url).await {
+    match portal::portal_session(&state, &tenant, &return_url)
+        .await
+        .map_err(ApiError::from)
+    {
         Ok(url) => Redirect::to(&url).into_response(),
         Err(e) => render(&state, user, &tenant, None, Some(e)).await,
     }
