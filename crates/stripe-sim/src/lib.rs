@@ -79,6 +79,11 @@ impl SimHandle {
     }
 }
 
+/// Every `/v1` route the simulator serves, as `METHOD /path` (the name `/_sim/stats` counts it under).
+pub fn route_patterns() -> Vec<&'static str> {
+    api::routes().map(|r| r.pattern).collect()
+}
+
 /// The simulator as an axum router. Object URLs (checkout, portal, hosted invoices) use the
 /// `Host` of the first request unless the router is run through [`serve`], which knows the
 /// listener's address.

@@ -1,6 +1,7 @@
-//! The HTTP front: one handler that authenticates `/v1` requests, counts them, applies the
-//! configured latency, rate limit and faults, replays idempotent requests, runs the resource
-//! under the state lock and renders Stripe's responses; plus the `/_sim` control routes.
+//! The HTTP front: axum's router sends each `/v1` route of `api` to one pipeline that
+//! authenticates the request, counts it under its route, applies the configured latency, rate
+//! limit and faults, replays idempotent requests, runs the resource under the state lock and
+//! renders Stripe's responses; plus the `/_sim` control routes and the hosted pages.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +13,7 @@ use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
+use axum::routing::{any, on, MethodFilter};
 use axum::Router;
 use serde_json::{json, Value};
 
@@ -188,10 +190,41 @@ impl App {
 }
 
 pub fn router(app: Arc<App>) -> Router {
-    Router::new().fallback(handle).with_state(app)
+    let mut router = Router::new();
+    for route in api::routes() {
+        let (method, path) = route.method_and_path();
+        let filter =
+            MethodFilter::try_from(method).expect("a route's method is a plain HTTP method");
+        router = router.route(
+            path,
+            on(filter, move |State(app): State<Arc<App>>, req: Request| {
+                // axum lets `{id}` match an empty segment; Stripe has no route for one.
+                let id = route.capture(req.uri().path());
+                let routed = (id.as_deref() != Some("")).then_some((route, id));
+                entry(app, routed, req)
+            }),
+        );
+    }
+    router
+        .route("/_sim/{*rest}", any(entry_control))
+        // An unknown `/v1` path, or a known one with another method, is Stripe's 404 (counted and
+        // limited like any request); anything else is a hosted page or the pages' 404.
+        .fallback(entry_other)
+        .method_not_allowed_fallback(entry_other)
+        .with_state(app)
 }
 
-async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
+async fn entry_control(State(app): State<Arc<App>>, req: Request) -> Response {
+    entry(app, None, req).await
+}
+
+async fn entry_other(State(app): State<Arc<App>>, req: Request) -> Response {
+    entry(app, None, req).await
+}
+
+/// Reads the body (Stripe's limit), learns the base URL from the first request, and runs the
+/// request: `routed` is the `/v1` route axum matched and its `{id}`.
+async fn entry(app: Arc<App>, routed: Option<Routed>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let bytes = match to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
@@ -220,7 +253,7 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         // that dropping the connection neither abandons the work nor leaves its idempotency key in
         // flight forever.
         let app = app.clone();
-        tokio::spawn(async move { api_request(&app, &parts, bytes).await })
+        tokio::spawn(async move { api_request(&app, routed, &parts, bytes).await })
             .await
             .unwrap_or_else(|_| error_response(&ApiError::server_error(500), "req_none", None))
     } else if let Some(rest) = path.strip_prefix("/_sim/") {
@@ -379,7 +412,15 @@ fn read_params(parts: &Parts, body: &[u8]) -> Result<BTreeMap<String, Param>, Ap
     Ok(parse_pairs(pairs.into_iter()))
 }
 
-async fn api_request(app: &Arc<App>, parts: &Parts, body: Bytes) -> Response {
+/// A `/v1` route and the `{id}` it captured.
+type Routed = (&'static api::Route, Option<String>);
+
+async fn api_request(
+    app: &Arc<App>,
+    routed: Option<Routed>,
+    parts: &Parts,
+    body: Bytes,
+) -> Response {
     let rid = new_id("req");
     let version = parts
         .headers
@@ -389,7 +430,6 @@ async fn api_request(app: &Arc<App>, parts: &Parts, body: Bytes) -> Response {
     let version = version.as_deref();
     let method = parts.method.as_str();
     let path = parts.uri.path();
-    let routed = api::route(method, path);
     let route_name = routed
         .as_ref()
         .map(|(r, _)| r.pattern.to_string())

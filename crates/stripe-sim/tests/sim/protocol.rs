@@ -162,3 +162,45 @@ async fn expand_follows_ids_in_objects_and_lists() {
         .ok();
     assert_eq!(cs["data"][0]["subscription"]["object"], "subscription");
 }
+
+#[tokio::test]
+async fn every_route_is_served_under_its_own_name() {
+    let sim = Sim::start().await;
+    let patterns = stripe_sim::route_patterns();
+    for pattern in &patterns {
+        let (method, path) = pattern.split_once(' ').expect("METHOD /path");
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let path = path.replace("{id}", "x_1");
+        sim.send(sim.http.request(method, sim.url(&path)).bearer_auth(KEY))
+            .await;
+    }
+    let stats = sim.ctl_get("/_sim/stats").await;
+    for pattern in &patterns {
+        assert_eq!(stats["by_route"][pattern], 1, "{pattern}: {stats}");
+    }
+    assert_eq!(stats["requests_total"], patterns.len());
+}
+
+#[tokio::test]
+async fn literal_segments_win_and_unknown_urls_are_stripes_404() {
+    let sim = Sim::start().await;
+    let search = sim.get("/v1/invoices/search?query=status:'open'").await;
+    assert_eq!(search.ok()["object"], "search_result");
+    // No route: an empty id, another method on a known path, a trailing slash, an unknown path.
+    let unknown = [
+        sim.get("/v1/customers//payment_methods").await,
+        sim.send(sim.http.put(sim.url("/v1/customers")).bearer_auth(KEY))
+            .await,
+        sim.get("/v1/customers/").await,
+        sim.get("/v1/nothing").await,
+    ];
+    for reply in &unknown {
+        assert_eq!(reply.status, 404, "{}", reply.body);
+        assert_eq!(reply.err()["type"], "invalid_request_error");
+        let message = reply.err()["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with("Unrecognized request URL"), "{message}");
+    }
+    let stats = sim.ctl_get("/_sim/stats").await;
+    assert_eq!(stats["by_route"]["GET /v1/invoices/search"], 1);
+    assert_eq!(stats["requests_total"], 5, "unknown URLs are counted too");
+}
