@@ -94,7 +94,7 @@ pub async fn build(state: &AppState, now: DateTime<Utc>) -> Result<Overview, sql
         usage_by_tenant(db, period),
         db_overview::paid_invoices_since(db, first.bounds(tz).0),
         db_overview::usage_by_day_since(db, first.first_day()),
-        webhook_events::count_since(db, "invoice.payment_failed", since_30d),
+        webhook_events::count_since(db, crate::stripe::PAYMENT_FAILED, since_30d),
     )?;
     let demo: HashMap<&str, bool> = tenant_list
         .iter()

@@ -12,7 +12,6 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
 use serde::Serialize;
-use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -75,7 +74,7 @@ async fn receive(
             format!("The body is not a Stripe event: {e}."),
         )
     })?;
-    let object_id = event.data.object.get("id").and_then(Value::as_str);
+    let object_id = event.object_id();
     let created = crate::subscriptions::sync::ts(Some(event.created))
         .unwrap_or_else(crate::domain::time::now);
     match webhook_events::receive(&state.db, &event.id, &event.event_type, object_id, created)

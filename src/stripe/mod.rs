@@ -7,6 +7,7 @@
 pub mod check;
 mod client;
 mod error;
+mod events;
 pub mod gateway;
 mod params;
 mod ratelimit;
@@ -16,6 +17,7 @@ pub mod webhook;
 
 pub use client::{idempotency_key_for, ClientOptions, StripeClient};
 pub use error::StripeError;
+pub use events::{Topic, HANDLED, PAYMENT_FAILED};
 pub use gateway::{
     Collected, Collection, InvoiceStatus, NewCheckout, Pause, SubscriptionStatus, UsageInvoice,
     UsageLine,

@@ -2,9 +2,9 @@
 //! through the API and idempotently: each object is found first (by lookup key, metadata or URL) and only
 //! created when missing, so a second run changes nothing.
 
+use super::HANDLED;
 use crate::stripe::{self, List, Params, StripeClient, StripeError, STRIPE_VERSION};
 use crate::subscriptions::plan::{PLAN_AMOUNT_CENTS, PLAN_DESCRIPTION, PLAN_NAME};
-use crate::subscriptions::webhook::HANDLED;
 
 /// The price's lookup key: how a second run finds it.
 pub const PRICE_LOOKUP_KEY: &str = "thanotopolis_platform_monthly";

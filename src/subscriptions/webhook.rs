@@ -4,7 +4,7 @@
 use super::sync::{self, PaymentMethodStep, SyncError};
 use crate::domain::time::now;
 use crate::state::AppState;
-use crate::stripe::{self, Event};
+use crate::stripe::{self, Event, Topic};
 
 /// What became of an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,43 +15,15 @@ pub enum Applied {
     Ignored,
 }
 
-/// Event types we act on.
-pub const HANDLED: [&str; 11] = [
-    "checkout.session.completed",
-    "customer.subscription.created",
-    "customer.subscription.updated",
-    "customer.subscription.deleted",
-    "invoice.created",
-    "invoice.finalized",
-    "invoice.paid",
-    "invoice.payment_succeeded",
-    "invoice.payment_failed",
-    "invoice.voided",
-    "invoice.updated",
-];
-
-fn object_id(event: &Event) -> Option<&str> {
-    event.data.object.get("id").and_then(|v| v.as_str())
-}
-
 pub async fn apply(state: &AppState, event: &Event) -> Result<Applied, SyncError> {
-    let kind = event.event_type.as_str();
-    if !HANDLED.contains(&kind) {
-        return Ok(Applied::Ignored);
-    }
-    let Some(id) = object_id(event) else {
+    let (Some(topic), Some(id)) = (event.topic(), event.object_id()) else {
         return Ok(Applied::Ignored);
     };
-    if kind == "checkout.session.completed" {
+    if topic == Topic::CheckoutCompleted {
         return checkout_completed(state, id).await;
     }
-    if kind.starts_with("customer.subscription.") {
-        let pm_changed = event
-            .data
-            .previous_attributes
-            .as_ref()
-            .is_some_and(|p| p.get("default_payment_method").is_some());
-        let step = if pm_changed {
+    if topic == Topic::Subscription {
+        let step = if event.changed_default_payment_method() {
             PaymentMethodStep::FollowSubscription
         } else {
             PaymentMethodStep::FillIfMissing
