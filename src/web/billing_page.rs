@@ -263,7 +263,7 @@ fn failed_banner(standing: &Standing, tz: chrono_tz::Tz, admin: bool, ctx: &Acti
                     "Stripe could not charge " (money(f.amount_remaining_cents))
                     " for invoice " (f.number.as_deref().unwrap_or(&f.stripe_invoice_id))
                     " (" (invoice_subject(f.billing_period.as_deref())) ") on "
-                    (date_time(f.last_failed_at, tz)) "."
+                    (date_time(f.last_failed_at, tz)) " " (zone(f.last_failed_at, tz)) "."
                 }
                 " "
                 @if f.attempts > 1 {
@@ -688,7 +688,7 @@ fn invoices_card(state: &AppState, d: &Dashboard, failed: &[invoices::FailedPaym
                                         @match usage_month {
                                             // A usage invoice is created after its month: name the month.
                                             Some(p) => { (p.long_name()) " usage" }
-                                            None => { (invoice_dates(i.period_start, i.period_end, tz)) }
+                                            None => { (issued(i.period_end.or(i.period_start), tz)) }
                                         }
                                     }
                                     td { (if what.is_empty() { "Subscription" } else { &what }) }
@@ -717,18 +717,16 @@ fn invoices_card(state: &AppState, d: &Dashboard, failed: &[invoices::FailedPaym
     }
 }
 
-/// A subscription invoice's period: one date when it starts and ends on the same day.
-fn invoice_dates(
-    start: Option<chrono::DateTime<chrono::Utc>>,
-    end: Option<chrono::DateTime<chrono::Utc>>,
-    tz: chrono_tz::Tz,
-) -> String {
-    let (s, e) = (date_opt(start, tz), date_opt(end, tz));
-    if s == e {
-        s
-    } else {
-        format!("{s} – {e}")
-    }
+/// A subscription invoice, by the day it was issued. Stripe's `period_end` on a subscription invoice is
+/// the moment it was made (the previous period's end for a renewal), so its start–end range would name
+/// the period before the one the invoice charges for.
+fn issued(at: Option<chrono::DateTime<chrono::Utc>>, tz: chrono_tz::Tz) -> String {
+    format!("Subscription, {}", date_opt(at, tz))
+}
+
+/// The time zone's abbreviation at `t` ("UTC", "EST"), so a time of day is not read in the wrong zone.
+fn zone(t: chrono::DateTime<chrono::Utc>, tz: chrono_tz::Tz) -> String {
+    t.with_timezone(&tz).format("%Z").to_string()
 }
 
 /// The tenant an admin action applies to; members are refused: only organization admins (and super
@@ -938,5 +936,77 @@ async fn portal(
     match portal::portal_session(&state, &tenant, &return_url).await {
         Ok(url) => Redirect::to(&url).into_response(),
         Err(e) => render(&state, user, &tenant, None, Some(e), None).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn card(
+        brand: Option<&str>,
+        last4: Option<&str>,
+        exp: Option<(i32, i32)>,
+    ) -> PaymentMethodView {
+        PaymentMethodView {
+            kind: "card".to_owned(),
+            brand: brand.map(str::to_owned),
+            last4: last4.map(str::to_owned),
+            exp_month: exp.map(|e| e.0),
+            exp_year: exp.map(|e| e.1),
+        }
+    }
+
+    #[test]
+    fn payment_methods_read_as_people_know_them() {
+        assert_eq!(
+            payment_method_text(&card(Some("visa"), Some("4242"), Some((3, 2034)))),
+            "Visa •••• 4242, expires 03/2034"
+        );
+        assert_eq!(
+            payment_method_text(&card(Some("amex"), Some("0005"), None)),
+            "American Express •••• 0005"
+        );
+        assert_eq!(
+            payment_method_text(&card(Some("jcb"), Some("0000"), None)),
+            "Jcb •••• 0000"
+        );
+        assert_eq!(payment_method_text(&card(None, None, None)), "Card");
+        let bank = PaymentMethodView {
+            kind: "us_bank_account".to_owned(),
+            ..card(None, Some("6789"), None)
+        };
+        assert_eq!(payment_method_text(&bank), "Bank account •••• 6789");
+    }
+
+    #[test]
+    fn invoices_name_their_month() {
+        assert_eq!(invoice_subject(Some("2026-11")), "November 2026 usage");
+        assert_eq!(invoice_subject(None), "subscription");
+        // Not a period: not presented as one.
+        assert_eq!(invoice_subject(Some("soon")), "subscription");
+    }
+
+    #[test]
+    fn zero_charges_say_why() {
+        let tz = chrono_tz::UTC;
+        let until = chrono::DateTime::parse_from_rfc3339("2026-12-16T10:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let trial = ChargesDue::Trial { until: Some(until) };
+        assert!(charges_explained(trial, Cents(0), tz)
+            .starts_with("Free during your trial until Dec 16, 2026."));
+        // Usage from before the trial is billed: the total is not called free.
+        let some = charges_explained(trial, Cents(120), tz);
+        assert!(
+            some.contains("the total is usage from before the trial"),
+            "{some}"
+        );
+        assert!(charges_explained(ChargesDue::OnceSubscribed, Cents(0), tz)
+            .contains("billed once you subscribe"));
+        assert!(charges_explained(ChargesDue::Never, Cents(0), tz)
+            .starts_with("Nothing is charged: demo accounts are exempt"));
+        assert!(charges_explained(ChargesDue::FirstOfMonth, Cents(0), tz)
+            .starts_with("Billed on the first of next month"));
     }
 }

@@ -98,6 +98,23 @@ async fn usage_invoices_name_their_month(app: TestApp) {
         )),
         "{row}"
     );
+    // The subscription's invoice by the day it was issued (its period_end at Stripe).
+    let issued: chrono::DateTime<chrono::Utc> = subscription_invoice["period_end"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let row = row_of(
+        &page.text,
+        subscription_invoice["stripe_invoice_id"].as_str().unwrap(),
+    );
+    assert!(
+        row.contains(&format!(
+            "<td class=\"invoice-for\">Subscription, {}</td>",
+            date(issued, chrono_tz::UTC)
+        )),
+        "{row}"
+    );
 }
 
 /// The `<tr>` of an invoice on the page.
