@@ -78,6 +78,13 @@ export ADMIN_TOKEN=$("$bin" token --tenant acme --role org_admin --email owner@a
 export MEMBER_TOKEN=$("$bin" token --tenant acme --role member)
 export SUPER_TOKEN=$("$bin" token --tenant platform --role super_admin)
 export SERVICE_TOKEN=$("$bin" token --tenant platform --role service)
+
+# tests/browser/tenant_page.test.mjs adds these organizations itself (through the API), so that it does not
+# depend on what the other files did to acme; their tokens are minted here with the others.
+export INITECH_ADMIN_TOKEN=$("$bin" token --tenant initech --role org_admin --email owner@initech.example)
+export HOOLI_ADMIN_TOKEN=$("$bin" token --tenant hooli --role org_admin --email owner@hooli.example)
+export HOOLI_MEMBER_TOKEN=$("$bin" token --tenant hooli --role member)
+export UMBRELLA_ADMIN_TOKEN=$("$bin" token --tenant umbrella --role org_admin --email owner@umbrella.example)
 mkdir -p "$root/artifacts"
 
 log "running the browser tests"

@@ -175,6 +175,9 @@ pub async fn get(db: &Db, id: &str) -> Result<Option<InvoiceRow>, sqlx::Error> {
 pub struct InvoiceView {
     pub stripe_invoice_id: String,
     pub status: String,
+    /// The usage period a monthly usage invoice bills, `YYYY-MM`; null on subscription invoices.
+    #[schema(example = "2026-11")]
+    pub billing_period: Option<String>,
     #[serde(with = "crate::domain::time::serde_rfc3339::option")]
     pub period_start: Option<DateTime<Utc>>,
     #[serde(with = "crate::domain::time::serde_rfc3339::option")]
@@ -191,6 +194,7 @@ pub type InvoiceLine = InvoiceLineRow;
 type ViewRow = (
     String,
     String,
+    Option<String>,
     Option<DateTime<Utc>>,
     Option<DateTime<Utc>>,
     i64,
@@ -208,7 +212,7 @@ pub async fn recent(
 ) -> Result<Vec<InvoiceView>, sqlx::Error> {
     let rows: Vec<ViewRow> = with_pool!(db, pool => {
         sqlx::query_as(
-            "SELECT stripe_invoice_id, status, period_start, period_end, amount_due_cents,
+            "SELECT stripe_invoice_id, status, billing_period, period_start, period_end, amount_due_cents,
                     amount_paid_cents, currency, hosted_invoice_url, lines_json
              FROM invoices WHERE tenant_id = $1
              ORDER BY stripe_created_at DESC, stripe_invoice_id DESC
@@ -222,9 +226,21 @@ pub async fn recent(
     Ok(rows
         .into_iter()
         .map(
-            |(id, status, period_start, period_end, due, paid, currency, url, lines)| InvoiceView {
+            |(
+                id,
+                status,
+                billing_period,
+                period_start,
+                period_end,
+                due,
+                paid,
+                currency,
+                url,
+                lines,
+            )| InvoiceView {
                 stripe_invoice_id: id,
                 status,
+                billing_period,
                 period_start,
                 period_end,
                 amount_due_cents: due,
@@ -236,4 +252,75 @@ pub async fn recent(
             },
         )
         .collect())
+}
+
+/// An invoice Stripe failed to charge and that is still open: what the billing page warns about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedPayment {
+    pub stripe_invoice_id: String,
+    pub number: Option<String>,
+    /// `YYYY-MM` on a usage invoice; `None` on a subscription invoice.
+    pub billing_period: Option<String>,
+    /// What is still owed.
+    pub amount_remaining_cents: i64,
+    pub hosted_invoice_url: Option<String>,
+    /// How many failed attempts we were told of (`invoice.payment_failed` events).
+    pub attempts: i64,
+    /// The latest failure, by Stripe's clock.
+    pub last_failed_at: DateTime<Utc>,
+}
+
+type FailedRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+    Option<String>,
+    DateTime<Utc>,
+);
+
+/// The tenant's open invoices with at least one failed payment (`invoice.payment_failed` received),
+/// latest failure first. An invoice paid since, or voided, is no longer listed.
+pub async fn failed_payments(
+    db: &Db,
+    tenant: &TenantId,
+) -> Result<Vec<FailedPayment>, sqlx::Error> {
+    let rows: Vec<FailedRow> = with_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT i.stripe_invoice_id, i.number, i.billing_period, i.amount_due_cents,
+                    i.amount_paid_cents, i.hosted_invoice_url, w.stripe_created_at
+             FROM invoices i
+             JOIN webhook_events w ON w.object_id = i.stripe_invoice_id
+             WHERE i.tenant_id = $1 AND i.status = 'open' AND w.event_type = 'invoice.payment_failed'",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(pool)
+        .await
+    })?;
+    // One entry per invoice, folded here rather than by GROUP BY: both engines then decode plain columns.
+    let mut out: Vec<FailedPayment> = Vec::new();
+    for (id, number, billing_period, due, paid, url, at) in rows {
+        match out.iter_mut().find(|f| f.stripe_invoice_id == id) {
+            Some(f) => {
+                f.attempts += 1;
+                f.last_failed_at = f.last_failed_at.max(at);
+            }
+            None => out.push(FailedPayment {
+                stripe_invoice_id: id,
+                number,
+                billing_period,
+                amount_remaining_cents: (due - paid).max(0),
+                hosted_invoice_url: url,
+                attempts: 1,
+                last_failed_at: at,
+            }),
+        }
+    }
+    out.sort_by(|a, b| {
+        b.last_failed_at
+            .cmp(&a.last_failed_at)
+            .then_with(|| a.stripe_invoice_id.cmp(&b.stripe_invoice_id))
+    });
+    Ok(out)
 }

@@ -11,7 +11,7 @@ use crate::stripe;
 use sha2::{Digest, Sha256};
 
 /// Stripe allows at most two years of trial: what a super admin may grant.
-const MAX_GRANTED_TRIAL_DAYS: u32 = 730;
+pub const MAX_GRANTED_TRIAL_DAYS: u32 = 730;
 
 /// A Stripe Checkout session to send the browser to.
 pub struct CheckoutStarted {

@@ -191,6 +191,10 @@ button.link{background:none;border:0;color:var(--accent);padding:0;font-weight:5
 .foot{font-size:13px;padding-bottom:24px}
 .narrow{max-width:560px}
 @media (max-width:600px){h1{font-size:22px}.card{padding:16px}.price{font-size:28px}main{padding-top:16px}}
+/* billing page: the failed-payment banner's actions, and a form field's own error */
+.billing-alert .actions{margin-top:10px}
+.field.invalid input{border-color:var(--bad)}
+.field-error{color:var(--bad);font-size:13px;font-weight:600;margin-top:4px}
 "#;
 
 /// The favicon: the logo's letter on the accent colour (without it browsers log a 404 on every page).

@@ -6,6 +6,7 @@ mod access;
 mod auth;
 mod billing_crash;
 mod billing_health;
+mod billing_page;
 mod billing_run;
 mod hardening;
 mod health;

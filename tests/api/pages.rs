@@ -351,7 +351,7 @@ async fn subscribing_from_the_page_goes_to_checkout(app: TestApp) {
     )
     .await;
     assert_eq!(bad.status, 422);
-    assert!(bad.text.contains("id=\"action-error\""));
+    assert!(bad.text.contains("id=\"trial-days-error\""));
 }
 
 async fn members_see_billing_but_cannot_act(app: TestApp) {

@@ -459,8 +459,16 @@ fn invoice_page(s: &Store, id: &str, error: Option<&str>) -> Response {
         .map(|e| format!("<div class=\"err\" id=\"error\">{}</div>", esc(e)))
         .unwrap_or_default();
     let due = inv_due(inv);
+    // Stripe's hosted invoice shows the invoice's description (its memo) above the lines: for a usage
+    // invoice, the month it bills.
+    let description = inv
+        .description
+        .as_deref()
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| format!("<p id=\"invoice-description\">{}</p>", esc(d)))
+        .unwrap_or_default();
     let body = format!(
-        "<div class=\"main\" style=\"margin:auto;max-width:640px\">{}{err}<div class=\"card\"><h1>Invoice <span id=\"invoice-number\">{}</span></h1><p class=\"amount\" id=\"amount\">{}</p><p><span class=\"badge {}\" id=\"invoice-status\">{}</span> <span class=\"muted\">{}</span></p><table>{lines}<tr><th>Total</th><th class=\"right\" id=\"total\">{}</th></tr></table>{pay}</div></div>",
+        "<div class=\"main\" style=\"margin:auto;max-width:640px\">{}{err}<div class=\"card\"><h1>Invoice <span id=\"invoice-number\">{}</span></h1><p class=\"amount\" id=\"amount\">{}</p><p><span class=\"badge {}\" id=\"invoice-status\">{}</span> <span class=\"muted\">{}</span></p>{description}<table>{lines}<tr><th>Total</th><th class=\"right\" id=\"total\">{}</th></tr></table>{pay}</div></div>",
         brand(),
         esc(inv.number.as_deref().unwrap_or("")),
         money(total, &inv.currency),

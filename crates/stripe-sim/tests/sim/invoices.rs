@@ -25,7 +25,10 @@ async fn invoice_lifecycle_totals_and_events() {
                 ("days_until_due", "14"),
                 ("metadata[tenant_id]", "t-1"),
                 ("metadata[billing_period]", "2026-09"),
-                ("description", "Usage for 2026-09"),
+                (
+                    "description",
+                    "Voice usage and phone calls for September 2026",
+                ),
             ],
         )
         .await
@@ -98,6 +101,13 @@ async fn invoice_lifecycle_totals_and_events() {
         .await
         .unwrap();
     assert!(page.contains("$140.45") && page.contains("Phone Calls: 17 calls"));
+    // The invoice's description (what it is for, here the month) is on the page a customer opens.
+    assert!(
+        page.contains(
+            "<p id=\"invoice-description\">Voice usage and phone calls for September 2026</p>"
+        ),
+        "{page}"
+    );
 
     let late = sim
         .post(
