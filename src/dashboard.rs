@@ -8,7 +8,6 @@ use crate::db::payment_methods::{self, PaymentMethodView};
 use crate::db::subscriptions::{self, CurrentSubscription};
 use crate::db::tenants;
 use crate::domain::{time, BillingPeriod, Cents, TenantId};
-use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
 use crate::usage::billable;
 use crate::usage::rating::{rate_slice, Rates, UsageTotals};
@@ -66,8 +65,17 @@ pub struct LateCharges {
     pub call_charges_cents: Cents,
 }
 
+/// Why a dashboard could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DashboardError {
+    #[error("No tenant {0:?} is registered.")]
+    TenantNotFound(String),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
 /// The tenant's dashboard as of now (the JSON route and the billing page show the same numbers).
-pub async fn load(state: &AppState, tenant_id: &TenantId) -> ApiResult<Dashboard> {
+pub async fn load(state: &AppState, tenant_id: &TenantId) -> Result<Dashboard, DashboardError> {
     let tz = state.settings.billing.timezone;
     let rates = Rates::from_settings(&state.settings);
     let period = BillingPeriod::containing(time::now(), tz);
@@ -83,12 +91,8 @@ pub async fn load(state: &AppState, tenant_id: &TenantId) -> ApiResult<Dashboard
         billable::unbilled(db, tenant_id, end, tz),
         payment_methods::get(db, tenant_id.as_str()),
     )?;
-    let tenant = tenant.ok_or_else(|| {
-        ApiError::not_found(
-            ErrorCode::TenantNotFound,
-            format!("No tenant {tenant_id:?} is registered."),
-        )
-    })?;
+    let tenant =
+        tenant.ok_or_else(|| DashboardError::TenantNotFound(tenant_id.as_str().to_owned()))?;
     let current_period_usage = PeriodUsage {
         start_date: time::rfc3339(start),
         end_date: time::rfc3339(end),

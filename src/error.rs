@@ -380,3 +380,14 @@ impl From<crate::billing::start::StartError> for ApiError {
         }
     }
 }
+
+impl From<crate::dashboard::DashboardError> for ApiError {
+    fn from(e: crate::dashboard::DashboardError) -> ApiError {
+        use crate::dashboard::DashboardError as E;
+        let detail = e.to_string();
+        match e {
+            E::TenantNotFound(_) => ApiError::not_found(ErrorCode::TenantNotFound, detail),
+            E::Db(e) => e.into(),
+        }
+    }
+}

@@ -154,7 +154,7 @@ async fn render(
     };
     let dash = match dashboard::load(state, tenant_id).await {
         Ok(d) => d,
-        Err(e) => return e.into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
     };
     let standing = match standing(state, tenant_id, live.as_ref()).await {
         Ok(s) => s,
