@@ -98,3 +98,65 @@ fn capitalize(s: &str) -> String {
         .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
         .unwrap_or_default()
 }
+
+/// Whether a run started under a given id is new.
+pub enum Once {
+    /// Started in the background under that id.
+    Started,
+    /// A run with that id exists already: the form that carries it was sent before.
+    AlreadyStarted,
+}
+
+/// Starts a run in the background under `run_id`, which the form that asks for it carries: the run's
+/// primary key makes a second submit of the same form (a double click, back and resubmit) start nothing,
+/// on every replica alike.
+pub async fn start_once(
+    state: &AppState,
+    actor: &str,
+    run_id: &str,
+    period: BillingPeriod,
+    dry_run: bool,
+) -> ApiResult<Once> {
+    match runs::insert(&state.db, run_id, period, dry_run, actor).await {
+        Ok(()) => {}
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            return Ok(Once::AlreadyStarted)
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let action = if dry_run {
+        "billing.dry_run"
+    } else {
+        "billing.run"
+    };
+    audit::record(
+        &state.db,
+        actor,
+        action,
+        None,
+        &format!("{period} {run_id}"),
+    )
+    .await?;
+    let (state, run_id) = (state.clone(), run_id.to_owned());
+    let opts = RunOptions::new(&state, dry_run);
+    tokio::spawn(async move {
+        if let Err(e) = runs::complete(&state, &run_id, period, opts).await {
+            tracing::warn!(run_id = %run_id, error = %e, "run failed");
+        }
+    });
+    Ok(Once::Started)
+}
+
+/// What a live run of `period` would bill now: a dry run, not recorded in the history (it is the
+/// question a person asks before confirming, not a run).
+pub async fn preview(state: &AppState, period: BillingPeriod) -> ApiResult<RunReport> {
+    super::run_period(state, period, RunOptions::new(state, true))
+        .await
+        .map_err(|e| match e {
+            RunError::InProgress(_) => ApiError::conflict(
+                ErrorCode::RunInProgress,
+                format!("{}.", capitalize(&e.to_string())),
+            ),
+            RunError::Db(e) => e.into(),
+        })
+}
