@@ -78,6 +78,14 @@ export ADMIN_TOKEN=$("$bin" token --tenant acme --role org_admin --email owner@a
 export MEMBER_TOKEN=$("$bin" token --tenant acme --role member)
 export SUPER_TOKEN=$("$bin" token --tenant platform --role super_admin)
 export SERVICE_TOKEN=$("$bin" token --tenant platform --role service)
+
+# --- For tests/browser/admin_page.test.mjs: organizations of its own to bill, decline and switch to demo,
+# so that the tenant page tests keep acme and globex as they expect them.
+"$bin" tenants add --id initech --name "Initech Cremation" --subdomain initech >/dev/null
+"$bin" tenants add --id umbrella --name "Umbrella Chapel" --subdomain umbrella >/dev/null
+export INITECH_TOKEN=$("$bin" token --tenant initech --role org_admin)
+export UMBRELLA_TOKEN=$("$bin" token --tenant umbrella --role org_admin)
+# --- end of the admin page tests' set-up
 mkdir -p "$root/artifacts"
 
 log "running the browser tests"
