@@ -396,15 +396,18 @@ impl RunDetail {
                     .as_ref()
                     .and_then(|v| v["error"].as_str())
                     .unwrap_or("the run stopped without a report")
+                    .trim_end_matches('.')
                     .to_owned(),
             ),
             RunOutcome::CompletedWithFailures => report.as_ref().map(|rep| {
                 let first = &rep.failed[0];
                 let more = rep.failed.len() - 1;
+                // Said inside a sentence: without its own full stop.
+                let first_error = first.error.trim_end_matches('.');
                 if more == 0 {
-                    format!("{}: {}", first.tenant_id, first.error)
+                    format!("{}: {first_error}", first.tenant_id)
                 } else {
-                    format!("{}: {} (and {more} more)", first.tenant_id, first.error)
+                    format!("{}: {first_error} (and {more} more)", first.tenant_id)
                 }
             }),
             _ => None,
@@ -476,10 +479,17 @@ pub async fn run_detail(
     let Some(record) = crate::billing::runs::get(db, run_id).await? else {
         return Ok(None);
     };
-    let names = tenants::list(db)
+    Ok(Some((
+        RunDetail::from_record(record),
+        tenant_names(db).await?,
+    )))
+}
+
+/// Every organization's name, by id (a run report names tenants by id).
+pub async fn tenant_names(db: &Db) -> Result<HashMap<String, String>, sqlx::Error> {
+    Ok(tenants::list(db)
         .await?
         .into_iter()
         .map(|t| (t.id, t.name))
-        .collect();
-    Ok(Some((RunDetail::from_record(record), names)))
+        .collect())
 }

@@ -935,8 +935,14 @@ async fn start_run(State(state): State<AppState>, posted: Posted<RunForm>) -> Re
         Ok(None) => {}
         Err(e) => return ApiError::from(e).into_response(),
     }
-    match crate::billing::start::preview(&state, period).await {
-        Ok(report) => confirm_run_page(user, &form.run_token, &report),
+    let previewed = async {
+        let report = crate::billing::start::preview(&state, period).await?;
+        let names = overview::tenant_names(&state.db).await?;
+        Ok::<_, ApiError>((report, names))
+    }
+    .await;
+    match previewed {
+        Ok((report, names)) => confirm_run_page(user, &form.run_token, &report, &names),
         Err(e) => admin_error(user, e.status, NOT_STARTED, &e.detail),
     }
 }
@@ -953,7 +959,13 @@ fn bill_sentence(report: &RunReport) -> String {
     )
 }
 
-fn confirm_run_page(user: &PageUser, token: &str, report: &RunReport) -> Response {
+fn confirm_run_page(
+    user: &PageUser,
+    token: &str,
+    report: &RunReport,
+    names: &HashMap<String, String>,
+) -> Response {
+    let name = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_owned());
     let already = report
         .skipped
         .iter()
@@ -996,8 +1008,8 @@ fn confirm_run_page(user: &PageUser, token: &str, report: &RunReport) -> Respons
                         thead { tr { th { "Organization" } th { "Lines" } th class="num" { "Amount" } } }
                         tbody {
                             @for b in &report.billed {
-                                tr {
-                                    td { (b.tenant_id) }
+                                tr id={ "confirm-" (b.tenant_id) } {
+                                    td { (name(&b.tenant_id)) div class="muted" { (b.tenant_id) } }
                                     td {
                                         @for l in &b.lines {
                                             div { (l.description) " " span class="muted" { (Cents(l.amount_cents)) } }
@@ -1088,12 +1100,12 @@ async fn run_page(
                 )))
             }
             @if let Some(e) = &run.error {
-                @let text = if run.outcome == RunOutcome::Failed {
-                    format!("The run failed: {e}")
+                @let (kind, text) = if run.outcome == RunOutcome::Failed {
+                    ("error", format!("The run failed: {e}."))
                 } else {
-                    format!("Some organizations were not billed: {e}. A re-run of the period finishes them.")
+                    ("warn", format!("Some organizations were not billed: {e}. A re-run of the period finishes them."))
                 };
-                (notice("error", "run-error", &text))
+                (notice(kind, "run-error", &text))
             }
             @if run.report.is_some() {
                 dl class="facts" {

@@ -5,8 +5,8 @@ use crate::domain::{group_thousands, Cents};
 use maud::{html, Markup};
 
 // The wide drawing (a column chart), in SVG units; it scales with its card.
-const WIDTH: f64 = 640.0;
-const HEIGHT: f64 = 240.0;
+const WIDTH: f64 = 520.0;
+const HEIGHT: f64 = 220.0;
 const LEFT: f64 = 64.0;
 const RIGHT: f64 = 8.0;
 /// Room above the tallest bar for its value.
@@ -136,10 +136,11 @@ fn columns(
             aria-labelledby={ (id) "-title " (id) "-desc" } xmlns="http://www.w3.org/2000/svg" {
             title id={ (id) "-title" } { (title) }
             desc id={ (id) "-desc" } { (description) }
-            // Four grid lines with their values. SVG elements are closed explicitly: in HTML a `<line>`
+            // Grid lines at whole values, with their values. SVG elements are closed explicitly: in HTML a `<line>`
             // without `/>` or `</line>` would swallow the elements after it.
-            @for step in 0..=4 {
-                @let v = top_value * step / 4;
+            @let steps = grid_steps(top_value);
+            @for step in 0..=steps {
+                @let v = top_value * step / steps;
                 @let y = y_of(v);
                 line class=(if step == 0 { "axis" } else { "grid-line" }) x1=(LEFT) x2=(WIDTH - RIGHT)
                     y1=(f1(y)) y2=(f1(y)) {}
@@ -213,9 +214,14 @@ fn stacked(values: &[i64]) -> Vec<(usize, i64, i64)> {
     out
 }
 
-/// A coordinate with one decimal: enough for a 640-unit-wide drawing, and short.
+/// A coordinate with one decimal: enough for a drawing some hundreds of units wide, and short.
 fn f1(v: f64) -> String {
     format!("{v:.1}")
+}
+
+/// How many equal steps divide the axis into whole values (10 → 0, 2, 4, 6, 8, 10; not 0, 2, 5, 7, 10).
+fn grid_steps(top: i64) -> i64 {
+    [5, 4, 2, 1].into_iter().find(|s| top % s == 0).unwrap_or(1)
 }
 
 /// The smallest "round" number (1, 2 or 5 times a power of ten) at or above `v`; at least 1.
@@ -244,6 +250,14 @@ mod tests {
         assert_eq!(nice_ceiling(29_900), 50_000);
         assert_eq!(nice_ceiling(100), 100);
         assert_eq!(nice_ceiling(101), 200);
+        // Every grid line at a whole value.
+        for top in [1, 2, 5, 10, 20, 50, 10_000, 50_000] {
+            let steps = grid_steps(top);
+            assert_eq!(top % steps, 0, "{top}");
+        }
+        assert_eq!(grid_steps(10), 5);
+        assert_eq!(grid_steps(2), 2);
+        assert_eq!(grid_steps(1), 1);
     }
 
     #[test]

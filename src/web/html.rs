@@ -219,6 +219,7 @@ button.link{background:none;border:0;color:var(--accent);padding:0;font-weight:5
 .run-error{color:var(--bad);font-size:13px;margin-top:4px;max-width:360px;overflow-wrap:anywhere}
 .payment-flag{margin-top:4px;white-space:nowrap}
 .confirm-summary{font-size:20px;font-weight:650;margin:0 0 12px}
+.confirm-actions{margin-top:16px}
 .bad-text{color:var(--bad)}
 ul.lines{margin:0;padding-left:18px}
 @media (max-width:760px){.scroll-hint{display:block}}

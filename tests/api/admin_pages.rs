@@ -12,6 +12,7 @@ store_tests!(
     run_form_errors_say_what_to_fix_and_lead_back,
     failed_payments_are_listed_behind_the_kpi_and_flag_the_organization,
     the_demo_toggle_asks_first,
+    pages_reload_themselves_while_a_run_runs,
 );
 
 /// The one-time token of the first run form on a page.
@@ -311,4 +312,47 @@ async fn the_demo_toggle_asks_first(app: TestApp) {
         .status,
         422
     );
+}
+
+async fn pages_reload_themselves_while_a_run_runs(app: TestApp) {
+    app.add_tenant("acme").await;
+    app.subscribe("acme", None, "4242424242424242").await;
+    // The run reads the subscription from Stripe first: slowly, so that it is seen running.
+    app.sim_post(
+        "/_sim/faults",
+        &[
+            ("path", "/v1/subscriptions"),
+            ("method", "GET"),
+            ("delay_ms", "1500"),
+        ],
+    )
+    .await
+    .expect(200);
+    let started = app
+        .post(
+            "/api/admin/billing/runs",
+            Some(&super_admin()),
+            &json!({"period": last_closed().to_string(), "wait": false}),
+        )
+        .await
+        .expect(202)
+        .body;
+    let run_id = started["run_id"].as_str().unwrap().to_owned();
+    let cookie = sign_in(&app, &super_admin()).await;
+    let refresh = "<meta http-equiv=\"refresh\" content=\"3\">";
+    let page = get(&app, "/admin/billing", &cookie).await.text;
+    assert!(page.contains(refresh), "{page}");
+    assert!(page.contains("id=\"runs-refreshing\""));
+    assert!(page.contains("run-running"));
+    let detail = get(&app, &format!("/admin/billing/runs/{run_id}"), &cookie)
+        .await
+        .text;
+    assert!(detail.contains(refresh), "{detail}");
+    ended(&app, &run_id).await;
+    let page = get(&app, "/admin/billing", &cookie).await.text;
+    assert!(!page.contains("http-equiv"), "{page}");
+    let detail = get(&app, &format!("/admin/billing/runs/{run_id}"), &cookie)
+        .await
+        .text;
+    assert!(!detail.contains("http-equiv"), "{detail}");
 }

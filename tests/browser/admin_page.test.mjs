@@ -202,6 +202,9 @@ test('a live run shows what a dry run says it will bill, starts once, and reload
   assert.equal(await sa.textContent('h1'), 'Confirm the live run');
   assert.equal((await sa.textContent('#run-confirm-summary')).trim(), `Bill 2 organizations $18.00 for ${PERIOD.name}`);
   assert.match(await sa.textContent('#run-confirm'), /Confirm/);
+  // Per organization, by name, what it will be billed.
+  assert.match(await sa.textContent('#confirm-initech'), /Initech Cremation[\s\S]*Phone Calls: 2 calls[\s\S]*\$12\.00/);
+  assert.match(await sa.textContent('#confirm-umbrella'), /Umbrella Chapel[\s\S]*\$6\.00/);
   assert.equal(await sa.getAttribute('#run-cancel', 'href'), '/admin/billing#runs');
   let runs = await api('GET', '/api/admin/billing/runs', TOKENS.superAdmin);
   assert.equal(runs.runs.filter((r) => !r.dry_run).length, 0, 'no live run before the confirmation');
