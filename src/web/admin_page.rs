@@ -325,15 +325,22 @@ fn runs_table(runs: &[RunDetail], tz: chrono_tz::Tz) -> Markup {
                         th class="num" { "Already billed" }
                         th class="num" { "Skipped" }
                         th class="num" { "Failed" }
-                        th { span class="muted" { "Report" } }
                     }
                 }
                 tbody {
                     @for r in runs {
                         tr id={ "run-" (r.run_id) } class="run-row" {
-                            td class="when" { (date_time(r.started_at, tz)) }
+                            td class="when" {
+                                // The start time opens the run's report.
+                                a class="run-link" href={ "/admin/billing/runs/" (encoded(&r.run_id)) } {
+                                    (date_time(r.started_at, tz))
+                                }
+                            }
                             td { (r.period) }
-                            td { (if r.dry_run { "dry run" } else { "live" }) " · " (r.trigger) }
+                            td {
+                                (if r.dry_run { "dry run" } else { "live" })
+                                div class="muted" { (r.trigger) }
+                            }
                             td class="run-status-cell" {
                                 (run_badge(r.outcome))
                                 @if let Some(e) = &r.error {
@@ -347,12 +354,6 @@ fn runs_table(runs: &[RunDetail], tz: chrono_tz::Tz) -> Markup {
                             td class="num run-already-billed" { (n_cell(r.already_billed())) }
                             td class="num run-skipped" { (n_cell(r.skipped())) }
                             td class="num run-failed" { (n_cell(r.failed())) }
-                            td {
-                                a class="run-link" href={ "/admin/billing/runs/" (encoded(&r.run_id)) }
-                                    aria-label={ "Report of the run started " (date_time(r.started_at, tz)) } {
-                                    "View"
-                                }
-                            }
                         }
                     }
                 }

@@ -216,8 +216,9 @@ button.link{background:none;border:0;color:var(--accent);padding:0;font-weight:5
 .foot{font-size:13px;padding-bottom:24px}
 .narrow{max-width:560px}
 .crumbs{margin:0 0 8px;font-size:14px}
-.run-error{color:var(--bad);font-size:13px;margin-top:4px;max-width:360px;overflow-wrap:anywhere}
-.payment-flag{margin-top:4px;white-space:nowrap}
+.run-error{color:var(--bad);font-size:13px;margin-top:4px;max-width:260px;overflow-wrap:anywhere}
+.payment-flag{margin-top:4px}
+.payment-flag a{display:block;font-size:13px}
 .confirm-summary{font-size:20px;font-weight:650;margin:0 0 12px}
 .confirm-actions{margin-top:16px}
 .bad-text{color:var(--bad)}
