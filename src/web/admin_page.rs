@@ -336,7 +336,7 @@ fn runs_table(runs: &[RunDetail], tz: chrono_tz::Tz) -> Markup {
                                     (date_time(r.started_at, tz))
                                 }
                             }
-                            td { (r.period) }
+                            td class="nowrap" { (r.period) }
                             td {
                                 (if r.dry_run { "dry run" } else { "live" })
                                 div class="muted" { (r.trigger) }

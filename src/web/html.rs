@@ -201,7 +201,8 @@ button.secondary,.button.secondary{background:#fff;color:var(--accent)}
 button.danger,.button.danger{background:var(--bad);border-color:var(--bad);color:#fff}
 button.danger-outline,.button.danger-outline{background:#fff;border-color:var(--bad);color:var(--bad)}
 button.small,.button.small{padding:5px 10px;font-size:13px;white-space:nowrap}
-td.when{white-space:nowrap}
+td.when,td.nowrap{white-space:nowrap}
+#run-form{margin-bottom:16px}
 button.link{background:none;border:0;color:var(--accent);padding:0;font-weight:500;text-decoration:underline}
 .row-form{display:flex;gap:12px;flex-wrap:wrap;align-items:flex-end}
 .row-form .field{margin:0;flex:1 1 160px}
