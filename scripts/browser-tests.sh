@@ -85,6 +85,14 @@ export INITECH_ADMIN_TOKEN=$("$bin" token --tenant initech --role org_admin --em
 export HOOLI_ADMIN_TOKEN=$("$bin" token --tenant hooli --role org_admin --email owner@hooli.example)
 export HOOLI_MEMBER_TOKEN=$("$bin" token --tenant hooli --role member)
 export UMBRELLA_ADMIN_TOKEN=$("$bin" token --tenant umbrella --role org_admin --email owner@umbrella.example)
+
+# --- For tests/browser/admin_page.test.mjs: organizations of its own to bill, decline and switch to demo,
+# so that the tenant page tests keep acme and globex as they expect them.
+"$bin" tenants add --id initrode --name "Initrode Cremation" --subdomain initrode >/dev/null
+"$bin" tenants add --id vandelay --name "Vandelay Chapel" --subdomain vandelay >/dev/null
+export INITRODE_TOKEN=$("$bin" token --tenant initrode --role org_admin)
+export VANDELAY_TOKEN=$("$bin" token --tenant vandelay --role org_admin)
+# --- end of the admin page tests' set-up
 mkdir -p "$root/artifacts"
 
 log "running the browser tests"

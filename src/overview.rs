@@ -1,6 +1,8 @@
 //! The super admin's revenue overview: MRR, subscription counts, usage revenue, failed payments, churn,
 //! one row per organization and twelve months of history. The definitions are in `docs/OVERVIEW.md`.
 
+use crate::billing::report::RunReport;
+use crate::billing::runs::RunRecord;
 use crate::dashboard;
 use crate::db::invoices::{self, InvoiceRow};
 use crate::db::overview as db_overview;
@@ -15,9 +17,10 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
-/// Statuses whose monthly amount counts as recurring revenue.
 /// How many calendar months the history covers, the current one included.
 pub const HISTORY_MONTHS: usize = 12;
+/// The window of `failed_payments_30d` and of the list behind it.
+pub const FAILED_PAYMENTS_DAYS: i64 = 30;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Overview {
@@ -45,6 +48,41 @@ pub struct Organization {
     pub usage_this_month: UsageThisMonth,
     pub upcoming_usage_cents: Cents,
     pub last_invoice: Option<LastInvoice>,
+    /// Set when the organization's money is not coming in: its subscription is past due, or an open
+    /// invoice's payment failed. Null when all is well.
+    pub payment_flag: Option<PaymentFlag>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentFlagReason {
+    /// The subscription is `past_due` (or `unpaid`): a renewal's payment failed and Stripe retries it.
+    PastDue,
+    /// The subscription is in good standing, but an open invoice's payment failed.
+    PaymentFailed,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct PaymentFlag {
+    pub reason: PaymentFlagReason,
+    /// Open invoices whose payment failed at least once (Stripe's ids), oldest first.
+    pub failed_invoices: Vec<String>,
+    /// What those invoices still ask for.
+    pub amount_due_cents: Cents,
+}
+
+/// A failed payment behind `failed_payments_30d`: one `invoice.payment_failed` event.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedPayment {
+    pub received_at: DateTime<Utc>,
+    pub tenant_id: Option<String>,
+    pub tenant_name: Option<String>,
+    pub stripe_invoice_id: Option<String>,
+    pub invoice_number: Option<String>,
+    /// The invoice's status now (`open` while unpaid, `paid` once a retry or a new card paid it).
+    pub invoice_status: Option<String>,
+    pub amount_due_cents: Option<Cents>,
+    pub hosted_invoice_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -85,9 +123,9 @@ pub async fn build(state: &AppState, now: DateTime<Utc>) -> Result<Overview, sql
     let period = BillingPeriod::containing(now, tz);
     let (_, period_end) = period.bounds(tz);
     let first = (1..HISTORY_MONTHS).fold(period, |p, _| p.prev());
-    let since_30d = now - Duration::days(30);
+    let since_30d = now - Duration::days(FAILED_PAYMENTS_DAYS);
 
-    let (tenant_list, subs, last_invoices, usage, paid, daily, failed) = tokio::try_join!(
+    let (tenant_list, subs, last_invoices, usage, paid, daily, failed, unpaid) = tokio::try_join!(
         tenants::list(db),
         subscriptions::all(db),
         latest_invoice_per_tenant(db),
@@ -95,6 +133,7 @@ pub async fn build(state: &AppState, now: DateTime<Utc>) -> Result<Overview, sql
         db_overview::paid_invoices_since(db, first.bounds(tz).0),
         db_overview::usage_by_day_since(db, first.first_day()),
         webhook_events::count_since(db, crate::stripe::PAYMENT_FAILED, since_30d),
+        db_overview::open_invoices_with_failed_payment(db),
     )?;
     let demo: HashMap<&str, bool> = tenant_list
         .iter()
@@ -158,6 +197,7 @@ pub async fn build(state: &AppState, now: DateTime<Utc>) -> Result<Overview, sql
                 amount_due_cents: Cents(i.amount_due_cents),
                 hosted_invoice_url: i.hosted_invoice_url.clone(),
             }),
+            payment_flag: payment_flag(shown, &t.id, &unpaid),
         });
     }
 
@@ -210,6 +250,57 @@ pub async fn build(state: &AppState, now: DateTime<Utc>) -> Result<Overview, sql
     })
 }
 
+/// Whether a tenant's money is not coming in: its shown subscription past due, or open invoices whose
+/// payment failed (`unpaid`: tenant, invoice, amount due).
+fn payment_flag(
+    shown: Option<&SubscriptionRow>,
+    tenant: &str,
+    unpaid: &[(String, String, i64)],
+) -> Option<PaymentFlag> {
+    let mine: Vec<&(String, String, i64)> = unpaid.iter().filter(|u| u.0 == tenant).collect();
+    let past_due = shown.is_some_and(|s| {
+        s.ended_at.is_none()
+            && matches!(
+                s.state(),
+                SubscriptionStatus::PastDue | SubscriptionStatus::Unpaid
+            )
+    });
+    let reason = if past_due {
+        PaymentFlagReason::PastDue
+    } else if !mine.is_empty() {
+        PaymentFlagReason::PaymentFailed
+    } else {
+        return None;
+    };
+    Some(PaymentFlag {
+        reason,
+        failed_invoices: mine.iter().map(|u| u.1.clone()).collect(),
+        amount_due_cents: mine.iter().map(|u| Cents(u.2)).sum(),
+    })
+}
+
+/// The failed payments `failed_payments_30d` counts at `now`, newest first.
+pub async fn failed_payments(
+    db: &Db,
+    now: DateTime<Utc>,
+) -> Result<Vec<FailedPayment>, sqlx::Error> {
+    let since = now - Duration::days(FAILED_PAYMENTS_DAYS);
+    Ok(db_overview::failed_payments_since(db, since)
+        .await?
+        .into_iter()
+        .map(|r| FailedPayment {
+            received_at: r.received_at,
+            tenant_id: r.tenant_id,
+            tenant_name: r.tenant_name,
+            stripe_invoice_id: r.stripe_invoice_id,
+            invoice_number: r.invoice_number,
+            invoice_status: r.invoice_status,
+            amount_due_cents: r.amount_due_cents.map(Cents),
+            hosted_invoice_url: r.hosted_invoice_url,
+        })
+        .collect())
+}
+
 /// Each tenant's newest invoice.
 async fn latest_invoice_per_tenant(db: &Db) -> Result<HashMap<String, InvoiceRow>, sqlx::Error> {
     let mut latest: HashMap<String, InvoiceRow> = HashMap::new();
@@ -249,51 +340,156 @@ pub async fn now(state: &AppState) -> Result<Overview, sqlx::Error> {
     build(state, time::now()).await
 }
 
-/// A monthly run as the admin page lists it, with the totals of its report.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunSummary {
+/// How a run went, as the admin page colours it: the history's `completed` is split by whether every
+/// tenant was billed, since a run with failed tenants needs a re-run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    Running,
+    Completed,
+    CompletedWithFailures,
+    Failed,
+}
+
+impl RunOutcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            RunOutcome::Running => "running",
+            RunOutcome::Completed => "completed",
+            RunOutcome::CompletedWithFailures => "completed with failures",
+            RunOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// A recorded run read back: its report when it finished, its error when it failed.
+#[derive(Debug, Clone)]
+pub struct RunDetail {
     pub run_id: String,
     pub period: String,
     pub dry_run: bool,
-    pub status: String,
+    pub outcome: RunOutcome,
     pub trigger: String,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
-    pub billed: Option<i64>,
-    pub skipped: Option<i64>,
-    pub failed: Option<i64>,
-    pub billed_cents: Option<Cents>,
+    pub report: Option<RunReport>,
+    /// Why the run failed as a whole, or what its failed tenants' errors were.
+    pub error: Option<String>,
 }
 
-/// The latest monthly runs, newest first, with counts from their reports (none while a run has none).
-pub async fn recent_runs(db: &Db, limit: i64) -> Result<Vec<RunSummary>, sqlx::Error> {
-    let runs = crate::billing::runs::recent(db, limit).await?;
-    Ok(runs
-        .into_iter()
-        .map(|r| {
-            let len = |key: &str| {
+impl RunDetail {
+    fn from_record(r: RunRecord) -> RunDetail {
+        let report: Option<RunReport> = r
+            .report
+            .as_ref()
+            .filter(|_| r.status == "completed")
+            .and_then(|v| serde_json::from_value(v.clone()).ok());
+        let outcome = match (r.status.as_str(), &report) {
+            ("running", _) => RunOutcome::Running,
+            ("completed", Some(rep)) if !rep.failed.is_empty() => RunOutcome::CompletedWithFailures,
+            ("completed", _) => RunOutcome::Completed,
+            _ => RunOutcome::Failed,
+        };
+        let error = match outcome {
+            RunOutcome::Failed => Some(
                 r.report
                     .as_ref()
-                    .and_then(|rep| rep[key].as_array())
-                    .map(|a| a.len() as i64)
-            };
-            RunSummary {
-                billed: len("billed"),
-                skipped: len("skipped"),
-                failed: len("failed"),
-                billed_cents: r
-                    .report
-                    .as_ref()
-                    .and_then(|rep| rep["totals"]["billed_cents"].as_i64())
-                    .map(Cents),
-                run_id: r.run_id,
-                period: r.period,
-                dry_run: r.dry_run,
-                status: r.status,
-                trigger: r.trigger,
-                started_at: r.started_at,
-                finished_at: r.finished_at,
-            }
+                    .and_then(|v| v["error"].as_str())
+                    .unwrap_or("the run stopped without a report")
+                    .trim_end_matches('.')
+                    .to_owned(),
+            ),
+            RunOutcome::CompletedWithFailures => report.as_ref().map(|rep| {
+                let first = &rep.failed[0];
+                let more = rep.failed.len() - 1;
+                // Said inside a sentence: without its own full stop.
+                let first_error = first.error.trim_end_matches('.');
+                if more == 0 {
+                    format!("{}: {first_error}", first.tenant_id)
+                } else {
+                    format!("{}: {first_error} (and {more} more)", first.tenant_id)
+                }
+            }),
+            _ => None,
+        };
+        RunDetail {
+            run_id: r.run_id,
+            period: r.period,
+            dry_run: r.dry_run,
+            outcome,
+            trigger: r.trigger,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            report,
+            error,
+        }
+    }
+
+    /// Tenants this run invoiced (or, dry, would invoice).
+    pub fn billed(&self) -> Option<usize> {
+        self.report.as_ref().map(|r| r.billed.len())
+    }
+
+    /// Tenants an earlier run had already invoiced for the period: nothing new was billed for them.
+    pub fn already_billed(&self) -> Option<usize> {
+        self.report.as_ref().map(|r| {
+            r.skipped
+                .iter()
+                .filter(|s| s.reason == ALREADY_BILLED)
+                .count()
         })
+    }
+
+    /// Tenants skipped for any other reason (demo, no subscription, no usage, trial only).
+    pub fn skipped(&self) -> Option<usize> {
+        self.report.as_ref().map(|r| {
+            r.skipped
+                .iter()
+                .filter(|s| s.reason != ALREADY_BILLED)
+                .count()
+        })
+    }
+
+    pub fn failed(&self) -> Option<usize> {
+        self.report.as_ref().map(|r| r.failed.len())
+    }
+
+    pub fn billed_cents(&self) -> Option<Cents> {
+        self.report.as_ref().map(|r| Cents(r.totals.billed_cents))
+    }
+}
+
+/// The skip reason of a tenant whose invoice for the period an earlier run made.
+pub const ALREADY_BILLED: &str = "already_billed";
+
+/// The latest monthly runs, newest first.
+pub async fn recent_runs(db: &Db, limit: i64) -> Result<Vec<RunDetail>, sqlx::Error> {
+    Ok(crate::billing::runs::recent(db, limit)
+        .await?
+        .into_iter()
+        .map(RunDetail::from_record)
+        .collect())
+}
+
+/// One run, with the names of the organizations its report lists.
+pub async fn run_detail(
+    db: &Db,
+    run_id: &str,
+) -> Result<Option<(RunDetail, HashMap<String, String>)>, sqlx::Error> {
+    let Some(record) = crate::billing::runs::get(db, run_id).await? else {
+        return Ok(None);
+    };
+    Ok(Some((
+        RunDetail::from_record(record),
+        tenant_names(db).await?,
+    )))
+}
+
+/// Every organization's name, by id (a run report names tenants by id).
+pub async fn tenant_names(db: &Db) -> Result<HashMap<String, String>, sqlx::Error> {
+    Ok(tenants::list(db)
+        .await?
+        .into_iter()
+        .map(|t| (t.id, t.name))
         .collect())
 }

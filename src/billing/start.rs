@@ -94,13 +94,18 @@ pub async fn start_run(
             status: "running",
         }));
     }
-    match runs::execute(state, &run_id, period, opts, actor).await {
-        Ok(report) => Ok(RunStarted::Finished(report)),
-        Err(e @ RunError::InProgress(_)) => Err(StartError::InProgress(format!(
-            "{}.",
-            capitalize(&e.to_string())
-        ))),
-        Err(RunError::Db(e)) => Err(e.into()),
+    let report = runs::execute(state, &run_id, period, opts, actor).await?;
+    Ok(RunStarted::Finished(report))
+}
+
+impl From<RunError> for StartError {
+    fn from(e: RunError) -> StartError {
+        match e {
+            RunError::InProgress(_) => {
+                StartError::InProgress(format!("{}.", capitalize(&e.to_string())))
+            }
+            RunError::Db(e) => StartError::Db(e),
+        }
     }
 }
 
@@ -109,4 +114,60 @@ fn capitalize(s: &str) -> String {
     c.next()
         .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
         .unwrap_or_default()
+}
+
+/// Whether a run started under a given id is new.
+pub enum Once {
+    /// Started in the background under that id.
+    Started,
+    /// A run with that id exists already: the form that carries it was sent before.
+    AlreadyStarted,
+}
+
+/// Starts a run in the background under `run_id`, which the form that asks for it carries: the run's
+/// primary key makes a second submit of the same form (a double click, back and resubmit) start nothing,
+/// on every replica alike.
+pub async fn start_once(
+    state: &AppState,
+    actor: &str,
+    run_id: &str,
+    period: BillingPeriod,
+    dry_run: bool,
+) -> Result<Once, StartError> {
+    match runs::insert(&state.db, run_id, period, dry_run, actor).await {
+        Ok(()) => {}
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            return Ok(Once::AlreadyStarted)
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let action = if dry_run {
+        "billing.dry_run"
+    } else {
+        "billing.run"
+    };
+    audit::record(
+        &state.db,
+        actor,
+        action,
+        None,
+        &format!("{period} {run_id}"),
+    )
+    .await?;
+    let (state, run_id) = (state.clone(), run_id.to_owned());
+    let opts = RunOptions::new(&state, dry_run);
+    tokio::spawn(async move {
+        if let Err(e) = runs::complete(&state, &run_id, period, opts).await {
+            tracing::warn!(run_id = %run_id, error = %e, "run failed");
+        }
+    });
+    Ok(Once::Started)
+}
+
+/// What a live run of `period` would bill now: a dry run, not recorded in the history (it is the
+/// question a person asks before confirming, not a run).
+pub async fn preview(state: &AppState, period: BillingPeriod) -> Result<RunReport, StartError> {
+    super::run_period(state, period, RunOptions::new(state, true))
+        .await
+        .map_err(StartError::from)
 }

@@ -58,3 +58,59 @@ pub async fn usage_by_day_since(
         .await
     })
 }
+
+/// One `invoice.payment_failed` event, with the invoice and organization it concerns as we have them.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FailedPaymentRow {
+    pub event_id: String,
+    pub received_at: DateTime<Utc>,
+    pub stripe_invoice_id: Option<String>,
+    pub tenant_id: Option<String>,
+    pub tenant_name: Option<String>,
+    pub invoice_number: Option<String>,
+    pub invoice_status: Option<String>,
+    pub amount_due_cents: Option<i64>,
+    pub hosted_invoice_url: Option<String>,
+}
+
+/// The `invoice.payment_failed` events received since `since`, newest first: exactly the events
+/// `failed_payments_30d` counts (outer joins, so an event whose invoice we lack still shows).
+pub async fn failed_payments_since(
+    db: &Db,
+    since: DateTime<Utc>,
+) -> Result<Vec<FailedPaymentRow>, sqlx::Error> {
+    with_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT e.event_id, e.received_at, e.object_id AS stripe_invoice_id,
+                    COALESCE(e.tenant_id, i.tenant_id) AS tenant_id, t.name AS tenant_name,
+                    i.number AS invoice_number, i.status AS invoice_status, i.amount_due_cents,
+                    i.hosted_invoice_url
+             FROM webhook_events e
+             LEFT JOIN invoices i ON i.stripe_invoice_id = e.object_id
+             LEFT JOIN tenants t ON t.id = COALESCE(e.tenant_id, i.tenant_id)
+             WHERE e.event_type = 'invoice.payment_failed' AND e.received_at >= $1
+             ORDER BY e.received_at DESC, e.event_id DESC",
+        )
+        .bind(since)
+        .fetch_all(pool)
+        .await
+    })
+}
+
+/// Open invoices with at least one failed payment (an `invoice.payment_failed` event received for them),
+/// whenever it failed: (tenant, invoice, amount due), oldest invoice first.
+pub async fn open_invoices_with_failed_payment(
+    db: &Db,
+) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    with_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT i.tenant_id, i.stripe_invoice_id, i.amount_due_cents FROM invoices i
+             WHERE i.status = 'open' AND EXISTS (
+                 SELECT 1 FROM webhook_events e
+                 WHERE e.object_id = i.stripe_invoice_id AND e.event_type = 'invoice.payment_failed')
+             ORDER BY i.stripe_created_at, i.stripe_invoice_id",
+        )
+        .fetch_all(pool)
+        .await
+    })
+}

@@ -20,12 +20,21 @@ pub struct Chrome<'a> {
 
 /// A whole page: the shared header, then `body`.
 pub fn page(chrome: &Chrome<'_>, body: Markup) -> Markup {
+    page_refreshing(chrome, None, body)
+}
+
+/// A page that reloads itself every `refresh` seconds (a page watching a run: our CSP allows no script,
+/// and a meta refresh needs none).
+pub fn page_refreshing(chrome: &Chrome<'_>, refresh: Option<u32>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
+                @if let Some(secs) = refresh {
+                    meta http-equiv="refresh" content=(secs);
+                }
                 title { (chrome.title) " · Thanotopolis Billing" }
                 link rel="icon" href="/assets/icon.svg" type="image/svg+xml";
                 link rel="stylesheet" href="/assets/billing.css";
@@ -112,6 +121,11 @@ pub fn badge(status: &str) -> Markup {
     html! { span class={ "badge " (class) } { (label) } }
 }
 
+/// Above a table that is wider than a phone: says it scrolls (shown on narrow screens only).
+pub fn scroll_hint() -> Markup {
+    html! { p class="scroll-hint" aria-hidden="true" { "Scroll the table sideways for more →" } }
+}
+
 /// A hidden CSRF field for a form.
 pub fn csrf_field(csrf: &str) -> Markup {
     html! { input type="hidden" name="csrf" value=(csrf); }
@@ -130,7 +144,7 @@ a{color:var(--accent)}
 .logo{display:inline-grid;place-items:center;width:28px;height:28px;border-radius:7px;background:var(--accent);color:#fff;font-weight:700}
 nav{display:flex;align-items:center;gap:14px;flex-wrap:wrap}
 .who{color:var(--muted);font-size:14px;overflow-wrap:anywhere}
-main{padding-top:24px;padding-bottom:24px}
+main.wrap{padding-top:28px;padding-bottom:28px}
 h1{font-size:26px;line-height:1.2;margin:0 0 4px}
 h2{font-size:18px;margin:0 0 12px}
 h3{font-size:15px;margin:0 0 8px}
@@ -146,11 +160,17 @@ ul.features li{margin:4px 0}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:6px 16px;margin:0 0 16px}
 dl.facts dt{color:var(--muted)}
 dl.facts dd{margin:0;font-weight:550}
-.kpis{display:grid;gap:12px;grid-template-columns:repeat(auto-fit,minmax(128px,1fr));margin-bottom:16px}
-.kpi{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:14px 16px}
+.kpis{display:grid;gap:12px;grid-template-columns:repeat(auto-fit,minmax(220px,1fr));margin-bottom:16px}
+.kpi{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:14px 16px;min-width:0}
 .kpi .label{color:var(--muted);font-size:13px}
-.kpi .value{font-size:24px;font-weight:700;margin-top:2px}
-.table-scroll{overflow-x:auto;-webkit-overflow-scrolling:touch}
+.kpi .value{font-size:24px;font-weight:700;margin-top:2px;font-variant-numeric:tabular-nums;overflow-wrap:anywhere;line-height:1.25}
+a.kpi-link{display:block;color:var(--ink);text-decoration:none}
+a.kpi-link:hover{border-color:var(--accent)}
+.kpi .more{font-size:13px;color:var(--accent);text-decoration:underline;margin-top:2px}
+/* Wide tables scroll inside their card; shadows at an edge say there is more that way (the covers scroll
+   with the content, the shadows stay), and the scrollbar stays visible. */
+.table-scroll{overflow-x:auto;-webkit-overflow-scrolling:touch;scrollbar-width:thin;scrollbar-color:#8a93a0 #eceef2;background:linear-gradient(to right,var(--card) 40%,rgba(255,255,255,0)) left/32px 100% no-repeat local,linear-gradient(to left,var(--card) 40%,rgba(255,255,255,0)) right/32px 100% no-repeat local,radial-gradient(farthest-side at 0 50%,rgba(27,31,36,.3),rgba(27,31,36,0)) left/14px 100% no-repeat scroll,radial-gradient(farthest-side at 100% 50%,rgba(27,31,36,.3),rgba(27,31,36,0)) right/14px 100% no-repeat scroll}
+.scroll-hint{display:none;font-size:13px;color:var(--muted);margin:0 0 6px}
 table{width:100%;border-collapse:collapse;font-size:14px}
 th,td{text-align:left;padding:9px 10px;border-bottom:1px solid var(--line);vertical-align:middle}
 th{color:var(--muted);font-weight:600;font-size:13px;white-space:nowrap}
@@ -171,25 +191,41 @@ label{display:block;font-weight:600;font-size:14px;margin-bottom:4px}
 .check{display:flex;align-items:center;gap:8px;font-weight:500}
 input[type=text],input[type=number],textarea{width:100%;max-width:100%;padding:9px 11px;border:1px solid #c5cad3;border-radius:8px;font:inherit;background:#fff;color:var(--ink)}
 textarea{min-height:120px;font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:13px}
-input:focus-visible,textarea:focus-visible,button:focus-visible,a:focus-visible{outline:3px solid #9db0f5;outline-offset:1px}
+/* The focus ring is the accent, #2f4fd8: 6.5:1 against white, 6.1:1 against the page's #f6f7f9; the
+   offset keeps a gap of the background between it and a filled button. */
+input:focus-visible,textarea:focus-visible,select:focus-visible,button:focus-visible,a:focus-visible,.table-scroll:focus-visible{outline:3px solid #2f4fd8;outline-offset:2px}
 .field{margin-bottom:12px}
 .hint{color:var(--muted);font-size:13px;margin-top:4px}
 button,.button{display:inline-block;border:1px solid var(--accent);background:var(--accent);color:var(--accent-ink);padding:9px 16px;border-radius:8px;font:inherit;font-weight:600;cursor:pointer;text-decoration:none;line-height:1.3}
 button.secondary,.button.secondary{background:#fff;color:var(--accent)}
 button.danger,.button.danger{background:var(--bad);border-color:var(--bad);color:#fff}
 button.danger-outline,.button.danger-outline{background:#fff;border-color:var(--bad);color:var(--bad)}
-button.small{padding:5px 10px;font-size:13px}
+button.small,.button.small{padding:5px 10px;font-size:13px;white-space:nowrap}
+td.when,td.nowrap{white-space:nowrap}
+#run-form{margin-bottom:16px}
 button.link{background:none;border:0;color:var(--accent);padding:0;font-weight:500;text-decoration:underline}
 .row-form{display:flex;gap:12px;flex-wrap:wrap;align-items:flex-end}
 .row-form .field{margin:0;flex:1 1 160px}
 .chart{width:100%;height:auto;display:block}
 .chart .axis{stroke:#c5cad3}.chart .grid-line{stroke:#edf0f3}
-.chart text{fill:#5b6470;font-size:11px}
+.chart text{fill:#5b6470;font-size:12px}
+.chart text.bar-value{fill:#1b1f24;font-weight:600}
+.chart-narrow{display:none}
 .legend{display:flex;gap:16px;flex-wrap:wrap;font-size:13px;color:var(--muted);margin-top:6px}
 .swatch{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:6px;vertical-align:middle}
 .swatch.s0{background:#2f4fd8}.swatch.s1{background:#1fa67a}
 .foot{font-size:13px;padding-bottom:24px}
 .narrow{max-width:560px}
+.crumbs{margin:0 0 8px;font-size:14px}
+.run-error{color:var(--bad);font-size:13px;margin-top:4px;max-width:260px;overflow-wrap:anywhere}
+.payment-flag{margin-top:4px}
+.payment-flag a{display:block;font-size:13px}
+.confirm-summary{font-size:20px;font-weight:650;margin:0 0 12px}
+.confirm-actions{margin-top:16px}
+.bad-text{color:var(--bad)}
+ul.lines{margin:0;padding-left:18px}
+@media (max-width:760px){.scroll-hint{display:block}}
+@media (max-width:600px){main.wrap{padding-top:20px}.kpis{grid-template-columns:repeat(2,minmax(0,1fr))}.kpi{padding:12px}.kpi .value{font-size:19px}.chart-wide{display:none}.chart-narrow{display:block}}
 @media (max-width:600px){h1{font-size:22px}.card{padding:16px}.price{font-size:28px}main{padding-top:16px}}
 /* billing page: the failed-payment banner's actions, and a form field's own error */
 .billing-alert .actions{margin-top:10px}

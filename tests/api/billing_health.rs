@@ -1,6 +1,7 @@
 //! Billing health on `/admin/billing` and in `/metrics`: usage claimed without a ledger entry, and closed
 //! periods left unfinished, each shown until the period is run.
 
+use crate::admin_pages::run_token_of;
 use crate::helpers::{super_admin, token, TestApp};
 use crate::pages::{csrf_of, get, location, post, sign_in};
 use crate::store_tests;
@@ -187,17 +188,30 @@ async fn a_run_with_a_failed_tenant_leaves_its_period_unfinished_until_a_rerun(a
         .send()
         .await
         .unwrap();
-    // The row's button starts the live run of that period, as the command would.
+    // The row's button starts the live run of that period, as the command would, once confirmed.
     let cookie = sign_in(&app, &super_admin()).await;
+    let form = [
+        ("period", p.to_string()),
+        ("csrf", csrf_of(&page)),
+        ("run_token", run_token_of(&page)),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let confirm = post(&app, "/admin/billing/runs", &cookie, &form).await;
+    assert_eq!(confirm.status, 200, "{}", confirm.text);
+    assert!(
+        confirm.text.contains("Confirm the live run"),
+        "{}",
+        confirm.text
+    );
     let started = post(
         &app,
         "/admin/billing/runs",
         &cookie,
-        &[("period", &p.to_string()), ("csrf", &csrf_of(&page))],
+        &[form.as_slice(), &[("confirm", "yes")]].concat(),
     )
     .await;
     assert_eq!(started.status, 303, "{}", started.text);
-    assert_eq!(location(&started), "/admin/billing?done=run");
+    assert!(location(&started).starts_with("/admin/billing/runs/run_"));
     // It runs in the background: wait for the newest run to end.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {

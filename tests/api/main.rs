@@ -3,6 +3,7 @@
 mod helpers;
 
 mod access;
+mod admin_pages;
 mod auth;
 mod billing_crash;
 mod billing_health;

@@ -110,6 +110,14 @@ async fn overview_counts_each_state_and_leaves_demo_out(app: TestApp) {
     assert_eq!(org(&o, "active")["mrr_cents"], 29_900);
     assert_eq!(org(&o, "pastdue")["subscription_status"], "past_due");
     assert_eq!(org(&o, "pastdue")["mrr_cents"], 29_900);
+    // Its renewal's payment failed: flagged, with the open invoice behind it.
+    let flag = &org(&o, "pastdue")["payment_flag"];
+    assert_eq!(flag["reason"], "past_due", "{o}");
+    assert_eq!(flag["failed_invoices"].as_array().unwrap().len(), 1, "{o}");
+    assert_eq!(flag["amount_due_cents"], 29_900, "{o}");
+    for ok in ["active", "trialing", "churned", "demo", "idle"] {
+        assert_eq!(org(&o, ok)["payment_flag"], Value::Null, "{ok}: {o}");
+    }
     assert_eq!(org(&o, "trialing")["subscription_status"], "trialing");
     assert_eq!(org(&o, "trialing")["mrr_cents"], 0);
     assert_eq!(org(&o, "churned")["subscription_status"], "canceled");

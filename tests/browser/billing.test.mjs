@@ -227,14 +227,15 @@ test('the super admin sees MRR once the trial ends, toggles demo, and has the ru
   await sa.screenshot({ path: `${ARTIFACTS}/admin-billing.png`, fullPage: true });
 
   // Demo on: the tenant's page shows the banner; the organization leaves MRR.
-  await Promise.all([sa.waitForURL(`${BASE}/admin/billing?done=demo_on&tenant=acme`), sa.click('#org-acme .demo-toggle')]);
+  await Promise.all([sa.waitForURL(`${BASE}/admin/billing/tenants/acme/demo?is_demo=true`), sa.click('#org-acme .demo-toggle')]);
+  await Promise.all([sa.waitForURL(`${BASE}/admin/billing?done=demo_on&tenant=acme`), sa.click('#demo-confirm')]);
   assert.equal(await sa.textContent('#kpi-mrr'), '$0.00');
   // The notice names the organization and says Stripe stopped collecting its subscription.
   assert.match(await sa.textContent('#done'), /is now a demo account: exempt from billing charges\. Stripe no longer collects its subscription/);
   await admin.goto(`${BASE}/billing`);
   assert.match(await admin.textContent('#demo-banner'), /This is a demo account and is exempt from billing charges\./);
-  await sa.click('#org-acme .demo-toggle');
-  await sa.waitForURL(`${BASE}/admin/billing?done=demo_off&tenant=acme`);
+  await Promise.all([sa.waitForURL(`${BASE}/admin/billing/tenants/acme/demo?is_demo=false`), sa.click('#org-acme .demo-toggle')]);
+  await Promise.all([sa.waitForURL(`${BASE}/admin/billing?done=demo_off&tenant=acme`), sa.click('#demo-confirm')]);
   assert.match(await sa.textContent('#done'), /collects its subscription .* again from the next renewal/);
   assert.match(await sa.textContent('#audit'), /tenant\.demo_on/);
   assertCleanPages();
