@@ -1,0 +1,15 @@
+-- The pages' sign-in sessions. The cookie holds a random id; only its SHA-256 is stored, so a copy of the
+-- database opens no session. Signing out deletes the row: the cookie replayed afterwards finds nothing.
+-- A row outlives its session for a while (the page then says the session expired, rather than only
+-- asking to sign in) and is pruned after that.
+CREATE TABLE web_sessions (
+    id_hash    TEXT PRIMARY KEY,
+    sub        TEXT NOT NULL,
+    tenant_id  TEXT NOT NULL,
+    role       TEXT NOT NULL,
+    email      TEXT,
+    token_exp  BIGINT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+CREATE INDEX web_sessions_expires_at ON web_sessions (expires_at);
