@@ -181,8 +181,28 @@ pub fn verify(token: &str, secret: &[u8], now: i64) -> Result<Claims, JwtError> 
     Ok(claims)
 }
 
-/// Signs claims as an HS256 JWT (the `token` command and tests).
+/// Signs claims as an HS256 JWT (tests, and the demo's own tokens).
 pub fn sign(claims: &Claims, secret: &[u8]) -> String {
+    sign_json(
+        &serde_json::to_value(claims).expect("claims serialize"),
+        secret,
+    )
+}
+
+/// Signs claims with the `aud` and `iss` this service expects, when configured: a token the `token`
+/// command mints must pass [`verify_for`] here.
+pub fn sign_for(claims: &Claims, secret: &[u8], expected: &Expected) -> String {
+    let mut body = serde_json::to_value(claims).expect("claims serialize");
+    if let Some(aud) = &expected.audience {
+        body["aud"] = aud.as_str().into();
+    }
+    if let Some(iss) = &expected.issuer {
+        body["iss"] = iss.as_str().into();
+    }
+    sign_json(&body, secret)
+}
+
+fn sign_json(claims: &serde_json::Value, secret: &[u8]) -> String {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
     let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).expect("claims serialize"));
     let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes any key length");
@@ -239,6 +259,26 @@ mod tests {
                 "{alg}"
             );
         }
+    }
+
+    #[test]
+    fn tokens_signed_for_the_configured_audience_and_issuer_pass_its_checks() {
+        let expected = Expected {
+            audience: Some("billing".into()),
+            issuer: Some("https://platform.example.com".into()),
+        };
+        let t = sign_for(&claims(1000), b"secret", &expected);
+        assert_eq!(verify_for(&t, b"secret", 900, &expected), Ok(claims(1000)));
+        let plain = sign(&claims(1000), b"secret");
+        assert_eq!(
+            verify_for(&plain, b"secret", 900, &expected),
+            Err(JwtError::Audience)
+        );
+        // Nothing configured: the same token as `sign`.
+        assert_eq!(
+            sign_for(&claims(1000), b"secret", &Expected::default()),
+            plain
+        );
     }
 
     #[test]

@@ -543,5 +543,24 @@ async fn audience_and_issuer_hold_for_the_pages() {
         let page = get(&app, "/billing", &cookie).await;
         assert_eq!(page.status, 200, "{store:?}");
         assert!(page.text.contains("Org acme"));
+
+        // The `token` command, configured the same way, mints a token that carries them.
+        let dir = crate::helpers::TempDir::new();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_thanotopolis-billing"))
+            .args(["token", "--tenant", "acme", "--role", "org_admin"])
+            .current_dir(&dir.path)
+            .env("JWT_SECRET", JWT_SECRET)
+            .env("JWT_AUDIENCE", "billing")
+            .env("JWT_ISSUER", "https://platform.example.com")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let minted = String::from_utf8(out.stdout).unwrap();
+        let cookie = signed_in(&app, minted.trim()).await;
+        assert_eq!(get(&app, "/billing", &cookie).await.status, 200);
     }
 }
