@@ -9,6 +9,10 @@ CREATE TABLE web_sessions (
     role       TEXT NOT NULL,
     email      TEXT,
     token_exp  BIGINT NOT NULL,
+    -- Whom the token was minted for (`aud` as a JSON array of strings, `iss`): checked against
+    -- JWT_AUDIENCE / JWT_ISSUER on every request, as a token is.
+    audience   TEXT NOT NULL,
+    issuer     TEXT,
     created_at TIMESTAMPTZ NOT NULL,
     expires_at TIMESTAMPTZ NOT NULL
 );

@@ -2,7 +2,8 @@
 //! protection.
 //!
 //! - `POST /auth/session` (form or JSON `{token, next?}`) verifies the token (signature, `exp`, and `aud` /
-//!   `iss` when `JWT_AUDIENCE` / `JWT_ISSUER` are set) and opens a session: a row in `web_sessions` under
+//!   `iss` when `JWT_AUDIENCE` / `JWT_ISSUER` are set; the session keeps them and every request checks them
+//!   against the settings of the moment) and opens a session: a row in `web_sessions` under
 //!   the SHA-256 of a random id, the id in the cookie. The token never travels in a URL, so it reaches no
 //!   access log, history or `Referer`, and it is not kept: the cookie is worth nothing on the API.
 //! - A session lasts as long as the token it was opened with. Signing out deletes its row, so the cookie
@@ -20,7 +21,7 @@
 //!   is only ever a path on this site.
 
 use super::html::{self, Chrome};
-use crate::auth::jwt::{self, Claims, JwtError};
+use crate::auth::jwt::{self, Claims, JwtError, Scope};
 use crate::auth::{Caller, Role};
 use crate::db::{tenants, web_sessions};
 use crate::domain::TenantId;
@@ -295,6 +296,15 @@ impl FromRequestParts<AppState> for PageUser {
         if Utc::now() > stored.expires_at {
             return Err(to_sign_in(back.as_deref(), true, true));
         }
+        // JWT_AUDIENCE / JWT_ISSUER as set now: a session opened before they were set, with a token
+        // minted for another purpose, ends with them as the token would.
+        let scope = Scope {
+            audience: stored.audience,
+            issuer: stored.issuer,
+        };
+        if !state.settings.auth.jwt_expected.admits(&scope) {
+            return Err(to_sign_in(back.as_deref(), false, true));
+        }
         let claims = Claims {
             sub: stored.sub,
             tenant_id: stored.tenant_id,
@@ -402,6 +412,7 @@ async fn signed_in(
     state: &AppState,
     headers: &HeaderMap,
     claims: &Claims,
+    scope: Scope,
     role: Role,
     next: Option<&str>,
 ) -> Response {
@@ -419,6 +430,8 @@ async fn signed_in(
         role: role.as_str().to_owned(),
         email: claims.email.clone(),
         token_exp: claims.exp,
+        audience: scope.audience,
+        issuer: scope.issuer,
         expires_at,
     };
     let opened = async {
@@ -651,7 +664,7 @@ async fn create_session(State(state): State<AppState>, req: Request) -> Response
         );
     };
     let next = body.next.as_deref();
-    let verified = jwt::verify_for(
+    let verified = jwt::verify_scoped(
         body.token.trim(),
         state.jwt_secret.expose().as_bytes(),
         Utc::now().timestamp(),
@@ -668,8 +681,8 @@ async fn create_session(State(state): State<AppState>, req: Request) -> Response
             next,
         )
     };
-    let claims = match verified {
-        Ok(c) => c,
+    let (claims, scope) = match verified {
+        Ok(verified) => verified,
         Err(JwtError::Expired) => {
             return unauthorized(
                 "The token you pasted has expired: get a new one from the platform.",
@@ -690,7 +703,7 @@ async fn create_session(State(state): State<AppState>, req: Request) -> Response
         }
     };
     match claims.role().filter(|r| r.reads_tenant()) {
-        Some(role) => signed_in(&state, &headers, &claims, role, next).await,
+        Some(role) => signed_in(&state, &headers, &claims, scope, role, next).await,
         None => refused(
             &state,
             json,
@@ -830,7 +843,13 @@ async fn dev_sign_in(
         exp: Utc::now().timestamp() + DEV_SESSION_SECS,
         email: None,
     };
-    signed_in(&state, &headers, &claims, role, None).await
+    // Minted here, for this service: whom the settings expect.
+    let expected = &state.settings.auth.jwt_expected;
+    let scope = Scope {
+        audience: expected.audience.iter().cloned().collect(),
+        issuer: expected.issuer.clone(),
+    };
+    signed_in(&state, &headers, &claims, scope, role, None).await
 }
 
 #[cfg(test)]

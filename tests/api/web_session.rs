@@ -1,7 +1,9 @@
 //! The pages' session: the `__Host-` cookie, sign-in only from this site, the way back to the page after
 //! an expired session, sign-out ended where the session is stored, and the stored sessions pruned.
 
-use crate::helpers::{spawn_app_with, super_admin, token, token_with, Store, TestApp, JWT_SECRET};
+use crate::helpers::{
+    spawn_app_with, spawn_replica_with, super_admin, token, token_with, Store, TestApp, JWT_SECRET,
+};
 use crate::pages::csrf_of;
 use crate::store_tests;
 use chrono::{Duration, Utc};
@@ -18,6 +20,7 @@ store_tests!(
     next_never_leaves_the_site,
     signing_out_ends_the_session_where_it_is_stored,
     sessions_expired_long_ago_are_pruned,
+    a_session_answers_to_the_audience_and_issuer_set_now,
 );
 
 const EXPIRED: &str = "Your session expired. Sign in again.";
@@ -455,6 +458,8 @@ async fn sessions_expired_long_ago_are_pruned(app: TestApp) {
         role: "org_admin".into(),
         email: None,
         token_exp: (Utc::now() - Duration::days(days_ago)).timestamp() - 60,
+        audience: vec![],
+        issuer: None,
         expires_at: Utc::now() - Duration::days(days_ago),
     };
     web_sessions::create(&app.db, &hash("long-ago"), &stored(8))
@@ -480,6 +485,38 @@ async fn sessions_expired_long_ago_are_pruned(app: TestApp) {
     assert_eq!(r.location, "/sign-in?expired=1&next=%2Fbilling");
     let r = get(&app, "/billing", "__Host-billing_session=long-ago").await;
     assert_eq!(r.location, "/sign-in?next=%2Fbilling");
+}
+
+/// A session keeps whom its token was minted for and answers to `JWT_AUDIENCE` / `JWT_ISSUER` as they
+/// are set now, as the token would: a replica configured with them (on the same database) refuses the
+/// session of a token without them, and keeps the one of a token that carries them.
+async fn a_session_answers_to_the_audience_and_issuer_set_now(app: TestApp) {
+    app.add_tenant("acme").await;
+    let plain = signed_in(&app, &token("acme", "org_admin")).await;
+    let for_billing = signed_in(
+        &app,
+        &hs256(
+            &serde_json::json!({"sub": "u", "tenant_id": "acme", "role": "org_admin",
+            "exp": Utc::now().timestamp() + 600, "aud": ["chat", "billing"],
+            "iss": "https://platform.example.com"}),
+        ),
+    )
+    .await;
+    let strict = spawn_replica_with(&app.database_url, &app.sim, |v| {
+        v.insert("JWT_AUDIENCE".into(), "billing".into());
+        v.insert("JWT_ISSUER".into(), "https://platform.example.com".into());
+    })
+    .await;
+    for cookie in [&plain, &for_billing] {
+        assert_eq!(get(&app, "/billing", cookie).await.status, 200);
+    }
+    let refused = get(&strict, "/billing", &plain).await;
+    assert_eq!(refused.status, 303);
+    assert_eq!(refused.location, "/sign-in?next=%2Fbilling");
+    assert!(refused.set_cookie.unwrap().contains("Max-Age=0"));
+    let kept = get(&strict, "/billing", &for_billing).await;
+    assert_eq!(kept.status, 200);
+    assert!(kept.text.contains("Org acme"));
 }
 
 /// A token signed with the platform's secret, with any claims.
