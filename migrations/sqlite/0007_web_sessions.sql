@@ -1,5 +1,5 @@
--- The pages' sign-in sessions. The cookie holds a random id; only its SHA-256 is stored, so a copy of the
--- database opens no session. Signing out deletes the row: the cookie replayed afterwards finds nothing.
+-- The pages' sign-in sessions. The cookie holds a random id; only an HMAC of it (keyed by JWT_SECRET) is
+-- stored, so a copy of the database opens no session. Signing out deletes the row: the cookie replayed afterwards finds nothing.
 -- A row outlives its session for a while (the page then says the session expired, rather than only
 -- asking to sign in) and is pruned after that.
 CREATE TABLE web_sessions (

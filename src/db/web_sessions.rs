@@ -1,4 +1,4 @@
-//! The pages' sign-in sessions, by the SHA-256 of the cookie's random id (the id itself is never stored).
+//! The pages' sign-in sessions, by a keyed hash of the cookie's random id (the id itself is never stored).
 
 use super::Db;
 use crate::domain::time::now;

@@ -2,10 +2,10 @@
 //! protection.
 //!
 //! - `POST /auth/session` (form or JSON `{token, next?}`) verifies the token (signature, `exp`, and `aud` /
-//!   `iss` when `JWT_AUDIENCE` / `JWT_ISSUER` are set; the session keeps them and every request checks them
-//!   against the settings of the moment) and opens a session: a row in `web_sessions` under
-//!   the SHA-256 of a random id, the id in the cookie. The token never travels in a URL, so it reaches no
-//!   access log, history or `Referer`, and it is not kept: the cookie is worth nothing on the API.
+//!   `iss` when `JWT_AUDIENCE` / `JWT_ISSUER` are set; the session keeps them and every request checks
+//!   them against the settings of the moment) and opens a session: a row in `web_sessions` under an HMAC
+//!   of a random id, the id in the cookie. The token never travels in a URL, so it reaches no access log,
+//!   history or `Referer`, and it is not kept: the cookie is worth nothing on the API.
 //! - A session lasts as long as the token it was opened with. Signing out deletes its row, so the cookie
 //!   replayed afterwards opens nothing.
 //! - Sign-in is refused unless `Origin` or `Referer` names this service (login CSRF: another site must not
@@ -42,7 +42,7 @@ use hmac::{Hmac, Mac};
 use maud::{html, Markup};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 /// The session cookie. `__Host-` makes the browser refuse it unless it is `Secure`, `Path=/` and has no
 /// `Domain`: a page on another subdomain can neither set it for us nor shadow it.
@@ -211,9 +211,17 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-/// What the database keeps of a session id: its SHA-256, so that reading the table opens no session.
-fn id_hash(session: &str) -> String {
-    hex::encode(Sha256::digest(session.as_bytes()))
+/// What the database keeps of a session id: an HMAC of it keyed by `JWT_SECRET`, so that reading the
+/// table opens no session, and a new `JWT_SECRET` ends every session as it ends every token.
+fn id_hash(state: &AppState, session: &str) -> String {
+    id_hash_with(state.jwt_secret.expose().as_bytes(), session)
+}
+
+fn id_hash_with(secret: &[u8], session: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(b"web-session\0");
+    mac.update(session.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
 }
 
 fn set_cookie(session: &str, max_age: i64) -> HeaderValue {
@@ -286,7 +294,7 @@ impl FromRequestParts<AppState> for PageUser {
         let Some(session) = cookie_value(&parts.headers, COOKIE) else {
             return Err(to_sign_in(back.as_deref(), false, false));
         };
-        let stored = web_sessions::find(&state.db, &id_hash(session))
+        let stored = web_sessions::find(&state.db, &id_hash(state, session))
             .await
             .map_err(|e| ApiError::from(e).into_response())?;
         // Signed out, pruned, or never ours: the cookie is dropped and the person signs in.
@@ -436,14 +444,14 @@ async fn signed_in(
     };
     let opened = async {
         if let Some(previous) = cookie_value(headers, COOKIE) {
-            web_sessions::end(&state.db, &id_hash(previous)).await?;
+            web_sessions::end(&state.db, &id_hash(state, previous)).await?;
         }
         web_sessions::prune(
             &state.db,
             now - chrono::Duration::seconds(EXPIRED_KEPT_SECS),
         )
         .await?;
-        web_sessions::create(&state.db, &id_hash(&session), &stored).await
+        web_sessions::create(&state.db, &id_hash(state, &session), &stored).await
     };
     if let Err(e) = opened.await {
         return ApiError::from(e).into_response();
@@ -722,7 +730,7 @@ struct Empty {}
 /// Ends the session where it is stored, not only in this browser: the cookie replayed afterwards opens
 /// nothing.
 async fn logout(State(state): State<AppState>, posted: Posted<Empty>) -> Response {
-    if let Err(e) = web_sessions::end(&state.db, &id_hash(&posted.user.session)).await {
+    if let Err(e) = web_sessions::end(&state.db, &id_hash(&state, &posted.user.session)).await {
         return ApiError::from(e).into_response();
     }
     let mut r = Redirect::to("/sign-in").into_response();
@@ -855,6 +863,7 @@ async fn dev_sign_in(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::Digest;
 
     #[test]
     fn origins_are_scheme_and_authority() {
@@ -950,10 +959,12 @@ mod tests {
     }
 
     #[test]
-    fn session_ids_are_stored_hashed() {
-        let h = id_hash("abc");
+    fn session_ids_are_stored_keyed_by_the_secret() {
+        let h = id_hash_with(b"secret", "abc");
         assert_eq!(h.len(), 64);
-        assert_ne!(h, "abc");
-        assert_eq!(h, id_hash("abc"));
+        assert_eq!(h, id_hash_with(b"secret", "abc"));
+        assert_ne!(h, id_hash_with(b"secret", "abd"));
+        assert_ne!(h, id_hash_with(b"rotated", "abc"), "a new secret ends them");
+        assert_ne!(h, hex::encode(Sha256::digest(b"abc")));
     }
 }

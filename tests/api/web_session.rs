@@ -89,8 +89,13 @@ async fn get(app: &TestApp, path: &str, cookie: &str) -> Reply {
     .await
 }
 
+/// What the service stores of a cookie's id: an HMAC keyed by its JWT_SECRET.
 fn hash(cookie_value: &str) -> String {
-    hex::encode(Sha256::digest(cookie_value.as_bytes()))
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<Sha256>::new_from_slice(JWT_SECRET.as_bytes()).unwrap();
+    mac.update(b"web-session\0");
+    mac.update(cookie_value.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
 }
 
 async fn the_session_cookie_is_host_prefixed_and_names_no_token(app: TestApp) {
@@ -124,6 +129,11 @@ async fn the_session_cookie_is_host_prefixed_and_names_no_token(app: TestApp) {
     assert!(!value.contains('.') && !jwt.contains(value), "{value}");
     assert_eq!(value.len(), 43, "32 random bytes in base64url: {value}");
     assert!(web_sessions::find(&app.db, value).await.unwrap().is_none());
+    let plain_sha256 = hex::encode(Sha256::digest(value.as_bytes()));
+    assert!(web_sessions::find(&app.db, &plain_sha256)
+        .await
+        .unwrap()
+        .is_none());
     let stored = web_sessions::find(&app.db, &hash(value))
         .await
         .unwrap()
