@@ -263,7 +263,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 exp: chrono::Utc::now().timestamp() + ttl,
                 email,
             };
-            println!("{}", jwt::sign(&claims, secret.expose().as_bytes()));
+            let expected = &settings.auth.jwt_expected;
+            println!(
+                "{}",
+                jwt::sign_for(&claims, secret.expose().as_bytes(), expected)
+            );
             Ok(())
         }
     }

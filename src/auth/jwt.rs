@@ -100,6 +100,27 @@ pub struct Expected {
     pub issuer: Option<String>,
 }
 
+impl Expected {
+    /// Whether a token that named `scope` is for this service: its `aud` includes the expected audience
+    /// and its `iss` is the expected issuer, where expected.
+    pub fn admits(&self, scope: &Scope) -> bool {
+        self.audience
+            .as_ref()
+            .is_none_or(|aud| scope.audience.contains(aud))
+            && self
+                .issuer
+                .as_ref()
+                .is_none_or(|iss| scope.issuer.as_ref() == Some(iss))
+    }
+}
+
+/// Whom a token was minted for: its `aud` (a string or an array of them; none when absent) and `iss`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub audience: Vec<String>,
+    pub issuer: Option<String>,
+}
+
 /// As [`verify`], then checks `aud` (a string, or an array holding it) and `iss` where expected.
 pub fn verify_for(
     token: &str,
@@ -107,10 +128,21 @@ pub fn verify_for(
     now: i64,
     expected: &Expected,
 ) -> Result<Claims, JwtError> {
-    let claims = verify(token, secret, now)?;
     if expected.audience.is_none() && expected.issuer.is_none() {
-        return Ok(claims);
+        return verify(token, secret, now);
     }
+    verify_scoped(token, secret, now, expected).map(|(claims, _)| claims)
+}
+
+/// As [`verify_for`], and also says whom the token was minted for (a page session keeps it, and is
+/// checked against the settings of the moment on every request, as a token is).
+pub fn verify_scoped(
+    token: &str,
+    secret: &[u8],
+    now: i64,
+    expected: &Expected,
+) -> Result<(Claims, Scope), JwtError> {
+    let claims = verify(token, secret, now)?;
     // Signature already checked: the payload is the one verified above.
     let raw: serde_json::Value = token
         .split('.')
@@ -118,22 +150,21 @@ pub fn verify_for(
         .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or(JwtError::Claims)?;
-    if let Some(aud) = &expected.audience {
-        let ok = match &raw["aud"] {
-            serde_json::Value::String(a) => a == aud,
-            serde_json::Value::Array(list) => list.iter().any(|a| a.as_str() == Some(aud)),
-            _ => false,
-        };
-        if !ok {
-            return Err(JwtError::Audience);
-        }
+    let scope = Scope {
+        audience: match &raw["aud"] {
+            serde_json::Value::String(a) => vec![a.clone()],
+            serde_json::Value::Array(list) => list
+                .iter()
+                .filter_map(|a| a.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        },
+        issuer: raw["iss"].as_str().map(str::to_owned),
+    };
+    if !expected.admits(&scope) {
+        return Err(JwtError::Audience);
     }
-    if let Some(iss) = &expected.issuer {
-        if raw["iss"].as_str() != Some(iss) {
-            return Err(JwtError::Audience);
-        }
-    }
-    Ok(claims)
+    Ok((claims, scope))
 }
 
 #[derive(Deserialize)]
@@ -181,8 +212,28 @@ pub fn verify(token: &str, secret: &[u8], now: i64) -> Result<Claims, JwtError> 
     Ok(claims)
 }
 
-/// Signs claims as an HS256 JWT (the `token` command and tests).
+/// Signs claims as an HS256 JWT (tests, and the demo's own tokens).
 pub fn sign(claims: &Claims, secret: &[u8]) -> String {
+    sign_json(
+        &serde_json::to_value(claims).expect("claims serialize"),
+        secret,
+    )
+}
+
+/// Signs claims with the `aud` and `iss` this service expects, when configured: a token the `token`
+/// command mints must pass [`verify_for`] here.
+pub fn sign_for(claims: &Claims, secret: &[u8], expected: &Expected) -> String {
+    let mut body = serde_json::to_value(claims).expect("claims serialize");
+    if let Some(aud) = &expected.audience {
+        body["aud"] = aud.as_str().into();
+    }
+    if let Some(iss) = &expected.issuer {
+        body["iss"] = iss.as_str().into();
+    }
+    sign_json(&body, secret)
+}
+
+fn sign_json(claims: &serde_json::Value, secret: &[u8]) -> String {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
     let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).expect("claims serialize"));
     let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes any key length");
@@ -239,6 +290,37 @@ mod tests {
                 "{alg}"
             );
         }
+    }
+
+    #[test]
+    fn tokens_signed_for_the_configured_audience_and_issuer_pass_its_checks() {
+        let expected = Expected {
+            audience: Some("billing".into()),
+            issuer: Some("https://platform.example.com".into()),
+        };
+        let t = sign_for(&claims(1000), b"secret", &expected);
+        assert_eq!(verify_for(&t, b"secret", 900, &expected), Ok(claims(1000)));
+        let plain = sign(&claims(1000), b"secret");
+        assert_eq!(
+            verify_for(&plain, b"secret", 900, &expected),
+            Err(JwtError::Audience)
+        );
+        let (_, scope) = verify_scoped(&t, b"secret", 900, &Expected::default()).unwrap();
+        assert_eq!(
+            scope,
+            Scope {
+                audience: vec!["billing".into()],
+                issuer: Some("https://platform.example.com".into())
+            }
+        );
+        assert!(expected.admits(&scope));
+        assert!(!expected.admits(&Scope::default()));
+        assert!(Expected::default().admits(&Scope::default()));
+        // Nothing configured: the same token as `sign`.
+        assert_eq!(
+            sign_for(&claims(1000), b"secret", &Expected::default()),
+            plain
+        );
     }
 
     #[test]

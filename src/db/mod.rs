@@ -17,6 +17,7 @@ pub mod reports;
 pub mod rollups;
 pub mod subscriptions;
 pub mod tenants;
+pub mod web_sessions;
 pub mod webhook_events;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

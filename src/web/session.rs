@@ -1,36 +1,64 @@
-//! Signing in to the pages with the platform's own JWT, kept in an HttpOnly cookie, and CSRF protection.
+//! Signing in to the pages with the platform's own JWT, the server-side session it opens, and CSRF
+//! protection.
 //!
-//! - `POST /auth/session` (form or JSON `{token}`) verifies the token and sets the cookie; the token never
-//!   travels in a URL, so it reaches no access log, history or `Referer`.
-//! - The cookie is `SameSite=Lax`: Stripe sends the browser back from Checkout and the portal with a
-//!   top-level GET from its own site, which a `Strict` cookie would not survive (the user would land on the
-//!   sign-in page). Lax still withholds the cookie from cross-site POSTs.
-//! - Every state-changing form carries a token derived from the session (HMAC of the cookie's JWT with
+//! - `POST /auth/session` (form or JSON `{token, next?}`) verifies the token (signature, `exp`, and `aud` /
+//!   `iss` when `JWT_AUDIENCE` / `JWT_ISSUER` are set; the session keeps them and every request checks
+//!   them against the settings of the moment) and opens a session: a row in `web_sessions` under an HMAC
+//!   of a random id, the id in the cookie. The token never travels in a URL, so it reaches no access log,
+//!   history or `Referer`, and it is not kept: the cookie is worth nothing on the API.
+//! - A session lasts as long as the token it was opened with. Signing out deletes its row, so the cookie
+//!   replayed afterwards opens nothing.
+//! - Sign-in is refused unless `Origin` or `Referer` names this service (login CSRF: another site must not
+//!   sign a visitor in to an account of its choosing). Browsers send `Origin` on every form POST.
+//! - The cookie is `__Host-` prefixed: `Secure`, `Path=/` and no `Domain`, so a sibling subdomain (a
+//!   tenant's) cannot plant or overwrite it. It is `SameSite=Lax`: Stripe sends the browser back from
+//!   Checkout and the portal with a top-level GET from its own site, which a `Strict` cookie would not
+//!   survive. Lax still withholds it from cross-site POSTs.
+//! - Every state-changing form carries a token derived from the session (an HMAC of the cookie's id with
 //!   `JWT_SECRET`), and `Origin`/`Referer`, when the browser sends them, must name this service.
+//! - A page reached without a live session sends the browser to `/sign-in?next=<where it was>` (with
+//!   `expired=1` when the session had expired, so the page says so); signing in comes back there. `next`
+//!   is only ever a path on this site.
 
 use super::html::{self, Chrome};
-use crate::auth::jwt::{self, Claims, JwtError};
+use crate::auth::jwt::{self, Claims, JwtError, Scope};
 use crate::auth::{Caller, Role};
-use crate::db::tenants;
+use crate::db::{tenants, web_sessions};
 use crate::domain::TenantId;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, RawQuery, Request, State};
 use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use maud::{html, Markup};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use sha2::Sha256;
 
-pub const COOKIE: &str = "billing_session";
+/// The session cookie. `__Host-` makes the browser refuse it unless it is `Secure`, `Path=/` and has no
+/// `Domain`: a page on another subdomain can neither set it for us nor shadow it.
+///
+/// `Secure` does not break the local demo over plain http: browsers count `http://localhost` and
+/// `http://127.0.0.1` as secure contexts (Chromium and Firefox keep and send `Secure` cookies there), and
+/// the demo serves on loopback, where the cookie never crosses a network. On any other plain-http host the
+/// browser drops the cookie and sign-in does not stick: a session is never carried over cleartext.
+pub const COOKIE: &str = "__Host-billing_session";
+/// How long the cookie and the row outlive an expired session: a person coming back within this time is
+/// told that the session expired, rather than only asked to sign in. Rows older than that are pruned.
+const EXPIRED_KEPT_SECS: i64 = 7 * 24 * 3600;
 /// How long a dev sign-in lasts.
-const DEV_TOKEN_TTL_SECS: i64 = 8 * 3600;
+const DEV_SESSION_SECS: i64 = 8 * 3600;
+/// The words a person sees when their session, or the token they pasted, has expired.
+pub const EXPIRED_MESSAGE: &str = "Your session expired. Sign in again.";
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -40,47 +68,79 @@ pub fn router() -> Router<AppState> {
         .route("/dev/sign-in", get(dev_sign_in_page).post(dev_sign_in))
 }
 
-/// The CSRF token of a session: an HMAC of its JWT, so it needs no storage and dies with the session.
-pub fn csrf_token(state: &AppState, jwt: &str) -> String {
-    hex::encode(csrf_mac(state, jwt).finalize().into_bytes())
+/// The CSRF token of a session: an HMAC of its cookie's id, so it needs no storage and dies with the
+/// session.
+pub fn csrf_token(state: &AppState, session: &str) -> String {
+    hex::encode(csrf_mac(state, session).finalize().into_bytes())
 }
 
-fn csrf_mac(state: &AppState, jwt: &str) -> Hmac<Sha256> {
+fn csrf_mac(state: &AppState, session: &str) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(state.jwt_secret.expose().as_bytes())
         .expect("HMAC takes any key length");
     mac.update(b"csrf\0");
-    mac.update(jwt.as_bytes());
+    mac.update(session.as_bytes());
     mac
 }
 
-fn csrf_ok(state: &AppState, jwt: &str, given: &str) -> bool {
-    hex::decode(given).is_ok_and(|bytes| csrf_mac(state, jwt).verify_slice(&bytes).is_ok())
+fn csrf_ok(state: &AppState, session: &str, given: &str) -> bool {
+    hex::decode(given).is_ok_and(|bytes| csrf_mac(state, session).verify_slice(&bytes).is_ok())
 }
 
-/// Whether `Origin` (or else `Referer`) names this service; true when the browser sent neither.
-pub fn same_origin(headers: &HeaderMap, state: &AppState) -> bool {
-    let public = origin_of(&state.settings.http.public_base_url);
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let allowed = |origin: &str| {
-        public.as_deref() == Some(origin)
-            || host.is_some_and(|h| {
-                origin
-                    .strip_prefix("http://")
-                    .or_else(|| origin.strip_prefix("https://"))
-                    == Some(h)
-            })
+/// Where a request says it comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Provenance {
+    /// `Origin` (or else `Referer`) names this service.
+    Here,
+    /// Another site.
+    Elsewhere,
+    /// Neither header was sent.
+    Unsaid,
+}
+
+fn provenance(headers: &HeaderMap, state: &AppState) -> Provenance {
+    let verdict = |here: bool| {
+        if here {
+            Provenance::Here
+        } else {
+            Provenance::Elsewhere
+        }
     };
     if let Some(origin) = headers.get(header::ORIGIN) {
-        return origin.to_str().is_ok_and(allowed);
+        return verdict(
+            origin
+                .to_str()
+                .is_ok_and(|o| origin_is_here(o, headers, state)),
+        );
     }
     if let Some(referer) = headers.get(header::REFERER) {
-        return referer
-            .to_str()
-            .ok()
-            .and_then(origin_of)
-            .is_some_and(|o| allowed(&o));
+        return verdict(
+            referer
+                .to_str()
+                .ok()
+                .and_then(origin_of)
+                .is_some_and(|o| origin_is_here(&o, headers, state)),
+        );
     }
-    true
+    Provenance::Unsaid
+}
+
+/// Whether `origin` is `PUBLIC_BASE_URL`'s, or the one the request's `Host` names.
+fn origin_is_here(origin: &str, headers: &HeaderMap, state: &AppState) -> bool {
+    let public = origin_of(&state.settings.http.public_base_url);
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    public.as_deref() == Some(origin)
+        || host.is_some_and(|h| {
+            origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"))
+                == Some(h)
+        })
+}
+
+/// Whether `Origin` (or else `Referer`) names this service; true when the browser sent neither (a form
+/// of a signed-in page also carries its CSRF token).
+pub fn same_origin(headers: &HeaderMap, state: &AppState) -> bool {
+    provenance(headers, state) != Provenance::Elsewhere
 }
 
 /// `scheme://host[:port]` of an absolute URL.
@@ -88,6 +148,55 @@ fn origin_of(url: &str) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;
     let authority = rest.split(['/', '?', '#']).next()?;
     (!authority.is_empty()).then(|| format!("{scheme}://{authority}"))
+}
+
+/// Whether `next` may be sent back to after signing in: a path on this site, and nothing a browser could
+/// read as another site (`//host`, `/\host`, a scheme, control characters it would strip), nor the sign-in
+/// routes themselves.
+pub fn safe_next(next: &str) -> bool {
+    next.len() <= 2048
+        && next.starts_with('/')
+        && !next.starts_with("//")
+        // Printable ASCII without the backslash: browsers read `\` as `/` and drop tabs and newlines, so
+        // `/\evil.example` or `/<TAB>/evil.example` would become `//evil.example`.
+        && next.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b'\\')
+        && !["/sign-in", "/auth/", "/dev/"]
+            .iter()
+            .any(|p| next.starts_with(p))
+}
+
+/// The page to come back to after signing in: the page itself for a GET; for a form, the page it was
+/// sent from (its own address is an action, not a page).
+fn return_path(parts: &Parts, state: &AppState) -> Option<String> {
+    let path = if parts.method == Method::GET || parts.method == Method::HEAD {
+        parts.uri.path_and_query().map(|pq| pq.as_str().to_owned())
+    } else {
+        let referer = parts.headers.get(header::REFERER)?.to_str().ok()?;
+        let origin = origin_of(referer)?;
+        if !origin_is_here(&origin, &parts.headers, state) {
+            return None;
+        }
+        let rest = referer[origin.len()..].split('#').next().unwrap_or("");
+        Some(if rest.is_empty() { "/" } else { rest }.to_owned())
+    };
+    path.filter(|p| safe_next(p))
+}
+
+/// `/sign-in`, with what it should say and where to come back to.
+fn sign_in_location(next: Option<&str>, expired: bool) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    if expired {
+        query.append_pair("expired", "1");
+    }
+    if let Some(next) = next.filter(|n| safe_next(n)) {
+        query.append_pair("next", next);
+    }
+    let query = query.finish();
+    if query.is_empty() {
+        "/sign-in".to_owned()
+    } else {
+        format!("/sign-in?{query}")
+    }
 }
 
 fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -99,34 +208,51 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
+        .filter(|v| !v.is_empty())
 }
 
-fn secure(state: &AppState) -> bool {
-    state.settings.http.public_base_url.starts_with("https://")
+/// What the database keeps of a session id: an HMAC of it keyed by `JWT_SECRET`, so that reading the
+/// table opens no session, and a new `JWT_SECRET` ends every session as it ends every token.
+fn id_hash(state: &AppState, session: &str) -> String {
+    id_hash_with(state.jwt_secret.expose().as_bytes(), session)
 }
 
-fn set_cookie(state: &AppState, jwt: &str, max_age: i64) -> HeaderValue {
-    let secure = if secure(state) { "; Secure" } else { "" };
+fn id_hash_with(secret: &[u8], session: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(b"web-session\0");
+    mac.update(session.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn set_cookie(session: &str, max_age: i64) -> HeaderValue {
     HeaderValue::from_str(&format!(
-        "{COOKIE}={jwt}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
+        "{COOKIE}={session}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age}"
     ))
-    .expect("a JWT is a valid header value")
+    .expect("a base64url id is a valid header value")
 }
 
-fn clear_cookie(state: &AppState) -> HeaderValue {
-    let secure = if secure(state) { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!(
-        "{COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}"
-    ))
-    .expect("static cookie")
+fn clear_cookie() -> HeaderValue {
+    // The attributes a `__Host-` cookie must carry, or the browser ignores the deletion too.
+    HeaderValue::from_static(
+        "__Host-billing_session=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0",
+    )
 }
 
-/// A signed-in user of the pages: the verified token's caller and the session's CSRF token.
+/// A redirect to the sign-in page that also drops the cookie.
+fn to_sign_in(next: Option<&str>, expired: bool, clear: bool) -> Response {
+    let mut r = Redirect::to(&sign_in_location(next, expired)).into_response();
+    if clear {
+        r.headers_mut().insert(header::SET_COOKIE, clear_cookie());
+    }
+    r
+}
+
+/// A signed-in user of the pages: who the session's token named, and the session's CSRF token.
 #[derive(Clone)]
 pub struct PageUser {
     pub caller: Caller,
     pub csrf: String,
-    jwt: String,
+    session: String,
 }
 
 impl PageUser {
@@ -164,24 +290,36 @@ impl FromRequestParts<AppState> for PageUser {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        let to_sign_in = || Redirect::to("/sign-in").into_response();
-        let jwt = cookie_value(&parts.headers, COOKIE)
-            .filter(|v| !v.is_empty())
-            .ok_or_else(to_sign_in)?
-            .to_owned();
-        let claims = jwt::verify_for(
-            &jwt,
-            state.jwt_secret.expose().as_bytes(),
-            chrono::Utc::now().timestamp(),
-            &state.settings.auth.jwt_expected,
-        )
-        .map_err(|_| {
-            // An expired or foreign cookie: drop it so the sign-in page starts clean.
-            let mut r = to_sign_in();
-            r.headers_mut()
-                .insert(header::SET_COOKIE, clear_cookie(state));
-            r
-        })?;
+        let back = return_path(parts, state);
+        let Some(session) = cookie_value(&parts.headers, COOKIE) else {
+            return Err(to_sign_in(back.as_deref(), false, false));
+        };
+        let stored = web_sessions::find(&state.db, &id_hash(state, session))
+            .await
+            .map_err(|e| ApiError::from(e).into_response())?;
+        // Signed out, pruned, or never ours: the cookie is dropped and the person signs in.
+        let Some(stored) = stored else {
+            return Err(to_sign_in(back.as_deref(), false, true));
+        };
+        if Utc::now() > stored.expires_at {
+            return Err(to_sign_in(back.as_deref(), true, true));
+        }
+        // JWT_AUDIENCE / JWT_ISSUER as set now: a session opened before they were set, with a token
+        // minted for another purpose, ends with them as the token would.
+        let scope = Scope {
+            audience: stored.audience,
+            issuer: stored.issuer,
+        };
+        if !state.settings.auth.jwt_expected.admits(&scope) {
+            return Err(to_sign_in(back.as_deref(), false, true));
+        }
+        let claims = Claims {
+            sub: stored.sub,
+            tenant_id: stored.tenant_id,
+            role: stored.role,
+            exp: stored.token_exp,
+            email: stored.email,
+        };
         let role = claims.role().filter(|r| r.reads_tenant()).ok_or_else(|| {
             (
                 StatusCode::FORBIDDEN,
@@ -189,11 +327,10 @@ impl FromRequestParts<AppState> for PageUser {
             )
                 .into_response()
         })?;
-        let csrf = csrf_token(state, &jwt);
         Ok(PageUser {
             caller: Caller { claims, role },
-            csrf,
-            jwt,
+            csrf: csrf_token(state, session),
+            session: session.to_owned(),
         })
     }
 }
@@ -224,7 +361,7 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for Posted<T> {
             .find(|(k, _)| k == "csrf")
             .map(|(_, v)| v.into_owned())
             .unwrap_or_default();
-        if !csrf_ok(state, &user.jwt, &given) {
+        if !csrf_ok(state, &user.session, &given) {
             return Err(refused(
                 "This form has expired or did not come from this page. Go back, reload and try again.",
             ));
@@ -273,26 +410,129 @@ fn home_of(role: Role) -> &'static str {
     }
 }
 
-fn signed_in(state: &AppState, jwt: &str, claims: &Claims, role: Role) -> Response {
-    let max_age = (claims.exp - chrono::Utc::now().timestamp()).max(0);
-    let mut r = Redirect::to(home_of(role)).into_response();
+/// The last second a session may end at (9999-12-31T23:59:59Z): both engines store it as written.
+const LATEST_END: i64 = 253_402_300_799;
+
+/// Opens a session for verified `claims` and sends the browser on: to `next` when it is a path here, else
+/// to the role's home. A session the browser already had is ended first, and sessions expired longer ago
+/// than [`EXPIRED_KEPT_SECS`] are pruned, so the table holds only what a cookie can still name.
+async fn signed_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    claims: &Claims,
+    scope: Scope,
+    role: Role,
+    next: Option<&str>,
+) -> Response {
+    let now = Utc::now();
+    // As long as the token is accepted on the API: its `exp` and the clock-skew leeway.
+    let end = claims
+        .exp
+        .saturating_add(jwt::EXP_LEEWAY_SECS)
+        .min(LATEST_END);
+    let expires_at = DateTime::from_timestamp(end, 0).unwrap_or(now);
+    let session = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let stored = web_sessions::WebSession {
+        sub: claims.sub.clone(),
+        tenant_id: claims.tenant_id.clone(),
+        role: role.as_str().to_owned(),
+        email: claims.email.clone(),
+        token_exp: claims.exp,
+        audience: scope.audience,
+        issuer: scope.issuer,
+        expires_at,
+    };
+    let opened = async {
+        if let Some(previous) = cookie_value(headers, COOKIE) {
+            web_sessions::end(&state.db, &id_hash(state, previous)).await?;
+        }
+        web_sessions::prune(
+            &state.db,
+            now - chrono::Duration::seconds(EXPIRED_KEPT_SECS),
+        )
+        .await?;
+        web_sessions::create(&state.db, &id_hash(state, &session), &stored).await
+    };
+    if let Err(e) = opened.await {
+        return ApiError::from(e).into_response();
+    }
+    warn_if_cookie_cannot_stick(state, headers);
+    let max_age = (expires_at - now).num_seconds().max(0) + EXPIRED_KEPT_SECS;
+    let to = next.filter(|n| safe_next(n)).unwrap_or(home_of(role));
+    let mut r = Redirect::to(to).into_response();
     r.headers_mut()
-        .insert(header::SET_COOKIE, set_cookie(state, jwt, max_age));
+        .insert(header::SET_COOKIE, set_cookie(&session, max_age));
     r
 }
 
-fn sign_in_form(state: &AppState, error: Option<&str>, status: StatusCode) -> Response {
+/// Says in the log why sign-in will not stick when the pages are served over plain http to a host that
+/// is not loopback: the browser drops the `Secure` cookie there.
+fn warn_if_cookie_cannot_stick(state: &AppState, headers: &HeaderMap) {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if state.settings.http.public_base_url.starts_with("http://") && !loopback(host) {
+        tracing::warn!(
+            host,
+            "signed in over plain http at a host that is not loopback: browsers keep the Secure session \
+             cookie only over https (or on localhost), so the sign-in will not stick; serve the pages over \
+             https and set PUBLIC_BASE_URL to that address"
+        );
+    }
+}
+
+/// Whether a `Host` header names this machine (`localhost`, `127.0.0.1`, `[::1]`, with or without a port).
+fn loopback(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// What the sign-in page says above its form.
+enum Notice<'a> {
+    None,
+    /// The session (or the token pasted) expired; the detail says more.
+    Expired(Option<&'a str>),
+    Error(&'a str),
+}
+
+fn sign_in_form(
+    state: &AppState,
+    notice: Notice<'_>,
+    next: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let next = next.filter(|n| safe_next(n));
     let body = html! {
         div class="card narrow" {
             h1 { "Sign in to billing" }
+            @if let Notice::Expired(detail) = notice {
+                div class="notice warn" id="session-expired" role="alert" {
+                    strong { (EXPIRED_MESSAGE) }
+                    @if let Some(detail) = detail {
+                        br;
+                        (detail)
+                    }
+                }
+            }
             p class="sub" {
                 "Paste the access token the Thanotopolis platform gave you. It is kept in a secure cookie \
                  for this site only."
             }
-            @if let Some(e) = error {
+            @if let Notice::Error(e) = notice {
                 (html::notice("error", "sign-in-error", e))
             }
             form method="post" action="/auth/session" {
+                @if let Some(next) = next {
+                    input type="hidden" name="next" value=(next);
+                }
                 div class="field" {
                     label for="token" { "Access token" }
                     textarea id="token" name="token" required autocomplete="off" spellcheck="false" {}
@@ -317,77 +557,169 @@ fn sign_in_form(state: &AppState, error: Option<&str>, status: StatusCode) -> Re
     super::html_response(status, html::page(&chrome, body))
 }
 
-async fn sign_in_page(State(state): State<AppState>) -> Response {
-    sign_in_form(&state, None, StatusCode::OK)
+/// `GET /sign-in[?expired=1][&next=/path]`.
+async fn sign_in_page(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    let (mut next, mut expired) = (None, false);
+    for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match &*k {
+            "next" => next = Some(v.into_owned()),
+            "expired" => expired = v == "1",
+            _ => {}
+        }
+    }
+    let notice = if expired {
+        Notice::Expired(None)
+    } else {
+        Notice::None
+    };
+    sign_in_form(&state, notice, next.as_deref(), StatusCode::OK)
+}
+
+/// A refused sign-in: the contract's JSON error for a JSON request, else the sign-in page saying why.
+fn refused(
+    state: &AppState,
+    json: bool,
+    status: StatusCode,
+    code: ErrorCode,
+    message: &str,
+    expired: bool,
+    next: Option<&str>,
+) -> Response {
+    if json {
+        let detail = if expired {
+            format!("{EXPIRED_MESSAGE} {message}")
+        } else {
+            message.to_owned()
+        };
+        return ApiError::new(status, code, detail).into_response();
+    }
+    let notice = if expired {
+        Notice::Expired(Some(message))
+    } else {
+        Notice::Error(message)
+    };
+    sign_in_form(state, notice, next, status)
+}
+
+/// Why a sign-in that does not come from this site is refused, or `None` when it does.
+fn foreign_sign_in(headers: &HeaderMap, state: &AppState) -> Option<&'static str> {
+    match provenance(headers, state) {
+        Provenance::Here => None,
+        Provenance::Elsewhere => Some(
+            "This sign-in was sent from another site, so it was refused. Sign in on this site's sign-in page.",
+        ),
+        Provenance::Unsaid => Some(
+            "This sign-in did not say which page sent it (no Origin or Referer header), so it was refused. \
+             Sign in on this site's sign-in page.",
+        ),
+    }
 }
 
 #[derive(Deserialize)]
 struct TokenBody {
     token: String,
+    #[serde(default)]
+    next: Option<String>,
 }
 
 /// Signs in with a platform token, from a form or a JSON body.
 async fn create_session(State(state): State<AppState>, req: Request) -> Response {
-    if !same_origin(req.headers(), &state) {
-        return sign_in_form(
-            &state,
-            Some("The sign-in was sent from another site, so it was refused."),
-            StatusCode::FORBIDDEN,
-        );
-    }
-    let is_json = req
+    let json = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    let token = if is_json {
+    if let Some(why) = foreign_sign_in(req.headers(), &state) {
+        return refused(
+            &state,
+            json,
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            why,
+            false,
+            None,
+        );
+    }
+    let headers = req.headers().clone();
+    let body = if json {
         axum::Json::<TokenBody>::from_request(req, &state)
             .await
             .ok()
-            .map(|axum::Json(b)| b.token)
+            .map(|axum::Json(b)| b)
     } else {
         Form::<TokenBody>::from_request(req, &state)
             .await
             .ok()
-            .map(|Form(b)| b.token)
+            .map(|Form(b)| b)
     };
-    let Some(token) = token else {
-        return sign_in_form(
+    let Some(body) = body.filter(|b| !b.token.trim().is_empty()) else {
+        let (code, message) = if json {
+            (
+                ErrorCode::InvalidJson,
+                r#"Send {"token": "<the platform's access token>"} to sign in."#,
+            )
+        } else {
+            (ErrorCode::InvalidBody, "Paste a token to sign in.")
+        };
+        return refused(
             &state,
-            Some("Paste a token to sign in."),
+            json,
             StatusCode::BAD_REQUEST,
+            code,
+            message,
+            false,
+            None,
         );
     };
-    let token = token.trim();
-    let verified = jwt::verify_for(
-        token,
+    let next = body.next.as_deref();
+    let verified = jwt::verify_scoped(
+        body.token.trim(),
         state.jwt_secret.expose().as_bytes(),
-        chrono::Utc::now().timestamp(),
+        Utc::now().timestamp(),
         &state.settings.auth.jwt_expected,
     );
-    let claims = match verified {
-        Ok(c) => c,
+    let unauthorized = |message: &str, expired: bool| {
+        refused(
+            &state,
+            json,
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::NotAuthenticated,
+            message,
+            expired,
+            next,
+        )
+    };
+    let (claims, scope) = match verified {
+        Ok(verified) => verified,
         Err(JwtError::Expired) => {
-            return sign_in_form(
-                &state,
-                Some("This token has expired. Get a new one from the platform."),
-                StatusCode::UNAUTHORIZED,
+            return unauthorized(
+                "The token you pasted has expired: get a new one from the platform.",
+                true,
+            )
+        }
+        Err(JwtError::Audience) => {
+            return unauthorized(
+                "This token was issued for another service, not for billing. Get a billing token from the platform.",
+                false,
             )
         }
         Err(_) => {
-            return sign_in_form(
-                &state,
-                Some("This token was not accepted. Check that you pasted all of it."),
-                StatusCode::UNAUTHORIZED,
+            return unauthorized(
+                "This token was not accepted. Check that you pasted all of it.",
+                false,
             )
         }
     };
     match claims.role().filter(|r| r.reads_tenant()) {
-        Some(role) => signed_in(&state, token, &claims, role),
-        None => sign_in_form(
+        Some(role) => signed_in(&state, &headers, &claims, scope, role, next).await,
+        None => refused(
             &state,
-            Some("This token's role cannot use the billing pages."),
+            json,
             StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "This token's role cannot use the billing pages.",
+            false,
+            next,
         ),
     }
 }
@@ -395,10 +727,14 @@ async fn create_session(State(state): State<AppState>, req: Request) -> Response
 #[derive(Deserialize)]
 struct Empty {}
 
-async fn logout(State(state): State<AppState>, _posted: Posted<Empty>) -> Response {
+/// Ends the session where it is stored, not only in this browser: the cookie replayed afterwards opens
+/// nothing.
+async fn logout(State(state): State<AppState>, posted: Posted<Empty>) -> Response {
+    if let Err(e) = web_sessions::end(&state.db, &id_hash(&state, &posted.user.session)).await {
+        return ApiError::from(e).into_response();
+    }
     let mut r = Redirect::to("/sign-in").into_response();
-    r.headers_mut()
-        .insert(header::SET_COOKIE, clear_cookie(&state));
+    r.headers_mut().insert(header::SET_COOKIE, clear_cookie());
     r
 }
 
@@ -481,6 +817,8 @@ struct DevSignIn {
     role: String,
 }
 
+/// Opens a session for the chosen tenant and role directly: no token is minted, so the session does not
+/// depend on `JWT_AUDIENCE` / `JWT_ISSUER`, which a minted token would have to carry.
 async fn dev_sign_in(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -489,8 +827,16 @@ async fn dev_sign_in(
     if !state.settings.auth.dev_sign_in {
         return StatusCode::NOT_FOUND.into_response();
     }
-    if !same_origin(&headers, &state) {
-        return StatusCode::FORBIDDEN.into_response();
+    if let Some(why) = foreign_sign_in(&headers, &state) {
+        return refused(
+            &state,
+            false,
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            why,
+            false,
+            None,
+        );
     }
     let Some(role) = Role::parse(&f.role).filter(|r| r.reads_tenant()) else {
         return StatusCode::UNPROCESSABLE_ENTITY.into_response();
@@ -502,16 +848,22 @@ async fn dev_sign_in(
         sub: format!("demo-{}", role.as_str()),
         tenant_id: f.tenant_id,
         role: role.as_str().to_owned(),
-        exp: chrono::Utc::now().timestamp() + DEV_TOKEN_TTL_SECS,
+        exp: Utc::now().timestamp() + DEV_SESSION_SECS,
         email: None,
     };
-    let token = jwt::sign(&claims, state.jwt_secret.expose().as_bytes());
-    signed_in(&state, &token, &claims, role)
+    // Minted here, for this service: whom the settings expect.
+    let expected = &state.settings.auth.jwt_expected;
+    let scope = Scope {
+        audience: expected.audience.iter().cloned().collect(),
+        issuer: expected.issuer.clone(),
+    };
+    signed_in(&state, &headers, &claims, scope, role, None).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::Digest;
 
     #[test]
     fn origins_are_scheme_and_authority() {
@@ -531,9 +883,88 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(
             header::COOKIE,
-            HeaderValue::from_static("a=1; billing_session=abc.def.ghi; b=2"),
+            HeaderValue::from_static("a=1; __Host-billing_session=abc_DEF-1; b=2"),
         );
-        assert_eq!(cookie_value(&h, COOKIE), Some("abc.def.ghi"));
+        assert_eq!(cookie_value(&h, COOKIE), Some("abc_DEF-1"));
         assert_eq!(cookie_value(&h, "missing"), None);
+        // The cookie without its prefix is not ours: a subdomain could have set it.
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("billing_session=abc"),
+        );
+        assert_eq!(cookie_value(&h, COOKIE), None);
+    }
+
+    #[test]
+    fn next_is_only_a_path_on_this_site() {
+        for ok in ["/billing", "/billing?tenant_id=acme", "/admin/billing", "/"] {
+            assert!(safe_next(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "billing",
+            "//evil.example",
+            "//evil.example/billing",
+            "https://evil.example",
+            "http://127.0.0.1/billing",
+            "/\\evil.example",
+            "/\\/evil.example",
+            "\\\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/ /evil.example",
+            "javascript:alert(1)",
+            "/billing\u{0}",
+            "/bill\u{e9}",
+            "/sign-in?next=/billing",
+            "/auth/logout",
+            "/dev/sign-in",
+        ] {
+            assert!(!safe_next(bad), "{bad:?}");
+        }
+        assert!(!safe_next(&format!("/{}", "a".repeat(2048))));
+    }
+
+    #[test]
+    fn the_sign_in_location_keeps_only_a_safe_next() {
+        assert_eq!(sign_in_location(None, false), "/sign-in");
+        assert_eq!(
+            sign_in_location(Some("/billing?tenant_id=acme"), true),
+            "/sign-in?expired=1&next=%2Fbilling%3Ftenant_id%3Dacme"
+        );
+        assert_eq!(sign_in_location(Some("//evil.example"), false), "/sign-in");
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for h in [
+            "127.0.0.1:8000",
+            "localhost:8000",
+            "localhost",
+            "[::1]:8000",
+            "127.0.0.2",
+        ] {
+            assert!(loopback(h), "{h}");
+        }
+        for h in [
+            "billing.example.com",
+            "10.0.0.5:8000",
+            "",
+            "[2001:db8::1]:80",
+            "localhost.evil.example",
+        ] {
+            assert!(!loopback(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn session_ids_are_stored_keyed_by_the_secret() {
+        let h = id_hash_with(b"secret", "abc");
+        assert_eq!(h.len(), 64);
+        assert_eq!(h, id_hash_with(b"secret", "abc"));
+        assert_ne!(h, id_hash_with(b"secret", "abd"));
+        assert_ne!(h, id_hash_with(b"rotated", "abc"), "a new secret ends them");
+        assert_ne!(h, hex::encode(Sha256::digest(b"abc")));
     }
 }

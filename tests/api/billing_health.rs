@@ -188,8 +188,10 @@ async fn a_run_with_a_failed_tenant_leaves_its_period_unfinished_until_a_rerun(a
         .send()
         .await
         .unwrap();
-    // The row's button starts the live run of that period, as the command would, once confirmed.
+    // The row's button starts the live run of that period, as the command would, once confirmed (a
+    // form of this session's page: each sign-in is a session of its own, with its own CSRF token).
     let cookie = sign_in(&app, &super_admin()).await;
+    let page = get(&app, "/admin/billing", &cookie).await.text;
     let form = [
         ("period", p.to_string()),
         ("csrf", csrf_of(&page)),

@@ -133,6 +133,7 @@ async fn a_full_flow_logs_no_secret_and_no_token() {
     for (who, home, status) in sign_ins {
         let resp = no_redirects
             .post(app.url("/auth/session"))
+            .header("origin", app.url(""))
             .form(&[("token", who.as_str())])
             .send()
             .await

@@ -27,4 +27,5 @@ mod usage;
 mod usage_claims;
 mod usage_crash;
 mod usage_reports;
+mod web_session;
 mod webhooks;

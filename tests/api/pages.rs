@@ -50,6 +50,7 @@ pub(crate) async fn sign_in(app: &TestApp, jwt: &str) -> String {
     let p = page(
         client()
             .post(app.url("/auth/session"))
+            .header("origin", &app.address)
             .form(&[("token", jwt)])
             .send()
             .await
@@ -113,14 +114,18 @@ async fn pages_need_sign_in_and_send_security_headers(app: TestApp) {
     for path in ["/billing", "/admin/billing", "/billing/cancel"] {
         let p = page(client().get(app.url(path)).send().await.unwrap()).await;
         assert_eq!(p.status, 303, "{path}");
-        assert_eq!(location(&p), "/sign-in", "{path}");
+        assert_eq!(
+            location(&p),
+            format!("/sign-in?next=%2F{}", &path[1..].replace('/', "%2F")),
+            "{path}"
+        );
     }
     let p = page(client().get(app.url("/sign-in")).send().await.unwrap()).await;
     assert_eq!(p.status, 200);
     assert!(p.text.contains("<label for=\"token\">"));
     assert_security_headers(&p);
     // A bad or expired cookie is the same as none, and is cleared.
-    let p = get(&app, "/billing", "billing_session=not.a.jwt").await;
+    let p = get(&app, "/billing", "__Host-billing_session=not-a-session").await;
     assert_eq!(p.status, 303);
     assert!(p
         .headers
@@ -137,6 +142,7 @@ async fn sign_in_sets_a_safe_cookie_and_redirects_by_role(app: TestApp) {
     let p = page(
         client()
             .post(app.url("/auth/session"))
+            .header("origin", &app.address)
             .form(&[("token", jwt.as_str())])
             .send()
             .await
@@ -146,17 +152,19 @@ async fn sign_in_sets_a_safe_cookie_and_redirects_by_role(app: TestApp) {
     assert_eq!(p.status, 303);
     assert_eq!(location(&p), "/billing");
     let cookie = p.headers.get(SET_COOKIE).unwrap().to_str().unwrap();
-    assert!(cookie.starts_with("billing_session="), "{cookie}");
+    assert!(cookie.starts_with("__Host-billing_session="), "{cookie}");
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Lax"), "{cookie}");
     assert!(cookie.contains("Path=/"), "{cookie}");
-    assert!(!cookie.contains("Secure"), "plain http: {cookie}");
+    assert!(cookie.contains("; Secure"), "__Host- requires it: {cookie}");
+    assert!(!cookie.contains("Domain"), "{cookie}");
     assert!(!location(&p).contains(&jwt));
 
     // JSON works too; a super admin lands on the admin page.
     let p = page(
         client()
             .post(app.url("/auth/session"))
+            .header("origin", &app.address)
             .json(&serde_json::json!({"token": super_admin()}))
             .send()
             .await
@@ -171,6 +179,7 @@ async fn sign_in_sets_a_safe_cookie_and_redirects_by_role(app: TestApp) {
         let p = page(
             client()
                 .post(app.url("/auth/session"))
+                .header("origin", &app.address)
                 .form(&[("token", bad)])
                 .send()
                 .await
