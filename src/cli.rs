@@ -298,13 +298,17 @@ async fn serve(mut settings: Settings, stripe_sim: bool) -> anyhow::Result<()> {
         "thanotopolis-billing listening"
     );
     if let Some(sim) = &sim {
-        let (base, sim_url, secret) = (base.clone(), sim.base_url.clone(), jwt_secret.clone());
+        let (base, sim_url) = (base.clone(), sim.base_url.clone());
+        let signer = crate::demo::Signer {
+            secret: jwt_secret.clone(),
+            expected: settings.auth.jwt_expected.clone(),
+        };
         let database_url = database_label(&settings.database.url);
         tokio::spawn(async move {
-            match crate::demo::seed(&base, &sim_url, &secret).await {
+            match crate::demo::seed(&base, &sim_url, &signer).await {
                 Ok(()) => println!(
                     "{}",
-                    crate::demo::banner(&base, &sim_url, &secret, &database_url)
+                    crate::demo::banner(&base, &sim_url, &signer, &database_url)
                 ),
                 Err(e) => tracing::error!(error = %e, "demo seeding failed"),
             }

@@ -87,7 +87,7 @@ pub struct AuthSettings {
     pub jwt_secret: Option<Secret>,
     /// When set, a token must carry this `aud` (`JWT_AUDIENCE`) and this `iss` (`JWT_ISSUER`).
     pub jwt_expected: crate::auth::jwt::Expected,
-    /// Whether `/dev/sign-in` mints tokens for any tenant (the local demo). Never read from the
+    /// Whether `/dev/sign-in` opens a session for any tenant (the local demo). Never read from the
     /// environment: only `serve --stripe-sim` turns it on, so no production setting can enable it.
     pub dev_sign_in: bool,
 }

@@ -42,22 +42,32 @@ pub async fn start_simulator(settings: &mut Settings) -> anyhow::Result<stripe_s
     Ok(sim)
 }
 
-fn token(secret: &Secret, tenant: &str, role: &str) -> String {
-    let claims = Claims {
-        sub: format!("demo-{role}"),
-        tenant_id: tenant.to_owned(),
-        role: role.to_owned(),
-        exp: chrono::Utc::now().timestamp() + 12 * 3600,
-        email: Some(format!("{role}@{tenant}.example")),
-    };
-    jwt::sign(&claims, secret.expose().as_bytes())
+/// Mints the demo's tokens as the service expects them: its secret, and its `JWT_AUDIENCE` and
+/// `JWT_ISSUER` when those are set.
+#[derive(Clone)]
+pub struct Signer {
+    pub secret: Secret,
+    pub expected: jwt::Expected,
+}
+
+impl Signer {
+    fn token(&self, tenant: &str, role: &str) -> String {
+        let claims = Claims {
+            sub: format!("demo-{role}"),
+            tenant_id: tenant.to_owned(),
+            role: role.to_owned(),
+            exp: chrono::Utc::now().timestamp() + 12 * 3600,
+            email: Some(format!("{role}@{tenant}.example")),
+        };
+        jwt::sign_for(&claims, self.secret.expose().as_bytes(), &self.expected)
+    }
 }
 
 /// Seeds the demo through the service's own API once it is serving: tenants, checkouts completed in the
 /// simulator, and 30 days of usage. Skipped when the database already has tenants.
-pub async fn seed(base: &str, sim: &str, secret: &Secret) -> anyhow::Result<()> {
+pub async fn seed(base: &str, sim: &str, signer: &Signer) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
-    let admin = token(secret, "platform", "super_admin");
+    let admin = signer.token("platform", "super_admin");
     let existing: Value = http
         .get(format!("{base}/api/admin/tenants"))
         .bearer_auth(&admin)
@@ -90,7 +100,7 @@ pub async fn seed(base: &str, sim: &str, secret: &Secret) -> anyhow::Result<()> 
         if let Some(trial_days) = plan {
             let session: Value = http
                 .post(format!("{base}/api/billing/create-checkout-session"))
-                .bearer_auth(token(secret, id, "org_admin"))
+                .bearer_auth(signer.token(id, "org_admin"))
                 .json(&json!({"success_url": format!("{base}/billing"), "cancel_url": format!("{base}/billing"), "trial_days": trial_days}))
                 .send()
                 .await?
@@ -108,7 +118,7 @@ pub async fn seed(base: &str, sim: &str, secret: &Secret) -> anyhow::Result<()> 
     }
     // Thirty days of calls and voice, a little different every day and for every organization.
     let now = chrono::Utc::now();
-    let service = token(secret, "platform", "service");
+    let service = signer.token("platform", "service");
     for (t, (id, ..)) in TENANTS.iter().enumerate() {
         let mut events = Vec::new();
         for day in 0..30i64 {
@@ -136,7 +146,7 @@ pub async fn seed(base: &str, sim: &str, secret: &Secret) -> anyhow::Result<()> 
 }
 
 /// What to print once the demo runs.
-pub fn banner(base: &str, sim: &str, secret: &Secret, database_url: &str) -> String {
+pub fn banner(base: &str, sim: &str, signer: &Signer, database_url: &str) -> String {
     format!(
         "\nThanotopolis billing demo is running (SQLite + in-process Stripe simulator, no keys).\n\n\
          \x20 Tenant billing page:   {base}/billing\n\
@@ -150,25 +160,53 @@ pub fn banner(base: &str, sim: &str, secret: &Secret, database_url: &str) -> Str
          Try: curl -s -H 'Authorization: Bearer <acme admin token>' {base}/api/billing/dashboard\n\n\
          The commands beside this demo need its database:\n\
          \x20 DATABASE_URL={database_url} thanotopolis-billing tenants list\n",
-        token(secret, "platform", "super_admin"),
-        token(secret, "acme", "org_admin"),
-        token(secret, "platform", "service"),
+        signer.token("platform", "super_admin"),
+        signer.token("acme", "org_admin"),
+        signer.token("platform", "service"),
     )
 }
 
 #[cfg(test)]
 mod banner_tests {
+    use super::Signer;
+    use crate::auth::jwt::{self, Expected};
+    use crate::config::Secret;
+
+    fn signer() -> Signer {
+        Signer {
+            secret: Secret::new("demo-secret"),
+            expected: Expected {
+                audience: Some("billing".into()),
+                issuer: Some("https://platform.example".into()),
+            },
+        }
+    }
+
     #[test]
     fn the_banner_names_the_database_the_commands_need() {
         let b = super::banner(
             "http://127.0.0.1:8000",
             "http://127.0.0.1:12111",
-            &crate::config::Secret::new("demo-secret"),
+            &signer(),
             "sqlite://data/demo.db",
         );
         assert!(
             b.contains("DATABASE_URL=sqlite://data/demo.db thanotopolis-billing tenants list"),
             "{b}"
         );
+    }
+
+    #[test]
+    fn demo_tokens_carry_the_audience_and_issuer_the_service_expects() {
+        let s = signer();
+        let token = s.token("acme", "org_admin");
+        let now = chrono::Utc::now().timestamp();
+        let claims = jwt::verify_for(&token, b"demo-secret", now, &s.expected).expect("accepted");
+        assert_eq!(claims.tenant_id, "acme");
+        let other = Expected {
+            audience: Some("another-app".into()),
+            issuer: None,
+        };
+        assert!(jwt::verify_for(&token, b"demo-secret", now, &other).is_err());
     }
 }
