@@ -8,9 +8,9 @@
 // per request, on the way out, so boxing it would buy nothing.
 #![allow(clippy::result_large_err)]
 
-mod admin_page;
+mod admin;
 mod api_docs;
-mod billing_page;
+mod billing;
 mod chart;
 pub mod html;
 pub mod session;
@@ -47,8 +47,8 @@ pub fn router(settings: &Settings, api_document: &'static str) -> Router<AppStat
     ];
     let mut router = Router::new()
         .merge(session::router())
-        .merge(billing_page::router())
-        .merge(admin_page::router())
+        .merge(billing::router())
+        .merge(admin::router())
         .merge(api_docs::router(api_document))
         .route("/assets/billing.css", get(css))
         .route("/assets/icon.svg", get(icon));

@@ -1,257 +1,26 @@
-//! `/billing`: a tenant's plan, subscription, usage, upcoming charges and invoices, with the admin's
-//! actions (subscribe, cancel with confirmation, reactivate, payment methods). Every action calls the same
-//! functions as the JSON API.
+//! The cards of the billing page: a failed payment, the subscription or the plan, usage and charges, invoices.
 
-use super::html::{self, badge, count, date, date_opt, date_time, money, notice};
-use super::session::{error_page, require, PageUser, Posted};
-use crate::dashboard::{self, Dashboard};
+use super::*;
+use crate::dashboard::Dashboard;
 use crate::db::payment_methods::PaymentMethodView;
 use crate::db::{invoices, subscriptions, tenants};
-use crate::domain::{BillingPeriod, Cents, TenantId};
-use crate::error::ApiError;
-use crate::error::ErrorCode;
+use crate::domain::{BillingPeriod, Cents};
 use crate::state::AppState;
 use crate::stripe::SubscriptionStatus;
+use crate::subscriptions::checkout;
 use crate::subscriptions::plan::{PLAN_AMOUNT_CENTS, PLAN_NAME};
-use crate::subscriptions::{access, cancellation, checkout, portal};
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
-use axum::Router;
+use crate::web::html::{badge, count, date, date_opt, date_time, money, notice};
+use crate::web::session::PageUser;
 use maud::{html, Markup};
-use serde::Deserialize;
-
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/billing", get(show))
-        .route("/billing/checkout", post(checkout))
-        .route("/billing/cancel", get(confirm_cancel).post(cancel))
-        .route("/billing/reactivate", post(reactivate))
-        .route("/billing/portal", post(portal))
-}
-
-#[derive(Deserialize)]
-struct PageQuery {
-    tenant_id: Option<String>,
-    done: Option<String>,
-}
-
-/// Messages for `?done=`: fixed sentences, so nothing from the URL is echoed into the page.
-fn done_notice(key: &str) -> Option<(&'static str, &'static str)> {
-    Some(match key {
-        "subscribed" => (
-            "ok",
-            "Thank you! Your payment details were accepted; the subscription appears below once Stripe confirms it.",
-        ),
-        "checkout_canceled" => ("info", "Checkout was canceled. Nothing was charged."),
-        "canceled" => (
-            "ok",
-            "Cancellation scheduled: the subscription stays active until the end of the current period.",
-        ),
-        "reactivated" => ("ok", "Your subscription is reactivated and will renew as usual."),
-        "portal" => ("info", "Welcome back from the customer portal."),
-        _ => return None,
-    })
-}
-
-/// `?tenant_id=` for a super admin acting on another organization's page, so its forms stay on it.
-fn tenant_suffix(user: &PageUser, tenant: &TenantId) -> String {
-    if tenant.as_str() == user.caller.claims.tenant_id {
-        String::new()
-    } else {
-        let encoded: String = form_urlencoded::byte_serialize(tenant.as_str().as_bytes()).collect();
-        format!("?tenant_id={encoded}")
-    }
-}
-
-async fn show(
-    State(state): State<AppState>,
-    user: PageUser,
-    Query(q): Query<PageQuery>,
-) -> Response {
-    let tenant = match user.tenant(q.tenant_id.as_deref()) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    let done = q.done.as_deref().and_then(done_notice);
-    render(&state, &user, &tenant, done, None, None).await
-}
-
-/// The subscribe form as it was sent, when its trial is to be fixed: the value stays in the field and
-/// the message stands next to it.
-struct TrialInput {
-    value: String,
-    error: String,
-}
-
-/// What the page shows beside the dashboard's figures, from our copy of Stripe (API.md's dashboard
-/// does not list these, so the page reads them itself).
-struct Standing {
-    /// Open invoices Stripe failed to charge, latest failure first.
-    failed: Vec<invoices::FailedPayment>,
-    /// Until when a past-due organization keeps access.
-    access_until: Option<chrono::DateTime<chrono::Utc>>,
-    /// Whether the organization has had a subscription (a new one then gets no trial).
-    subscribed_before: bool,
-}
-
-async fn standing(
-    state: &AppState,
-    tenant: &TenantId,
-    live: Option<&subscriptions::SubscriptionRow>,
-) -> Result<Standing, sqlx::Error> {
-    let failed = invoices::failed_payments(&state.db, tenant).await?;
-    let past_due = live.is_some_and(|s| s.state() == SubscriptionStatus::PastDue);
-    let access_until = if past_due {
-        let grace = chrono::Duration::days(i64::from(state.settings.billing.past_due_grace_days));
-        access::for_tenant(&state.db, tenant, grace, crate::domain::time::now())
-            .await?
-            .filter(|a| a.reason == access::AccessReason::PastDue)
-            .and_then(|a| a.until)
-    } else {
-        None
-    };
-    let subscribed_before = live.is_some()
-        || !subscriptions::for_tenant(&state.db, tenant.as_str())
-            .await?
-            .is_empty();
-    Ok(Standing {
-        failed,
-        access_until,
-        subscribed_before,
-    })
-}
-
-/// The whole page, with an optional notice (after an action) or error (an action that failed).
-async fn render(
-    state: &AppState,
-    user: &PageUser,
-    tenant_id: &TenantId,
-    done: Option<(&str, &str)>,
-    error: Option<ApiError>,
-    trial: Option<TrialInput>,
-) -> Response {
-    let loaded = async {
-        let tenant = tenants::get(&state.db, tenant_id).await?;
-        let live = subscriptions::live_for_tenant(&state.db, tenant_id.as_str()).await?;
-        Ok::<_, ApiError>((tenant, live))
-    }
-    .await;
-    let (tenant, live) = match loaded {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
-    let Some(tenant) = tenant else {
-        if user.caller.role == crate::auth::Role::SuperAdmin {
-            return Redirect::to("/admin/billing").into_response();
-        }
-        return error_page(
-            user,
-            StatusCode::NOT_FOUND,
-            "Your organization is not registered with billing yet. Ask the platform's administrator to add it.",
-        );
-    };
-    let dash = match dashboard::load(state, tenant_id).await {
-        Ok(d) => d,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    let standing = match standing(state, tenant_id, live.as_ref()).await {
-        Ok(s) => s,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    let tz = state.settings.billing.timezone;
-    let admin = user.caller.role.manages_tenant();
-    let ctx = Acting {
-        suffix: tenant_suffix(user, tenant_id),
-        csrf: html::csrf_field(&user.csrf),
-        for_other: for_other(user, &tenant),
-    };
-    let due = charges_due(&tenant, live.as_ref(), standing.subscribed_before);
-    let past_due = live
-        .as_ref()
-        .is_some_and(|s| s.state() == SubscriptionStatus::PastDue);
-
-    let body = html! {
-        h1 { "Billing" }
-        p class="sub" { (tenant.name) " " span class="muted" { "· " (tenant.subdomain) } }
-        @if let Some(name) = &ctx.for_other {
-            div class="notice warn" id="acting-as" role="status" {
-                strong { "You are viewing " (name) "'s billing as super admin." }
-                " Subscribe, cancel, reactivate and the customer portal act for " (name) "."
-            }
-        }
-        @if let Some(e) = &error {
-            (notice("error", "action-error", &e.detail))
-        }
-        @if let Some((kind, text)) = done {
-            (notice(kind, "done", text))
-        }
-        @if !standing.failed.is_empty() || past_due {
-            (failed_banner(&standing, tz, admin, &ctx))
-        }
-        @if let Some(message) = dash.demo_message {
-            div class="notice info" id="demo-banner" role="status" {
-                strong { "Demo account." } " " (message)
-            }
-        }
-        @if !admin {
-            (notice(
-                "info",
-                "member-note",
-                "You can see your organization's billing; only organization admins can change it.",
-            ))
-        }
-        div class="grid" {
-            // The subscription, or the plan to subscribe to.
-            @match (&live, tenant.is_demo) {
-                (Some(sub), false) => {
-                    (subscription_card(sub, &dash, tz, admin, &ctx))
-                }
-                _ => { (plan_card(state, user, &tenant, &standing, admin, &ctx, trial.as_ref())) }
-            }
-            (usage_card(state, &dash, due))
-        }
-        (invoices_card(state, &dash, &standing.failed))
-    };
-
-    let label = user.label();
-    let status = match (&error, &trial) {
-        (Some(e), _) => e.status,
-        (None, Some(_)) => StatusCode::UNPROCESSABLE_ENTITY,
-        (None, None) => StatusCode::OK,
-    };
-    super::html_response(status, html::page(&user.chrome("Billing", &label), body))
-}
-
-/// Whose page the forms act on, for the labels and the links.
-struct Acting {
-    /// `?tenant_id=...` when a super admin acts on another organization.
-    suffix: String,
-    csrf: Markup,
-    /// That organization's name, when the page is not the viewer's own.
-    for_other: Option<String>,
-}
-
-impl Acting {
-    /// "Cancel subscription", or for a super admin on another page "Cancel Acme's subscription".
-    fn subscription_label(&self, verb: &str) -> String {
-        match &self.for_other {
-            Some(name) => format!("{verb} {name}'s subscription"),
-            None => format!("{verb} subscription"),
-        }
-    }
-}
-
-/// The organization's name when a super admin views another organization's page.
-fn for_other(user: &PageUser, tenant: &tenants::Tenant) -> Option<String> {
-    (user.caller.role == crate::auth::Role::SuperAdmin && tenant.id != user.caller.claims.tenant_id)
-        .then(|| tenant.name.clone())
-}
 
 /// What failed, when, and what to do: open invoices Stripe could not charge, or a past-due
 /// subscription whose failure we have not been told the details of.
-fn failed_banner(standing: &Standing, tz: chrono_tz::Tz, admin: bool, ctx: &Acting) -> Markup {
+pub(super) fn failed_banner(
+    standing: &Standing,
+    tz: chrono_tz::Tz,
+    admin: bool,
+    ctx: &Acting,
+) -> Markup {
     let latest = standing.failed.first();
     let more = standing.failed.len().saturating_sub(1);
     html! {
@@ -300,7 +69,7 @@ fn failed_banner(standing: &Standing, tz: chrono_tz::Tz, admin: bool, ctx: &Acti
 }
 
 /// "November 2026 usage" for a usage invoice, "subscription" otherwise.
-fn invoice_subject(billing_period: Option<&str>) -> String {
+pub(super) fn invoice_subject(billing_period: Option<&str>) -> String {
     match billing_period.and_then(|p| p.parse::<BillingPeriod>().ok()) {
         Some(p) => format!("{} usage", p.long_name()),
         None => "subscription".to_owned(),
@@ -308,12 +77,12 @@ fn invoice_subject(billing_period: Option<&str>) -> String {
 }
 
 /// Only web links: a stored URL of another scheme is not made clickable.
-fn web_link(url: Option<&str>) -> Option<&str> {
+pub(super) fn web_link(url: Option<&str>) -> Option<&str> {
     url.filter(|u| u.starts_with("https://") || u.starts_with("http://"))
 }
 
 /// "Visa •••• 4242, expires 12/2034".
-fn payment_method_text(pm: &PaymentMethodView) -> String {
+pub(super) fn payment_method_text(pm: &PaymentMethodView) -> String {
     let brand = match pm.brand.as_deref() {
         Some("visa") => "Visa".to_owned(),
         Some("mastercard") => "Mastercard".to_owned(),
@@ -341,7 +110,7 @@ fn payment_method_text(pm: &PaymentMethodView) -> String {
     out
 }
 
-fn subscription_card(
+pub(super) fn subscription_card(
     sub: &subscriptions::SubscriptionRow,
     dash: &Dashboard,
     tz: chrono_tz::Tz,
@@ -427,7 +196,7 @@ fn subscription_card(
 }
 
 /// The longest trial this user may give on the subscribe form (as `checkout` enforces it).
-fn max_trial_days(state: &AppState, user: &PageUser) -> u32 {
+pub(super) fn max_trial_days(state: &AppState, user: &PageUser) -> u32 {
     if user.caller.role == crate::auth::Role::SuperAdmin {
         checkout::MAX_GRANTED_TRIAL_DAYS
     } else {
@@ -440,11 +209,11 @@ fn max_trial_days(state: &AppState, user: &PageUser) -> u32 {
 }
 
 /// The one wording of a trial that is not a whole number in range.
-fn trial_days_message(max: u32) -> String {
+pub(super) fn trial_days_message(max: u32) -> String {
     format!("Enter a whole number of days from 0 to {max}, or leave it empty for no trial.")
 }
 
-fn plan_card(
+pub(super) fn plan_card(
     state: &AppState,
     user: &PageUser,
     tenant: &tenants::Tenant,
@@ -513,7 +282,7 @@ fn plan_card(
 
 /// When the usage shown under upcoming charges is invoiced, and why it may be nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ChargesDue {
+pub(super) enum ChargesDue {
     /// The run on the 1st bills it: the tenant has a subscription (in any state, canceled too).
     FirstOfMonth,
     /// As `FirstOfMonth`, but the subscription is in its trial: usage inside the trial is free.
@@ -528,7 +297,7 @@ enum ChargesDue {
 
 /// As the monthly run decides: a tenant is billed when it has a Stripe customer and a subscription (a
 /// subscription is only ever made for a Stripe customer).
-fn charges_due(
+pub(super) fn charges_due(
     tenant: &tenants::Tenant,
     live: Option<&subscriptions::SubscriptionRow>,
     subscribed_before: bool,
@@ -547,7 +316,7 @@ fn charges_due(
 }
 
 /// Why the upcoming charges are what they are, in a sentence or two (in particular why they are $0).
-fn charges_explained(due: ChargesDue, total: Cents, tz: chrono_tz::Tz) -> String {
+pub(super) fn charges_explained(due: ChargesDue, total: Cents, tz: chrono_tz::Tz) -> String {
     const ON_THE_FIRST: &str =
         "Billed on the first of next month, on a separate invoice from the subscription.";
     match due {
@@ -576,7 +345,7 @@ fn charges_explained(due: ChargesDue, total: Cents, tz: chrono_tz::Tz) -> String
     }
 }
 
-fn usage_card(state: &AppState, d: &Dashboard, due: ChargesDue) -> Markup {
+pub(super) fn usage_card(state: &AppState, d: &Dashboard, due: ChargesDue) -> Markup {
     let u = &d.current_period_usage;
     let c = &d.upcoming_charges;
     let tz = state.settings.billing.timezone;
@@ -649,7 +418,11 @@ fn usage_card(state: &AppState, d: &Dashboard, due: ChargesDue) -> Markup {
     }
 }
 
-fn invoices_card(state: &AppState, d: &Dashboard, failed: &[invoices::FailedPayment]) -> Markup {
+pub(super) fn invoices_card(
+    state: &AppState,
+    d: &Dashboard,
+    failed: &[invoices::FailedPayment],
+) -> Markup {
     let tz = state.settings.billing.timezone;
     html! {
         section class="card" id="invoices" aria-labelledby="invoices-h" {
@@ -720,231 +493,13 @@ fn invoices_card(state: &AppState, d: &Dashboard, failed: &[invoices::FailedPaym
 /// A subscription invoice, by the day it was issued. Stripe's `period_end` on a subscription invoice is
 /// the moment it was made (the previous period's end for a renewal), so its start–end range would name
 /// the period before the one the invoice charges for.
-fn issued(at: Option<chrono::DateTime<chrono::Utc>>, tz: chrono_tz::Tz) -> String {
+pub(super) fn issued(at: Option<chrono::DateTime<chrono::Utc>>, tz: chrono_tz::Tz) -> String {
     format!("Subscription, {}", date_opt(at, tz))
 }
 
 /// The time zone's abbreviation at `t` ("UTC", "EST"), so a time of day is not read in the wrong zone.
-fn zone(t: chrono::DateTime<chrono::Utc>, tz: chrono_tz::Tz) -> String {
+pub(super) fn zone(t: chrono::DateTime<chrono::Utc>, tz: chrono_tz::Tz) -> String {
     t.with_timezone(&tz).format("%Z").to_string()
-}
-
-/// The tenant an admin action applies to; members are refused: only organization admins (and super
-/// admins) act on billing.
-fn admin_tenant(user: &PageUser, requested: Option<&str>) -> Result<TenantId, Response> {
-    require(
-        user,
-        user.caller.role.manages_tenant(),
-        "Only an organization admin can change billing.",
-    )?;
-    user.tenant(requested)
-}
-
-#[derive(Deserialize)]
-struct TenantQuery {
-    tenant_id: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct CheckoutForm {
-    #[serde(default)]
-    trial_days: String,
-}
-
-async fn checkout(
-    State(state): State<AppState>,
-    Query(q): Query<TenantQuery>,
-    posted: Posted<CheckoutForm>,
-) -> Response {
-    let user = &posted.user;
-    let tenant = match admin_tenant(user, q.tenant_id.as_deref()) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    let typed = posted.form.trial_days.trim();
-    let max = max_trial_days(&state, user);
-    let trial_days = if typed.is_empty() {
-        None
-    } else {
-        match typed.parse::<u32>().ok().filter(|d| *d <= max) {
-            Some(d) => Some(d),
-            None => {
-                let trial = TrialInput {
-                    value: typed.to_owned(),
-                    error: trial_days_message(max),
-                };
-                return render(&state, user, &tenant, None, None, Some(trial)).await;
-            }
-        }
-    };
-    let base = format!("{}/billing", state.settings.http.public_base_url);
-    let suffix = tenant_suffix(user, &tenant);
-    let sep = if suffix.is_empty() { "?" } else { "&" };
-    let started = checkout::start_checkout(
-        &state,
-        &tenant,
-        &user.caller,
-        &format!("{base}{suffix}{sep}done=subscribed"),
-        &format!("{base}{suffix}{sep}done=checkout_canceled"),
-        trial_days,
-    )
-    .await
-    .map_err(ApiError::from);
-    match started {
-        Ok(s) => Redirect::to(&s.checkout_url).into_response(),
-        // The trial policy refused it (a trial for an organization that subscribed before): say so
-        // next to the field.
-        Err(e) if e.code == ErrorCode::InvalidTrialDays => {
-            let trial = TrialInput {
-                value: typed.to_owned(),
-                error:
-                    "A free trial is only for an organization's first subscription, and this one \
-                        has subscribed before: leave it empty."
-                        .to_owned(),
-            };
-            render(&state, user, &tenant, None, None, Some(trial)).await
-        }
-        Err(e) => render(&state, user, &tenant, None, Some(e), None).await,
-    }
-}
-
-async fn confirm_cancel(
-    State(state): State<AppState>,
-    user: PageUser,
-    Query(q): Query<TenantQuery>,
-) -> Response {
-    let tenant = match admin_tenant(&user, q.tenant_id.as_deref()) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    let sub = match subscriptions::live_for_tenant(&state.db, tenant.as_str()).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return Redirect::to("/billing").into_response(),
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    let suffix = tenant_suffix(&user, &tenant);
-    let end = date_opt(sub.current_period_end, state.settings.billing.timezone);
-    let other = match tenants::get(&state.db, &tenant).await {
-        Ok(t) => t.and_then(|t| for_other(&user, &t)),
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    let whose = other
-        .as_ref()
-        .map_or_else(|| "your".to_owned(), |name| format!("{name}'s"));
-    let body = html! {
-        section class="card narrow" id="confirm" {
-            h1 { "Cancel " (whose) " subscription?" }
-            @if let Some(name) = &other {
-                (notice(
-                    "warn",
-                    "acting-as",
-                    &format!("You are acting as super admin for {name}: this cancels its subscription, not yours."),
-                ))
-            }
-            p {
-                "The subscription stays active until " strong { (end) } " and then ends. Usage until then is \
-                 still billed. It can be reactivated any time before that date."
-            }
-            div class="actions" {
-                form method="post" action={ "/billing/cancel" (suffix) } {
-                    (html::csrf_field(&user.csrf))
-                    button type="submit" class="danger" id="confirm-cancel" {
-                        "Yes, cancel " (whose) " subscription at period end"
-                    }
-                }
-                a class="button secondary" id="keep-subscription" href={ "/billing" (suffix) } {
-                    "Keep " (whose) " subscription"
-                }
-            }
-        }
-    };
-    let label = user.label();
-    super::html_response(
-        StatusCode::OK,
-        html::page(&user.chrome("Cancel subscription", &label), body),
-    )
-}
-
-#[derive(Deserialize)]
-struct NoFields {}
-
-/// Runs an admin action on the page's tenant; on success back to the page with `done`, else the page
-/// with the error.
-async fn act<F, Fut>(
-    state: &AppState,
-    q: TenantQuery,
-    posted: Posted<NoFields>,
-    done: &str,
-    f: F,
-) -> Response
-where
-    F: FnOnce(AppState, crate::auth::Caller, TenantId) -> Fut,
-    Fut: std::future::Future<Output = Result<subscriptions::SubscriptionRow, ApiError>>,
-{
-    let user = &posted.user;
-    let tenant = match admin_tenant(user, q.tenant_id.as_deref()) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    match f(state.clone(), user.caller.clone(), tenant.clone()).await {
-        Ok(_) => {
-            let suffix = tenant_suffix(user, &tenant);
-            let sep = if suffix.is_empty() { "?" } else { "&" };
-            Redirect::to(&format!("/billing{suffix}{sep}done={done}")).into_response()
-        }
-        Err(e) => render(state, user, &tenant, None, Some(e), None).await,
-    }
-}
-
-async fn cancel(
-    State(state): State<AppState>,
-    Query(q): Query<TenantQuery>,
-    posted: Posted<NoFields>,
-) -> Response {
-    act(&state, q, posted, "canceled", |s, c, t| async move {
-        cancellation::cancel_subscription(&s, &c, &t)
-            .await
-            .map_err(ApiError::from)
-    })
-    .await
-}
-
-async fn reactivate(
-    State(state): State<AppState>,
-    Query(q): Query<TenantQuery>,
-    posted: Posted<NoFields>,
-) -> Response {
-    act(&state, q, posted, "reactivated", |s, c, t| async move {
-        cancellation::reactivate_subscription(&s, &c, &t)
-            .await
-            .map_err(ApiError::from)
-    })
-    .await
-}
-
-async fn portal(
-    State(state): State<AppState>,
-    Query(q): Query<TenantQuery>,
-    posted: Posted<NoFields>,
-) -> Response {
-    let user = &posted.user;
-    let tenant = match admin_tenant(user, q.tenant_id.as_deref()) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    let suffix = tenant_suffix(user, &tenant);
-    let sep = if suffix.is_empty() { "?" } else { "&" };
-    let return_url = format!(
-        "{}/billing{suffix}{sep}done=portal",
-        state.settings.http.public_base_url
-    );
-    match portal::portal_session(&state, &tenant, &return_url)
-        .await
-        .map_err(ApiError::from)
-    {
-        Ok(url) => Redirect::to(&url).into_response(),
-        Err(e) => render(&state, user, &tenant, None, Some(e), None).await,
-    }
 }
 
 #[cfg(test)]
