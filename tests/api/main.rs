@@ -24,5 +24,6 @@ mod tenants;
 mod usage;
 mod usage_claims;
 mod usage_crash;
+mod usage_fold;
 mod usage_reports;
 mod webhooks;
