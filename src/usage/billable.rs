@@ -353,7 +353,7 @@ queries!(
     "UPDATE usage_rollups_folded r SET billed_by = $3, billed_at = $4, billed_stt_words = v.stt_words,
          billed_tts_words = v.tts_words, billed_phone_calls = v.phone_calls
      FROM usage_rollups v
-     WHERE v.id = r.id
+     WHERE v.id = r.id AND v.tenant_id = $1
        AND r.id IN (SELECT id FROM usage_rollups_folded
                     WHERE tenant_id = $1 AND day < $2 AND billed_by IS NULL
                     ORDER BY day, shard FOR UPDATE)
