@@ -98,20 +98,43 @@ BEGIN
 END
 $$;
 
--- The open rollup (shard 0) of each (tenant, local day), created if missing; ids in the order given.
--- First a shared lock on each tenant's bucket (hashtext(tenant) & 63): the monthly run's claim and the
--- merge of shards take it exclusively, so no rollup is claimed or merged away while an ingest in flight
--- adds events to it. The rollups are read before any is created: a read waits for nobody, while an
--- insert that meets an existing rollup would wait for a fold updating it. Groups come in key order, so
--- concurrent creations never deadlock.
+-- Claims and merges of a tenant's rollups exclude the ingests of its tenants through 64 buckets (the service
+-- computes a tenant's bucket): an ingest holds its tenants' buckets in share mode until it commits, a claim
+-- or a merge holds its tenant's exclusively, so no rollup is claimed or merged away while an ingest in flight
+-- adds events to it. A claim or a merge also moves its bucket's generation on: a service that remembers
+-- rollup ids uses them only while the generation it read (holding the bucket) is the one they were read
+-- under. Generations start at random, so two databases never share one.
+CREATE TABLE usage_rollup_buckets (
+    bucket     INTEGER PRIMARY KEY,
+    generation BIGINT NOT NULL
+);
+INSERT INTO usage_rollup_buckets (bucket, generation)
+SELECT b, CAST(random() * 4e18 AS BIGINT) FROM generate_series(0, 63) b;
+
+-- Holds the given buckets in share mode (in bucket order, once each); returns their generations, in the
+-- order given. The generations are read after the locks are held.
+CREATE FUNCTION usage_hold_buckets(p_buckets int4[]) RETURNS int8[] LANGUAGE plpgsql AS $$
+DECLARE
+    generations int8[];
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(7301, b)
+    FROM (SELECT DISTINCT b FROM UNNEST(p_buckets) b ORDER BY 1) k;
+    SELECT array_agg(g.generation ORDER BY k.ord) INTO generations
+    FROM UNNEST(p_buckets) WITH ORDINALITY AS k(bucket, ord)
+    JOIN usage_rollup_buckets g ON g.bucket = k.bucket;
+    RETURN generations;
+END
+$$;
+
+-- The open rollup (shard 0) of each (tenant, local day), created if missing; ids in the order given. The
+-- caller holds the tenants' buckets. The rollups are read before any is created: a read waits for nobody,
+-- while an insert that meets an existing rollup would wait for a fold updating it. Groups come in key order,
+-- so concurrent creations never deadlock.
 CREATE FUNCTION usage_rollup_ids(p_tenants text[], p_days date[]) RETURNS int8[] LANGUAGE plpgsql AS $$
 DECLARE
     ids int8[];
 BEGIN
-    PERFORM pg_advisory_xact_lock_shared(7301, b)
-    FROM (SELECT DISTINCT hashtext(t) & 63 AS b FROM UNNEST(p_tenants) t ORDER BY 1) k;
-    -- Statements after the lock take their snapshots after it. One index probe per group, whatever
-    -- the plan cache decides.
+    -- One index probe per group, whatever the plan cache decides.
     SELECT array_agg((SELECT r.id FROM usage_rollups_folded r
                       WHERE r.tenant_id = k.tenant_id AND r.day = k.day AND r.shard = 0
                         AND r.billed_by IS NULL) ORDER BY k.ord)
@@ -139,17 +162,19 @@ BEGIN
 END
 $$;
 
--- A checked ingest in one call: the rollups' ids, then the events, skipping ids already stored. Events are
--- sorted by id, each with its group's index from 0. Returns the ids inserted.
+-- A checked ingest in one call: the buckets, the rollups' ids, then the events, skipping ids already stored.
+-- Events are sorted by id, each with its group's index from 0. Returns the ids inserted.
 CREATE FUNCTION usage_ingest_events(
-    p_tenants text[], p_days date[],
+    p_tenants text[], p_days date[], p_buckets int4[],
     p_event_ids text[], p_event_groups int4[], p_event_types text[], p_event_quantities int8[],
     p_occurred timestamptz[], p_metadata text[], p_received timestamptz
 ) RETURNS text[] LANGUAGE plpgsql AS $$
 DECLARE
-    rollup_ids int8[] := usage_rollup_ids(p_tenants, p_days);
+    rollup_ids int8[];
     inserted text[];
 BEGIN
+    PERFORM usage_hold_buckets(p_buckets);
+    rollup_ids := usage_rollup_ids(p_tenants, p_days);
     WITH ins AS (
         INSERT INTO usage_events
             (event_id, tenant_id, usage_type, quantity, occurred_at, received_at, rollup_id, metadata)
@@ -168,14 +193,14 @@ $$;
 
 -- The same for one event (a single event's group commit, usually): statements of one row each.
 CREATE FUNCTION usage_ingest_event(
-    p_tenant text, p_day date, p_event_id text, p_type text, p_quantity int8,
+    p_tenant text, p_bucket int4, p_day date, p_event_id text, p_type text, p_quantity int8,
     p_occurred timestamptz, p_metadata text, p_received timestamptz
 ) RETURNS text[] LANGUAGE plpgsql AS $$
 DECLARE
     rollup int8;
     inserted text;
 BEGIN
-    PERFORM pg_advisory_xact_lock_shared(7301, hashtext(p_tenant) & 63);
+    PERFORM pg_advisory_xact_lock_shared(7301, p_bucket);
     SELECT id INTO rollup FROM usage_rollups_folded
     WHERE tenant_id = p_tenant AND day = p_day AND shard = 0 AND billed_by IS NULL;
     IF rollup IS NULL THEN

@@ -371,18 +371,23 @@ queries!(
 );
 
 /// PostgreSQL: what a claim or a merge of a tenant's rollups holds until it commits, each statement
-/// given the tenant as `$1`. The tenant's bucket, exclusively: ingests of its tenants wait (and those in
-/// flight are waited for), so no event is being added to a rollup that is claimed or merged away. Then
-/// the fold's mark, shared: no fold moves events from the tail into the sums while they are read and
+/// given the tenant's bucket ([`super::ingest::bucket`]) as `$1`. The bucket, exclusively: ingests of its
+/// tenants wait (and those in flight are waited for), so no event is being added to a rollup that is
+/// claimed or merged away; its generation moves on, so that no ingest uses a rollup id it read before.
+/// Then the fold's mark, shared: no fold moves events from the tail into the sums while they are read and
 /// updated.
-pub(crate) const HOLD_ROLLUPS: [&str; 2] = [
-    "SELECT pg_advisory_xact_lock(7301, hashtext($1) & 63)",
-    "SELECT 1 FROM usage_fold WHERE $1 IS NOT NULL FOR SHARE",
+pub(crate) const HOLD_ROLLUPS: [&str; 3] = [
+    "SELECT pg_advisory_xact_lock(7301, $1)",
+    "UPDATE usage_rollup_buckets SET generation = generation + 1 WHERE bucket = $1",
+    "SELECT 1 FROM usage_fold WHERE $1::int4 IS NOT NULL FOR SHARE",
 ];
 
 async fn hold_rollups(conn: &mut sqlx::PgConnection, tenant: &str) -> Result<(), sqlx::Error> {
     for sql in HOLD_ROLLUPS {
-        sqlx::query(sql).bind(tenant).execute(&mut *conn).await?;
+        sqlx::query(sql)
+            .bind(super::ingest::bucket(tenant))
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }

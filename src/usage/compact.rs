@@ -71,7 +71,10 @@ async fn merge_key(db: &Db, tenant: &str, day: NaiveDate) -> Result<u64, sqlx::E
     );
     crate::begin_write!(db, pool, tx => {
         for sql in hold {
-            sqlx::query(sql).bind(tenant).execute(&mut *tx).await?;
+            sqlx::query(sql)
+                .bind(super::ingest::bucket(tenant))
+                .execute(&mut *tx)
+                .await?;
         }
         let rows: Vec<Row> = sqlx::query_as(&select)
             .bind(tenant)

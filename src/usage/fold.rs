@@ -12,7 +12,9 @@
 //! transaction that stays open for long (anywhere on the server) holds the mark back and the tail grows
 //! meanwhile; figures stay right, reads get slower.
 //!
-//! `serve` folds every [`INTERVAL`]; a fold is cheap when there is little to fold, and folds of several
+//! `serve` folds every [`INTERVAL`], or less often while folds take long ([`pause_after`]): a fold
+//! writes each rollup it touches once, however many events it adds to it, so under heavy ingestion
+//! over many tenants and days, folding less often writes fewer rollups per event. Folds of several
 //! replicas take turns on the mark's row. SQLite adds each batch to its rollups in the request, so
 //! there is nothing to fold there.
 
@@ -20,8 +22,16 @@ use crate::db::Db;
 use crate::state::AppState;
 use std::time::Duration;
 
-/// How often `serve` folds: the tail readers add up stays about this many seconds of events.
+/// How often `serve` folds when folds are quick: the tail readers add up stays about this many
+/// seconds of events.
 pub const INTERVAL: Duration = Duration::from_secs(1);
+
+/// The pause after a fold that took `took`: [`INTERVAL`], or four times as long as the fold took, so
+/// folding takes at most a fifth of the time it runs in (each fold then has more events per rollup to
+/// add), and the tail stays about five folds' worth of events.
+pub fn pause_after(took: Duration) -> Duration {
+    INTERVAL.max(took * 4)
+}
 
 /// Folds what can be folded now; returns how many rollups it updated.
 pub async fn fold(db: &Db) -> Result<u64, sqlx::Error> {
@@ -42,11 +52,27 @@ pub async fn run(state: AppState, mut shutdown: crate::shutdown::Shutdown) {
         return;
     }
     loop {
+        let started = std::time::Instant::now();
         if let Err(e) = fold(&state.db).await {
             tracing::warn!(error = %e, "usage could not be folded into the rollups");
         }
-        if shutdown.sleep(INTERVAL).await {
+        if shutdown.sleep(pause_after(started.elapsed())).await {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folds_take_at_most_a_fifth_of_the_time() {
+        assert_eq!(pause_after(Duration::from_millis(20)), INTERVAL);
+        assert_eq!(pause_after(Duration::from_millis(250)), INTERVAL);
+        assert_eq!(
+            pause_after(Duration::from_millis(600)),
+            Duration::from_millis(2_400)
+        );
     }
 }

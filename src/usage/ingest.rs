@@ -6,9 +6,11 @@
 //! afterwards, set-based, by [`super::fold`], and readers see them with the events not folded yet (the
 //! view `usage_rollups`, migration 0006). One write transaction per batch:
 //! 1. group the batch by (tenant, local day), in key order;
-//! 2. `usage_rollup_ids`: a shared lock on the buckets of the batch's tenants (a claim or a merge of
-//!    their rollups takes it exclusively, so none is claimed or merged away under this ingest), then the
-//!    id of each group's open rollup, created if missing (reads only, once a tenant's day has one);
+//! 2. `usage_hold_buckets`: a shared lock on the buckets of the batch's tenants (a claim or a merge of
+//!    their rollups takes it exclusively, so none is claimed or merged away under this ingest), and the
+//!    buckets' generations; then the id of each group's open rollup: remembered from an earlier batch
+//!    if its bucket's generation is still the one it was read under (see [`RollupIds`]), else read, or
+//!    created if missing (`usage_rollup_ids`);
 //! 3. insert the events with those ids: first as if all were new (`COPY`); an id already stored fails
 //!    the primary key and the transaction, and the batch is done again as a checked insert that skips
 //!    stored ids (see [`Mode`]). What goes in is what is new, the rest are duplicates (of earlier
@@ -38,6 +40,18 @@ pub struct IngestOutcome {
     pub accepted: u64,
     /// Events whose `event_id` was already stored, or repeated within the batch.
     pub duplicates: u64,
+}
+
+/// Buckets of tenants whose claims exclude ingests (PostgreSQL; migration 0006).
+pub const BUCKETS: u32 = 64;
+
+/// The bucket of `tenant`: an ingest holds its tenants' buckets in share mode until it commits, a claim
+/// or a merge of a tenant's rollups holds the tenant's exclusively. FNV-1a, so it never changes.
+pub fn bucket(tenant: &str) -> i32 {
+    let hash = tenant.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    (hash % BUCKETS) as i32
 }
 
 /// A rollup's key (tenant, local day); ordered as the order rollups are created or locked in.
@@ -268,6 +282,56 @@ const UPSERT_CONFLICT: &str = "ON CONFLICT (tenant_id, day, shard) WHERE billed_
                    event_count = usage_rollups_folded.event_count + EXCLUDED.event_count \
      RETURNING id, tenant_id, day";
 
+/// The open rollups' ids this process has read, by bucket, each bucket with the generation they were read
+/// under (PostgreSQL). A claim or a merge of a bucket's rollups moves its generation on (holding the
+/// bucket, so never while an ingest of it is in flight): an id is used only while its bucket's
+/// generation, read by the ingest holding the bucket, is still the one it was read under, so it is
+/// still its tenant's day's open rollup. Generations start at random in each database, so ids of
+/// another database are never taken for these.
+pub struct RollupIds {
+    buckets: HashMap<i32, (i64, IdsByTenant)>,
+}
+
+/// Open rollup ids by tenant and local day.
+type IdsByTenant = HashMap<String, HashMap<NaiveDate, i64>>;
+
+/// Ids remembered per bucket at most; past it, the bucket starts again (a claim empties it too).
+const IDS_PER_BUCKET: usize = 50_000;
+
+impl RollupIds {
+    fn get(&mut self, bucket: i32, generation: i64, tenant: &str, day: NaiveDate) -> Option<i64> {
+        let (known_generation, ids) = self.buckets.get_mut(&bucket)?;
+        if *known_generation != generation {
+            *known_generation = generation;
+            ids.clear();
+            return None;
+        }
+        ids.get(tenant)?.get(&day).copied()
+    }
+
+    fn remember(&mut self, bucket: i32, generation: i64, tenant: &str, day: NaiveDate, id: i64) {
+        let (known_generation, ids) = self
+            .buckets
+            .entry(bucket)
+            .or_insert_with(|| (generation, HashMap::new()));
+        if *known_generation != generation
+            || ids.values().map(HashMap::len).sum::<usize>() >= IDS_PER_BUCKET
+        {
+            *known_generation = generation;
+            ids.clear();
+        }
+        ids.entry(tenant.to_owned()).or_default().insert(day, id);
+    }
+}
+
+/// This process's [`RollupIds`].
+static ROLLUP_IDS: std::sync::LazyLock<std::sync::Mutex<RollupIds>> =
+    std::sync::LazyLock::new(|| {
+        std::sync::Mutex::new(RollupIds {
+            buckets: HashMap::new(),
+        })
+    });
+
 /// PostgreSQL: each step is one call or one `COPY`, so a batch costs a few round trips whatever its
 /// size, and the statements' text never changes (prepared once per connection).
 mod postgres {
@@ -293,19 +357,48 @@ mod postgres {
         tx.commit().await
     }
 
-    /// Each group's open rollup, created if missing (`usage_rollup_ids`, migration 0006), with the
-    /// shared locks that keep claims and merges of them away until this transaction ends.
+    /// Each group's open rollup: holds the groups' buckets (`usage_hold_buckets`, migration 0006), then
+    /// takes the ids [`ROLLUP_IDS`] remembers under the generations just read, and reads (or creates)
+    /// the others with `usage_rollup_ids`.
     async fn open_rollup_ids(
         conn: &mut PgConnection,
         plan: &Plan<'_>,
     ) -> Result<Vec<i64>, sqlx::Error> {
-        let (tenants, days) = group_keys(plan);
-        let ids: Vec<i64> = sqlx::query_scalar("SELECT usage_rollup_ids($1, $2)")
+        let buckets: Vec<i32> = plan.groups.iter().map(|(t, _)| bucket(t)).collect();
+        let generations: Vec<i64> = sqlx::query_scalar("SELECT usage_hold_buckets($1)")
+            .bind(&buckets)
+            .fetch_one(&mut *conn)
+            .await?;
+        let mut ids = vec![0i64; plan.groups.len()];
+        let mut missing = Vec::new();
+        {
+            let mut known = ROLLUP_IDS.lock().expect("rollup ids");
+            for (g, (tenant, day)) in plan.groups.iter().enumerate() {
+                match known.get(buckets[g], generations[g], tenant, *day) {
+                    Some(id) => ids[g] = id,
+                    None => missing.push(g),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(ids);
+        }
+        let (tenants, days): (Vec<&str>, Vec<NaiveDate>) = missing
+            .iter()
+            .map(|g| (plan.groups[*g].0.as_str(), plan.groups[*g].1))
+            .unzip();
+        let found: Vec<i64> = sqlx::query_scalar("SELECT usage_rollup_ids($1, $2)")
             .bind(&tenants)
             .bind(&days)
             .fetch_one(&mut *conn)
             .await?;
-        debug_assert_eq!(ids.len(), plan.groups.len(), "every group has its rollup");
+        debug_assert_eq!(found.len(), missing.len(), "every group has its rollup");
+        let mut known = ROLLUP_IDS.lock().expect("rollup ids");
+        for (g, id) in missing.into_iter().zip(found) {
+            ids[g] = id;
+            let (tenant, day) = &plan.groups[g];
+            known.remember(buckets[g], generations[g], tenant, *day, id);
+        }
         Ok(ids)
     }
 
@@ -321,6 +414,7 @@ mod postgres {
             return ingest_one(pool, e, plan.groups[0].1, received_at).await;
         }
         let (tenants, days) = group_keys(plan);
+        let buckets: Vec<i32> = tenants.iter().map(|t| bucket(t)).collect();
         let n = plan.events.len();
         let (mut ids, mut groups, mut types) = (
             Vec::with_capacity(n),
@@ -340,19 +434,21 @@ mod postgres {
             occurred.push(e.occurred_at);
             metadata.push(e.metadata.as_deref());
         }
-        let inserted: Vec<String> =
-            sqlx::query_scalar("SELECT usage_ingest_events($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-                .bind(&tenants)
-                .bind(&days)
-                .bind(&ids)
-                .bind(&groups)
-                .bind(&types)
-                .bind(&quantities)
-                .bind(&occurred)
-                .bind(&metadata)
-                .bind(received_at)
-                .fetch_one(pool)
-                .await?;
+        let inserted: Vec<String> = sqlx::query_scalar(
+            "SELECT usage_ingest_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&tenants)
+        .bind(&days)
+        .bind(&buckets)
+        .bind(&ids)
+        .bind(&groups)
+        .bind(&types)
+        .bind(&quantities)
+        .bind(&occurred)
+        .bind(&metadata)
+        .bind(received_at)
+        .fetch_one(pool)
+        .await?;
         Ok(inserted.into_iter().collect())
     }
 
@@ -364,8 +460,9 @@ mod postgres {
         received_at: DateTime<Utc>,
     ) -> Result<HashSet<String>, sqlx::Error> {
         let inserted: Vec<String> =
-            sqlx::query_scalar("SELECT usage_ingest_event($1, $2, $3, $4, $5, $6, $7, $8)")
+            sqlx::query_scalar("SELECT usage_ingest_event($1, $2, $3, $4, $5, $6, $7, $8, $9)")
                 .bind(e.tenant_id.as_str())
+                .bind(bucket(e.tenant_id.as_str()))
                 .bind(day)
                 .bind(&e.event_id)
                 .bind(e.usage_type.as_str())
@@ -627,6 +724,46 @@ mod tests {
             occurred_at: at,
             metadata: None,
         }
+    }
+
+    /// A remembered id is given only under the generation it was read under; a new generation (a claim
+    /// or a merge of the bucket) forgets the bucket's ids, and only its.
+    #[test]
+    fn rollup_ids_are_forgotten_when_their_bucket_moves_on() {
+        let day = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+        let mut known = RollupIds {
+            buckets: HashMap::new(),
+        };
+        assert_eq!(known.get(3, 10, "acme", day), None);
+        known.remember(3, 10, "acme", day, 77);
+        known.remember(5, 40, "beta", day, 88);
+        assert_eq!(known.get(3, 10, "acme", day), Some(77));
+        assert_eq!(known.get(3, 10, "acme", day.succ_opt().unwrap()), None);
+        assert_eq!(
+            known.get(3, 11, "acme", day),
+            None,
+            "a claim moved bucket 3 on"
+        );
+        assert_eq!(
+            known.get(3, 10, "acme", day),
+            None,
+            "and its ids are forgotten"
+        );
+        assert_eq!(known.get(5, 40, "beta", day), Some(88));
+    }
+
+    #[test]
+    fn buckets_are_fixed_and_in_range() {
+        assert_eq!(bucket("acme"), bucket("acme"));
+        let all: HashSet<i32> = (0..1000)
+            .map(|i| bucket(&format!("tenant-{i:04}")))
+            .collect();
+        assert!(all.iter().all(|b| (0..BUCKETS as i32).contains(b)));
+        assert_eq!(
+            all.len(),
+            BUCKETS as usize,
+            "a thousand tenants use every bucket"
+        );
     }
 
     /// An id sent twice in one batch is stored as first sent, whatever the later copy says.

@@ -194,9 +194,14 @@ async fn a_claim_waits_for_an_ingest_in_flight_and_bills_it() {
         .unwrap();
     fold_all(&app.db).await;
 
-    // An ingest stopped half way: the rollup's id taken (and with it the bucket), the event stored,
-    // not committed.
+    // An ingest stopped half way: its bucket held, the rollup's id read, the event stored, not
+    // committed.
     let mut in_flight = pool(&app).begin().await.unwrap();
+    sqlx::query("SELECT usage_hold_buckets($1)")
+        .bind(vec![thanotopolis_billing::usage::ingest::bucket("acme")])
+        .execute(&mut *in_flight)
+        .await
+        .unwrap();
     let ids: Vec<i64> = sqlx::query_scalar("SELECT usage_rollup_ids($1, $2)")
         .bind(vec!["acme"])
         .bind(vec![at.date_naive()])
