@@ -17,7 +17,7 @@ use thanotopolis_billing::config::{Secret, Settings};
 use thanotopolis_billing::db::{self, customers, subscriptions, tenants, Db};
 use thanotopolis_billing::domain::{BillingPeriod, TenantId};
 use thanotopolis_billing::state::AppState;
-use thanotopolis_billing::usage::{ingest, NewEvent, UsageType};
+use thanotopolis_billing::usage::{fold, ingest, NewEvent, UsageType};
 
 fn arg(name: &str, default: &str) -> String {
     let args: Vec<String> = std::env::args().collect();
@@ -132,6 +132,13 @@ async fn main() -> anyhow::Result<()> {
     }
     ingest(&db, &batch, Utc::now(), chrono_tz::UTC).await?;
     eprintln!("seeded in {:.1} s", seed_started.elapsed().as_secs_f64());
+    // Usage is folded as `serve` folds it (every second), so the run reads rollups and a short tail.
+    let folding = db.clone();
+    tokio::spawn(async move {
+        while fold::fold(&folding).await.is_ok() {
+            tokio::time::sleep(fold::INTERVAL).await;
+        }
+    });
 
     let form = |k: &str, v: String| [(k.to_owned(), v)];
     http.post(format!("{}/_sim/stats/reset", sim.base_url))

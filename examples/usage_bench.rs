@@ -12,7 +12,11 @@
 //!    alternate for `--rounds` rounds, each on a fresh schema, and their medians are compared;
 //! 3. single-event latency at a steady `--rate` requests/s (open loop: latency counts from the intended
 //!    send time, so a stall is not hidden);
-//! 4. dashboard latency over `--dashboard-events` events for 1,000 tenants, seeded with SQL.
+//! 4. dashboard latency over `--dashboard-events` events for `--dashboard-tenants` tenants, seeded with
+//!    SQL, then the time of the monthly run's claim of `--claims` tenants.
+//!
+//! Batch figures name the tenants (`--tenants`, each event's drawn at random) and when the events
+//! occurred (`--spread hour|month`); every figure names the machine's load averages.
 
 use chrono::{Duration, Utc};
 use clap::Parser;
@@ -27,6 +31,8 @@ use thanotopolis_billing::config::{Secret, Settings};
 use thanotopolis_billing::db::{tenants, Db};
 use thanotopolis_billing::domain::TenantId;
 use thanotopolis_billing::startup::Application;
+use thanotopolis_billing::usage;
+use thanotopolis_billing::with_pool;
 
 const SECRET: &str = "bench-secret-with-enough-entropy-for-hs256";
 
@@ -47,16 +53,26 @@ struct Args {
     /// Duration of the latency runs, in seconds.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
-    /// Events seeded for the dashboard run (over 1,000 tenants).
+    /// Events seeded for the dashboard run.
     #[arg(long, default_value_t = 10_000_000)]
     dashboard_events: i64,
+    /// Tenants the dashboard's events are seeded over (at most 10,000).
+    #[arg(long, default_value_t = 1_000)]
+    dashboard_tenants: i64,
+    /// Claims of the monthly run timed after the dashboard part (0: none).
+    #[arg(long, default_value_t = 200)]
+    claims: i64,
     /// Parts to skip: batch, copy, sqlite, single, dashboard (repeatable).
     #[arg(long)]
     skip: Vec<String>,
-    /// Tenants the ingestion runs spread events over: with 100, a batch of 1,000 touches about 160
-    /// rollups (tenant, day); with 10, about 17.
+    /// Tenants the ingestion runs spread events over, each event's tenant drawn at random (as a
+    /// platform's calls arrive): with 1,000, a batch of 1,000 events holds about 630 tenants.
     #[arg(long, default_value_t = 100)]
     tenants: usize,
+    /// When the ingested events occurred: `hour` (all in the last hour) or `month` (spread over the
+    /// last 30 days, so a batch touches up to 30 days of each tenant).
+    #[arg(long, default_value = "hour", value_parser = ["hour", "month"])]
+    spread: String,
     /// Rounds of batch ingestion and COPY (each on a fresh schema, alternating); medians are reported.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
@@ -94,6 +110,19 @@ async fn spawn(database_url: &str) -> anyhow::Result<App> {
     let base = format!("http://{}", app.local_addr());
     let db = app.state().db.clone();
     tokio::spawn(app.run_until(std::future::pending()));
+    // Folds as `serve` does (its other background tasks, billing and merges, stay off), so its work
+    // counts in every figure measured while it runs.
+    let folding = db.clone();
+    tokio::spawn(async move {
+        loop {
+            let started = Instant::now();
+            // The part is over once its pool is closed.
+            if usage::fold::fold(&folding).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(usage::fold::pause_after(started.elapsed())).await;
+        }
+    });
     Ok(App { base, db })
 }
 
@@ -149,14 +178,32 @@ async fn add_tenants(db: &Db, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One event as the services send it; spread over tenants, types and the last three days.
-fn event_json(prefix: &str, i: usize, tenants: usize) -> serde_json::Value {
+/// A well-mixed hash of `i` (splitmix64): the benchmark's "random" draws, the same in every run.
+fn mix(i: usize, salt: u64) -> u64 {
+    let mut z = (i as u64 ^ salt).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// How far back events occurred, in seconds.
+fn spread_seconds(spread: &str) -> u64 {
+    match spread {
+        "month" => 30 * 86_400,
+        _ => 3_600,
+    }
+}
+
+/// One event as the services send it: a random tenant of `tenants`, a type in turn, an instant drawn
+/// over the spread (`hour` or `month`) back from now.
+fn event_json(prefix: &str, i: usize, tenants: usize, spread: &str) -> serde_json::Value {
     let kinds = ["stt_words", "tts_words", "phone_calls"];
     let kind = kinds[i % 3];
-    let at = Utc::now() - Duration::minutes((i % (3 * 24 * 60)) as i64);
+    let back = mix(i, 1) % spread_seconds(spread);
+    let at = Utc::now() - Duration::seconds(back as i64);
     serde_json::json!({
         "event_id": format!("{prefix}-{i:09}"),
-        "tenant_id": format!("tenant-{:04}", (i / 3) % tenants),
+        "tenant_id": format!("tenant-{:04}", mix(i, 2) % tenants as u64),
         "type": kind,
         "quantity": if kind == "phone_calls" { 1 } else { 1 + (i % 40) },
         "occurred_at": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -164,11 +211,28 @@ fn event_json(prefix: &str, i: usize, tenants: usize) -> serde_json::Value {
     })
 }
 
-fn batches(prefix: &str, events: usize, tenants: usize) -> Vec<axum::body::Bytes> {
+/// The mean number of rollups (tenant, UTC day) a batch of 1,000 of these events touches.
+fn rollups_per_batch(args: &Args) -> f64 {
+    let batches = args.events.div_ceil(1000).min(20);
+    let mut total = 0;
+    for b in 0..batches {
+        let keys: std::collections::HashSet<(u64, i64)> = (b * 1000..(b + 1) * 1000)
+            .map(|i| {
+                let back = (mix(i, 1) % spread_seconds(&args.spread)) as i64;
+                let day = (Utc::now().timestamp() - back).div_euclid(86_400);
+                (mix(i, 2) % args.tenants as u64, day)
+            })
+            .collect();
+        total += keys.len();
+    }
+    total as f64 / batches as f64
+}
+
+fn batches(prefix: &str, events: usize, tenants: usize, spread: &str) -> Vec<axum::body::Bytes> {
     (0..events.div_ceil(1000))
         .map(|b| {
             let evs: Vec<_> = (b * 1000..((b + 1) * 1000).min(events))
-                .map(|i| event_json(prefix, i, tenants))
+                .map(|i| event_json(prefix, i, tenants, spread))
                 .collect();
             serde_json::to_vec(&serde_json::json!({ "events": evs }))
                 .unwrap()
@@ -179,7 +243,7 @@ fn batches(prefix: &str, events: usize, tenants: usize) -> Vec<axum::body::Bytes
 
 /// Posts every batch with `clients` concurrent clients; returns events/s.
 async fn batch_ingest(app: &App, label: &str, args: &Args) -> anyhow::Result<f64> {
-    let bodies = Arc::new(batches(label, args.events, args.tenants));
+    let bodies = Arc::new(batches(label, args.events, args.tenants, &args.spread));
     let next = Arc::new(AtomicUsize::new(0));
     let token = mint("service");
     let url = format!("{}/api/usage/events", app.base);
@@ -224,6 +288,22 @@ async fn batch_ingest(app: &App, label: &str, args: &Args) -> anyhow::Result<f64
     Ok(args.events as f64 / secs)
 }
 
+/// Seconds until the background fold has caught up with everything ingested (no event left in the
+/// tail): what the fold still had to do when the last batch was answered.
+async fn folded_after(app: &App) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    loop {
+        let left: i64 = with_pool!(&app.db, pool => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM usage_tail").fetch_one(pool).await
+        })?;
+        // A transaction held open elsewhere on the server holds the fold back: give up after 2 min.
+        if left == 0 || started.elapsed().as_secs() >= 120 {
+            return Ok(started.elapsed().as_secs_f64());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// COPY of the same rows (text format) into a table shaped like usage_events, with its indexes: one
 /// stream, and `clients` streams of 1,000-row COPYs (a transaction each, as a batch is).
 async fn copy_ceiling(url: &str, args: &Args) -> anyhow::Result<(f64, f64)> {
@@ -233,7 +313,7 @@ async fn copy_ceiling(url: &str, args: &Args) -> anyhow::Result<(f64, f64)> {
         .await?;
     let rows: Vec<String> = (0..args.events)
         .map(|i| {
-            let e = event_json("copy", i, args.tenants);
+            let e = event_json("copy", i, args.tenants, &args.spread);
             format!(
                 "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
                 e["event_id"].as_str().unwrap(),
@@ -366,8 +446,7 @@ async fn single_events(app: &App, label: &str, args: &Args) -> anyhow::Result<La
     let url = Arc::new(format!("{}/api/usage/events", app.base));
     // Warm the connection pools (HTTP and database) before measuring.
     for i in 0..200 {
-        let body =
-            serde_json::json!({"events": [event_json(&format!("{label}-warm"), i, args.tenants)]});
+        let body = serde_json::json!({"events": [event_json(&format!("{label}-warm"), i, args.tenants, "hour")]});
         client
             .post(url.as_str())
             .bearer_auth(token.as_str())
@@ -381,7 +460,7 @@ async fn single_events(app: &App, label: &str, args: &Args) -> anyhow::Result<La
         move |i: usize| {
             let (client, token, url) = (client.clone(), token.clone(), url.clone());
             let body = serde_json::to_vec(
-                &serde_json::json!({"events": [event_json(&prefix, i, tenants)]}),
+                &serde_json::json!({"events": [event_json(&prefix, i, tenants, "hour")]}),
             )
             .unwrap();
             async move {
@@ -404,11 +483,11 @@ async fn single_events(app: &App, label: &str, args: &Args) -> anyhow::Result<La
     open_loop(args.rate, args.seconds, send(label)).await
 }
 
-/// Seeds `n` events over 1,000 tenants and 120 days (to today), with their rollups (today's in every
-/// shard, as if ingested at full concurrency; earlier days merged, as `serve` does): older months
-/// claimed by earlier runs, a subscription per tenant (a tenth still in trial this month), demo tenants,
-/// and invoices.
-async fn seed_dashboard(url: &str, n: i64) -> anyhow::Result<()> {
+/// Seeds `n` events over `tenants` tenants and 120 days (to today), with their rollups, folded, one
+/// per tenant and day (as ingestion and `serve`'s fold leave them): older months claimed by earlier
+/// runs, the previous month still open for half the tenants (late usage), a subscription per tenant (a
+/// tenth still in trial this month), demo tenants, and invoices.
+async fn seed_dashboard(url: &str, n: i64, tenants: i64) -> anyhow::Result<()> {
     let mut c = sqlx::PgConnection::connect(url).await?;
     let seeded: Option<i64> = sqlx::query_scalar("SELECT COUNT(*) FROM usage_events")
         .fetch_optional(&mut c)
@@ -420,16 +499,20 @@ async fn seed_dashboard(url: &str, n: i64) -> anyhow::Result<()> {
         return Ok(());
     }
     const DAYS: i64 = 120;
-    const SHARDS: i64 = thanotopolis_billing::usage::shards::SHARDS as i64;
     let started = Instant::now();
-    for s in [
-        "SET synchronous_commit = off",
-        "SET maintenance_work_mem = '512MB'",
+    let tenant_rows = format!(
         "INSERT INTO tenants (id, name, subdomain, is_demo, created_at, updated_at)
          SELECT 'tenant-' || lpad(t::text, 4, '0'), 'Org ' || t, 'org' || t, t % 100 = 99, now(), now()
-         FROM generate_series(0, 999) t",
+         FROM generate_series(0, {}) t",
+        tenants - 1
+    );
+    for s in [
+        "SET synchronous_commit = off",
+        "SET maintenance_work_mem = '1GB'",
+        &tenant_rows,
         "ALTER TABLE usage_events DROP CONSTRAINT usage_events_pkey",
         "DROP INDEX usage_events_rollup",
+        "DROP INDEX usage_events_tx",
     ] {
         sqlx::query(s).execute(&mut c).await?;
     }
@@ -439,19 +522,18 @@ async fn seed_dashboard(url: &str, n: i64) -> anyhow::Result<()> {
         let to = (from + chunk).min(n) - 1;
         sqlx::query(
             "INSERT INTO usage_events (event_id, tenant_id, usage_type, quantity, occurred_at, received_at, rollup_id, metadata)
-             SELECT 'seed-' || i, 'tenant-' || lpad((i % 1000)::text, 4, '0'),
+             SELECT 'seed-' || i, 'tenant-' || lpad((i % $4)::text, 4, '0'),
                     (ARRAY['stt_words', 'tts_words', 'phone_calls'])[k + 1],
                     CASE WHEN k = 2 THEN 1 ELSE 1 + i % 40 END,
                     ((current_date - ($3::int - 1) + d::int)::timestamp + make_interval(secs => (i * 7919) % 86400)) AT TIME ZONE 'UTC',
-                    now(), 1 + ((i % 1000) * $3 + d) * $4
-                           + CASE WHEN d = $3 - 1 THEN (i / (3000 * $3)) % $4 ELSE 0 END, NULL
-             FROM (SELECT i, (i / 1000) % $3 AS d, (i / (1000 * $3)) % 3 AS k
+                    now(), 1 + (i % $4) * $3 + d, NULL
+             FROM (SELECT i, (i / $4) % $3 AS d, (i / ($4 * $3)) % 3 AS k
                    FROM generate_series($1::bigint, $2::bigint) i) s",
         )
         .bind(from)
         .bind(to)
         .bind(DAYS)
-        .bind(SHARDS)
+        .bind(tenants)
         .execute(&mut c)
         .await?;
         from = to + 1;
@@ -460,27 +542,31 @@ async fn seed_dashboard(url: &str, n: i64) -> anyhow::Result<()> {
             started.elapsed().as_secs_f64()
         );
     }
-    // Today's keys in every shard (as busy as a day can be); earlier days merged into one rollup each.
-    let rollups = format!(
-        "INSERT INTO usage_rollups (id, tenant_id, day, shard, stt_words, tts_words, phone_calls, event_count)
-         SELECT rollup_id, tenant_id, (occurred_at AT TIME ZONE 'UTC')::date, (rollup_id - 1) % {SHARDS},
-                COALESCE(SUM(quantity) FILTER (WHERE usage_type = 'stt_words'), 0),
-                COALESCE(SUM(quantity) FILTER (WHERE usage_type = 'tts_words'), 0),
-                COALESCE(SUM(quantity) FILTER (WHERE usage_type = 'phone_calls'), 0), COUNT(*)
-         FROM usage_events GROUP BY 1, 2, 3"
+    let half = format!("tenant-{:04}", tenants / 2);
+    let billed = format!(
+        "UPDATE usage_rollups_folded SET billed_by = 'run:' || to_char(day, 'YYYY-MM') || ':' || tenant_id,
+                billed_stt_words = stt_words, billed_tts_words = tts_words,
+                billed_phone_calls = phone_calls, billed_at = now()
+         WHERE day < date_trunc('month', current_date)::date
+           AND (day < (date_trunc('month', current_date) - interval '1 month')::date OR tenant_id < '{half}')"
     );
     for s in [
         "ALTER TABLE usage_events ADD PRIMARY KEY (event_id)",
         "CREATE INDEX usage_events_rollup ON usage_events (rollup_id, occurred_at)",
-        &rollups,
-        "SELECT setval(pg_get_serial_sequence('usage_rollups', 'id'), (SELECT max(id) FROM usage_rollups))",
+        "CREATE INDEX usage_events_tx ON usage_events (tx)",
+        // One folded rollup per tenant and day.
+        "INSERT INTO usage_rollups_folded (id, tenant_id, day, shard, stt_words, tts_words, phone_calls, event_count)
+         SELECT rollup_id, tenant_id, (occurred_at AT TIME ZONE 'UTC')::date, 0,
+                COALESCE(SUM(quantity) FILTER (WHERE usage_type = 'stt_words'), 0),
+                COALESCE(SUM(quantity) FILTER (WHERE usage_type = 'tts_words'), 0),
+                COALESCE(SUM(quantity) FILTER (WHERE usage_type = 'phone_calls'), 0), COUNT(*)
+         FROM usage_events GROUP BY 1, 2, 3",
+        // The seeded events are in those sums: the fold's mark goes past them.
+        "UPDATE usage_fold SET folded_through = pg_current_xact_id()",
+        "SELECT setval(pg_get_serial_sequence('usage_rollups_folded', 'id'), (SELECT max(id) FROM usage_rollups_folded))",
         // Months before the previous one were billed by their runs; the previous month is still open
-        // (late usage) for some tenants.
-        "UPDATE usage_rollups SET billed_by = 'run:' || to_char(day, 'YYYY-MM') || ':' || tenant_id,
-                billed_stt_words = stt_words, billed_tts_words = tts_words,
-                billed_phone_calls = phone_calls, billed_at = now()
-         WHERE day < date_trunc('month', current_date)::date
-           AND (day < (date_trunc('month', current_date) - interval '1 month')::date OR tenant_id < 'tenant-0500')",
+        // (late usage) for half the tenants.
+        &billed,
         "INSERT INTO subscriptions (stripe_subscription_id, tenant_id, stripe_customer_id, status, price_id,
              amount_cents, current_period_start, current_period_end, trial_end,
              stripe_created_at, stripe_updated_at, synced_at)
@@ -506,13 +592,61 @@ async fn seed_dashboard(url: &str, n: i64) -> anyhow::Result<()> {
         "VACUUM ANALYZE",
     ] {
         sqlx::query(s).execute(&mut c).await?;
+        eprintln!("  ... ({:.0}s)", started.elapsed().as_secs_f64());
     }
     eprintln!("  seeding done in {:.0}s", started.elapsed().as_secs_f64());
     c.close().await?;
     Ok(())
 }
 
+/// Bytes stored per seeded event: the events table with its indexes and the rollups with theirs.
+async fn bytes_per_event(url: &str, n: i64) -> anyhow::Result<(f64, f64)> {
+    let mut c = sqlx::PgConnection::connect(url).await?;
+    let (events, rollups): (i64, i64) = sqlx::query_as(
+        "SELECT pg_total_relation_size('usage_events'), pg_total_relation_size('usage_rollups_folded')",
+    )
+    .fetch_one(&mut c)
+    .await?;
+    c.close().await?;
+    Ok((events as f64 / n as f64, rollups as f64 / n as f64))
+}
+
+/// The monthly run's claim (`claim_unbilled`) of `count` tenants whose previous month is still open
+/// (about 30 open rollups each), one after the other: the time per claim.
+async fn claims(app: &App, tenants: i64, count: i64, run: &str) -> anyhow::Result<Latency> {
+    use thanotopolis_billing::domain::BillingPeriod;
+    use thanotopolis_billing::usage::billable;
+    let current = BillingPeriod::containing(Utc::now(), chrono_tz::UTC);
+    let (start, _) = current.bounds(chrono_tz::UTC);
+    let mut ms = Vec::new();
+    let started = Instant::now();
+    for i in 0..count {
+        // Scattered over the half with the previous month open (a reused seed has some claimed).
+        let t = tenants / 2 + (i * 7919) % (tenants / 2);
+        let id = TenantId::parse(&format!("tenant-{t:04}")).map_err(anyhow::Error::msg)?;
+        let at = Instant::now();
+        billable::claim_unbilled(
+            &app.db,
+            &id,
+            start,
+            chrono_tz::UTC,
+            &format!("bench:{run}:{t}"),
+        )
+        .await?;
+        ms.push(at.elapsed().as_secs_f64() * 1000.0);
+    }
+    ms.sort_by(|a, b| a.total_cmp(b));
+    Ok(Latency {
+        sent: ms.len(),
+        p50_ms: percentile(&ms, 0.5),
+        p99_ms: percentile(&ms, 0.99),
+        max_ms: *ms.last().unwrap_or(&f64::NAN),
+        achieved_rps: ms.len() as f64 / started.elapsed().as_secs_f64(),
+    })
+}
+
 async fn dashboard(app: &App, args: &Args) -> anyhow::Result<(Latency, Latency)> {
+    let tenants = args.dashboard_tenants as usize;
     let client = reqwest::Client::new();
     let super_admin = Arc::new(mint("super_admin"));
     let base = Arc::new(app.base.clone());
@@ -522,7 +656,7 @@ async fn dashboard(app: &App, args: &Args) -> anyhow::Result<(Latency, Latency)>
             let (client, token, base) = (client.clone(), super_admin.clone(), base.clone());
             async move {
                 // Tenants in a scattered order, so that each read finds cold-ish pages too.
-                let tenant = (i * 7919) % 1000;
+                let tenant = (i * 7919) % tenants;
                 let resp = client
                     .get(format!(
                         "{base}/api/billing/dashboard?tenant_id=tenant-{tenant:04}"
@@ -564,9 +698,22 @@ async fn dashboard(app: &App, args: &Args) -> anyhow::Result<(Latency, Latency)>
 
 fn show(label: &str, l: &Latency) {
     println!(
-        "{label:<44} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  ({} requests, {:.0}/s)",
-        l.p50_ms, l.p99_ms, l.max_ms, l.sent, l.achieved_rps
+        "{label:<44} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  ({} requests, {:.0}/s; load {})",
+        l.p50_ms,
+        l.p99_ms,
+        l.max_ms,
+        l.sent,
+        l.achieved_rps,
+        load()
     );
+}
+
+/// The machine's load averages (1, 5 and 15 minutes), as `uptime` shows them: the benchmark shares
+/// its cores with whatever else runs.
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 #[tokio::main]
@@ -575,13 +722,25 @@ async fn main() -> anyhow::Result<()> {
     let skip = |part: &str| args.skip.iter().any(|s| s == part);
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     println!(
-        "usage_bench: {} events per batch run over {} tenants, {} clients, batches of 1,000; {} cores",
+        "usage_bench: {} events per batch run, {} clients, batches of 1,000; {} cores; load {}",
         args.events,
-        args.tenants,
         args.clients,
         std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(1)
+            .unwrap_or(1),
+        load()
+    );
+    // What every ingestion figure is of: the tenants, when the events occurred, the rollups a batch
+    // touches.
+    let mix_label = format!(
+        "{} tenants, {}, {:.0} rollups/batch",
+        args.tenants,
+        if args.spread == "month" {
+            "last 30 days"
+        } else {
+            "last hour"
+        },
+        rollups_per_batch(&args)
     );
 
     if !skip("batch") || !skip("copy") {
@@ -596,7 +755,10 @@ async fn main() -> anyhow::Result<()> {
             let mut line = format!("  round {round}:");
             if !skip("batch") {
                 let rate = batch_ingest(&app, &format!("pg{round}"), &args).await?;
-                line += &format!(" ingestion {rate:.0} events/s");
+                let behind = folded_after(&app).await?;
+                line += &format!(
+                    " ingestion {rate:.0} events/s (all folded {behind:.1} s after the last answer)"
+                );
                 ingest.push(rate);
             }
             if !skip("copy") {
@@ -605,14 +767,14 @@ async fn main() -> anyhow::Result<()> {
                 one.push(o);
                 many.push(m);
             }
-            eprintln!("{line}");
+            eprintln!("{line} (load {})", load());
             app.db.close().await;
             drop_schema(&args.pg, &schema).await?;
         }
         let rounds = format!("median of {}", args.rounds);
         if !ingest.is_empty() {
             println!(
-                "{:<44} {:>10.0} events/s ({rounds})",
+                "{:<44} {:>10.0} events/s ({rounds}; {mix_label})",
                 "PostgreSQL batch ingestion (HTTP)",
                 median(&mut ingest)
             );
@@ -629,9 +791,10 @@ async fn main() -> anyhow::Result<()> {
             );
             if !ingest.is_empty() {
                 println!(
-                    "{:<44} {:>10.0} %",
+                    "{:<44} {:>10.0} % ({mix_label}; load {})",
                     "batch ingestion / best COPY",
-                    100.0 * median(&mut ingest) / o.max(m)
+                    100.0 * median(&mut ingest) / o.max(m),
+                    load()
                 );
             }
         }
@@ -657,7 +820,7 @@ async fn main() -> anyhow::Result<()> {
         if !skip("batch") {
             let rate = batch_ingest(&app, "lite", &args).await?;
             println!(
-                "{:<44} {rate:>10.0} events/s",
+                "{:<44} {rate:>10.0} events/s ({mix_label})",
                 "SQLite batch ingestion (HTTP)"
             );
         }
@@ -670,18 +833,41 @@ async fn main() -> anyhow::Result<()> {
     }
 
     if !skip("dashboard") {
-        let schema = format!("bench_dashboard_{}", args.dashboard_events);
+        let schema = format!(
+            "bench_dashboard_{}_{}",
+            args.dashboard_events, args.dashboard_tenants
+        );
         let url = pg_schema(&args.pg, &schema).await?;
         let app = spawn(&url).await?;
         eprintln!(
-            "seeding {} events over 1,000 tenants",
-            args.dashboard_events
+            "seeding {} events over {} tenants",
+            args.dashboard_events, args.dashboard_tenants
         );
-        seed_dashboard(&url, args.dashboard_events).await?;
+        let seeding = Instant::now();
+        seed_dashboard(&url, args.dashboard_events, args.dashboard_tenants).await?;
+        let (per_event, rollups_per_event) = bytes_per_event(&url, args.dashboard_events).await?;
+        println!(
+            "{:<44} {:.0} s; {per_event:.0} bytes per event (events and their indexes), {rollups_per_event:.1} (rollups); load {}",
+            format!(
+                "seeded {} events, {} tenants",
+                args.dashboard_events, args.dashboard_tenants
+            ),
+            seeding.elapsed().as_secs_f64(),
+            load()
+        );
         settle(&args.pg).await?;
         let (closed, open) = dashboard(&app, &args).await?;
-        show("dashboard, one client (closed loop)", &closed);
-        show("dashboard at 200/s (open loop)", &open);
+        let over = format!(
+            "{}M events, {} tenants",
+            args.dashboard_events / 1_000_000,
+            args.dashboard_tenants
+        );
+        show(&format!("dashboard, one client ({over})"), &closed);
+        show(&format!("dashboard at 200/s ({over})"), &open);
+        if args.claims > 0 {
+            let c = claims(&app, args.dashboard_tenants, args.claims, &run).await?;
+            show(&format!("claim of a month's usage ({over})"), &c);
+        }
         app.db.close().await;
         if !args.keep_seed {
             drop_schema(&args.pg, &schema).await?;

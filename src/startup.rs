@@ -99,6 +99,7 @@ impl Application {
         if background {
             tasks.spawn(crate::billing::scheduler::run(state.clone(), stop.clone()));
             tasks.spawn(crate::usage::compact::run(state.clone(), stop.clone()));
+            tasks.spawn(crate::usage::fold::run(state.clone(), stop.clone()));
         }
         let served = axum::serve(
             listener,

@@ -222,7 +222,7 @@ macro_rules! queries {
                 billed: &UsageTotals,
             ) -> Result<(), sqlx::Error> {
                 sqlx::query(
-                    "UPDATE usage_rollups SET billed_stt_words = $2, billed_tts_words = $3,
+                    "UPDATE usage_rollups_folded SET billed_stt_words = $2, billed_tts_words = $3,
                          billed_phone_calls = $4
                      WHERE id = $1",
                 )
@@ -343,28 +343,54 @@ macro_rules! queries {
     };
 }
 
-// PostgreSQL: lock the open rollups in (day, shard) order, the order ingestion locks them in (an ingest
-// holds one shard), so the two never deadlock; a rollup held by an ingest in flight is claimed once that
-// ingest commits, with its quantities as committed.
+// PostgreSQL: lock the open rollups in (day, shard) order, the order merges lock them in; the billed
+// quantities are the rollups as they are now, the folded sums plus the tail (`usage_rollups`). Called
+// with the tenant's bucket held (no ingest in flight adds to these rollups) and the fold's mark held
+// (no fold moves events from the tail into the sums meanwhile).
 queries!(
     pg,
     sqlx::PgConnection,
-    "UPDATE usage_rollups SET billed_by = $3, billed_at = $4, billed_stt_words = stt_words,
-         billed_tts_words = tts_words, billed_phone_calls = phone_calls
-     WHERE id IN (SELECT id FROM usage_rollups
-                  WHERE tenant_id = $1 AND day < $2 AND billed_by IS NULL
-                  ORDER BY day, shard FOR UPDATE)
-     RETURNING id, day, stt_words, tts_words, phone_calls"
+    "UPDATE usage_rollups_folded r SET billed_by = $3, billed_at = $4, billed_stt_words = v.stt_words,
+         billed_tts_words = v.tts_words, billed_phone_calls = v.phone_calls
+     FROM usage_rollups v
+     WHERE v.id = r.id AND v.tenant_id = $1
+       AND r.id IN (SELECT id FROM usage_rollups_folded
+                    WHERE tenant_id = $1 AND day < $2 AND billed_by IS NULL
+                    ORDER BY day, shard FOR UPDATE)
+     RETURNING r.id, r.day, r.billed_stt_words AS stt_words, r.billed_tts_words AS tts_words,
+               r.billed_phone_calls AS phone_calls"
 );
-// SQLite: the write transaction already excludes every other writer.
+// SQLite: the write transaction already excludes every other writer, and the rollups hold every event.
 queries!(
     lite,
     sqlx::SqliteConnection,
-    "UPDATE usage_rollups SET billed_by = $3, billed_at = $4, billed_stt_words = stt_words,
+    "UPDATE usage_rollups_folded SET billed_by = $3, billed_at = $4, billed_stt_words = stt_words,
          billed_tts_words = tts_words, billed_phone_calls = phone_calls
      WHERE tenant_id = $1 AND day < $2 AND billed_by IS NULL
      RETURNING id, day, stt_words, tts_words, phone_calls"
 );
+
+/// PostgreSQL: what a claim or a merge of a tenant's rollups holds until it commits, each statement
+/// given the tenant's bucket ([`super::ingest::bucket`]) as `$1`. The bucket, exclusively: ingests of its
+/// tenants wait (and those in flight are waited for), so no event is being added to a rollup that is
+/// claimed or merged away; its generation moves on, so that no ingest uses a rollup id it read before.
+/// Then the fold's mark, shared: no fold moves events from the tail into the sums while they are read and
+/// updated.
+pub(crate) const HOLD_ROLLUPS: [&str; 3] = [
+    "SELECT pg_advisory_xact_lock(7301, $1)",
+    "UPDATE usage_rollup_buckets SET generation = generation + 1 WHERE bucket = $1",
+    "SELECT 1 FROM usage_fold WHERE $1::int4 IS NOT NULL FOR SHARE",
+];
+
+async fn hold_rollups(conn: &mut sqlx::PgConnection, tenant: &str) -> Result<(), sqlx::Error> {
+    for sql in HOLD_ROLLUPS {
+        sqlx::query(sql)
+            .bind(super::ingest::bucket(tenant))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
 
 fn day_of(t: DateTime<Utc>, tz: Tz) -> NaiveDate {
     t.with_timezone(&tz).date_naive()
@@ -409,6 +435,7 @@ pub async fn claim_unbilled(
     match db {
         Db::Postgres(pool) => {
             let mut tx = pool.begin().await?;
+            hold_rollups(&mut tx, t).await?;
             let totals = pg::claim_unbilled(&mut tx, t, day, tz, billed_by).await?;
             tx.commit().await?;
             Ok(totals)

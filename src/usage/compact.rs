@@ -1,14 +1,16 @@
 //! Merging the rollup shards of days that are over, so that reading a past day costs one row per key.
 //!
-//! Concurrent ingests write up to [`SHARDS`](super::shards::SHARDS) copies of a (tenant, day)
-//! rollup. Once the day is over in the billing time zone, `serve` merges each key's open copies into
-//! the one of the lowest shard: its quantities and count grow by theirs, the others are deleted, and
-//! `usage_rollup_merges` records where their events now count (the events themselves are not
-//! rewritten). Only the dashboard and the run's reads get cheaper: totals never change.
+//! Before migration 0006, concurrent PostgreSQL ingests wrote up to four copies (shards) of a (tenant,
+//! day) rollup; ingests now write shard 0 only, so only rollups from then, or a day with a copy in
+//! shard 0 and an older one elsewhere, have more than one open row. `serve` merges each key's open
+//! copies of days that are over into the one of the lowest shard: its quantities and count grow by
+//! theirs, the others are deleted, and `usage_rollup_merges` records where their events now count (the
+//! events themselves are not rewritten; events not folded yet count there too). Totals never change.
 //!
-//! Each key is merged in its own transaction, locking the key's open rollups in shard order, the
-//! order ingestion and claims lock them in; a rollup held by an ingest or a claim is merged once that
-//! commits (a claimed one is no longer open and is left alone). Safe to run on several replicas.
+//! Each key is merged in its own transaction. On PostgreSQL it first holds the tenant's rollups as a
+//! claim does ([`super::billable::HOLD_ROLLUPS`]: no ingest in flight is adding events to a rollup
+//! about to be deleted, no fold is moving sums meanwhile), then locks the key's open rollups in shard
+//! order; a claimed one is no longer open and is left alone. Safe to run on several replicas.
 
 use crate::db::Db;
 use crate::domain::time;
@@ -29,7 +31,7 @@ pub async fn compact(db: &Db, before_day: NaiveDate) -> Result<u64, sqlx::Error>
     loop {
         let keys: Vec<(String, NaiveDate)> = crate::with_pool!(db, pool => {
             sqlx::query_as(
-                "SELECT tenant_id, day FROM usage_rollups
+                "SELECT tenant_id, day FROM usage_rollups_folded
                  WHERE billed_by IS NULL AND day < $1
                  GROUP BY tenant_id, day HAVING COUNT(*) > 1
                  ORDER BY tenant_id, day LIMIT $2",
@@ -58,16 +60,22 @@ type Row = (i64, i64, i64, i64, i64);
 /// Merges one key's open rollups into its lowest shard; returns how many were merged away.
 async fn merge_key(db: &Db, tenant: &str, day: NaiveDate) -> Result<u64, sqlx::Error> {
     // SQLite's write transaction excludes every other writer already.
-    let lock = match db {
-        Db::Postgres(_) => " FOR UPDATE",
-        Db::Sqlite(_) => "",
+    let (hold, lock): (&[&str], _) = match db {
+        Db::Postgres(_) => (&super::billable::HOLD_ROLLUPS, " FOR UPDATE"),
+        Db::Sqlite(_) => (&[], ""),
     };
     let select = format!(
-        "SELECT id, stt_words, tts_words, phone_calls, event_count FROM usage_rollups
+        "SELECT id, stt_words, tts_words, phone_calls, event_count FROM usage_rollups_folded
          WHERE tenant_id = $1 AND day = $2 AND billed_by IS NULL
          ORDER BY shard{lock}"
     );
     crate::begin_write!(db, pool, tx => {
+        for sql in hold {
+            sqlx::query(sql)
+                .bind(super::ingest::bucket(tenant))
+                .execute(&mut *tx)
+                .await?;
+        }
         let rows: Vec<Row> = sqlx::query_as(&select)
             .bind(tenant)
             .bind(day)
@@ -81,7 +89,7 @@ async fn merge_key(db: &Db, tenant: &str, day: NaiveDate) -> Result<u64, sqlx::E
         }
         let sum = |f: fn(&Row) -> i64| rest.iter().map(f).sum::<i64>();
         sqlx::query(
-            "UPDATE usage_rollups SET stt_words = stt_words + $2, tts_words = tts_words + $3,
+            "UPDATE usage_rollups_folded SET stt_words = stt_words + $2, tts_words = tts_words + $3,
                  phone_calls = phone_calls + $4, event_count = event_count + $5
              WHERE id = $1",
         )
@@ -104,7 +112,7 @@ async fn merge_key(db: &Db, tenant: &str, day: NaiveDate) -> Result<u64, sqlx::E
                 .bind(keeper)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("DELETE FROM usage_rollups WHERE id = $1")
+            sqlx::query("DELETE FROM usage_rollups_folded WHERE id = $1")
                 .bind(merged)
                 .execute(&mut *tx)
                 .await?;

@@ -1,30 +1,32 @@
-//! Ingestion: a batch of validated events into `usage_events` and `usage_rollups`, exactly once.
+//! Ingestion: a batch of validated events into `usage_events`, exactly once, each in its rollup.
 //!
 //! A rollup counts one tenant's usage of one local day (in the billing time zone), a column per type.
-//! One write transaction per batch:
-//! 1. group the batch by (tenant, local day), in key order so that every writer locks rollups in the
-//!    same order and two batches never deadlock on them;
-//! 2. upsert each group's open rollup of the transaction's shard (`billed_by IS NULL`, unique by the
-//!    partial index; see [`super::shards`]), adding the group's sums by type and its count: this
-//!    creates the bucket or locks it until commit, and gives its id;
-//! 3. insert the events with that id. On PostgreSQL a batch first goes in as if all were new (`COPY`);
-//!    an id already stored fails the primary key and the transaction, and the batch is done again as a
-//!    checked insert that skips stored ids (see [`Mode`]). What goes in is what is new, the rest are
-//!    duplicates (of earlier batches, or of a concurrent one, whose commit the insert waits for);
-//! 4. take the duplicates' quantities back out of their rollups (the rollups are still locked, so no one
-//!    saw them counted); commit; only then answer. The rollups end up with exactly the new events.
 //!
-//! Adding first and correcting after costs one rollup write per group in the usual case (no
-//! duplicates) instead of two: rollups are the rows every writer of a tenant's day shares.
+//! On PostgreSQL a request stores events and nothing more; the rollups' sums are brought up to date
+//! afterwards, set-based, by [`super::fold`], and readers see them with the events not folded yet (the
+//! view `usage_rollups`, migration 0006). One write transaction per batch:
+//! 1. group the batch by (tenant, local day), in key order;
+//! 2. `usage_hold_buckets`: a shared lock on the buckets of the batch's tenants (a claim or a merge of
+//!    their rollups takes it exclusively, so none is claimed or merged away under this ingest), and the
+//!    buckets' generations; then the id of each group's open rollup: remembered from an earlier batch
+//!    if its bucket's generation is still the one it was read under (see [`RollupIds`]), else read, or
+//!    created if missing (`usage_rollup_ids`);
+//! 3. insert the events with those ids: first as if all were new (`COPY`); an id already stored fails
+//!    the primary key and the transaction, and the batch is done again as a checked insert that skips
+//!    stored ids (see [`Mode`]). What goes in is what is new, the rest are duplicates (of earlier
+//!    batches, or of a concurrent one, whose commit the insert waits for); commit; only then answer.
+//!
+//! The cost of a batch is its events, not its tenants: a rollup is written once per fold, not once
+//! per batch that touches it.
+//!
+//! SQLite has one writer at a time and keeps adding each batch's sums to its rollups in the request
+//! (nothing waits to be folded there): upsert each group's open rollup, insert the events, take the
+//! duplicates' quantities back out, commit.
 //!
 //! An event naming an unknown tenant fails the rollup's foreign key, which rolls the batch back: the
 //! caller checks tenants only then, so the common path spends no query on it.
-//!
-//! Because the monthly run claims a rollup by updating it, it waits for an ingest holding that rollup
-//! (and vice versa): an event is either in a rollup before the claim, or lands in a new open bucket.
 
 use super::rating::UsageTotals;
-use super::shards::Shards;
 use super::NewEvent;
 use crate::db::Db;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -40,10 +42,19 @@ pub struct IngestOutcome {
     pub duplicates: u64,
 }
 
-/// The shards of this process's PostgreSQL ingests (SQLite writes one at a time, to shard 0).
-static SHARDS: Shards = Shards::new();
+/// Buckets of tenants whose claims exclude ingests (PostgreSQL; migration 0006).
+pub const BUCKETS: u32 = 64;
 
-/// A rollup bucket's key within a shard (tenant, local day); ordered as the lock order.
+/// The bucket of `tenant`: an ingest holds its tenants' buckets in share mode until it commits, a claim
+/// or a merge of a tenant's rollups holds the tenant's exclusively. FNV-1a, so it never changes.
+pub fn bucket(tenant: &str) -> i32 {
+    let hash = tenant.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    (hash % BUCKETS) as i32
+}
+
+/// A rollup's key (tenant, local day); ordered as the order rollups are created or locked in.
 type GroupKey = (String, NaiveDate);
 
 /// The batch, deduplicated and grouped: what the SQL of either engine needs.
@@ -150,20 +161,17 @@ pub async fn ingest_returning_new(
     let plan = plan(batch, tz);
     let inserted = match db {
         Db::Postgres(pool) => {
-            let shard = SHARDS.take().await;
             let mut mode = Mode::for_batch(plan.events.len());
             let mut attempt = 0;
             loop {
                 attempt += 1;
                 let result = match mode {
-                    Mode::Fresh => postgres::ingest_fresh(pool, &plan, shard.number(), received_at)
+                    Mode::Fresh => postgres::ingest_fresh(pool, &plan, received_at)
                         .await
                         .map(|()| Inserted::All(plan.events.len())),
-                    Mode::Checked => {
-                        postgres::ingest_checked(pool, &plan, shard.number(), received_at)
-                            .await
-                            .map(Inserted::Only)
-                    }
+                    Mode::Checked => postgres::ingest_checked(pool, &plan, received_at)
+                        .await
+                        .map(Inserted::Only),
                 };
                 match result {
                     // A stored id: nothing was committed; again, skipping what is stored.
@@ -172,8 +180,8 @@ pub async fn ingest_returning_new(
                         attempt -= 1;
                         continue;
                     }
-                    // Lock order makes deadlocks impossible among ingests; this is a safety net for
-                    // anything else that locks rollups. Nothing was committed, so retrying is safe.
+                    // Key order makes deadlocks impossible among ingests; this is a safety net for
+                    // anything else. Nothing was committed, so retrying is safe.
                     Err(e) if attempt < 5 && is_retryable(&e) => {
                         tracing::warn!(error = %e, attempt, "usage ingest retried");
                         continue;
@@ -200,10 +208,10 @@ pub async fn ingest_returning_new(
 /// transaction, nothing is committed, and the batch is done again as `Checked`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
-    /// A transaction of the rollup upsert and a `COPY` of the events: every event is new, or the
+    /// A transaction of the rollups' ids and a `COPY` of the events: every event is new, or the
     /// transaction fails.
     Fresh,
-    /// One call that skips stored ids, takes what they added back out and reports which went in.
+    /// One call that skips stored ids and reports which went in.
     Checked,
 }
 
@@ -266,108 +274,147 @@ fn rollup_ids(plan: &Plan<'_>, returned: Vec<(i64, String, NaiveDate)>) -> Vec<i
     ids
 }
 
+/// SQLite's rollup upsert: the group's sums added to its open rollup.
 const UPSERT_CONFLICT: &str = "ON CONFLICT (tenant_id, day, shard) WHERE billed_by IS NULL \
-     DO UPDATE SET stt_words = usage_rollups.stt_words + EXCLUDED.stt_words, \
-                   tts_words = usage_rollups.tts_words + EXCLUDED.tts_words, \
-                   phone_calls = usage_rollups.phone_calls + EXCLUDED.phone_calls, \
-                   event_count = usage_rollups.event_count + EXCLUDED.event_count \
+     DO UPDATE SET stt_words = usage_rollups_folded.stt_words + EXCLUDED.stt_words, \
+                   tts_words = usage_rollups_folded.tts_words + EXCLUDED.tts_words, \
+                   phone_calls = usage_rollups_folded.phone_calls + EXCLUDED.phone_calls, \
+                   event_count = usage_rollups_folded.event_count + EXCLUDED.event_count \
      RETURNING id, tenant_id, day";
 
-/// PostgreSQL: each step is one statement over arrays (`UNNEST`) or one `COPY`, so a batch costs a few
-/// round trips whatever its size, and the statements' text never changes (prepared once per
-/// connection).
+/// The open rollups' ids this process has read, by bucket, each bucket with the generation they were read
+/// under (PostgreSQL). A claim or a merge of a bucket's rollups moves its generation on (holding the
+/// bucket, so never while an ingest of it is in flight): an id is used only while its bucket's
+/// generation, read by the ingest holding the bucket, is still the one it was read under, so it is
+/// still its tenant's day's open rollup. Generations start at random in each database, so ids of
+/// another database are never taken for these.
+pub struct RollupIds {
+    buckets: HashMap<i32, (i64, IdsByTenant)>,
+}
+
+/// Open rollup ids by tenant and local day.
+type IdsByTenant = HashMap<String, HashMap<NaiveDate, i64>>;
+
+/// Ids remembered per bucket at most; past it, the bucket starts again (a claim empties it too).
+const IDS_PER_BUCKET: usize = 50_000;
+
+impl RollupIds {
+    fn get(&mut self, bucket: i32, generation: i64, tenant: &str, day: NaiveDate) -> Option<i64> {
+        let (known_generation, ids) = self.buckets.get_mut(&bucket)?;
+        if *known_generation != generation {
+            *known_generation = generation;
+            ids.clear();
+            return None;
+        }
+        ids.get(tenant)?.get(&day).copied()
+    }
+
+    fn remember(&mut self, bucket: i32, generation: i64, tenant: &str, day: NaiveDate, id: i64) {
+        let (known_generation, ids) = self
+            .buckets
+            .entry(bucket)
+            .or_insert_with(|| (generation, HashMap::new()));
+        if *known_generation != generation
+            || ids.values().map(HashMap::len).sum::<usize>() >= IDS_PER_BUCKET
+        {
+            *known_generation = generation;
+            ids.clear();
+        }
+        ids.entry(tenant.to_owned()).or_default().insert(day, id);
+    }
+}
+
+/// This process's [`RollupIds`].
+static ROLLUP_IDS: std::sync::LazyLock<std::sync::Mutex<RollupIds>> =
+    std::sync::LazyLock::new(|| {
+        std::sync::Mutex::new(RollupIds {
+            buckets: HashMap::new(),
+        })
+    });
+
+/// PostgreSQL: each step is one call or one `COPY`, so a batch costs a few round trips whatever its
+/// size, and the statements' text never changes (prepared once per connection).
 mod postgres {
     use super::*;
     use sqlx::{PgConnection, PgPool};
     use std::io::Write;
 
-    /// The plan's groups as one array each, and how the statements that take them bind them.
-    struct GroupColumns<'a> {
-        tenants: Vec<&'a str>,
-        days: Vec<NaiveDate>,
-        stt_words: Vec<i64>,
-        tts_words: Vec<i64>,
-        phone_calls: Vec<i64>,
-        counts: Vec<i64>,
+    /// The plan's group keys as one array each.
+    fn group_keys<'a>(plan: &'a Plan<'_>) -> (Vec<&'a str>, Vec<NaiveDate>) {
+        plan.groups.iter().map(|(t, d)| (t.as_str(), *d)).unzip()
     }
 
-    impl<'a> GroupColumns<'a> {
-        fn of(plan: &'a Plan<'_>) -> GroupColumns<'a> {
-            GroupColumns {
-                tenants: plan.groups.iter().map(|g| g.0.as_str()).collect(),
-                days: plan.groups.iter().map(|g| g.1).collect(),
-                stt_words: plan.sums.iter().map(|s| s.0.stt_words).collect(),
-                tts_words: plan.sums.iter().map(|s| s.0.tts_words).collect(),
-                phone_calls: plan.sums.iter().map(|s| s.0.calls).collect(),
-                counts: plan.sums.iter().map(|s| s.1).collect(),
-            }
-        }
-
-        /// Binds the groups as `$1`–`$6` and `shard` as `$7`.
-        fn bind<'q, O>(&'q self, q: GroupQuery<'q, O>, shard: i16) -> GroupQuery<'q, O> {
-            q.bind(&self.tenants)
-                .bind(&self.days)
-                .bind(&self.stt_words)
-                .bind(&self.tts_words)
-                .bind(&self.phone_calls)
-                .bind(&self.counts)
-                .bind(shard)
-        }
-    }
-
-    type GroupQuery<'q, O> =
-        sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>;
-
-    /// [`Mode::Fresh`]: in one transaction, the rollups get the batch's sums and the events go in by
-    /// `COPY`; a stored id fails the primary key, and with it the transaction.
+    /// [`Mode::Fresh`]: in one transaction, the rollups' ids and the events by `COPY`; a stored id
+    /// fails the primary key, and with it the transaction.
     pub(super) async fn ingest_fresh(
         pool: &PgPool,
         plan: &Plan<'_>,
-        shard: i16,
         received_at: DateTime<Utc>,
     ) -> Result<(), sqlx::Error> {
         let mut tx = pool.begin().await?;
-        let ids = upsert_rollups(&mut tx, plan, shard).await?;
+        let ids = open_rollup_ids(&mut tx, plan).await?;
         copy_events(&mut tx, plan, &ids, received_at).await?;
         tx.commit().await
     }
 
-    /// Adds each group's sums to its open rollup of `shard`; returns the rollups' ids by group.
-    async fn upsert_rollups(
+    /// Each group's open rollup: holds the groups' buckets (`usage_hold_buckets`, migration 0006), then
+    /// takes the ids [`ROLLUP_IDS`] remembers under the generations just read, and reads (or creates)
+    /// the others with `usage_rollup_ids`.
+    async fn open_rollup_ids(
         conn: &mut PgConnection,
         plan: &Plan<'_>,
-        shard: i16,
     ) -> Result<Vec<i64>, sqlx::Error> {
-        let g = GroupColumns::of(plan);
-        // WITH ORDINALITY + ORDER BY: rows are inserted, and so locked, in the plan's key order.
-        let sql = format!(
-            "INSERT INTO usage_rollups (tenant_id, day, shard, stt_words, tts_words, phone_calls, event_count)
-             SELECT k.tenant_id, k.day, $7, k.stt_words, k.tts_words, k.phone_calls, k.event_count
-             FROM UNNEST($1::text[], $2::date[], $3::int8[], $4::int8[], $5::int8[], $6::int8[])
-                  WITH ORDINALITY AS k(tenant_id, day, stt_words, tts_words, phone_calls, event_count, ord)
-             ORDER BY k.ord
-             {UPSERT_CONFLICT}"
-        );
-        let returned: Vec<(i64, String, NaiveDate)> = g
-            .bind(sqlx::query_as(&sql), shard)
-            .fetch_all(&mut *conn)
+        let buckets: Vec<i32> = plan.groups.iter().map(|(t, _)| bucket(t)).collect();
+        let generations: Vec<i64> = sqlx::query_scalar("SELECT usage_hold_buckets($1)")
+            .bind(&buckets)
+            .fetch_one(&mut *conn)
             .await?;
-        Ok(rollup_ids(plan, returned))
+        let mut ids = vec![0i64; plan.groups.len()];
+        let mut missing = Vec::new();
+        {
+            let mut known = ROLLUP_IDS.lock().expect("rollup ids");
+            for (g, (tenant, day)) in plan.groups.iter().enumerate() {
+                match known.get(buckets[g], generations[g], tenant, *day) {
+                    Some(id) => ids[g] = id,
+                    None => missing.push(g),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(ids);
+        }
+        let (tenants, days): (Vec<&str>, Vec<NaiveDate>) = missing
+            .iter()
+            .map(|g| (plan.groups[*g].0.as_str(), plan.groups[*g].1))
+            .unzip();
+        let found: Vec<i64> = sqlx::query_scalar("SELECT usage_rollup_ids($1, $2)")
+            .bind(&tenants)
+            .bind(&days)
+            .fetch_one(&mut *conn)
+            .await?;
+        debug_assert_eq!(found.len(), missing.len(), "every group has its rollup");
+        let mut known = ROLLUP_IDS.lock().expect("rollup ids");
+        for (g, id) in missing.into_iter().zip(found) {
+            ids[g] = id;
+            let (tenant, day) = &plan.groups[g];
+            known.remember(buckets[g], generations[g], tenant, *day, id);
+        }
+        Ok(ids)
     }
 
-    /// [`Mode::Checked`]: one call of `usage_ingest_checked` (migration 0004), so one round trip and
-    /// its own transaction: the rollups get the batch's sums, events with a stored id are skipped,
-    /// and what they had added is taken back out before the commit. Returns the ids inserted.
+    /// [`Mode::Checked`]: one call of `usage_ingest_events` (migration 0006), so one round trip and
+    /// its own transaction: the rollups' ids, then the events, skipping stored ids. Returns the ids
+    /// inserted.
     pub(super) async fn ingest_checked(
         pool: &PgPool,
         plan: &Plan<'_>,
-        shard: i16,
         received_at: DateTime<Utc>,
     ) -> Result<HashSet<String>, sqlx::Error> {
         if let [(e, _)] = plan.events[..] {
-            return ingest_one(pool, e, plan.groups[0].1, shard, received_at).await;
+            return ingest_one(pool, e, plan.groups[0].1, received_at).await;
         }
-        let g = GroupColumns::of(plan);
+        let (tenants, days) = group_keys(plan);
+        let buckets: Vec<i32> = tenants.iter().map(|t| bucket(t)).collect();
         let n = plan.events.len();
         let (mut ids, mut groups, mut types) = (
             Vec::with_capacity(n),
@@ -387,36 +434,36 @@ mod postgres {
             occurred.push(e.occurred_at);
             metadata.push(e.metadata.as_deref());
         }
-        let call = sqlx::query_as(
-            "SELECT usage_ingest_checked($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        );
-        let (inserted,): (Vec<String>,) = g
-            .bind(call, shard)
-            .bind(&ids)
-            .bind(&groups)
-            .bind(&types)
-            .bind(&quantities)
-            .bind(&occurred)
-            .bind(&metadata)
-            .bind(received_at)
-            .fetch_one(pool)
-            .await?;
+        let inserted: Vec<String> = sqlx::query_scalar(
+            "SELECT usage_ingest_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&tenants)
+        .bind(&days)
+        .bind(&buckets)
+        .bind(&ids)
+        .bind(&groups)
+        .bind(&types)
+        .bind(&quantities)
+        .bind(&occurred)
+        .bind(&metadata)
+        .bind(received_at)
+        .fetch_one(pool)
+        .await?;
         Ok(inserted.into_iter().collect())
     }
 
-    /// [`ingest_checked`] of one event (`usage_ingest_one`, migration 0004), on `day`, its local day.
+    /// [`ingest_checked`] of one event (`usage_ingest_event`, migration 0006), on `day`, its local day.
     async fn ingest_one(
         pool: &PgPool,
         e: &NewEvent,
         day: NaiveDate,
-        shard: i16,
         received_at: DateTime<Utc>,
     ) -> Result<HashSet<String>, sqlx::Error> {
         let inserted: Vec<String> =
-            sqlx::query_scalar("SELECT usage_ingest_one($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+            sqlx::query_scalar("SELECT usage_ingest_event($1, $2, $3, $4, $5, $6, $7, $8, $9)")
                 .bind(e.tenant_id.as_str())
+                .bind(bucket(e.tenant_id.as_str()))
                 .bind(day)
-                .bind(shard)
                 .bind(&e.event_id)
                 .bind(e.usage_type.as_str())
                 .bind(e.quantity)
@@ -589,7 +636,8 @@ mod sqlite {
         let groups: Vec<_> = plan.groups.iter().zip(&plan.sums).collect();
         for chunk in groups.chunks(GROUPS_PER_STATEMENT) {
             let sql = format!(
-                "INSERT INTO usage_rollups (tenant_id, day, shard, stt_words, tts_words, phone_calls, event_count)
+                "INSERT INTO usage_rollups_folded
+                     (tenant_id, day, shard, stt_words, tts_words, phone_calls, event_count)
                  VALUES {} {UPSERT_CONFLICT}",
                 placeholders(chunk.len(), 7)
             );
@@ -635,7 +683,7 @@ mod sqlite {
         for (g, dup, n) in not_inserted(plan, &inserted) {
             // Takes duplicates back out of the rollup the upsert added them to.
             sqlx::query(
-                "UPDATE usage_rollups SET stt_words = stt_words - $2, tts_words = tts_words - $3,
+                "UPDATE usage_rollups_folded SET stt_words = stt_words - $2, tts_words = tts_words - $3,
                      phone_calls = phone_calls - $4, event_count = event_count - $5
                  WHERE id = $1",
             )
@@ -676,6 +724,46 @@ mod tests {
             occurred_at: at,
             metadata: None,
         }
+    }
+
+    /// A remembered id is given only under the generation it was read under; a new generation (a claim
+    /// or a merge of the bucket) forgets the bucket's ids, and only its.
+    #[test]
+    fn rollup_ids_are_forgotten_when_their_bucket_moves_on() {
+        let day = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+        let mut known = RollupIds {
+            buckets: HashMap::new(),
+        };
+        assert_eq!(known.get(3, 10, "acme", day), None);
+        known.remember(3, 10, "acme", day, 77);
+        known.remember(5, 40, "beta", day, 88);
+        assert_eq!(known.get(3, 10, "acme", day), Some(77));
+        assert_eq!(known.get(3, 10, "acme", day.succ_opt().unwrap()), None);
+        assert_eq!(
+            known.get(3, 11, "acme", day),
+            None,
+            "a claim moved bucket 3 on"
+        );
+        assert_eq!(
+            known.get(3, 10, "acme", day),
+            None,
+            "and its ids are forgotten"
+        );
+        assert_eq!(known.get(5, 40, "beta", day), Some(88));
+    }
+
+    #[test]
+    fn buckets_are_fixed_and_in_range() {
+        assert_eq!(bucket("acme"), bucket("acme"));
+        let all: HashSet<i32> = (0..1000)
+            .map(|i| bucket(&format!("tenant-{i:04}")))
+            .collect();
+        assert!(all.iter().all(|b| (0..BUCKETS as i32).contains(b)));
+        assert_eq!(
+            all.len(),
+            BUCKETS as usize,
+            "a thousand tenants use every bucket"
+        );
     }
 
     /// An id sent twice in one batch is stored as first sent, whatever the later copy says.

@@ -1,11 +1,12 @@
 //! Usage metering: ingest each event exactly once, keep per-day rollups, rate them, report them.
 //!
 //! - [`limit`]: `USAGE_EVENTS_PER_SECOND_PER_TOKEN`, events per second per caller token.
-//! - [`ingest`]: a batch of events into `usage_events` and `usage_rollups` in one transaction;
+//! - [`ingest`]: a batch of events into `usage_events`, each in its rollup, in one transaction;
 //!   [`batcher`] combines concurrent small requests into one such transaction.
-//! - [`shards`]: which copy of a rollup an ingest in flight adds to, so concurrent ingests never wait
-//!   on each other's rollup locks.
-//! - [`compact`]: merges the shards of days that are over, so past days cost one rollup per key.
+//! - [`fold`]: adds stored events to their rollups' sums, set-based, after the requests (PostgreSQL;
+//!   readers see the folded sums plus the events not folded yet).
+//! - [`compact`]: merges the copies (shards) of a rollup that earlier versions wrote, once their day is
+//!   over, so past days cost one rollup per key.
 //! - [`rating`]: totals to cents and invoice lines (pure).
 //! - [`billable`]: what is billable and not yet billed, and the monthly run's claim on it.
 //! - [`report`]: usage and revenue by organization for a month.
@@ -14,12 +15,12 @@
 pub mod batcher;
 pub mod billable;
 pub mod compact;
+pub mod fold;
 pub mod import;
 pub mod ingest;
 pub mod limit;
 pub mod rating;
 pub mod report;
-pub mod shards;
 pub mod validate;
 
 use chrono::{DateTime, Utc};

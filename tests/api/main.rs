@@ -26,6 +26,7 @@ mod tenants;
 mod usage;
 mod usage_claims;
 mod usage_crash;
+mod usage_fold;
 mod usage_reports;
 mod web_session;
 mod webhooks;

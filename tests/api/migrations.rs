@@ -430,7 +430,8 @@ async fn old_runner_database_is_carried_over(store: Store) {
     assert_eq!(scalar(&db, "SELECT COUNT(*) FROM tenants").await, 1);
     assert_eq!(
         scalar(&db, "SELECT COUNT(*) FROM schema_migrations").await,
-        5
+        5,
+        "the old runner's table is left as it was"
     );
     db.close().await;
 }
