@@ -388,11 +388,16 @@ pub fn require(user: &PageUser, allowed: bool, message: &str) -> Result<(), Resp
 /// A page that says what went wrong, in the layout.
 pub fn error_page(user: &PageUser, status: StatusCode, message: &str) -> Response {
     let label = user.label();
+    // Back to the page this person works from: a super admin's is the admin page.
+    let (back, back_label) = match home_of(user.caller.role) {
+        "/admin/billing" => ("/admin/billing", "Back to the admin page"),
+        _ => ("/billing", "Back to billing"),
+    };
     let body = html! {
         div class="card narrow" {
             h1 { (status.canonical_reason().unwrap_or("Error")) }
             p { (message) }
-            p { a href="/billing" { "Back to billing" } }
+            p { a href=(back) id="error-back" { (back_label) } }
         }
     };
     super::html_response(

@@ -259,11 +259,15 @@ async fn forms_without_csrf_or_from_elsewhere_are_refused(app: TestApp) {
     let p = get(&app, "/admin/billing", &admin).await;
     let csrf = csrf_of(&p.text);
     let path = "/admin/billing/tenants/acme/demo";
-    assert_eq!(
-        post(&app, path, &admin, &[("is_demo", "true")])
-            .await
-            .status,
-        403
+    let refused = post(&app, path, &admin, &[("is_demo", "true")]).await;
+    assert_eq!(refused.status, 403);
+    // The way back is to the page a super admin works from.
+    assert!(
+        refused
+            .text
+            .contains(r#"<a href="/admin/billing" id="error-back">Back to the admin page</a>"#),
+        "{}",
+        refused.text
     );
     assert_eq!(
         post(&app, path, &admin, &[("is_demo", "true"), ("csrf", "00ff")])
