@@ -9,15 +9,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { chromium } from 'playwright-core';
+import { env, BASE, SIM, ARTIFACTS, PHONE, settle } from './common.mjs';
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set: run scripts/browser-tests.sh`);
-  return v;
-};
-const BASE = env('BASE_URL');
-const SIM = env('SIM_URL');
-const ARTIFACTS = env('ARTIFACTS');
 const TOKENS = {
   superAdmin: env('SUPER_TOKEN'),
   service: env('SERVICE_TOKEN'),
@@ -25,7 +18,6 @@ const TOKENS = {
   vandelay: env('VANDELAY_TOKEN'),
 };
 const DESKTOP = { width: 1366, height: 900 };
-const PHONE = { width: 390, height: 844 };
 const GOOD_CARD = '4242424242424242';
 const FAILING_CARD = '4000000000000341';
 
@@ -128,17 +120,6 @@ async function simFetch(path, form, method) {
   return resp.json();
 }
 
-async function settle() {
-  const deadline = Date.now() + 20000;
-  for (;;) {
-    const events = await simFetch('/v1/events?limit=100');
-    const deliveries = await simFetch('/_sim/webhooks/deliveries');
-    const ok = new Set(deliveries.data.filter((d) => d.status >= 200 && d.status < 300).map((d) => d.event_id));
-    if (events.data.every((e) => ok.has(e.id))) return;
-    assert.ok(Date.now() < deadline, 'webhooks not delivered in time');
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** Waits until the run has ended and returns it as the API reads it. */
 async function runEnded(runId) {

@@ -7,20 +7,13 @@ import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { chromium } from 'playwright-core';
+import { env, BASE, ARTIFACTS, PHONE } from './common.mjs';
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set: run scripts/browser-tests.sh`);
-  return v;
-};
-const BASE = env('BASE_URL');
-const ARTIFACTS = env('ARTIFACTS');
 const ADMIN_TOKEN = env('ADMIN_TOKEN');
 const SUPER_TOKEN = env('SUPER_TOKEN');
 const COOKIE = '__Host-billing_session';
 const EXPIRED = 'Your session expired. Sign in again.';
 const DESKTOP = { width: 1366, height: 900 };
-const PHONE = { width: 390, height: 844 };
 
 /** A platform token signed with the service's JWT_SECRET, with any claims. */
 function mint(claims) {

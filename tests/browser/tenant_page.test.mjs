@@ -11,15 +11,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { chromium } from 'playwright-core';
+import { env, BASE, SIM, ARTIFACTS, PHONE, settle } from './common.mjs';
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set: run scripts/browser-tests.sh`);
-  return v;
-};
-const BASE = env('BASE_URL');
-const SIM = env('SIM_URL');
-const ARTIFACTS = env('ARTIFACTS');
 const TOKENS = {
   superAdmin: env('SUPER_TOKEN'),
   service: env('SERVICE_TOKEN'),
@@ -29,7 +22,6 @@ const TOKENS = {
   umbrella: env('UMBRELLA_ADMIN_TOKEN'),
 };
 const DESKTOP = { width: 1366, height: 900 };
-const PHONE = { width: 390, height: 844 };
 const ORGS = {
   initech: 'Initech Mortuary',
   hooli: 'Hooli Memorial Chapel',
@@ -77,17 +69,6 @@ async function simFetch(path, form) {
 }
 
 /** Waits until the simulator delivered every event to the service with a 2xx. */
-async function settle() {
-  const deadline = Date.now() + 20000;
-  for (;;) {
-    const events = await simFetch('/v1/events?limit=100');
-    const deliveries = await simFetch('/_sim/webhooks/deliveries');
-    const ok = new Set(deliveries.data.filter((d) => d.status >= 200 && d.status < 300).map((d) => d.event_id));
-    if (events.data.every((e) => ok.has(e.id))) return;
-    assert.ok(Date.now() < deadline, 'webhooks not delivered in time');
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 async function open(token, viewport = DESKTOP) {
   const context = await browser.newContext({ viewport });
