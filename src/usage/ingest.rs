@@ -9,8 +9,8 @@
 //! 2. `usage_hold_buckets`: a shared lock on the buckets of the batch's tenants (a claim or a merge of
 //!    their rollups takes it exclusively, so none is claimed or merged away under this ingest), and the
 //!    buckets' generations; then the id of each group's open rollup: remembered from an earlier batch
-//!    if its bucket's generation is still the one it was read under (see [`RollupIds`]), else read, or
-//!    created if missing (`usage_rollup_ids`);
+//!    that committed, if its bucket's generation is still the one it was read under (see
+//!    [`RollupIds`]), else read, or created if missing (`usage_rollup_ids`);
 //! 3. insert the events with those ids: first as if all were new (`COPY`); an id already stored fails
 //!    the primary key and the transaction, and the batch is done again as a checked insert that skips
 //!    stored ids (see [`Mode`]). What goes in is what is new, the rest are duplicates (of earlier
@@ -352,18 +352,27 @@ mod postgres {
         received_at: DateTime<Utc>,
     ) -> Result<(), sqlx::Error> {
         let mut tx = pool.begin().await?;
-        let ids = open_rollup_ids(&mut tx, plan).await?;
+        let (ids, read) = open_rollup_ids(&mut tx, plan).await?;
         copy_events(&mut tx, plan, &ids, received_at).await?;
-        tx.commit().await
+        tx.commit().await?;
+        // Only now: a rollup this transaction created exists only if it committed, and an id kept
+        // from a rolled-back one would count later batches' events in no rollup at all.
+        let mut known = ROLLUP_IDS.lock().expect("rollup ids");
+        for (g, generation) in read {
+            let (tenant, day) = &plan.groups[g];
+            known.remember(bucket(tenant), generation, tenant, *day, ids[g]);
+        }
+        Ok(())
     }
 
     /// Each group's open rollup: holds the groups' buckets (`usage_hold_buckets`, migration 0006), then
     /// takes the ids [`ROLLUP_IDS`] remembers under the generations just read, and reads (or creates)
-    /// the others with `usage_rollup_ids`.
+    /// the others with `usage_rollup_ids`. Returns the ids by group, and the groups whose ids were read
+    /// here with their buckets' generations, for the caller to remember once it has committed.
     async fn open_rollup_ids(
         conn: &mut PgConnection,
         plan: &Plan<'_>,
-    ) -> Result<Vec<i64>, sqlx::Error> {
+    ) -> Result<(Vec<i64>, Vec<(usize, i64)>), sqlx::Error> {
         let buckets: Vec<i32> = plan.groups.iter().map(|(t, _)| bucket(t)).collect();
         let generations: Vec<i64> = sqlx::query_scalar("SELECT usage_hold_buckets($1)")
             .bind(&buckets)
@@ -381,7 +390,7 @@ mod postgres {
             }
         }
         if missing.is_empty() {
-            return Ok(ids);
+            return Ok((ids, Vec::new()));
         }
         let (tenants, days): (Vec<&str>, Vec<NaiveDate>) = missing
             .iter()
@@ -393,13 +402,12 @@ mod postgres {
             .fetch_one(&mut *conn)
             .await?;
         debug_assert_eq!(found.len(), missing.len(), "every group has its rollup");
-        let mut known = ROLLUP_IDS.lock().expect("rollup ids");
+        let mut read = Vec::with_capacity(missing.len());
         for (g, id) in missing.into_iter().zip(found) {
             ids[g] = id;
-            let (tenant, day) = &plan.groups[g];
-            known.remember(buckets[g], generations[g], tenant, *day, id);
+            read.push((g, generations[g]));
         }
-        Ok(ids)
+        Ok((ids, read))
     }
 
     /// [`Mode::Checked`]: one call of `usage_ingest_events` (migration 0006), so one round trip and

@@ -11,6 +11,7 @@ store_tests!(
     accepts_events_and_reports_duplicates,
     events_are_stored_exactly_as_sent,
     racing_duplicate_batches_count_once,
+    a_batch_rolled_back_leaves_no_rollup_behind,
     concurrent_single_events_share_commits_and_keep_their_answers,
     an_invalid_batch_names_each_bad_index_and_stores_nothing,
     only_services_and_super_admins_may_post_usage,
@@ -174,6 +175,31 @@ async fn racing_duplicate_batches_count_once(app: TestApp) {
     assert_eq!(stored_events(&app).await, 200);
     let d = dashboard(&app, "acme").await;
     assert_eq!(d["current_period_usage"]["total_stt_words"], 200);
+}
+
+/// A batch that goes in as a bulk load and meets a stored id is rolled back, the open rollup it
+/// created with it; the batches after it must count in a rollup that exists, not in that one.
+async fn a_batch_rolled_back_leaves_no_rollup_behind(app: TestApp) {
+    app.add_tenant("acme").await;
+    app.add_tenant("beta").await;
+    post_usage(&app, vec![ev("shared", "acme", "stt_words", 1)])
+        .await
+        .expect(200);
+    // Big enough for a bulk load; its last event's id is stored already.
+    let mut first: Vec<Value> = (0..40)
+        .map(|i| ev(&format!("beta-a-{i}"), "beta", "stt_words", 1))
+        .collect();
+    first.push(ev("shared", "beta", "stt_words", 1));
+    let reply = post_usage(&app, first).await.expect(200);
+    assert_eq!(reply.body, json!({"accepted": 40, "duplicates": 1}));
+    let second: Vec<Value> = (0..40)
+        .map(|i| ev(&format!("beta-b-{i}"), "beta", "tts_words", 2))
+        .collect();
+    let reply = post_usage(&app, second).await.expect(200);
+    assert_eq!(reply.body, json!({"accepted": 40, "duplicates": 0}));
+    let d = dashboard(&app, "beta").await;
+    assert_eq!(d["current_period_usage"]["total_stt_words"], 40);
+    assert_eq!(d["current_period_usage"]["total_tts_words"], 80);
 }
 
 /// Many single-event requests at once (stored together by the batcher): each gets its own answer,
