@@ -10,7 +10,9 @@
 //!    their rollups takes it exclusively, so none is claimed or merged away under this ingest), and the
 //!    buckets' generations; then the id of each group's open rollup: remembered from an earlier batch
 //!    that committed, if its bucket's generation is still the one it was read under (see
-//!    [`RollupIds`]), else read, or created if missing (`usage_rollup_ids`);
+//!    [`RollupIds`]), else read (`usage_rollup_ids`). Rollups missing are created just before, in a
+//!    short transaction of their own, so that batches creating the same ones wait for each other only
+//!    that long;
 //! 3. insert the events with those ids: first as if all were new (`COPY`); an id already stored fails
 //!    the primary key and the transaction, and the batch is done again as a checked insert that skips
 //!    stored ids (see [`Mode`]). What goes in is what is new, the rest are duplicates (of earlier
@@ -309,6 +311,17 @@ impl RollupIds {
         ids.get(tenant)?.get(&day).copied()
     }
 
+    /// Whether an id is remembered for every group of the plan, under whatever generation: if not,
+    /// the batch has rollups to create. (A generation moved on is found out holding the buckets.)
+    fn knows_all(&self, plan: &Plan<'_>) -> bool {
+        plan.groups.iter().all(|(tenant, day)| {
+            self.buckets
+                .get(&bucket(tenant))
+                .and_then(|(_, ids)| ids.get(tenant))
+                .is_some_and(|days| days.contains_key(day))
+        })
+    }
+
     fn remember(&mut self, bucket: i32, generation: i64, tenant: &str, day: NaiveDate, id: i64) {
         let (known_generation, ids) = self
             .buckets
@@ -336,7 +349,7 @@ static ROLLUP_IDS: std::sync::LazyLock<std::sync::Mutex<RollupIds>> =
 /// size, and the statements' text never changes (prepared once per connection).
 mod postgres {
     use super::*;
-    use sqlx::{PgConnection, PgPool};
+    use sqlx::{Connection, PgConnection, PgPool};
     use std::io::Write;
 
     /// The plan's group keys as one array each.
@@ -351,18 +364,40 @@ mod postgres {
         plan: &Plan<'_>,
         received_at: DateTime<Utc>,
     ) -> Result<(), sqlx::Error> {
-        let mut tx = pool.begin().await?;
+        let mut conn = pool.acquire().await?;
+        if !ROLLUP_IDS.lock().expect("rollup ids").knows_all(plan) {
+            create_rollups(&mut conn, plan).await?;
+        }
+        let mut tx = conn.begin().await?;
         let (ids, read) = open_rollup_ids(&mut tx, plan).await?;
         copy_events(&mut tx, plan, &ids, received_at).await?;
         tx.commit().await?;
-        // Only now: a rollup this transaction created exists only if it committed, and an id kept
-        // from a rolled-back one would count later batches' events in no rollup at all.
+        remember(plan, &ids, read);
+        Ok(())
+    }
+
+    /// The batch's open rollups, created where missing, in a transaction of their own before the
+    /// events'. A concurrent batch creating the same rollup waits for the creator's commit: for this
+    /// short transaction, not for the creator's `COPY` of a thousand events, so batches of a day whose
+    /// rollups do not exist yet (the first calls after midnight, a backfill) still run side by side.
+    /// A rollup created here stays if the events' transaction then fails: empty, it counts nothing.
+    async fn create_rollups(conn: &mut PgConnection, plan: &Plan<'_>) -> Result<(), sqlx::Error> {
+        let mut tx = conn.begin().await?;
+        let (ids, read) = open_rollup_ids(&mut tx, plan).await?;
+        tx.commit().await?;
+        remember(plan, &ids, read);
+        Ok(())
+    }
+
+    /// Remembers the ids read under their generations. Only after the transaction that read them
+    /// committed: a rollup it created exists only then, and an id kept from a rolled-back one would
+    /// count later batches' events in no rollup at all.
+    fn remember(plan: &Plan<'_>, ids: &[i64], read: Vec<(usize, i64)>) {
         let mut known = ROLLUP_IDS.lock().expect("rollup ids");
         for (g, generation) in read {
             let (tenant, day) = &plan.groups[g];
             known.remember(bucket(tenant), generation, tenant, *day, ids[g]);
         }
-        Ok(())
     }
 
     /// Each group's open rollup: holds the groups' buckets (`usage_hold_buckets`, migration 0006), then

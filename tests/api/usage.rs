@@ -177,8 +177,9 @@ async fn racing_duplicate_batches_count_once(app: TestApp) {
     assert_eq!(d["current_period_usage"]["total_stt_words"], 200);
 }
 
-/// A batch that goes in as a bulk load and meets a stored id is rolled back, the open rollup it
-/// created with it; the batches after it must count in a rollup that exists, not in that one.
+/// A batch that goes in as a bulk load and meets a stored id is rolled back, with any open rollup
+/// created in its transaction; the batches after it must count in a rollup that exists, not in one
+/// rolled back, and a rollup created before the events' transaction counts nothing of the failed try.
 async fn a_batch_rolled_back_leaves_no_rollup_behind(app: TestApp) {
     app.add_tenant("acme").await;
     app.add_tenant("beta").await;
