@@ -15,8 +15,9 @@
 //! 4. dashboard latency over `--dashboard-events` events for `--dashboard-tenants` tenants, seeded with
 //!    SQL, then the time of the monthly run's claim of `--claims` tenants.
 //!
-//! Batch figures name the tenants (`--tenants`, each event's drawn at random) and when the events
-//! occurred (`--spread hour|month`); every figure names the machine's load averages.
+//! Batch figures name the tenants (`--tenants`, each event's drawn at random), when the events
+//! occurred (`--spread hour|month`) and whether the rollups they count in were there before (`--warm`)
+//! or are created as the run goes; every figure names the machine's load averages.
 
 use chrono::{Duration, Utc};
 use clap::Parser;
@@ -79,6 +80,11 @@ struct Args {
     /// Keep the dashboard's seeded schema (and reuse it when it exists) instead of dropping it.
     #[arg(long)]
     keep_seed: bool,
+    /// Before each measured ingestion, post (unmeasured) one event per tenant and day of the spread,
+    /// so the rollups exist and the service knows their ids, as in a service that has been running
+    /// through the month; without it each round starts from an empty schema and creates them.
+    #[arg(long)]
+    warm: bool,
 }
 
 struct App {
@@ -241,15 +247,61 @@ fn batches(prefix: &str, events: usize, tenants: usize, spread: &str) -> Vec<axu
         .collect()
 }
 
+/// One event per tenant and UTC day the spread touches (and one at the spread's start), in batches
+/// of 1,000: what a service that has been running holds before the measured events arrive.
+fn warm_batches(args: &Args) -> Vec<axum::body::Bytes> {
+    let now = Utc::now();
+    let mut instants = vec![now - Duration::seconds(spread_seconds(&args.spread) as i64 - 1)];
+    let days = spread_seconds(&args.spread) / 86_400;
+    instants.extend((0..=days as i64).map(|d| now - Duration::days(d)));
+    let events: Vec<_> = (0..args.tenants)
+        .flat_map(|t| instants.iter().map(move |at| (t, *at)))
+        .enumerate()
+        .map(|(i, (t, at))| {
+            serde_json::json!({
+                "event_id": format!("warm-{i:09}"),
+                "tenant_id": format!("tenant-{t:04}"),
+                "type": "stt_words",
+                "quantity": 1,
+                "occurred_at": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            })
+        })
+        .collect();
+    events
+        .chunks(1000)
+        .map(|chunk| {
+            serde_json::to_vec(&serde_json::json!({ "events": chunk }))
+                .unwrap()
+                .into()
+        })
+        .collect()
+}
+
 /// Posts every batch with `clients` concurrent clients; returns events/s.
 async fn batch_ingest(app: &App, label: &str, args: &Args) -> anyhow::Result<f64> {
     let bodies = Arc::new(batches(label, args.events, args.tenants, &args.spread));
+    let started = Instant::now();
+    let accepted = post_batches(app, bodies, args.clients).await?;
+    let secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        accepted as usize == args.events,
+        "accepted {accepted} of {}",
+        args.events
+    );
+    Ok(args.events as f64 / secs)
+}
+
+/// Posts the batches with `clients` concurrent clients; returns the events accepted.
+async fn post_batches(
+    app: &App,
+    bodies: Arc<Vec<axum::body::Bytes>>,
+    clients: usize,
+) -> anyhow::Result<u64> {
     let next = Arc::new(AtomicUsize::new(0));
     let token = mint("service");
     let url = format!("{}/api/usage/events", app.base);
-    let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..args.clients {
+    for _ in 0..clients {
         let (bodies, next, token, url) = (bodies.clone(), next.clone(), token.clone(), url.clone());
         tasks.push(tokio::spawn(async move {
             let client = reqwest::Client::new();
@@ -279,13 +331,7 @@ async fn batch_ingest(app: &App, label: &str, args: &Args) -> anyhow::Result<f64
     for t in tasks {
         accepted += t.await??;
     }
-    let secs = started.elapsed().as_secs_f64();
-    anyhow::ensure!(
-        accepted as usize == args.events,
-        "accepted {accepted} of {}",
-        args.events
-    );
-    Ok(args.events as f64 / secs)
+    Ok(accepted)
 }
 
 /// Seconds until the background fold has caught up with everything ingested (no event left in the
@@ -733,14 +779,19 @@ async fn main() -> anyhow::Result<()> {
     // What every ingestion figure is of: the tenants, when the events occurred, the rollups a batch
     // touches.
     let mix_label = format!(
-        "{} tenants, {}, {:.0} rollups/batch",
+        "{} tenants, {}, {:.0} rollups/batch, {}",
         args.tenants,
         if args.spread == "month" {
             "last 30 days"
         } else {
             "last hour"
         },
-        rollups_per_batch(&args)
+        rollups_per_batch(&args),
+        if args.warm {
+            "rollups there before"
+        } else {
+            "rollups created as it runs"
+        }
     );
 
     if !skip("batch") || !skip("copy") {
@@ -752,6 +803,10 @@ async fn main() -> anyhow::Result<()> {
             let url = pg_schema(&args.pg, &schema).await?;
             let app = spawn(&url).await?;
             add_tenants(&app.db, args.tenants).await?;
+            if args.warm {
+                post_batches(&app, Arc::new(warm_batches(&args)), args.clients).await?;
+                folded_after(&app).await?;
+            }
             let mut line = format!("  round {round}:");
             if !skip("batch") {
                 let rate = batch_ingest(&app, &format!("pg{round}"), &args).await?;
