@@ -4,7 +4,8 @@
 //!
 //! On PostgreSQL a request stores events and nothing more; the rollups' sums are brought up to date
 //! afterwards, set-based, by [`super::fold`], and readers see them with the events not folded yet (the
-//! view `usage_rollups`, migration 0006). One write transaction per batch:
+//! view `usage_rollups`, migration 0006). One write transaction per batch, and a short one before it
+//! when the batch has rollups to create:
 //! 1. group the batch by (tenant, local day), in key order;
 //! 2. `usage_hold_buckets`: a shared lock on the buckets of the batch's tenants (a claim or a merge of
 //!    their rollups takes it exclusively, so none is claimed or merged away under this ingest), and the

@@ -11,7 +11,7 @@ store_tests!(
     accepts_events_and_reports_duplicates,
     events_are_stored_exactly_as_sent,
     racing_duplicate_batches_count_once,
-    a_batch_rolled_back_leaves_no_rollup_behind,
+    a_batch_rolled_back_leaves_no_stale_rollup_id,
     concurrent_single_events_share_commits_and_keep_their_answers,
     an_invalid_batch_names_each_bad_index_and_stores_nothing,
     only_services_and_super_admins_may_post_usage,
@@ -180,7 +180,7 @@ async fn racing_duplicate_batches_count_once(app: TestApp) {
 /// A batch that goes in as a bulk load and meets a stored id is rolled back, with any open rollup
 /// created in its transaction; the batches after it must count in a rollup that exists, not in one
 /// rolled back, and a rollup created before the events' transaction counts nothing of the failed try.
-async fn a_batch_rolled_back_leaves_no_rollup_behind(app: TestApp) {
+async fn a_batch_rolled_back_leaves_no_stale_rollup_id(app: TestApp) {
     app.add_tenant("acme").await;
     app.add_tenant("beta").await;
     post_usage(&app, vec![ev("shared", "acme", "stt_words", 1)])
