@@ -28,5 +28,6 @@ mod usage_claims;
 mod usage_crash;
 mod usage_fold;
 mod usage_reports;
+mod usage_tenant_reads;
 mod web_session;
 mod webhooks;
