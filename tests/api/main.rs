@@ -9,6 +9,7 @@ mod billing_crash;
 mod billing_health;
 mod billing_page;
 mod billing_run;
+mod billing_run_detached;
 mod hardening;
 mod health;
 mod hostile_input;
