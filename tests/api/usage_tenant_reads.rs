@@ -88,11 +88,14 @@ async fn figures(app: &TestApp, tenant: &str) -> [(i64, i64); 2] {
 /// transaction's own statistics: (events read by sequential scans, events fetched through indexes,
 /// rollups read by sequential scans).
 async fn examined(conn: &mut sqlx::PgConnection, sql: &str) -> (i64, i64, i64) {
+    // The functions behind pg_stat_xact_user_tables, by the tables' oids (the view reads every
+    // relation of the database, which holds many tests' schemas).
     const COUNTERS: &str = "SELECT
-        (SELECT COALESCE(seq_tup_read, 0) FROM pg_stat_xact_user_tables WHERE relname = 'usage_events' AND schemaname = current_schema()),
-        (SELECT COALESCE(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables WHERE relname = 'usage_events' AND schemaname = current_schema()),
-        (SELECT COALESCE(seq_tup_read, 0) FROM pg_stat_xact_user_tables
-         WHERE relname = 'usage_rollups_folded' AND schemaname = current_schema())";
+        pg_stat_get_xact_tuples_returned('usage_events'::regclass),
+        pg_stat_get_xact_tuples_fetched('usage_events'::regclass)
+            + (SELECT CAST(COALESCE(SUM(pg_stat_get_xact_tuples_fetched(indexrelid)), 0) AS BIGINT)
+               FROM pg_index WHERE indrelid = 'usage_events'::regclass),
+        pg_stat_get_xact_tuples_returned('usage_rollups_folded'::regclass)";
     let before: (i64, i64, i64) = sqlx::query_as(COUNTERS)
         .fetch_one(&mut *conn)
         .await
