@@ -557,7 +557,7 @@ async fn seed_dashboard(url: &str, n: i64, tenants: i64) -> anyhow::Result<()> {
         "SET maintenance_work_mem = '1GB'",
         &tenant_rows,
         "ALTER TABLE usage_events DROP CONSTRAINT usage_events_pkey",
-        "DROP INDEX usage_events_rollup",
+        "DROP INDEX usage_events_rollup_tx",
         "DROP INDEX usage_events_tx",
     ] {
         sqlx::query(s).execute(&mut c).await?;
@@ -598,7 +598,7 @@ async fn seed_dashboard(url: &str, n: i64, tenants: i64) -> anyhow::Result<()> {
     );
     for s in [
         "ALTER TABLE usage_events ADD PRIMARY KEY (event_id)",
-        "CREATE INDEX usage_events_rollup ON usage_events (rollup_id, occurred_at)",
+        "CREATE INDEX usage_events_rollup_tx ON usage_events (rollup_id, tx)",
         "CREATE INDEX usage_events_tx ON usage_events (tx)",
         // One folded rollup per tenant and day.
         "INSERT INTO usage_rollups_folded (id, tenant_id, day, shard, stt_words, tts_words, phone_calls, event_count)

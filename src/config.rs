@@ -134,7 +134,13 @@ pub struct BillingSettings {
     pub max_trial_days: u32,
     /// How long a past-due tenant keeps access after its first failed payment.
     pub past_due_grace_days: u32,
+    /// How long `POST /api/admin/billing/runs` with `wait` waits for the run before answering with its
+    /// id: [`RUN_WAIT`], the contract's. No variable sets it; tests shorten it on the settings.
+    pub run_wait: std::time::Duration,
 }
+
+/// The contract's wait for a run started with `wait: true` (well within the router's 60 s timeout).
+pub const RUN_WAIT: std::time::Duration = std::time::Duration::from_secs(50);
 
 #[derive(Debug, Clone)]
 pub struct UsageSettings {
@@ -283,6 +289,7 @@ impl Settings {
                 .max(1),
                 max_trial_days: parse_num(&get, "MAX_TRIAL_DAYS", 30)?,
                 past_due_grace_days: parse_num(&get, "PAST_DUE_GRACE_DAYS", 7)?,
+                run_wait: RUN_WAIT,
             },
             usage: UsageSettings {
                 events_per_second_per_token: parse_num(

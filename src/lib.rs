@@ -11,6 +11,7 @@ pub mod ct;
 pub mod dashboard;
 pub mod db;
 pub mod demo;
+pub mod detached;
 pub mod domain;
 pub mod error;
 pub mod extract;

@@ -107,15 +107,23 @@ impl Application {
         )
         .with_graceful_shutdown(shutdown)
         .await;
-        // No request is in flight now: the tasks finish their current step, within a bound (a billing
-        // run cut short is continued by the next one: every step is idempotent).
+        // No request is in flight now: the tasks finish their current step, and the work requests left
+        // running (billing runs, Stripe writes and their records) theirs, within a bound. A run stops
+        // starting tenants and records what it did; one cut short all the same is continued by the next
+        // (every step is idempotent, and its lease expires for another replica's scheduler).
         trigger.fire();
         let drained = tokio::time::timeout(BACKGROUND_GRACE, async {
-            while tasks.join_next().await.is_some() {}
+            tokio::join!(
+                async { while tasks.join_next().await.is_some() {} },
+                state.detached.stop_and_wait()
+            )
         })
         .await;
         if drained.is_err() {
-            tracing::warn!("background tasks still busy after the grace period; stopping them");
+            tracing::warn!(
+                detached = state.detached.running(),
+                "background tasks still busy after the grace period; stopping them"
+            );
             tasks.abort_all();
         }
         state.usage.shutdown();

@@ -21,6 +21,8 @@ pub struct Inner {
     pub usage_limit: crate::usage::limit::EventLimiter,
     /// Per-object locks (a tenant's checkout, a Stripe object's copy).
     pub locks: Arc<crate::db::locks::Locks>,
+    /// Work that outlives the request that started it (runs, Stripe writes and what records them).
+    pub detached: crate::detached::Detached,
 }
 
 impl AppState {
@@ -40,6 +42,7 @@ impl AppState {
             jwt_secret,
             stripe,
             locks: Arc::default(),
+            detached: crate::detached::Detached::default(),
         }))
     }
 }

@@ -323,7 +323,7 @@ pub async fn billed_voice(
             sqlx::query_as(
                 "SELECT billed_by, CAST(COALESCE(SUM(COALESCE(billed_stt_words, 0)
                         + COALESCE(billed_tts_words, 0)), 0) AS BIGINT)
-                 FROM usage_rollups
+                 FROM usage_rollups_folded
                  WHERE tenant_id = $1 AND day >= $2 AND day < $3 AND billed_by IS NOT NULL
                  GROUP BY billed_by",
             )

@@ -30,6 +30,8 @@ pub struct RunOptions {
     /// Who holds the period's lease (unique per process and run).
     pub holder: String,
     pub progress: Option<Progress>,
+    /// Once it fires (the service is stopping), tenants not started yet are left for a re-run.
+    pub stop: crate::shutdown::Shutdown,
 }
 
 impl RunOptions {
@@ -41,6 +43,7 @@ impl RunOptions {
             concurrency: if rps == 0 { 32 } else { rps.clamp(4, 64) },
             holder: format!("{}:{}", std::process::id(), uuid::Uuid::new_v4().simple()),
             progress: None,
+            stop: state.detached.stopping(),
         }
     }
 }
@@ -140,12 +143,20 @@ async fn run_tenants(
     let limit = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let mut tasks = JoinSet::new();
     for tenant in all {
-        let (state, limit, dry_run, guard) =
-            (state.clone(), limit.clone(), opts.dry_run, guard.clone());
+        let (state, limit, dry_run, guard, stop) = (
+            state.clone(),
+            limit.clone(),
+            opts.dry_run,
+            guard.clone(),
+            opts.stop.clone(),
+        );
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await.expect("semaphore open");
             if !guard.holds() {
                 return (tenant.id, Outcome::Failed(LEASE_LOST.into()));
+            }
+            if stop.is_requested() {
+                return (tenant.id, Outcome::Failed(STOPPING.into()));
             }
             let outcome = bill_tenant(&state, &tenant, period, dry_run, &guard).await;
             (tenant.id, outcome)
@@ -204,6 +215,9 @@ async fn bill_tenant(
 
 /// This runner's lease ran out: it must not write to Stripe.
 struct LeaseLost;
+
+const STOPPING: &str =
+    "the service was stopping before this tenant's turn; a re-run (or the scheduler) continues";
 
 const LEASE_LOST: &str =
     "this runner lost the period's lease (another runner may have taken it over); a re-run continues";

@@ -8,9 +8,10 @@ use crate::db::audit;
 use crate::domain::BillingPeriod;
 use crate::state::AppState;
 use serde::Serialize;
+use std::time::Duration;
 use utoipa::ToSchema;
 
-/// A run started in the background (`wait: false`).
+/// A run going on in the background (`wait: false`, or a run still going after the wait).
 #[derive(Serialize, ToSchema)]
 pub struct RunAccepted {
     pub run_id: String,
@@ -59,7 +60,10 @@ pub fn closed_period(state: &AppState, raw: &str) -> Result<BillingPeriod, Start
     Ok(period)
 }
 
-/// Starts a run as `actor`; with `wait`, returns its report, else its id at once.
+/// Starts a run as `actor`; with `wait`, returns its report if it ends within the settings' `run_wait`
+/// (the contract's 50 s), else its id then;
+/// without, its id at once. The run goes on in a task of its own either way ([`crate::detached`]): the
+/// request only waits for it, so a client that hangs up or a request timeout cancels nothing.
 pub async fn start_run(
     state: &AppState,
     actor: &str,
@@ -67,35 +71,82 @@ pub async fn start_run(
     dry_run: bool,
     wait: bool,
 ) -> Result<RunStarted, StartError> {
+    let within = wait.then_some(state.settings.billing.run_wait);
+    start_run_within(state, actor, period, dry_run, within).await
+}
+
+async fn start_run_within(
+    state: &AppState,
+    actor: &str,
+    period: BillingPeriod,
+    dry_run: bool,
+    wait: Option<Duration>,
+) -> Result<RunStarted, StartError> {
     let run_id = runs::new_run_id();
     let opts = RunOptions::new(state, dry_run);
+    let (state, actor) = (state.clone(), actor.to_owned());
+    let accepted = RunAccepted {
+        run_id: run_id.clone(),
+        status: "running",
+    };
+    // Everything from the audit on is detached: dropped after the lease was taken or the run recorded,
+    // the request would leave a lease held or a run that never ends.
+    let Some(wait) = wait else {
+        // At once: the run is recorded before the answer, so its id can be read straight away.
+        state
+            .detached
+            .finish({
+                let state = state.clone();
+                async move {
+                    audit_start(&state, &actor, period, dry_run, &run_id).await?;
+                    runs::insert(&state.db, &run_id, period, dry_run, &actor).await?;
+                    state.detached.clone().spawn(async move {
+                        if let Err(e) = runs::complete(&state, &run_id, period, opts).await {
+                            tracing::warn!(%run_id, error = %e, "run failed");
+                        }
+                    });
+                    Ok::<_, StartError>(())
+                }
+            })
+            .await?;
+        return Ok(RunStarted::Accepted(accepted));
+    };
+    let run = state.detached.clone().spawn(async move {
+        audit_start(&state, &actor, period, dry_run, &run_id).await?;
+        let report = runs::execute(&state, &run_id, period, opts, &actor).await;
+        if let Err(RunError::Db(e)) = &report {
+            tracing::warn!(%run_id, error = %e, "run failed");
+        }
+        Ok::<_, StartError>(report?)
+    });
+    match tokio::time::timeout(wait, run).await {
+        Ok(Ok(report)) => Ok(RunStarted::Finished(report?)),
+        Ok(Err(e)) => std::panic::resume_unwind(e.into_panic()),
+        // Still running: its id now, its report on its page when it ends.
+        Err(_) => Ok(RunStarted::Accepted(accepted)),
+    }
+}
+
+async fn audit_start(
+    state: &AppState,
+    actor: &str,
+    period: BillingPeriod,
+    dry_run: bool,
+    run_id: &str,
+) -> Result<(), sqlx::Error> {
+    let action = if dry_run {
+        "billing.dry_run"
+    } else {
+        "billing.run"
+    };
     audit::record(
         &state.db,
         actor,
-        if dry_run {
-            "billing.dry_run"
-        } else {
-            "billing.run"
-        },
+        action,
         None,
         &format!("{period} {run_id}"),
     )
-    .await?;
-    if !wait {
-        runs::insert(&state.db, &run_id, period, dry_run, actor).await?;
-        let (state, run_id2) = (state.clone(), run_id.clone());
-        tokio::spawn(async move {
-            if let Err(e) = runs::complete(&state, &run_id2, period, opts).await {
-                tracing::warn!(run_id = %run_id2, error = %e, "run failed");
-            }
-        });
-        return Ok(RunStarted::Accepted(RunAccepted {
-            run_id,
-            status: "running",
-        }));
-    }
-    let report = runs::execute(state, &run_id, period, opts, actor).await?;
-    Ok(RunStarted::Finished(report))
+    .await
 }
 
 impl From<RunError> for StartError {
@@ -134,34 +185,29 @@ pub async fn start_once(
     period: BillingPeriod,
     dry_run: bool,
 ) -> Result<Once, StartError> {
-    match runs::insert(&state.db, run_id, period, dry_run, actor).await {
-        Ok(()) => {}
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            return Ok(Once::AlreadyStarted)
-        }
-        Err(e) => return Err(e.into()),
-    }
-    let action = if dry_run {
-        "billing.dry_run"
-    } else {
-        "billing.run"
-    };
-    audit::record(
-        &state.db,
-        actor,
-        action,
-        None,
-        &format!("{period} {run_id}"),
-    )
-    .await?;
-    let (state, run_id) = (state.clone(), run_id.to_owned());
-    let opts = RunOptions::new(&state, dry_run);
-    tokio::spawn(async move {
-        if let Err(e) = runs::complete(&state, &run_id, period, opts).await {
-            tracing::warn!(run_id = %run_id, error = %e, "run failed");
-        }
-    });
-    Ok(Once::Started)
+    let (state, actor, run_id) = (state.clone(), actor.to_owned(), run_id.to_owned());
+    // Detached from the insert on: a run recorded must be started, whatever becomes of the request.
+    state
+        .detached
+        .clone()
+        .finish(async move {
+            match runs::insert(&state.db, &run_id, period, dry_run, &actor).await {
+                Ok(()) => {}
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    return Ok(Once::AlreadyStarted)
+                }
+                Err(e) => return Err(e.into()),
+            }
+            audit_start(&state, &actor, period, dry_run, &run_id).await?;
+            let opts = RunOptions::new(&state, dry_run);
+            state.detached.clone().spawn(async move {
+                if let Err(e) = runs::complete(&state, &run_id, period, opts).await {
+                    tracing::warn!(%run_id, error = %e, "run failed");
+                }
+            });
+            Ok(Once::Started)
+        })
+        .await
 }
 
 /// What a live run of `period` would bill now: a dry run, not recorded in the history (it is the

@@ -173,6 +173,8 @@ pub async fn run_report(db: &Db, run_id: &str) -> Result<Option<String>, sqlx::E
 
 // The two queries below go tenant by tenant (a scalar subquery per tenant row, which neither engine
 // turns into a join): one probe of a rollup index per tenant, whatever the size of the rollups table.
+// They read the stored rollups (days and whether billed, never sums), so no tail of events; on
+// PostgreSQL open and billed rollups have an index each (migration 0010), hence a probe of each.
 
 /// The earliest local day before `before_day` with usage of any tenant, claimed or not.
 pub async fn first_usage_day(
@@ -182,8 +184,12 @@ pub async fn first_usage_day(
     with_pool!(db, pool => {
         sqlx::query_scalar::<_, Option<NaiveDate>>(
             "SELECT MIN(x.first_day) FROM (
-                 SELECT (SELECT MIN(u.day) FROM usage_rollups u
-                         WHERE u.tenant_id = t.id AND u.day < $1) AS first_day
+                 SELECT (SELECT MIN(u.day) FROM usage_rollups_folded u
+                         WHERE u.tenant_id = t.id AND u.billed_by IS NULL AND u.day < $1) AS first_day
+                 FROM tenants t
+                 UNION ALL
+                 SELECT (SELECT MIN(u.day) FROM usage_rollups_folded u
+                         WHERE u.tenant_id = t.id AND u.billed_by IS NOT NULL AND u.day < $1)
                  FROM tenants t
              ) x",
         )
@@ -203,7 +209,7 @@ pub async fn subscribed_with_open_usage(
     with_pool!(db, pool => {
         sqlx::query_scalar::<_, i64>(
             "SELECT COUNT(*) FROM (
-                 SELECT (SELECT u.id FROM usage_rollups u
+                 SELECT (SELECT u.id FROM usage_rollups_folded u
                          WHERE u.tenant_id = t.id AND u.billed_by IS NULL AND u.day >= $1 AND u.day < $2
                          LIMIT 1) AS open_id
                  FROM tenants t

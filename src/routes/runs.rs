@@ -119,7 +119,7 @@ fn yes() -> bool {
     request_body = StartRun,
     responses(
         (status = 200, description = "The run finished (`wait`: true): its report, as `bill --json` prints it. In a dry run `stripe_invoice_id` is null.", body = RunReport),
-        (status = 202, description = "The run started in the background (`wait`: false).", body = RunAccepted),
+        (status = 202, description = "The run goes on in the background: at once with `wait`: false, after 50 s with `wait`: true if it has not ended by then. Its page (`GET /api/admin/billing/runs/{run_id}`) shows it until it ends; no client hanging up or request timeout stops it.", body = RunAccepted),
         (status = 409, description = "A run for the period is in progress (`run_in_progress`).", body = ApiError),
         (status = 422, description = "The period is not YYYY-MM or has not ended (`invalid_period`, `period_not_closed`, `invalid_json`).", body = ApiError),
     ))]

@@ -89,7 +89,13 @@ async fn receive(
         }
         Receipt::Apply => {}
     }
-    match webhook::apply(&state, &event).await {
+    // Applied in a task of its own (`crate::detached`): a delivery that times out or hangs up does not
+    // stop an event half applied (a Stripe write done, its record not yet).
+    let applying = {
+        let (state, event) = (state.clone(), event.clone());
+        async move { webhook::apply(&state, &event).await }
+    };
+    match state.detached.finish(applying).await {
         Ok(applied) => {
             let (tenant, outcome) = match &applied {
                 Applied::Synced(t) => (t.as_deref(), "applied"),

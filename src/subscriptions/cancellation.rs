@@ -8,8 +8,21 @@ use crate::domain::time::now;
 use crate::domain::TenantId;
 use crate::state::AppState;
 
-/// Sets `cancel_at_period_end` on the tenant's subscription and stores Stripe's answer.
+/// Sets `cancel_at_period_end` on the tenant's subscription and stores Stripe's answer, detached from
+/// the caller ([`crate::detached`]): Stripe's answer is stored even if the request that asked is dropped.
 async fn set_cancel_at_period_end(
+    state: &AppState,
+    sub: &subscriptions::SubscriptionRow,
+    cancel: bool,
+) -> SubscriptionResult<subscriptions::SubscriptionRow> {
+    let (s, sub) = (state.clone(), sub.clone());
+    state
+        .detached
+        .finish(async move { write_cancel_at_period_end(&s, &sub, cancel).await })
+        .await
+}
+
+async fn write_cancel_at_period_end(
     state: &AppState,
     sub: &subscriptions::SubscriptionRow,
     cancel: bool,

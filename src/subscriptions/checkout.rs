@@ -20,7 +20,36 @@ pub struct CheckoutStarted {
 }
 
 /// Opens a Stripe Checkout session for the tenant's subscription (the API route and the billing page).
+///
+/// Detached from the caller ([`crate::detached`]): the customer and the session created in Stripe are
+/// recorded here even if the request that asked is dropped half way.
 pub async fn start_checkout(
+    state: &AppState,
+    tenant_id: &TenantId,
+    caller: &Caller,
+    success_url: &str,
+    cancel_url: &str,
+    trial_days: Option<u32>,
+) -> SubscriptionResult<CheckoutStarted> {
+    let (s, tenant_id, caller) = (state.clone(), tenant_id.clone(), caller.clone());
+    let (success_url, cancel_url) = (success_url.to_owned(), cancel_url.to_owned());
+    state
+        .detached
+        .finish(async move {
+            open_checkout(
+                &s,
+                &tenant_id,
+                &caller,
+                &success_url,
+                &cancel_url,
+                trial_days,
+            )
+            .await
+        })
+        .await
+}
+
+async fn open_checkout(
     state: &AppState,
     tenant_id: &TenantId,
     caller: &Caller,

@@ -10,7 +10,23 @@ use crate::state::AppState;
 use crate::stripe;
 
 /// Sets a tenant's demo status, audited; returns the tenant and a sentence saying what changed.
+///
+/// Detached from the caller ([`crate::detached`]): once Stripe's collection is paused or resumed, the
+/// tenant's flag follows even if the request that asked is dropped.
 pub async fn set_demo(
+    state: &AppState,
+    caller: &Caller,
+    tenant_id: &str,
+    is_demo: bool,
+) -> SubscriptionResult<(tenants::Tenant, String)> {
+    let (s, caller, tenant_id) = (state.clone(), caller.clone(), tenant_id.to_owned());
+    state
+        .detached
+        .finish(async move { switch_demo(&s, &caller, &tenant_id, is_demo).await })
+        .await
+}
+
+async fn switch_demo(
     state: &AppState,
     caller: &Caller,
     tenant_id: &str,

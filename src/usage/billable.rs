@@ -122,7 +122,7 @@ fn by_period(rows: impl IntoIterator<Item = (NaiveDate, UsageTotals)>) -> ByPeri
 
 /// The same queries for both engines, over one connection (a pooled one, or a transaction's).
 macro_rules! queries {
-    ($module:ident, $conn:ty, $claim_sql:expr) => {
+    ($module:ident, $conn:ty, open_sql: $open_sql:expr, claim_sql: $claim_sql:expr) => {
         mod $module {
             use super::*;
             use sqlx::Row;
@@ -156,10 +156,7 @@ macro_rules! queries {
                 tenant: &str,
                 before_day: NaiveDate,
             ) -> Result<Vec<Rollup>, sqlx::Error> {
-                let rows = sqlx::query(
-                    "SELECT id, day, stt_words, tts_words, phone_calls FROM usage_rollups
-                     WHERE tenant_id = $1 AND billed_by IS NULL AND day < $2",
-                )
+                let rows = sqlx::query($open_sql)
                 .bind(tenant)
                 .bind(before_day)
                 .fetch_all(&mut *conn)
@@ -193,7 +190,7 @@ macro_rules! queries {
             ) -> Result<Vec<(NaiveDate, UsageTotals)>, sqlx::Error> {
                 let rows = sqlx::query(
                     "SELECT day, billed_stt_words, billed_tts_words, billed_phone_calls
-                     FROM usage_rollups WHERE tenant_id = $1 AND billed_by = $2",
+                     FROM usage_rollups_folded WHERE tenant_id = $1 AND billed_by = $2",
                 )
                 .bind(tenant)
                 .bind(key)
@@ -343,28 +340,25 @@ macro_rules! queries {
     };
 }
 
-// PostgreSQL: lock the open rollups in (day, shard) order, the order merges lock them in; the billed
-// quantities are the rollups as they are now, the folded sums plus the tail (`usage_rollups`). Called
-// with the tenant's bucket held (no ingest in flight adds to these rollups) and the fold's mark held
-// (no fold moves events from the tail into the sums meanwhile).
+// PostgreSQL: the tenant's rollups as they are now, the folded sums plus the tenant's own tail
+// (`usage_tenant_rollups`, migration 0010: index-driven whatever the statistics). The claim
+// (`usage_claim_rollups`) locks the open rollups in (day, shard) order, the order merges lock them in,
+// and bills them as they are now. Called with the tenant's bucket held (no ingest in flight adds to
+// these rollups) and the fold's mark held (no fold moves events from the tail into the sums meanwhile).
 queries!(
     pg,
     sqlx::PgConnection,
-    "UPDATE usage_rollups_folded r SET billed_by = $3, billed_at = $4, billed_stt_words = v.stt_words,
-         billed_tts_words = v.tts_words, billed_phone_calls = v.phone_calls
-     FROM usage_rollups v
-     WHERE v.id = r.id AND v.tenant_id = $1
-       AND r.id IN (SELECT id FROM usage_rollups_folded
-                    WHERE tenant_id = $1 AND day < $2 AND billed_by IS NULL
-                    ORDER BY day, shard FOR UPDATE)
-     RETURNING r.id, r.day, r.billed_stt_words AS stt_words, r.billed_tts_words AS tts_words,
-               r.billed_phone_calls AS phone_calls"
+    open_sql: "SELECT id, day, stt_words, tts_words, phone_calls
+               FROM usage_tenant_rollups($1, '-infinity', $2, TRUE)",
+    claim_sql: "SELECT id, day, stt_words, tts_words, phone_calls FROM usage_claim_rollups($1, $2, $3, $4)"
 );
 // SQLite: the write transaction already excludes every other writer, and the rollups hold every event.
 queries!(
     lite,
     sqlx::SqliteConnection,
-    "UPDATE usage_rollups_folded SET billed_by = $3, billed_at = $4, billed_stt_words = stt_words,
+    open_sql: "SELECT id, day, stt_words, tts_words, phone_calls FROM usage_rollups
+               WHERE tenant_id = $1 AND billed_by IS NULL AND day < $2",
+    claim_sql: "UPDATE usage_rollups_folded SET billed_by = $3, billed_at = $4, billed_stt_words = stt_words,
          billed_tts_words = tts_words, billed_phone_calls = phone_calls
      WHERE tenant_id = $1 AND day < $2 AND billed_by IS NULL
      RETURNING id, day, stt_words, tts_words, phone_calls"
@@ -449,6 +443,21 @@ pub async fn claim_unbilled(
     }
 }
 
+/// The sums of a tenant's rollups of a period, `$1` the tenant, `$2` and `$3` the period's days.
+macro_rules! recorded_sql {
+    ($from:literal) => {
+        concat!(
+            "SELECT CAST(COALESCE(SUM(stt_words), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(tts_words), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(phone_calls), 0) AS BIGINT) ",
+            $from
+        )
+    };
+}
+const RECORDED_PG: &str = recorded_sql!("FROM usage_tenant_rollups($1, $2, $3, FALSE)");
+const RECORDED_LITE: &str =
+    recorded_sql!("FROM usage_rollups WHERE tenant_id = $1 AND day >= $2 AND day < $3");
+
 /// All usage recorded for `tenant` in `period`, billed or not, free or not (the dashboard's
 /// `current_period_usage`), from the rollups.
 pub async fn recorded(
@@ -456,18 +465,18 @@ pub async fn recorded(
     tenant: &TenantId,
     period: BillingPeriod,
 ) -> Result<UsageTotals, sqlx::Error> {
+    // PostgreSQL: the tenant's rollups with its own tail (`usage_tenant_rollups`, migration 0010).
+    let sql = match db {
+        Db::Postgres(_) => RECORDED_PG,
+        Db::Sqlite(_) => RECORDED_LITE,
+    };
     let (stt_words, tts_words, calls): (i64, i64, i64) = crate::with_pool!(db, pool => {
-        sqlx::query_as(
-            "SELECT CAST(COALESCE(SUM(stt_words), 0) AS BIGINT),
-                    CAST(COALESCE(SUM(tts_words), 0) AS BIGINT),
-                    CAST(COALESCE(SUM(phone_calls), 0) AS BIGINT)
-             FROM usage_rollups WHERE tenant_id = $1 AND day >= $2 AND day < $3",
-        )
-        .bind(tenant.as_str())
-        .bind(period.first_day())
-        .bind(period.end_day())
-        .fetch_one(pool)
-        .await
+        sqlx::query_as(sql)
+            .bind(tenant.as_str())
+            .bind(period.first_day())
+            .bind(period.end_day())
+            .fetch_one(pool)
+            .await
     })?;
     Ok(UsageTotals {
         stt_words,

@@ -71,6 +71,16 @@ pub async fn spawn_app_with(
     store: Store,
     configure: impl FnOnce(&mut HashMap<String, String>),
 ) -> TestApp {
+    spawn_app_with_settings(store, configure, |_| {}).await
+}
+
+/// [`spawn_app_with`], then `adjust` changes the settings built from the variables (for what no
+/// variable sets, such as how long a started run is waited for).
+pub async fn spawn_app_with_settings(
+    store: Store,
+    configure: impl FnOnce(&mut HashMap<String, String>),
+    adjust: impl FnOnce(&mut Settings),
+) -> TestApp {
     let (database_url, dir) = fresh_database(store).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -78,7 +88,8 @@ pub async fn spawn_app_with(
     let address = format!("http://{}", listener.local_addr().unwrap());
     let (sim, mut vars) = simulator_for(&address, &database_url).await;
     configure(&mut vars);
-    let settings = Settings::from_vars(&vars).expect("test settings are valid");
+    let mut settings = Settings::from_vars(&vars).expect("test settings are valid");
+    adjust(&mut settings);
     let app = Application::build_with_listener(settings, Secret::new(JWT_SECRET), listener)
         .await
         .expect("the service starts");
