@@ -32,6 +32,8 @@ pub struct InvoiceRow {
     pub hosted_invoice_url: Option<String>,
     pub invoice_pdf: Option<String>,
     pub paid_at: Option<DateTime<Utc>>,
+    /// When an invoice sent for payment is due; Stripe leaves it null on invoices it charges itself.
+    pub due_date: Option<DateTime<Utc>>,
     pub lines: Vec<InvoiceLineRow>,
     pub stripe_created_at: DateTime<Utc>,
     /// When we read this state from Stripe: an older reading never replaces a newer one.
@@ -40,7 +42,7 @@ pub struct InvoiceRow {
 
 const COLUMNS: &str = "stripe_invoice_id, tenant_id, stripe_customer_id, stripe_subscription_id, billing_period, \
     status, number, period_start, period_end, amount_due_cents, amount_paid_cents, currency, hosted_invoice_url, \
-    invoice_pdf, paid_at, lines_json, stripe_created_at, stripe_updated_at";
+    invoice_pdf, paid_at, lines_json, stripe_created_at, stripe_updated_at, due_date";
 
 macro_rules! from_row {
     ($row:expr) => {{
@@ -62,6 +64,7 @@ macro_rules! from_row {
             hosted_invoice_url: r.get("hosted_invoice_url"),
             invoice_pdf: r.get("invoice_pdf"),
             paid_at: r.get("paid_at"),
+            due_date: r.get("due_date"),
             lines: serde_json::from_str(&lines).unwrap_or_default(),
             stripe_created_at: r.get("stripe_created_at"),
             stripe_updated_at: r.get("stripe_updated_at"),
@@ -83,8 +86,8 @@ pub async fn upsert_versioned(
     let lines = serde_json::to_string(&i.lines).expect("lines serialize");
     let sql = format!(
         "INSERT INTO invoices ({COLUMNS}, synced_at, stripe_clock)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-                 COALESCE($20, (SELECT e.stripe_clock FROM invoices e WHERE e.stripe_invoice_id = $1), 0))
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
+                 COALESCE($21, (SELECT e.stripe_clock FROM invoices e WHERE e.stripe_invoice_id = $1), 0))
          ON CONFLICT (stripe_invoice_id) DO UPDATE SET
             tenant_id = excluded.tenant_id, stripe_customer_id = excluded.stripe_customer_id,
             stripe_subscription_id = excluded.stripe_subscription_id,
@@ -94,6 +97,7 @@ pub async fn upsert_versioned(
             amount_paid_cents = excluded.amount_paid_cents, currency = excluded.currency,
             hosted_invoice_url = excluded.hosted_invoice_url, invoice_pdf = excluded.invoice_pdf,
             paid_at = COALESCE(excluded.paid_at, invoices.paid_at), lines_json = excluded.lines_json,
+            due_date = excluded.due_date,
             stripe_updated_at = excluded.stripe_updated_at, synced_at = excluded.synced_at,
             stripe_clock = excluded.stripe_clock
          WHERE invoices.stripe_clock < excluded.stripe_clock
@@ -120,6 +124,7 @@ pub async fn upsert_versioned(
             .bind(&lines)
             .bind(i.stripe_created_at)
             .bind(i.stripe_updated_at)
+            .bind(i.due_date)
             .bind(now())
             .bind(stripe_clock)
             .execute(pool)
