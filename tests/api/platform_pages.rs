@@ -1118,3 +1118,67 @@ async fn super_admin_figures_are_the_overviews_and_the_runs(app: TestApp) {
         ])
     );
 }
+
+// --- due_date: set by Stripe on an invoice sent for payment -------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invoice_sent_for_payment_shows_its_due_date_sqlite() {
+    an_invoice_sent_for_payment_shows_its_due_date(crate::helpers::Store::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invoice_sent_for_payment_shows_its_due_date_postgres() {
+    an_invoice_sent_for_payment_shows_its_due_date(crate::helpers::Store::Postgres).await;
+}
+
+/// With `BILLING_COLLECTION_METHOD=send_invoice` Stripe sets the usage invoice's `due_date` when it is
+/// finalized; the dashboard shows Stripe's date (`components/BillingDashboard.tsx:36`).
+async fn an_invoice_sent_for_payment_shows_its_due_date(store: crate::helpers::Store) {
+    let app = crate::helpers::spawn_app_with(store, |vars| {
+        vars.insert("BILLING_COLLECTION_METHOD".into(), "send_invoice".into());
+        vars.insert("BILLING_DAYS_UNTIL_DUE".into(), "14".into());
+    })
+    .await;
+    app.post(
+        "/api/admin/tenants",
+        Some(&crate::helpers::super_admin()),
+        &json!({"id": ACME.id, "name": ACME.name, "subdomain": ACME.subdomain}),
+    )
+    .await
+    .expect(201);
+    app.subscribe(ACME.id, None, GOOD_CARD).await;
+    let (last_month, _) = closed_periods();
+    usage(
+        &app,
+        json!([{"event_id": "call", "tenant_id": ACME.id, "type": "phone_calls", "quantity": 1, "occurred_at": inside(last_month)}]),
+    )
+    .await;
+    run(&app, last_month, false).await.expect(200);
+    app.settle().await;
+    let stripe_invoice = app.usage_invoices(ACME.id, last_month).await.remove(0);
+    let due = stripe_invoice["due_date"]
+        .as_i64()
+        .expect("Stripe's due date of an invoice sent for payment");
+
+    let d = page_get(
+        &app,
+        "/api/billing/dashboard",
+        &platform_token(ACME, "member"),
+        Some(ACME),
+    )
+    .await
+    .expect(200)
+    .body;
+    assert_reads(&d, DASHBOARD_INVOICE_READS);
+    let shown = d["recent_invoices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["billing_period"] == last_month.to_string())
+        .expect("the usage invoice");
+    let shown_due =
+        chrono::DateTime::parse_from_rfc3339(shown["due_date"].as_str().unwrap()).unwrap();
+    assert_eq!(shown_due.timestamp(), due, "{shown}");
+    assert_eq!(shown["call_count"], 1);
+    assert_eq!(shown["status"], "open");
+}
