@@ -109,6 +109,7 @@ async fn main() -> anyhow::Result<()> {
                 hosted_invoice_url: None,
                 invoice_pdf: None,
                 paid_at: None,
+                due_date: None,
                 lines: vec![],
                 stripe_created_at: t - Duration::days(2),
                 stripe_updated_at: t,

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Fuzzes the HTTP API from its own OpenAPI document with schemathesis: starts the one-command demo
 # (`serve --stripe-sim`, seeded tenants) on a free port over a fresh database, then sends generated
-# requests to every operation with a super-admin token. Fails on any 5xx, on a response whose status,
+# requests to every operation with a super-admin token, and to the routes of the platform's pages
+# with the tokens of an organization admin (of a tenant without a subscription, and of one the service
+# has not registered). Fails on any 5xx, on a response whose status,
 # content type or body the document does not describe, and on a panic in the service's log.
 #
 # Runs on SQLite, then on PostgreSQL when TEST_POSTGRES_URL names a server (scripts/test.sh sets it):
@@ -92,20 +94,51 @@ PY
         return 1
     fi
 
-    local status=0
+    # st TOKEN [ARGS...]: one schemathesis run against this service with that bearer token.
     # One worker: with two, hypothesis' lambda-source parsing races in Python 3.11 and errors at random.
     # No example database: a run depends on the seed alone.
     # From the scratch folder: schemathesis keeps state in .schemathesis/ where it runs.
-    # shellcheck disable=SC2086 # SCHEMATHESIS_ARGS is a list of arguments.
-    (cd "$dir" && exec "$ROOT/.venv/bin/schemathesis" --no-color run "$base/api/openapi.json" \
-        --header "Authorization: Bearer $token" \
-        --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
-        --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-50}" \
-        --seed "${SCHEMATHESIS_SEED:-20261126}" \
-        --workers 1 \
-        --generation-database none \
-        --request-timeout 30 \
-        ${SCHEMATHESIS_ARGS:-}) || status=$?
+    st() {
+        local bearer="$1"
+        shift
+        # shellcheck disable=SC2086 # SCHEMATHESIS_ARGS is a list of arguments.
+        (cd "$dir" && exec "$ROOT/.venv/bin/schemathesis" --no-color run "$base/api/openapi.json" \
+            --header "Authorization: Bearer $bearer" \
+            --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+            --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-50}" \
+            --seed "${SCHEMATHESIS_SEED:-20261126}" \
+            --workers 1 \
+            --generation-database none \
+            --request-timeout 30 \
+            "$@" \
+            ${SCHEMATHESIS_ARGS:-})
+    }
+
+    local status=0
+    st "$token" || status=$?
+
+    # The platform's pages as an organization admin uses them: the super admin above acts on a
+    # subscribed tenant, so start-subscription would only ever answer 409. An organization registered
+    # without a subscription gets its checkout; a valid token of an organization not registered here
+    # gets the empty dashboard.
+    if ! .venv/bin/python - "$base" "$token" <<'PY'
+import json, sys, urllib.request
+body = json.dumps({"id": "newcomer", "name": "Newcomer Chapel", "subdomain": "newcomer"}).encode()
+req = urllib.request.Request(sys.argv[1] + "/api/admin/tenants", data=body, method="POST", headers={
+    "Authorization": "Bearer " + sys.argv[2], "Content-Type": "application/json"})
+with urllib.request.urlopen(req, timeout=10) as r:
+    sys.exit(0 if r.status == 201 else 1)
+PY
+    then
+        echo "schemathesis: could not register the tenant without a subscription" >&2
+        status=1
+    fi
+    local pages='^/api/billing/(dashboard|start-subscription|subscription-plans)$'
+    local newcomer unregistered
+    newcomer="$(cd "$dir" && JWT_SECRET="$secret" "$BIN" token --tenant newcomer --role org_admin --sub schemathesis --ttl 1h)"
+    unregistered="$(cd "$dir" && JWT_SECRET="$secret" "$BIN" token --tenant not-registered --role org_admin --sub schemathesis --ttl 1h)"
+    st "$newcomer" --include-path-regex "$pages" || status=$?
+    st "$unregistered" --include-path-regex '^/api/billing/dashboard$' || status=$?
 
     kill "$SERVICE_PID" 2>/dev/null || true
     wait "$SERVICE_PID" 2>/dev/null || true

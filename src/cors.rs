@@ -15,6 +15,10 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 /// How long a browser may cache a preflight answer.
 const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(600);
 
+/// The platform's pages send their organization in this header on every call (we act on the token's
+/// `tenant_id` and read nothing from it), so a browser's preflight must allow it.
+const X_TENANT_ID: HeaderName = HeaderName::from_static("x-tenant-id");
+
 /// The layer for `origins`, or `None` when the list is empty (same-origin only).
 pub fn layer(origins: &[String]) -> Option<CorsLayer> {
     let allowed = parse(origins);
@@ -25,7 +29,7 @@ pub fn layer(origins: &[String]) -> Option<CorsLayer> {
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(allowed))
             .allow_methods([Method::GET, Method::POST])
-            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, X_TENANT_ID])
             .expose_headers([header::RETRY_AFTER, HeaderName::from_static("x-request-id")])
             .max_age(PREFLIGHT_MAX_AGE),
     )

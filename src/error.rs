@@ -82,6 +82,8 @@ pub enum ErrorCode {
     TenantExists,
     /// No tenant has that id.
     TenantNotFound,
+    /// No subscription plan has that id.
+    UnknownPlan,
     /// Applying a webhook event failed; Stripe retries it.
     WebhookFailed,
 }
@@ -125,6 +127,7 @@ impl ErrorCode {
             ErrorCode::SubscriptionExists => "subscription_exists",
             ErrorCode::TenantExists => "tenant_exists",
             ErrorCode::TenantNotFound => "tenant_not_found",
+            ErrorCode::UnknownPlan => "unknown_plan",
             ErrorCode::WebhookFailed => "webhook_failed",
         }
     }

@@ -11,11 +11,12 @@ use crate::db::{tenants, webhook_events, Db};
 use crate::domain::{time, BillingPeriod, Cents, TenantId};
 use crate::state::AppState;
 use crate::stripe::SubscriptionStatus;
-use crate::usage::billable;
 use crate::usage::rating::Rates;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
+
+pub mod all_organizations;
 
 /// How many calendar months the history covers, the current one included.
 pub const HISTORY_MONTHS: usize = 12;
@@ -115,29 +116,106 @@ fn in_mrr(s: &SubscriptionRow) -> bool {
     s.ended_at.is_none() && s.state().is_recurring_revenue()
 }
 
-/// Builds the overview at `now`.
-pub async fn build(state: &AppState, now: DateTime<Utc>) -> Result<Overview, sqlx::Error> {
+/// One organization's figures at a moment: what the overview's row and the all-organizations
+/// dashboard's row are both made of, so that they say the same.
+#[derive(Debug, Clone)]
+pub struct OrganizationFigures {
+    pub tenant: tenants::Tenant,
+    /// Its live subscription, else its newest one, else none: the one both views show.
+    pub shown: Option<SubscriptionRow>,
+    /// Whether it has had a subscription (in any state). The monthly run bills only such organizations;
+    /// the usage of the others waits for their first subscription.
+    pub has_subscription: bool,
+    /// Its monthly amounts that count in MRR (0 for a demo account).
+    pub mrr: Cents,
+    /// What this period's run would bill it now, as its dashboard says (zero for a demo account).
+    pub upcoming: dashboard::UpcomingCharges,
+    /// All usage recorded this period (billed or not, free or not).
+    pub usage_this_month: UsageThisMonth,
+}
+
+/// Every organization's figures at `now`, with every subscription (each tenant's newest first).
+pub struct Organizations {
+    pub period: BillingPeriod,
+    pub subscriptions: Vec<SubscriptionRow>,
+    pub figures: Vec<OrganizationFigures>,
+}
+
+/// Every organization's figures at `now`.
+pub async fn organizations_at(
+    state: &AppState,
+    now: DateTime<Utc>,
+) -> Result<Organizations, sqlx::Error> {
     let db = &state.db;
     let tz = state.settings.billing.timezone;
     let rates = Rates::from_settings(&state.settings);
     let period = BillingPeriod::containing(now, tz);
-    let (_, period_end) = period.bounds(tz);
+    let (tenant_list, subs, usage) = tokio::try_join!(
+        tenants::list(db),
+        subscriptions::all(db),
+        usage_by_tenant(db, period),
+    )?;
+    let mut figures = Vec::with_capacity(tenant_list.len());
+    for t in tenant_list {
+        let mine: Vec<&SubscriptionRow> = subs.iter().filter(|s| s.tenant_id == t.id).collect();
+        // `subscriptions::all` lists each tenant's newest first: the live one if any, else the last one.
+        let shown = mine
+            .iter()
+            .find(|s| s.is_live())
+            .or_else(|| mine.first())
+            .copied()
+            .cloned();
+        let (mrr, upcoming) = if t.is_demo {
+            (Cents::ZERO, dashboard::UpcomingCharges::default())
+        } else {
+            let id = TenantId::parse(&t.id).map_err(|e| sqlx::Error::Decode(e.into()))?;
+            let mrr = mine
+                .iter()
+                .filter(|s| in_mrr(s))
+                .map(|s| Cents(s.amount_cents))
+                .sum();
+            (
+                mrr,
+                dashboard::upcoming_for(db, &id, period, tz, &rates).await?,
+            )
+        };
+        figures.push(OrganizationFigures {
+            usage_this_month: usage.get(&t.id).copied().unwrap_or_default(),
+            has_subscription: !mine.is_empty(),
+            tenant: t,
+            shown,
+            mrr,
+            upcoming,
+        });
+    }
+    Ok(Organizations {
+        period,
+        subscriptions: subs,
+        figures,
+    })
+}
+
+/// Builds the overview at `now`.
+pub async fn build(state: &AppState, now: DateTime<Utc>) -> Result<Overview, sqlx::Error> {
+    let db = &state.db;
+    let tz = state.settings.billing.timezone;
+    let period = BillingPeriod::containing(now, tz);
     let first = (1..HISTORY_MONTHS).fold(period, |p, _| p.prev());
     let since_30d = now - Duration::days(FAILED_PAYMENTS_DAYS);
 
-    let (tenant_list, subs, last_invoices, usage, paid, daily, failed, unpaid) = tokio::try_join!(
-        tenants::list(db),
-        subscriptions::all(db),
+    let (orgs, last_invoices, paid, daily, failed, unpaid) = tokio::try_join!(
+        organizations_at(state, now),
         latest_invoice_per_tenant(db),
-        usage_by_tenant(db, period),
         db_overview::paid_invoices_since(db, first.bounds(tz).0),
         db_overview::usage_by_day_since(db, first.first_day()),
         webhook_events::count_since(db, crate::stripe::PAYMENT_FAILED, since_30d),
         db_overview::open_invoices_with_failed_payment(db),
     )?;
-    let demo: HashMap<&str, bool> = tenant_list
+    let subs = &orgs.subscriptions;
+    let demo: HashMap<&str, bool> = orgs
+        .figures
         .iter()
-        .map(|t| (t.id.as_str(), t.is_demo))
+        .map(|o| (o.tenant.id.as_str(), o.tenant.is_demo))
         .collect();
     let is_demo = |tenant: &str| demo.get(tenant).copied().unwrap_or(false);
 
@@ -156,50 +234,33 @@ pub async fn build(state: &AppState, now: DateTime<Utc>) -> Result<Overview, sql
         .filter(|s| s.ended_at.is_some_and(|e| e >= since_30d))
         .count() as i64;
 
-    let mut organizations = Vec::with_capacity(tenant_list.len());
-    for t in &tenant_list {
-        let mine: Vec<&SubscriptionRow> = subs.iter().filter(|s| s.tenant_id == t.id).collect();
-        // `subscriptions::all` lists each tenant's newest first: the live one if any, else the last one.
-        let shown = mine
-            .iter()
-            .find(|s| s.is_live())
-            .or_else(|| mine.first())
-            .copied();
-        let mrr = if t.is_demo {
-            Cents::ZERO
-        } else {
-            mine.iter()
-                .filter(|s| in_mrr(s))
-                .map(|s| Cents(s.amount_cents))
-                .sum()
-        };
-        // The same figure as the tenant's dashboard: what this period's run would bill now.
-        let upcoming_usage_cents = if t.is_demo {
-            Cents::ZERO
-        } else {
-            let id = TenantId::parse(&t.id).map_err(|e| sqlx::Error::Decode(e.into()))?;
-            let unbilled = billable::unbilled(db, &id, period_end, tz).await?;
-            dashboard::upcoming(period, unbilled, &rates).total_charges_cents
-        };
-        organizations.push(Organization {
-            tenant_id: t.id.clone(),
-            name: t.name.clone(),
-            subdomain: t.subdomain.clone(),
-            is_demo: t.is_demo,
-            subscription_status: shown.map(|s| s.status.clone()),
-            cancel_at_period_end: shown.is_some_and(|s| s.cancel_at_period_end && s.is_live()),
-            mrr_cents: mrr,
-            usage_this_month: usage.get(&t.id).copied().unwrap_or_default(),
-            upcoming_usage_cents,
-            last_invoice: last_invoices.get(&t.id).map(|i| LastInvoice {
-                stripe_invoice_id: i.stripe_invoice_id.clone(),
-                status: i.status.clone(),
-                amount_due_cents: Cents(i.amount_due_cents),
-                hosted_invoice_url: i.hosted_invoice_url.clone(),
-            }),
-            payment_flag: payment_flag(shown, &t.id, &unpaid),
-        });
-    }
+    let organizations = orgs
+        .figures
+        .iter()
+        .map(|o| {
+            let t = &o.tenant;
+            let shown = o.shown.as_ref();
+            Organization {
+                tenant_id: t.id.clone(),
+                name: t.name.clone(),
+                subdomain: t.subdomain.clone(),
+                is_demo: t.is_demo,
+                subscription_status: shown.map(|s| s.status.clone()),
+                cancel_at_period_end: shown.is_some_and(|s| s.cancel_at_period_end && s.is_live()),
+                mrr_cents: o.mrr,
+                usage_this_month: o.usage_this_month,
+                // The same figure as the tenant's dashboard: what this period's run would bill now.
+                upcoming_usage_cents: o.upcoming.total_charges_cents,
+                last_invoice: last_invoices.get(&t.id).map(|i| LastInvoice {
+                    stripe_invoice_id: i.stripe_invoice_id.clone(),
+                    status: i.status.clone(),
+                    amount_due_cents: Cents(i.amount_due_cents),
+                    hosted_invoice_url: i.hosted_invoice_url.clone(),
+                }),
+                payment_flag: payment_flag(shown, &t.id, &unpaid),
+            }
+        })
+        .collect();
 
     let mut months: BTreeMap<BillingPeriod, Month> = BTreeMap::new();
     let mut p = first;

@@ -364,3 +364,33 @@ pub async fn billed_voice(
     }
     Ok(out)
 }
+
+/// What each invoice the run made for the tenant bills, by Stripe invoice id: its voice and call lines
+/// summed (own period and late usage together), as recorded when the run planned them.
+pub async fn invoiced_usage(
+    db: &Db,
+    tenant: &str,
+) -> Result<std::collections::HashMap<String, crate::usage::rating::InvoicedUsage>, sqlx::Error> {
+    use crate::usage::rating::{InvoicedUsage, LineKind};
+    let rows: Vec<(String, String, i64, i64)> = with_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT e.stripe_invoice_id, l.kind, CAST(SUM(l.quantity) AS BIGINT),
+                    CAST(SUM(l.amount_cents) AS BIGINT)
+             FROM billing_ledger e
+             JOIN billing_ledger_lines l ON l.tenant_id = e.tenant_id AND l.period = e.period
+             WHERE e.tenant_id = $1 AND e.stripe_invoice_id IS NOT NULL
+             GROUP BY e.stripe_invoice_id, l.kind",
+        )
+        .bind(tenant)
+        .fetch_all(pool)
+        .await
+    })?;
+    let mut out: std::collections::HashMap<String, InvoicedUsage> = Default::default();
+    for (invoice, kind, quantity, cents) in rows {
+        let usage = out.entry(invoice).or_default();
+        if let Some(kind) = LineKind::parse(&kind) {
+            usage.add(kind, quantity, crate::domain::Cents(cents));
+        }
+    }
+    Ok(out)
+}

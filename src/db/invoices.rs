@@ -32,6 +32,8 @@ pub struct InvoiceRow {
     pub hosted_invoice_url: Option<String>,
     pub invoice_pdf: Option<String>,
     pub paid_at: Option<DateTime<Utc>>,
+    /// When an invoice sent for payment is due; Stripe leaves it null on invoices it charges itself.
+    pub due_date: Option<DateTime<Utc>>,
     pub lines: Vec<InvoiceLineRow>,
     pub stripe_created_at: DateTime<Utc>,
     /// When we read this state from Stripe: an older reading never replaces a newer one.
@@ -40,7 +42,7 @@ pub struct InvoiceRow {
 
 const COLUMNS: &str = "stripe_invoice_id, tenant_id, stripe_customer_id, stripe_subscription_id, billing_period, \
     status, number, period_start, period_end, amount_due_cents, amount_paid_cents, currency, hosted_invoice_url, \
-    invoice_pdf, paid_at, lines_json, stripe_created_at, stripe_updated_at";
+    invoice_pdf, paid_at, lines_json, stripe_created_at, stripe_updated_at, due_date";
 
 macro_rules! from_row {
     ($row:expr) => {{
@@ -62,6 +64,7 @@ macro_rules! from_row {
             hosted_invoice_url: r.get("hosted_invoice_url"),
             invoice_pdf: r.get("invoice_pdf"),
             paid_at: r.get("paid_at"),
+            due_date: r.get("due_date"),
             lines: serde_json::from_str(&lines).unwrap_or_default(),
             stripe_created_at: r.get("stripe_created_at"),
             stripe_updated_at: r.get("stripe_updated_at"),
@@ -83,8 +86,8 @@ pub async fn upsert_versioned(
     let lines = serde_json::to_string(&i.lines).expect("lines serialize");
     let sql = format!(
         "INSERT INTO invoices ({COLUMNS}, synced_at, stripe_clock)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-                 COALESCE($20, (SELECT e.stripe_clock FROM invoices e WHERE e.stripe_invoice_id = $1), 0))
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
+                 COALESCE($21, (SELECT e.stripe_clock FROM invoices e WHERE e.stripe_invoice_id = $1), 0))
          ON CONFLICT (stripe_invoice_id) DO UPDATE SET
             tenant_id = excluded.tenant_id, stripe_customer_id = excluded.stripe_customer_id,
             stripe_subscription_id = excluded.stripe_subscription_id,
@@ -94,6 +97,7 @@ pub async fn upsert_versioned(
             amount_paid_cents = excluded.amount_paid_cents, currency = excluded.currency,
             hosted_invoice_url = excluded.hosted_invoice_url, invoice_pdf = excluded.invoice_pdf,
             paid_at = COALESCE(excluded.paid_at, invoices.paid_at), lines_json = excluded.lines_json,
+            due_date = excluded.due_date,
             stripe_updated_at = excluded.stripe_updated_at, synced_at = excluded.synced_at,
             stripe_clock = excluded.stripe_clock
          WHERE invoices.stripe_clock < excluded.stripe_clock
@@ -120,6 +124,7 @@ pub async fn upsert_versioned(
             .bind(&lines)
             .bind(i.stripe_created_at)
             .bind(i.stripe_updated_at)
+            .bind(i.due_date)
             .bind(now())
             .bind(stripe_clock)
             .execute(pool)
@@ -170,89 +175,7 @@ pub async fn get(db: &Db, id: &str) -> Result<Option<InvoiceRow>, sqlx::Error> {
     })
 }
 
-/// An invoice as the invoices route and the dashboard show it (API.md).
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
-pub struct InvoiceView {
-    pub stripe_invoice_id: String,
-    pub status: String,
-    /// The usage period a monthly usage invoice bills, `YYYY-MM`; null on subscription invoices.
-    #[schema(example = "2026-11")]
-    pub billing_period: Option<String>,
-    #[serde(with = "crate::domain::time::serde_rfc3339::option")]
-    pub period_start: Option<DateTime<Utc>>,
-    #[serde(with = "crate::domain::time::serde_rfc3339::option")]
-    pub period_end: Option<DateTime<Utc>>,
-    pub amount_due_cents: i64,
-    pub amount_paid_cents: i64,
-    pub currency: String,
-    pub hosted_invoice_url: Option<String>,
-    pub lines: Vec<InvoiceLine>,
-}
-
 pub type InvoiceLine = InvoiceLineRow;
-
-type ViewRow = (
-    String,
-    String,
-    Option<String>,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-    i64,
-    i64,
-    String,
-    Option<String>,
-    String,
-);
-
-/// The tenant's latest invoices, newest first.
-pub async fn recent(
-    db: &Db,
-    tenant: &TenantId,
-    limit: u32,
-) -> Result<Vec<InvoiceView>, sqlx::Error> {
-    let rows: Vec<ViewRow> = with_pool!(db, pool => {
-        sqlx::query_as(
-            "SELECT stripe_invoice_id, status, billing_period, period_start, period_end, amount_due_cents,
-                    amount_paid_cents, currency, hosted_invoice_url, lines_json
-             FROM invoices WHERE tenant_id = $1
-             ORDER BY stripe_created_at DESC, stripe_invoice_id DESC
-             LIMIT $2",
-        )
-        .bind(tenant.as_str())
-        .bind(i64::from(limit))
-        .fetch_all(pool)
-        .await
-    })?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(
-                id,
-                status,
-                billing_period,
-                period_start,
-                period_end,
-                due,
-                paid,
-                currency,
-                url,
-                lines,
-            )| InvoiceView {
-                stripe_invoice_id: id,
-                status,
-                billing_period,
-                period_start,
-                period_end,
-                amount_due_cents: due,
-                amount_paid_cents: paid,
-                currency,
-                hosted_invoice_url: url,
-                // Written by our own sync; an unreadable value shows no lines rather than failing the page.
-                lines: serde_json::from_str(&lines).unwrap_or_default(),
-            },
-        )
-        .collect())
-}
 
 /// An invoice Stripe failed to charge and that is still open: what the billing page warns about.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -171,6 +171,7 @@ pub async fn all(db: &Db) -> Result<Vec<SubscriptionRow>, sqlx::Error> {
 /// A tenant's live subscription, as the dashboard shows it.
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct CurrentSubscription {
+    /// Stripe's subscription id.
     pub subscription_id: String,
     pub status: String,
     #[serde(with = "crate::domain::time::serde_rfc3339::option")]
@@ -179,48 +180,55 @@ pub struct CurrentSubscription {
     pub current_period_end: Option<DateTime<Utc>>,
     pub cancel_at_period_end: bool,
     pub amount_cents: i64,
+    /// The same id again under the names the platform's pages read (`id`, `stripe_subscription_id`):
+    /// we keep no id of our own.
+    pub id: String,
+    pub stripe_subscription_id: String,
+    /// The Stripe price it bills (null when Stripe did not say).
+    pub stripe_price_id: Option<String>,
+    #[schema(example = "usd")]
+    pub currency: String,
+    /// When Stripe created the subscription.
+    #[serde(with = "crate::domain::time::serde_rfc3339")]
+    pub created_at: DateTime<Utc>,
 }
 
-type ViewRow = (
-    String,
-    String,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-    bool,
-    i64,
-);
+impl From<SubscriptionRow> for CurrentSubscription {
+    fn from(s: SubscriptionRow) -> CurrentSubscription {
+        CurrentSubscription {
+            id: s.stripe_subscription_id.clone(),
+            stripe_subscription_id: s.stripe_subscription_id.clone(),
+            subscription_id: s.stripe_subscription_id,
+            stripe_price_id: s.price_id,
+            status: s.status,
+            current_period_start: s.current_period_start,
+            current_period_end: s.current_period_end,
+            cancel_at_period_end: s.cancel_at_period_end,
+            amount_cents: s.amount_cents,
+            currency: s.currency,
+            created_at: s.stripe_created_at,
+        }
+    }
+}
 
 /// The tenant's most recent subscription that has not ended, if any.
 pub async fn current(
     db: &Db,
     tenant: &TenantId,
 ) -> Result<Option<CurrentSubscription>, sqlx::Error> {
-    let row: Option<ViewRow> = with_pool!(db, pool => {
-        sqlx::query_as(
-            "SELECT stripe_subscription_id, status, current_period_start, current_period_end,
-                    cancel_at_period_end, amount_cents
-             FROM subscriptions
+    with_pool!(db, pool => {
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM subscriptions
              WHERE tenant_id = $1 AND ended_at IS NULL
                AND status NOT IN ('canceled', 'incomplete_expired')
              ORDER BY stripe_created_at DESC
-             LIMIT 1",
-        )
+             LIMIT 1"
+        ))
         .bind(tenant.as_str())
         .fetch_optional(pool)
         .await
-    })?;
-    Ok(row.map(
-        |(subscription_id, status, start, end, cancel_at_period_end, amount_cents)| {
-            CurrentSubscription {
-                subscription_id,
-                status,
-                current_period_start: start,
-                current_period_end: end,
-                cancel_at_period_end,
-                amount_cents,
-            }
-        },
-    ))
+        .map(|r| r.map(|r| CurrentSubscription::from(from_row!(&r))))
+    })
 }
 
 /// What a tenant's access follows from (see `subscriptions::access`).

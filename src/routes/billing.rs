@@ -25,6 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(plans))
         .routes(routes!(create_checkout_session))
+        .routes(routes!(start_subscription))
         .routes(routes!(customer_portal))
         .routes(routes!(cancel))
         .routes(routes!(reactivate))
@@ -71,17 +72,22 @@ struct Plan {
     responses((status = 200, description = "The plans.", body = PlanList)))]
 async fn plans(State(state): State<AppState>) -> Json<PlanList> {
     Json(PlanList {
-        plans: vec![Plan {
-            id: "monthly",
-            name: PLAN_NAME,
-            description: PLAN_DESCRIPTION,
-            price_id: state.settings.stripe.monthly_price_id.clone(),
-            amount_cents: PLAN_AMOUNT_CENTS,
-            currency: "usd",
-            interval: "month",
-            features: plan_features(&state),
-        }],
+        plans: plan_list(&state),
     })
+}
+
+/// The plans on offer; their `id`s are what `start-subscription` takes.
+fn plan_list(state: &AppState) -> Vec<Plan> {
+    vec![Plan {
+        id: "monthly",
+        name: PLAN_NAME,
+        description: PLAN_DESCRIPTION,
+        price_id: state.settings.stripe.monthly_price_id.clone(),
+        amount_cents: PLAN_AMOUNT_CENTS,
+        currency: "usd",
+        interval: "month",
+        features: plan_features(state),
+    }]
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -117,6 +123,15 @@ struct CheckoutSessionCreated {
     session_id: String,
 }
 
+impl From<crate::subscriptions::checkout::CheckoutStarted> for CheckoutSessionCreated {
+    fn from(started: crate::subscriptions::checkout::CheckoutStarted) -> CheckoutSessionCreated {
+        CheckoutSessionCreated {
+            checkout_url: started.checkout_url,
+            session_id: started.session_id,
+        }
+    }
+}
+
 /// Start a Stripe Checkout session for the monthly subscription.
 ///
 /// Roles: org_admin, admin; super_admin for any tenant with `?tenant_id=`.
@@ -146,10 +161,86 @@ async fn create_checkout_session(
         body.trial_days,
     )
     .await?;
-    Ok(Json(CheckoutSessionCreated {
-        checkout_url: started.checkout_url,
-        session_id: started.session_id,
-    }))
+    Ok(Json(started.into()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct StartSubscriptionRequest {
+    /// A plan's `id` from `GET /api/billing/subscription-plans`.
+    #[schema(example = "monthly")]
+    plan_id: String,
+    /// Where Stripe sends the browser after payment: an absolute http(s) URL (default:
+    /// `{PUBLIC_BASE_URL}/billing?checkout=success`).
+    #[schema(
+        pattern = r"^https?://[!-~]+$",
+        min_length = 9,
+        max_length = 2048,
+        example = "https://app.example.com/billing?checkout=success"
+    )]
+    success_url: Option<String>,
+    /// Where Stripe sends the browser when the person goes back (default:
+    /// `{PUBLIC_BASE_URL}/billing?checkout=cancel`).
+    #[schema(
+        pattern = r"^https?://[!-~]+$",
+        min_length = 9,
+        max_length = 2048,
+        example = "https://app.example.com/billing?checkout=cancel"
+    )]
+    cancel_url: Option<String>,
+}
+
+/// Start a Stripe Checkout session for a plan: what the platform's plans component's Subscribe button
+/// calls.
+///
+/// Roles: org_admin, admin; super_admin for any tenant with `?tenant_id=`. The rules of
+/// `create-checkout-session` apply (no trial is asked for here).
+#[utoipa::path(post, path = "/api/billing/start-subscription", tag = "billing",
+    security(("bearer" = [])),
+    params(TenantParam),
+    request_body = StartSubscriptionRequest,
+    responses(
+        (status = 200, description = "The session to send the browser to.", body = CheckoutSessionCreated),
+        (status = 403, description = "A demo tenant cannot subscribe (`demo_account`), or the role may not manage billing (`forbidden`).", body = ApiError),
+        (status = 404, description = "The tenant is not registered (`tenant_not_found`).", body = ApiError),
+        (status = 409, description = "The tenant already has a live subscription (`subscription_exists`), or another checkout of the tenant is being opened at this moment (`checkout_in_progress`).", body = ApiError),
+        (status = 422, description = "`plan_id` names no plan (`unknown_plan`), or a URL, `tenant_id` or the body is invalid (`invalid_url`, `invalid_tenant_id`, `invalid_json`).", body = ApiError),
+        (status = 503, description = "Stripe is not configured or not reachable (`stripe_not_configured`, `stripe_unavailable`).", body = ApiError),
+    ))]
+async fn start_subscription(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    ApiJson(body): ApiJson<StartSubscriptionRequest>,
+) -> ApiResult<Json<CheckoutSessionCreated>> {
+    let plans = plan_list(&state);
+    if !plans.iter().any(|p| p.id == body.plan_id) {
+        let ids: Vec<&str> = plans.iter().map(|p| p.id).collect();
+        return Err(ApiError::unprocessable(
+            ErrorCode::UnknownPlan,
+            format!(
+                "plan_id: there is no such plan; use an id that GET /api/billing/subscription-plans lists ({}).",
+                ids.join(", ")
+            ),
+        ));
+    }
+    // The one plan is the monthly price `start_checkout` subscribes to.
+    let base = &state.settings.http.public_base_url;
+    let success_url = body
+        .success_url
+        .unwrap_or_else(|| format!("{base}/billing?checkout=success"));
+    let cancel_url = body
+        .cancel_url
+        .unwrap_or_else(|| format!("{base}/billing?checkout=cancel"));
+    let started = start_checkout(
+        &state,
+        &admin.tenant_id,
+        &admin.caller,
+        &success_url,
+        &cancel_url,
+        None,
+    )
+    .await?;
+    Ok(Json(started.into()))
 }
 
 #[derive(Deserialize)]

@@ -9,6 +9,7 @@ pub mod dashboard;
 mod health;
 mod metrics;
 pub mod openapi;
+mod organizations;
 mod overview;
 mod reports;
 pub mod runs;
@@ -35,6 +36,7 @@ pub fn documented() -> OpenApiRouter<AppState> {
         .merge(runs::router())
         .merge(reports::router())
         .merge(overview::router())
+        .merge(organizations::router())
 }
 
 /// Every route the service answers.

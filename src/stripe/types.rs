@@ -362,6 +362,9 @@ pub struct Invoice {
     pub period_start: Option<i64>,
     #[serde(default)]
     pub period_end: Option<i64>,
+    /// Set on invoices sent for payment (`send_invoice`); Stripe leaves it null on those it charges.
+    #[serde(default)]
+    pub due_date: Option<i64>,
     pub created: i64,
     #[serde(default, deserialize_with = "nullable")]
     pub metadata: Metadata,

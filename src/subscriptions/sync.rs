@@ -125,6 +125,7 @@ pub async fn invoice(
         hosted_invoice_url: inv.hosted_invoice_url.clone(),
         invoice_pdf: inv.invoice_pdf.clone(),
         paid_at: ts(inv.status_transitions.paid_at),
+        due_date: ts(inv.due_date),
         lines,
         stripe_created_at: ts(Some(inv.created)).unwrap_or_else(now),
         stripe_updated_at: read_at,

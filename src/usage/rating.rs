@@ -125,6 +125,14 @@ impl LineKind {
             LineKind::Calls => "calls",
         }
     }
+
+    pub fn parse(s: &str) -> Option<LineKind> {
+        match s {
+            "voice" => Some(LineKind::Voice),
+            "calls" => Some(LineKind::Calls),
+            _ => None,
+        }
+    }
 }
 
 /// One invoice line.
@@ -179,6 +187,65 @@ pub fn lines(
 
 fn thousands(n: i64) -> String {
     group_thousands(n.max(0) as u64)
+}
+
+/// What one invoice's usage lines bill, by kind: its own period's and its late lines together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InvoicedUsage {
+    pub voice_words: i64,
+    pub voice_cents: Cents,
+    pub calls: i64,
+    pub call_cents: Cents,
+}
+
+impl InvoicedUsage {
+    pub fn add(&mut self, kind: LineKind, quantity: i64, amount: Cents) {
+        match kind {
+            LineKind::Voice => {
+                self.voice_words += quantity;
+                self.voice_cents += amount;
+            }
+            LineKind::Calls => {
+                self.calls += quantity;
+                self.call_cents += amount;
+            }
+        }
+    }
+
+    /// Read back from the lines' descriptions and amounts, for an invoice whose lines we have but not
+    /// the run's record of them (rebuilt from Stripe, or made by the platform's own billing, whose
+    /// descriptions had the same form). Lines of any other kind count nothing.
+    pub fn from_descriptions<'a>(lines: impl IntoIterator<Item = (&'a str, i64)>) -> InvoicedUsage {
+        let mut usage = InvoicedUsage::default();
+        for (description, amount) in lines {
+            if let Some((kind, quantity)) = parse_description(description) {
+                usage.add(kind, quantity, Cents(amount));
+            }
+        }
+        usage
+    }
+}
+
+/// The kind and quantity a usage line's description states: the inverse of [`lines`]' descriptions
+/// (`Voice Usage: 12,345 words (...)`, `Phone Calls: 17 calls`, either after `Late usage for YYYY-MM: `).
+pub fn parse_description(description: &str) -> Option<(LineKind, i64)> {
+    let text = match description.strip_prefix("Late usage for ") {
+        Some(rest) => rest.split_once(": ")?.1,
+        None => description,
+    };
+    let (kind, rest, unit) = if let Some(rest) = text.strip_prefix("Voice Usage: ") {
+        (LineKind::Voice, rest, " word")
+    } else if let Some(rest) = text.strip_prefix("Phone Calls: ") {
+        (LineKind::Calls, rest, " call")
+    } else {
+        return None;
+    };
+    let (number, _) = rest.split_once(unit)?;
+    let digits: String = number.chars().filter(|c| *c != ',').collect();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((kind, digits.parse().ok()?))
 }
 
 #[cfg(test)]
@@ -314,6 +381,52 @@ mod tests {
         );
     }
 
+    #[test]
+    fn descriptions_read_back_with_the_platforms_own() {
+        let read = |d: &str| parse_description(d);
+        assert_eq!(
+            read("Voice Usage: 12,345 words (STT: 10,000, TTS: 2,345)"),
+            Some((LineKind::Voice, 12_345))
+        );
+        assert_eq!(read("Phone Calls: 1 call"), Some((LineKind::Calls, 1)));
+        assert_eq!(
+            read("Late usage for 2026-09: Phone Calls: 1,002 calls"),
+            Some((LineKind::Calls, 1_002))
+        );
+        // The platform's own billing wrote `Phone Calls: {n} calls` without separators.
+        assert_eq!(read("Phone Calls: 17 calls"), Some((LineKind::Calls, 17)));
+        for other in [
+            "Thanotopolis Platform Subscription",
+            "Voice Usage: many words",
+            "Phone Calls: calls",
+            "Late usage for 2026-09",
+            "",
+        ] {
+            assert_eq!(read(other), None, "{other:?}");
+        }
+        let usage = InvoicedUsage::from_descriptions([
+            ("Voice Usage: 1,500 words (STT: 1,000, TTS: 500)", 150),
+            ("Phone Calls: 2 calls", 200),
+            (
+                "Late usage for 2026-09: Voice Usage: 290 words (STT: 290, TTS: 0)",
+                29,
+            ),
+            (
+                "1 × Thanotopolis Platform Subscription (at $299.00 / month)",
+                29_900,
+            ),
+        ]);
+        assert_eq!(
+            usage,
+            InvoicedUsage {
+                voice_words: 1_790,
+                voice_cents: Cents(179),
+                calls: 2,
+                call_cents: Cents(200),
+            }
+        );
+    }
+
     /// The exact value of `words * rate / 1000` as a fraction, rounded half up by comparing
     /// remainders: an independent statement of the rule.
     fn exact_half_up(words: i64, rate: i64) -> i64 {
@@ -366,6 +479,20 @@ mod tests {
                     }
                     None => prop_assert!(!l.description.starts_with("Late")),
                 }
+            }
+        }
+
+        /// Every line `lines` writes reads back as its own kind and quantity.
+        #[test]
+        fn descriptions_read_back_as_written(
+            stt in 0i64..=1_000_000_000,
+            tts in 0i64..=1_000_000_000,
+            calls in 0i64..=1_000_000,
+            late in proptest::option::of((2000i32..=2100, 1u32..=12)),
+        ) {
+            let period = late.map(|(y, m)| BillingPeriod::new(y, m).unwrap());
+            for l in lines(period, &totals(stt, tts, calls), &Billed::default(), &DEFAULT) {
+                prop_assert_eq!(parse_description(&l.description), Some((l.kind, l.quantity)));
             }
         }
 

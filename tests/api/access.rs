@@ -151,6 +151,7 @@ async fn access_for_each_mirrored_state(app: TestApp) {
                 hosted_invoice_url: None,
                 invoice_pdf: None,
                 paid_at: None,
+                due_date: None,
                 lines: vec![],
                 stripe_created_at: at,
                 stripe_updated_at: at,

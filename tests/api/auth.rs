@@ -111,7 +111,7 @@ async fn unknown_roles_get_403(app: TestApp) {
 }
 
 /// A token signed with the platform's secret, with any claims.
-fn hs256(claims: &serde_json::Value) -> String {
+pub(crate) fn hs256(claims: &serde_json::Value) -> String {
     use hmac::{Hmac, Mac};
     let b64 = |v: &serde_json::Value| {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())

@@ -19,17 +19,17 @@ store_tests!(
 );
 
 /// The last closed period and the one before it.
-fn closed_periods() -> (BillingPeriod, BillingPeriod) {
+pub(crate) fn closed_periods() -> (BillingPeriod, BillingPeriod) {
     let current = BillingPeriod::containing(chrono::Utc::now(), chrono_tz::UTC);
     (current.prev(), current.prev().prev())
 }
 
 /// Noon on the 10th of the period, UTC.
-fn inside(p: BillingPeriod) -> String {
+pub(crate) fn inside(p: BillingPeriod) -> String {
     format!("{p}-10T12:00:00Z")
 }
 
-async fn usage(app: &TestApp, events: Value) {
+pub(crate) async fn usage(app: &TestApp, events: Value) {
     app.post(
         "/api/usage/events",
         Some(&token("platform", "service")),
@@ -39,7 +39,7 @@ async fn usage(app: &TestApp, events: Value) {
     .expect(200);
 }
 
-async fn run(app: &TestApp, period: BillingPeriod, dry_run: bool) -> Reply {
+pub(crate) async fn run(app: &TestApp, period: BillingPeriod, dry_run: bool) -> Reply {
     app.post(
         "/api/admin/billing/runs",
         Some(&super_admin()),
@@ -964,22 +964,6 @@ async fn a_saved_server_error_is_not_replayed_forever(app: TestApp) {
     assert_eq!(app.stray_invoice_items().await, 0);
 }
 
-/// The service's state over the test app's database and simulator, for calling the scheduler directly.
-fn state_of(app: &TestApp) -> thanotopolis_billing::state::AppState {
-    let mut vars = crate::helpers::base_vars(&app.database_url);
-    vars.insert("STRIPE_API_BASE".into(), app.sim.clone());
-    vars.insert("STRIPE_SECRET_KEY".into(), "sk_test_api_tests".into());
-    vars.insert("STRIPE_MAX_REQUESTS_PER_SECOND".into(), "0".into());
-    vars.insert("STRIPE_MAX_RETRIES".into(), "1".into());
-    vars.insert("STRIPE_RETRY_BASE_MS".into(), "5".into());
-    let settings = thanotopolis_billing::config::Settings::from_vars(&vars).unwrap();
-    thanotopolis_billing::state::AppState::new(
-        app.db.clone(),
-        std::sync::Arc::new(settings),
-        thanotopolis_billing::config::Secret::new("x"),
-    )
-}
-
 /// October unfinished (Stripe fails): November is not run, so October's usage never lands on
 /// November's invoice as late usage. Once Stripe answers, both run, oldest first.
 async fn the_scheduler_never_runs_past_an_unfinished_period(app: TestApp) {
@@ -992,7 +976,7 @@ async fn the_scheduler_never_runs_past_an_unfinished_period(app: TestApp) {
         {"event_id": "nov", "tenant_id": "acme", "type": "phone_calls", "quantity": 1, "occurred_at": inside(p)},
     ]))
     .await;
-    let state = state_of(&app);
+    let state = app.state();
     fault(&app, "/v1/invoices", "500", "before", "50").await;
     let ran = scheduler::tick(&state).await.unwrap();
     assert_eq!(

@@ -87,6 +87,61 @@ async fn an_allowed_origin_gets_cors_headers() {
     assert!(exposed.contains("retry-after"), "{exposed}");
 }
 
+/// The platform's pages send `X-Tenant-ID` with every call (with `Authorization` and `Content-Type`):
+/// a browser sends those calls only if the preflight allows the header, and then the call itself works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_platforms_tenant_header_passes_the_preflight() {
+    let app = cors_app().await;
+    for (method, path) in [
+        ("GET", "/api/billing/dashboard"),
+        ("POST", "/api/billing/start-subscription"),
+        ("GET", "/api/admin/organizations/acme/billing"),
+    ] {
+        let resp = app
+            .client
+            .request(reqwest::Method::OPTIONS, app.url(path))
+            .header("origin", ALLOWED)
+            .header("access-control-request-method", method)
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type,x-tenant-id",
+            )
+            .send()
+            .await
+            .expect("preflight");
+        assert!(resp.status().is_success(), "{path}: {}", resp.status());
+        assert_eq!(header(&resp, "access-control-allow-origin"), ALLOWED);
+        let allowed: Vec<String> = header(&resp, "access-control-allow-headers")
+            .split(',')
+            .map(|h| h.trim().to_ascii_lowercase())
+            .collect();
+        for h in ["authorization", "content-type", "x-tenant-id"] {
+            assert!(
+                allowed.iter().any(|a| a == h),
+                "{path}: {h} not in {allowed:?}"
+            );
+        }
+        assert!(
+            header(&resp, "access-control-allow-methods").contains(method),
+            "{path}"
+        );
+    }
+    // The call itself, as the page sends it: the header is accepted and changes nothing.
+    app.add_tenant("acme").await;
+    let resp = app
+        .client
+        .get(app.url("/api/billing/dashboard"))
+        .header("origin", ALLOWED)
+        .bearer_auth(crate::helpers::token("acme", "member"))
+        .header("x-tenant-id", "acme")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "access-control-allow-origin"), ALLOWED);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_origins_get_no_cors_headers() {
     let app = cors_app().await;

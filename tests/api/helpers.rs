@@ -440,14 +440,19 @@ impl TestApp {
             .await
             .expect(200);
         let id = session.body["session_id"].as_str().unwrap().to_owned();
+        self.complete_checkout(&id, card).await;
+        id
+    }
+
+    /// Pays on the simulator's Checkout page with `card`, and waits for the webhooks.
+    pub async fn complete_checkout(&self, session_id: &str, card: &str) {
         self.sim_post(
-            &format!("/_sim/checkout/sessions/{id}/complete"),
+            &format!("/_sim/checkout/sessions/{session_id}/complete"),
             &[("card", card)],
         )
         .await
         .expect(200);
         self.settle().await;
-        id
     }
 
     /// The simulator's usage invoices for a tenant and period (by their `tenant_id` and `billing_period`
@@ -527,6 +532,23 @@ impl TestApp {
         thanotopolis_billing::db::subscriptions::live_for_tenant(&self.db, tenant)
             .await
             .unwrap()
+    }
+
+    /// The service's state over this app's database and simulator, for calling the library directly
+    /// (the scheduler, a dry run of the current period).
+    pub fn state(&self) -> thanotopolis_billing::state::AppState {
+        let mut vars = base_vars(&self.database_url);
+        vars.insert("STRIPE_API_BASE".into(), self.sim.clone());
+        vars.insert("STRIPE_SECRET_KEY".into(), "sk_test_api_tests".into());
+        vars.insert("STRIPE_MAX_REQUESTS_PER_SECOND".into(), "0".into());
+        vars.insert("STRIPE_MAX_RETRIES".into(), "1".into());
+        vars.insert("STRIPE_RETRY_BASE_MS".into(), "5".into());
+        let settings = Settings::from_vars(&vars).expect("test settings are valid");
+        thanotopolis_billing::state::AppState::new(
+            self.db.clone(),
+            std::sync::Arc::new(settings),
+            Secret::new("x"),
+        )
     }
 
     pub fn url(&self, path: &str) -> String {

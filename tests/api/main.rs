@@ -19,6 +19,7 @@ mod migrations;
 mod openapi;
 mod overview;
 mod pages;
+mod platform_pages;
 mod replicas;
 mod stripe_setup;
 mod stripe_sync;

@@ -85,6 +85,7 @@ async fn overview_counts_each_state_and_leaves_demo_out(app: TestApp) {
         hosted_invoice_url: Some("https://invoice.example/in_usage_test".into()),
         invoice_pdf: None,
         paid_at: Some(now),
+        due_date: None,
         lines: vec![],
         // In the future of every simulator invoice, so it is the tenant's last invoice.
         stripe_created_at: now + chrono::Duration::days(400),

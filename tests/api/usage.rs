@@ -624,9 +624,21 @@ async fn tenants_never_see_each_others_usage(app: TestApp) {
         .await
         .expect(200);
     assert_eq!(reply.body["current_period_usage"]["total_stt_words"], 2000);
-    app.get("/api/billing/dashboard", Some(&token("ghost", "member")))
+    // A tenant not registered here sees its own empty billing (API.md, the platform's pages), never
+    // another's; a super admin naming it is told it does not exist.
+    let ghost = app
+        .get("/api/billing/dashboard", Some(&token("ghost", "member")))
         .await
-        .expect(404);
+        .expect(200)
+        .body;
+    assert_eq!(ghost["current_period_usage"]["total_stt_words"], 0);
+    assert_eq!(ghost["recent_invoices"], serde_json::json!([]));
+    app.get(
+        "/api/billing/dashboard?tenant_id=ghost",
+        Some(&super_admin()),
+    )
+    .await
+    .expect(404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
