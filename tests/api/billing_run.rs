@@ -62,14 +62,7 @@ async fn item_count(app: &TestApp) -> usize {
         .count()
 }
 
-fn billed<'a>(report: &'a Value, tenant: &str) -> &'a Value {
-    report["billed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["tenant_id"] == tenant)
-        .unwrap_or_else(|| panic!("{tenant} not billed: {report}"))
-}
+use crate::helpers::billed_entry as billed;
 
 fn skip_reason(report: &Value, tenant: &str) -> String {
     report["skipped"]

@@ -71,6 +71,23 @@ pub async fn spawn_app_with(
     store: Store,
     configure: impl FnOnce(&mut HashMap<String, String>),
 ) -> TestApp {
+    spawn(store, configure, false).await
+}
+
+/// As [`spawn_app_with`], with the background tasks `serve` runs (the billing scheduler: the monthly run
+/// and the collection work, every `BILLING_SCHEDULER_INTERVAL_SECONDS`).
+pub async fn spawn_app_with_background(
+    store: Store,
+    configure: impl FnOnce(&mut HashMap<String, String>),
+) -> TestApp {
+    spawn(store, configure, true).await
+}
+
+async fn spawn(
+    store: Store,
+    configure: impl FnOnce(&mut HashMap<String, String>),
+    background: bool,
+) -> TestApp {
     let (database_url, dir) = fresh_database(store).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -79,9 +96,12 @@ pub async fn spawn_app_with(
     let (sim, mut vars) = simulator_for(&address, &database_url).await;
     configure(&mut vars);
     let settings = Settings::from_vars(&vars).expect("test settings are valid");
-    let app = Application::build_with_listener(settings, Secret::new(JWT_SECRET), listener)
+    let mut app = Application::build_with_listener(settings, Secret::new(JWT_SECRET), listener)
         .await
         .expect("the service starts");
+    if background {
+        app = app.with_background_tasks();
+    }
     let db = app.state().db.clone();
     tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
@@ -556,6 +576,17 @@ impl TestApp {
         Reply::from(req.send().await.expect("request")).await
     }
 
+    /// Records usage events, as the platform's services do.
+    pub async fn record_usage(&self, events: Value) {
+        self.post(
+            "/api/usage/events",
+            Some(&token("platform", "service")),
+            &serde_json::json!({ "events": events }),
+        )
+        .await
+        .expect(200);
+    }
+
     /// Adds a tenant through the API, as an operator would.
     pub async fn add_tenant(&self, id: &str) {
         self.post(
@@ -662,6 +693,16 @@ pub async fn spawn_process_with(
         _sim: sim,
     };
     (app, process)
+}
+
+/// The entry of `tenant` among a run report's `billed`.
+pub fn billed_entry<'a>(report: &'a Value, tenant: &str) -> &'a Value {
+    report["billed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["tenant_id"] == tenant)
+        .unwrap_or_else(|| panic!("{tenant} not billed: {report}"))
 }
 
 /// A Stripe invoice's lines as (description, amount in cents).

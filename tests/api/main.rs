@@ -9,6 +9,7 @@ mod billing_crash;
 mod billing_health;
 mod billing_page;
 mod billing_run;
+mod collection;
 mod hardening;
 mod health;
 mod hostile_input;
