@@ -107,9 +107,6 @@ pub struct Customer {
     pub deleted: bool,
     #[serde(default, deserialize_with = "nullable")]
     pub invoice_settings: InvoiceSettings,
-    /// Stripe's clock when this copy was read (its answer's `Date`), when known.
-    #[serde(rename = "_stripe_time", default)]
-    pub stripe_time: Option<i64>,
 }
 
 /// The customer's defaults for invoices: the payment method an invoice without its own, and without a

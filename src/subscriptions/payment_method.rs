@@ -107,41 +107,33 @@ pub async fn settle(state: &AppState, tenant: &str) -> Result<(), SyncError> {
 }
 
 /// Writes `payment_method` as the customer's invoice default and as the default of each of its live
-/// subscriptions, where it is not already. Each write's key is `{key_base}:{object}:{second}`: derived
-/// from the decision and from the reading it corrects (Stripe's clock at that reading), so a repeat
-/// within that second is the same write, while the same correction needed again later (the default
-/// cleared meanwhile) is a write of its own rather than a replay of the first; and marked as ours for
-/// the events it causes. Setting a field to a value is idempotent in itself.
+/// subscriptions, where it is not already. Each write's key is `{key_base}:{object}:{reading}`: the
+/// decision, and the reading it corrects (when we read the object, in milliseconds), so the client's
+/// retries of a write are recognized as that write, while the same correction needed again later (the
+/// default cleared meanwhile, even within the same second) is a write of its own rather than a replay
+/// of the first. Setting a field to a value is idempotent in itself, so a write made again after a
+/// crash changes nothing more. The prefix marks the events these writes cause as ours.
 pub async fn follow(
     stripe: &StripeClient,
     customer: &str,
     payment_method: &str,
     key_base: &str,
 ) -> Result<(), StripeError> {
+    let reading = || crate::domain::time::now().timestamp_millis();
+    let read_at = reading();
     let current = stripe.customer(customer).await?;
     if current.invoice_payment_method_id() != Some(payment_method) {
-        let key = format!(
-            "{key_base}:{customer}:{}",
-            current.stripe_time.unwrap_or_default()
-        );
+        let key = format!("{key_base}:{customer}:{read_at}");
         stripe
             .set_invoice_payment_method(customer, payment_method, &key)
             .await?;
     }
-    // Read one by one: each reading carries Stripe's clock (a list's objects do not).
-    for listed in stripe.subscriptions_of(customer).await? {
-        let live = listed.ended_at.is_none()
-            && !matches!(listed.status.as_str(), "canceled" | "incomplete_expired");
-        if !live || listed.payment_method_id() == Some(payment_method) {
-            continue;
-        }
-        let sub = stripe.subscription(&listed.id).await?;
-        if sub.payment_method_id() != Some(payment_method) {
-            let key = format!(
-                "{key_base}:{}:{}",
-                sub.id,
-                sub.stripe_time.unwrap_or_default()
-            );
+    let read_at = reading();
+    for sub in stripe.subscriptions_of(customer).await? {
+        let live = sub.ended_at.is_none()
+            && !matches!(sub.status.as_str(), "canceled" | "incomplete_expired");
+        if live && sub.payment_method_id() != Some(payment_method) {
+            let key = format!("{key_base}:{}:{read_at}", sub.id);
             stripe
                 .set_subscription_payment_method(&sub.id, payment_method, &key)
                 .await?;
