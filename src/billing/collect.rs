@@ -228,6 +228,40 @@ mod tests {
         DateTime::from_timestamp(1_800_000_000 + day * DAY, 0).unwrap()
     }
 
+    fn invoice(status: &str, remaining: i64, payment: Option<&str>) -> Invoice {
+        let mut v = serde_json::json!({
+            "id": "in_1", "object": "invoice", "status": status, "currency": "usd", "created": 1,
+            "amount_remaining": remaining,
+        });
+        if let Some(p) = payment {
+            v["payments"] = serde_json::json!({"object": "list", "has_more": false, "data": [
+                {"status": "open", "payment": {"type": "payment_intent",
+                    "payment_intent": {"id": "pi_1", "status": p}}}]});
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn only_an_open_invoice_owing_money_without_a_debit_in_flight_is_attempted() {
+        assert!(attemptable(&invoice("open", 300, None)));
+        assert!(attemptable(&invoice(
+            "open",
+            300,
+            Some("requires_payment_method")
+        )));
+        // The bank asks for authentication: trying again is allowed (it asks again).
+        assert!(attemptable(&invoice("open", 300, Some("requires_action"))));
+        // A bank debit in flight is neither paid nor failed: not now.
+        assert!(!attemptable(&invoice("open", 300, Some("processing"))));
+        for settled in ["paid", "void", "uncollectible"] {
+            assert!(!attemptable(&invoice(settled, 0, None)), "{settled}");
+        }
+        assert!(
+            !attemptable(&invoice("open", 0, None)),
+            "nothing left to pay"
+        );
+    }
+
     #[test]
     fn retries_fall_on_the_days_after_the_first_failure() {
         let days = [3, 5, 7];
