@@ -93,6 +93,14 @@ export UMBRELLA_ADMIN_TOKEN=$("$bin" token --tenant umbrella --role org_admin --
 export INITRODE_TOKEN=$("$bin" token --tenant initrode --role org_admin)
 export VANDELAY_TOKEN=$("$bin" token --tenant vandelay --role org_admin)
 # --- end of the admin page tests' set-up
+
+# --- For tests/browser/collection.test.mjs: one organization paying with a card its bank asks to confirm,
+# one by bank debit.
+"$bin" tenants add --id wayne --name "Wayne Funeral Services" --subdomain wayne >/dev/null
+"$bin" tenants add --id stark --name "Stark Memorial" --subdomain stark >/dev/null
+export WAYNE_TOKEN=$("$bin" token --tenant wayne --role org_admin)
+export STARK_TOKEN=$("$bin" token --tenant stark --role org_admin)
+# --- end of the collection tests' set-up
 mkdir -p "$root/artifacts"
 
 log "running the browser tests"

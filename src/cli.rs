@@ -275,6 +275,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(mut settings: Settings, stripe_sim: bool) -> anyhow::Result<()> {
     telemetry::init();
+    // Checkout must be able to offer every payment method configured, with the plan's price.
+    settings.check_payment_methods()?;
     let sim = if stripe_sim {
         if std::env::var_os("DATABASE_URL").is_none() {
             // The simulator forgets everything on exit, so the demo starts from a fresh database too.

@@ -137,6 +137,9 @@ pub struct BillingSettings {
     /// How long `POST /api/admin/billing/runs` with `wait` waits for the run before answering with its
     /// id: [`RUN_WAIT`], the contract's. No variable sets it; tests shorten it on the settings.
     pub run_wait: std::time::Duration,
+    /// Days after a usage invoice's first failed payment on which the service tries it again, on
+    /// Stripe's clock (`USAGE_RETRY_DAYS`), increasing.
+    pub usage_retry_days: Vec<u32>,
 }
 
 /// The contract's wait for a run started with `wait: true` (well within the router's 60 s timeout).
@@ -263,12 +266,7 @@ impl Settings {
                 max_retries: parse_num(&get, "STRIPE_MAX_RETRIES", 4)?,
                 retry_base_ms: parse_num(&get, "STRIPE_RETRY_BASE_MS", 500)?,
                 timeout_ms: parse_num(&get, "STRIPE_TIMEOUT_MS", 80_000)?,
-                payment_methods: get("STRIPE_PAYMENT_METHODS")
-                    .unwrap_or_else(|| "card".into())
-                    .split(',')
-                    .map(|s| s.trim().to_owned())
-                    .filter(|s| !s.is_empty())
-                    .collect(),
+                payment_methods: payment_methods(get("STRIPE_PAYMENT_METHODS"))?,
             },
             billing: BillingSettings {
                 voice_price_cents_per_1000_words: parse_num(
@@ -290,6 +288,7 @@ impl Settings {
                 max_trial_days: parse_num(&get, "MAX_TRIAL_DAYS", 30)?,
                 past_due_grace_days: parse_num(&get, "PAST_DUE_GRACE_DAYS", 7)?,
                 run_wait: RUN_WAIT,
+                usage_retry_days: retry_days(get("USAGE_RETRY_DAYS"))?,
             },
             usage: UsageSettings {
                 events_per_second_per_token: parse_num(
@@ -299,6 +298,21 @@ impl Settings {
                 )?,
             },
         })
+    }
+
+    /// Whether Checkout can offer every payment method type configured with the plan's price. SEPA
+    /// Direct Debit takes euros only and the monthly price is in US dollars, so `serve` and `stripe
+    /// check` refuse `sepa_debit` with a sentence that says why.
+    pub fn check_payment_methods(&self) -> Result<(), ConfigError> {
+        if self
+            .stripe
+            .payment_methods
+            .iter()
+            .any(|m| m == "sepa_debit")
+        {
+            return Err(ConfigError(SEPA_NEEDS_EUROS.into()));
+        }
+        Ok(())
     }
 
     /// The JWT secret, or the start-up error that says how to provide one.
@@ -311,6 +325,58 @@ impl Settings {
             )
         })
     }
+}
+
+/// Why `sepa_debit` cannot be offered (`Settings::check_payment_methods`).
+pub const SEPA_NEEDS_EUROS: &str = "STRIPE_PAYMENT_METHODS includes sepa_debit, but SEPA Direct Debit only \
+     takes payments in euros and the monthly price is in US dollars ($299.00 per month): remove sepa_debit \
+     (card and us_bank_account work with a US dollar price)";
+
+/// Checkout's payment method types we know how to collect.
+const PAYMENT_METHOD_TYPES: [&str; 3] = ["card", "us_bank_account", "sepa_debit"];
+
+/// `STRIPE_PAYMENT_METHODS`: the seed's card (required) and ACH Direct Debit (recommended) by default.
+fn payment_methods(raw: Option<String>) -> Result<Vec<String>, ConfigError> {
+    let list: Vec<String> = raw
+        .unwrap_or_else(|| "card,us_bank_account".into())
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if let Some(bad) = list
+        .iter()
+        .find(|m| !PAYMENT_METHOD_TYPES.contains(&m.as_str()))
+    {
+        return Err(ConfigError(format!(
+            "STRIPE_PAYMENT_METHODS has {bad:?}, which is not one of {}",
+            PAYMENT_METHOD_TYPES.join(", ")
+        )));
+    }
+    if list.is_empty() {
+        return Err(ConfigError(
+            "STRIPE_PAYMENT_METHODS is empty: Checkout needs at least card".into(),
+        ));
+    }
+    Ok(list)
+}
+
+/// `USAGE_RETRY_DAYS`: whole days after the first failure, increasing (`3,5,7` by default).
+fn retry_days(raw: Option<String>) -> Result<Vec<u32>, ConfigError> {
+    let raw = raw.unwrap_or_else(|| "3,5,7".into());
+    let bad = || {
+        ConfigError(format!(
+            "USAGE_RETRY_DAYS must be increasing whole days after a usage invoice's first failed payment, \
+             separated by commas (e.g. 3,5,7), got {raw:?}"
+        ))
+    };
+    let days = raw
+        .split(',')
+        .map(|d| d.trim().parse::<u32>().map_err(|_| bad()))
+        .collect::<Result<Vec<u32>, _>>()?;
+    if days.contains(&0) || days.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(bad());
+    }
+    Ok(days)
 }
 
 fn parse_num<T: std::str::FromStr + PartialOrd + Default>(
@@ -364,6 +430,9 @@ mod tests {
         assert_eq!(s.usage.events_per_second_per_token, 0);
         assert_eq!(s.billing.max_trial_days, 30);
         assert_eq!(s.billing.past_due_grace_days, 7);
+        assert_eq!(s.billing.usage_retry_days, vec![3, 5, 7]);
+        assert_eq!(s.stripe.payment_methods, vec!["card", "us_bank_account"]);
+        assert!(s.check_payment_methods().is_ok());
         assert!(s.stripe.webhook_secret.is_empty());
         assert!(s.require_jwt_secret().is_err());
     }
@@ -389,6 +458,27 @@ mod tests {
         let err = Settings::from_vars(&vars(&[("CORS_ALLOWED_ORIGINS", "https://a.example,*")]))
             .unwrap_err();
         assert!(err.0.contains("CORS_ALLOWED_ORIGINS"), "{err}");
+    }
+
+    #[test]
+    fn payment_methods_and_retry_days_say_what_is_wrong() {
+        let s =
+            Settings::from_vars(&vars(&[("STRIPE_PAYMENT_METHODS", "card,sepa_debit")])).unwrap();
+        let err = s.check_payment_methods().unwrap_err();
+        assert!(
+            err.0
+                .contains("SEPA Direct Debit only takes payments in euros"),
+            "{err}"
+        );
+        let err =
+            Settings::from_vars(&vars(&[("STRIPE_PAYMENT_METHODS", "card,bitcoin")])).unwrap_err();
+        assert!(err.0.contains("\"bitcoin\""), "{err}");
+        let s = Settings::from_vars(&vars(&[("USAGE_RETRY_DAYS", " 1, 2 ,10")])).unwrap();
+        assert_eq!(s.billing.usage_retry_days, vec![1, 2, 10]);
+        for bad in ["5,3", "0,2", "three", "2,2"] {
+            let err = Settings::from_vars(&vars(&[("USAGE_RETRY_DAYS", bad)])).unwrap_err();
+            assert!(err.0.starts_with("USAGE_RETRY_DAYS"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -61,6 +61,9 @@ pub enum PaymentFlagReason {
     PastDue,
     /// The subscription is in good standing, but an open invoice's payment failed.
     PaymentFailed,
+    /// The bank asks the customer to confirm an open invoice's payment (3-D Secure): only the customer
+    /// can, on the invoice's page.
+    ActionRequired,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -316,9 +319,10 @@ pub async fn build(state: &AppState, now: DateTime<Utc>) -> Result<Overview, sql
 fn payment_flag(
     shown: Option<&SubscriptionRow>,
     tenant: &str,
-    unpaid: &[(String, String, i64)],
+    unpaid: &[db_overview::UnpaidInvoice],
 ) -> Option<PaymentFlag> {
-    let mine: Vec<&(String, String, i64)> = unpaid.iter().filter(|u| u.0 == tenant).collect();
+    let mine: Vec<&db_overview::UnpaidInvoice> =
+        unpaid.iter().filter(|u| u.tenant_id == tenant).collect();
     let past_due = shown.is_some_and(|s| {
         s.ended_at.is_none()
             && matches!(
@@ -326,7 +330,9 @@ fn payment_flag(
                 SubscriptionStatus::PastDue | SubscriptionStatus::Unpaid
             )
     });
-    let reason = if past_due {
+    let reason = if mine.iter().any(|u| u.action_required) {
+        PaymentFlagReason::ActionRequired
+    } else if past_due {
         PaymentFlagReason::PastDue
     } else if !mine.is_empty() {
         PaymentFlagReason::PaymentFailed
@@ -335,8 +341,8 @@ fn payment_flag(
     };
     Some(PaymentFlag {
         reason,
-        failed_invoices: mine.iter().map(|u| u.1.clone()).collect(),
-        amount_due_cents: mine.iter().map(|u| Cents(u.2)).sum(),
+        failed_invoices: mine.iter().map(|u| u.stripe_invoice_id.clone()).collect(),
+        amount_due_cents: mine.iter().map(|u| Cents(u.amount_due_cents)).sum(),
     })
 }
 

@@ -10,7 +10,7 @@ use crate::db::{customers, invoices, subscriptions, tenants};
 use crate::domain::TenantId;
 use crate::state::AppState;
 use crate::stripe::gateway::Listing;
-use crate::stripe::{self, HasId, List, Metadata, StripeError};
+use crate::stripe::{self, HasId, Metadata, StripeError};
 use crate::subscriptions::sync;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -323,6 +323,15 @@ enum TenantError {
     Db(#[from] sqlx::Error),
 }
 
+impl From<sync::SyncError> for TenantError {
+    fn from(e: sync::SyncError) -> TenantError {
+        match e {
+            sync::SyncError::Stripe(e) => TenantError::Stripe(e),
+            sync::SyncError::Db(e) => TenantError::Db(e),
+        }
+    }
+}
+
 type Subscriptions = Vec<(stripe::Subscription, DateTime<Utc>)>;
 
 async fn subscriptions_of(state: &AppState, customer: &str) -> Result<Subscriptions, StripeError> {
@@ -366,13 +375,8 @@ async fn sync_tenant(
         .stripe
         .list_timed::<stripe::Invoice>(Listing::InvoicesOf(&customer))
         .await?;
-    for (mut inv, read_at) in invs {
-        if inv.lines.as_ref().is_some_and(|l| l.has_more) {
-            inv.lines = Some(List {
-                data: state.stripe.invoice_lines(&inv.id).await?,
-                has_more: false,
-            });
-        }
+    for (inv, read_at) in invs {
+        // Every line, not only those the list embeds: `sync::invoice` reads the rest.
         let before = invoices::get(&state.db, &inv.id).await?;
         let after = sync::invoice(state, &inv, read_at).await?;
         entry

@@ -277,6 +277,14 @@ def checkout_subscription(card, trial_days=None):
     return stripe.Subscription.retrieve(done["subscription"])
 
 
+def monthly_session(payment_method_types):
+    """A subscription Checkout session for the monthly price offering these payment method types."""
+    return stripe.checkout.Session.create(
+        mode="subscription", line_items=[{"price": ctx["price"], "quantity": 1}],
+        success_url="https://app.example/ok", payment_method_types=payment_method_types,
+    )
+
+
 @check("rule 1: checkout sets the subscription's default payment method, not the customer's")
 def _():
     sub = checkout_subscription("4242424242424242")
@@ -305,7 +313,11 @@ def _():
     advance_days(3)
     sub = stripe.Subscription.retrieve(sub.id, expand=["latest_invoice"])
     assert sub.status == "past_due" and sub.latest_invoice.attempt_count == 1
+    # The portal's card update writes the customer's default only by default (rule 12); here it
+    # writes both, so the retry, which looks at the subscription first, charges the new card.
+    sim_post("/_sim/portal/card_update_writes", {"writes": "both"})
     sim_post(f"/_sim/customers/{sub.customer}/card", {"card": "4242424242424242"})
+    sim_post("/_sim/portal/card_update_writes", {"writes": "customer"})
     advance_days(3)
     paid = stripe.Invoice.retrieve(sub.latest_invoice.id)
     assert paid.status == "paid", paid.status
@@ -402,17 +414,11 @@ def _():
 
 @check("rule 8: unknown payment_method_types are refused, naming the param")
 def _():
-    kinds = ["card", "us_bank_account", "sepa_debit", "link", "acss_debit", "bacs_debit", "au_becs_debit"]
-    ok = stripe.checkout.Session.create(
-        mode="subscription", line_items=[{"price": ctx["price"], "quantity": 1}],
-        success_url="https://app.example/ok", payment_method_types=kinds,
-    )
+    kinds = ["card", "us_bank_account", "link", "acss_debit", "bacs_debit", "au_becs_debit"]
+    ok = monthly_session(kinds)
     assert ok.payment_method_types == kinds
     try:
-        stripe.checkout.Session.create(
-            mode="subscription", line_items=[{"price": ctx["price"], "quantity": 1}],
-            success_url="https://app.example/ok", payment_method_types=["card", "bitcoin"],
-        )
+        monthly_session(["card", "bitcoin"])
         raise AssertionError("accepted")
     except stripe.InvalidRequestError as e:
         assert e.param == "payment_method_types[1]", e.param
@@ -457,6 +463,130 @@ def _():
         raise AssertionError("accepted")
     except stripe.InvalidRequestError as e:
         assert e.param == "invoice_settings[default_payment_method]", e.param
+
+
+@check("rule 12: the portal's card update writes the customer's default only, unless switched")
+def _():
+    for writes in ["customer", "subscription", "both"]:
+        sim_post("/_sim/portal/card_update_writes", {"writes": writes})
+        sub = checkout_subscription("4242424242424242")
+        new_pm = sim_post("/_sim/portal/update_card", {"customer": sub.customer, "card": "5555555555554444"})["id"]
+        cus = stripe.Customer.retrieve(sub.customer)
+        sub = stripe.Subscription.retrieve(sub.id)
+        assert (cus.invoice_settings.default_payment_method == new_pm) == (writes != "subscription"), writes
+        assert (sub.default_payment_method == new_pm) == (writes != "customer"), writes
+    sim_post("/_sim/portal/card_update_writes", {"writes": "customer"})
+
+
+def invoice_intent(invoice_id):
+    inv = stripe.Invoice.retrieve(invoice_id, expand=["payments.data.payment.payment_intent"])
+    return inv, inv.payments.data[0].payment.payment_intent
+
+
+def one_off_invoice(customer, amount, auto_advance=False):
+    stripe.InvoiceItem.create(customer=customer, amount=amount, currency="usd")
+    inv = stripe.Invoice.create(customer=customer, pending_invoice_items_behavior="include", auto_advance=auto_advance)
+    return stripe.Invoice.finalize_invoice(inv.id, auto_advance=auto_advance)
+
+
+@check("rule 13: a card that needs authentication fails off-session; confirming pays it")
+def _():
+    cus = stripe.Customer.create(email="3ds@example.com", payment_method="pm_card_authenticationRequired")
+    pm = stripe.Customer.list_payment_methods(cus.id).data[0].id
+    stripe.Customer.modify(cus.id, invoice_settings={"default_payment_method": pm})
+    inv = one_off_invoice(cus.id, 1200)
+    try:
+        stripe.Invoice.pay(inv.id)
+        raise AssertionError("charged without authentication")
+    except stripe.CardError as e:
+        assert e.http_status == 402 and e.code == "authentication_required", (e.http_status, e.code)
+    inv, pi = invoice_intent(inv.id)
+    assert inv.status == "open" and pi.status == "requires_action", (inv.status, pi.status)
+    assert stripe.PaymentIntent.retrieve(pi.id).status == "requires_action"
+    kinds = [e.type for e in stripe.Event.list(type="invoice.payment_action_required", limit=100).data]
+    assert kinds, "no invoice.payment_action_required"
+    sim_post(f"/_sim/invoices/{inv.id}/confirm", {})
+    inv, pi = invoice_intent(inv.id)
+    assert inv.status == "paid" and pi.status == "succeeded", (inv.status, pi.status)
+
+
+@check("rule 14: an ACH debit is processing for 4 days, then paid or failed by account number")
+def _():
+    for account, outcome in [("000123456789", "paid"), ("000222222227", "open")]:
+        cs = monthly_session(["card", "us_bank_account"])
+        done = sim_post(f"/_sim/checkout/sessions/{cs.id}/complete",
+                        {"payment_method_type": "us_bank_account", "account_number": account})
+        assert done["payment_status"] == "unpaid", done["payment_status"]
+        inv, pi = invoice_intent(done["invoice"])
+        assert inv.status == "open" and pi.status == "processing", (inv.status, pi.status)
+        sub = stripe.Subscription.retrieve(done["subscription"], expand=["default_payment_method"])
+        assert sub.default_payment_method.type == "us_bank_account"
+        advance_days(4)
+        inv, pi = invoice_intent(done["invoice"])
+        assert inv.status == outcome, (account, inv.status)
+        if outcome == "open":
+            assert pi.last_payment_error.code == "insufficient_funds", pi.last_payment_error
+            assert stripe.Subscription.retrieve(done["subscription"]).status == "past_due"
+
+
+@check("rule 15: sepa_debit is refused for a price that is not in euros")
+def _():
+    try:
+        monthly_session(["card", "sepa_debit"])
+        raise AssertionError("accepted")
+    except stripe.InvalidRequestError as e:
+        assert e.param == "payment_method_types", e.param
+        assert "`sepa_debit` only supports the following currencies: `eur`" in e.user_message, e.user_message
+
+
+@check("rule 16: one-off invoices are not retried unless the account setting is on")
+def _():
+    for retried in [False, True]:
+        sim_post("/_sim/settings", {"retry_one_off_invoices": "true" if retried else "false"})
+        cus = stripe.Customer.create(email="oneoff@example.com", payment_method="pm_card_chargeCustomerFail")
+        pm = stripe.Customer.list_payment_methods(cus.id).data[0].id
+        stripe.Customer.modify(cus.id, invoice_settings={"default_payment_method": pm})
+        inv = one_off_invoice(cus.id, 500, auto_advance=True)
+        try:
+            stripe.Invoice.pay(inv.id)
+            raise AssertionError("a declining card paid")
+        except stripe.CardError:
+            pass
+        inv = stripe.Invoice.retrieve(inv.id)
+        assert (inv.next_payment_attempt is not None) == retried, (retried, inv.next_payment_attempt)
+    sim_post("/_sim/settings", {"retry_one_off_invoices": "false"})
+
+
+@check("rule 17: an invoice embeds 10 lines; list_lines pages all of them")
+def _():
+    cus = stripe.Customer.create(email="lines@example.com")
+    for i in range(30):
+        stripe.InvoiceItem.create(customer=cus.id, amount=100 + i, currency="usd")
+    inv = stripe.Invoice.create(customer=cus.id, pending_invoice_items_behavior="include")
+    assert len(inv.lines.data) == 10 and inv.lines.has_more
+    lines = list(stripe.Invoice.list_lines(inv.id, limit=7).auto_paging_iter())
+    assert len(lines) == 30 and sum(l.amount for l in lines) == sum(100 + i for i in range(30))
+
+
+@check("rule 18: an invoice's subscription is under parent, not at the top")
+def _():
+    sub = checkout_subscription("4242424242424242")
+    inv = stripe.Invoice.retrieve(sub.latest_invoice)
+    raw = inv.to_dict()
+    assert raw.get("subscription") is None
+    assert inv.parent.subscription_details.subscription == sub.id
+    assert raw["lines"]["data"][0].get("subscription") is None
+
+
+@check("rule 19: answers are dated by the simulator's clock")
+def _():
+    import email.utils
+
+    now = sim_get("/_sim/clock")["now"]
+    listed = stripe.Customer.list(limit=1)
+    date = listed.last_response.headers["Date"]
+    at = email.utils.parsedate_to_datetime(date).timestamp()
+    assert abs(at - now) <= 2, (date, now)
 
 
 print(f"sdk-check: {passed} passed, {failed} failed")

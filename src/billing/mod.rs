@@ -6,6 +6,8 @@
 //! Stripe calls step by step, each with an idempotency key derived from tenant, period and step, recording
 //! each step in the ledger so a re-run moves on instead of repeating.
 
+pub mod attempts;
+pub mod collect;
 pub mod health;
 pub mod lease;
 pub mod ledger;

@@ -17,6 +17,11 @@ pub struct Billed {
     pub stripe_invoice_id: Option<String>,
     pub lines: Vec<ReportLine>,
     pub total_cents: i64,
+    /// How the charge went: `paid`, `processing` (a bank debit: neither paid nor failed until the bank
+    /// answers), `declined`, `action_required` (the bank asks the customer to confirm), `sent`
+    /// (emailed). Absent in a dry run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -37,6 +42,15 @@ pub struct Failed {
 pub struct Totals {
     pub tenants_billed: u64,
     pub billed_cents: i64,
+    /// Of `billed_cents`: what the run's charges paid at once (sent invoices are in none of these three).
+    #[serde(default)]
+    pub paid_cents: i64,
+    /// Of `billed_cents`: bank debits still processing, neither paid nor failed until the bank answers.
+    #[serde(default)]
+    pub processing_cents: i64,
+    /// Of `billed_cents`: not paid: declined, or waiting for the customer to confirm with the bank.
+    #[serde(default)]
+    pub unpaid_cents: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -66,9 +80,19 @@ impl RunReport {
         self.billed.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
         self.skipped.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
         self.failed.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
+        let cents = |outcomes: &[&str]| {
+            self.billed
+                .iter()
+                .filter(|b| b.payment.as_deref().is_some_and(|p| outcomes.contains(&p)))
+                .map(|b| b.total_cents)
+                .sum()
+        };
         self.totals = Totals {
             tenants_billed: self.billed.len() as u64,
             billed_cents: self.billed.iter().map(|b| b.total_cents).sum(),
+            paid_cents: cents(&["paid"]),
+            processing_cents: cents(&["processing"]),
+            unpaid_cents: cents(&["declined", "action_required"]),
         };
         self
     }
@@ -82,9 +106,14 @@ impl RunReport {
             let _ = writeln!(out, "{:<38} {:>12}  INVOICE", "BILLED", "TOTAL");
             for b in &self.billed {
                 let inv = b.stripe_invoice_id.as_deref().unwrap_or("(dry run)");
+                let payment = b
+                    .payment
+                    .as_deref()
+                    .map(|p| format!(" ({})", p.replace('_', " ")))
+                    .unwrap_or_default();
                 let _ = writeln!(
                     out,
-                    "{:<38} {:>12}  {inv}",
+                    "{:<38} {:>12}  {inv}{payment}",
                     b.tenant_id,
                     Cents(b.total_cents).to_string()
                 );
@@ -121,6 +150,15 @@ impl RunReport {
             self.skipped.len(),
             self.failed.len()
         );
+        if !self.dry_run && self.totals.billed_cents > 0 {
+            let _ = writeln!(
+                out,
+                "paid {}, bank debits processing {}, not paid {}",
+                Cents(self.totals.paid_cents),
+                Cents(self.totals.processing_cents),
+                Cents(self.totals.unpaid_cents)
+            );
+        }
         out
     }
 }

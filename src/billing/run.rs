@@ -257,6 +257,7 @@ fn billed(
         stripe_invoice_id: invoice,
         total_cents: lines.iter().map(|l| l.amount_cents).sum(),
         lines,
+        payment: None,
     })
 }
 
@@ -544,16 +545,20 @@ async fn continue_invoice_steps(
         .stripe
         .collect_invoice(&invoice, collection, &key(collect_step(collection)))
         .await;
-    match collected? {
-        Collected::Done(inv) => {
-            sync::invoice(state, &inv, read_at).await?;
+    let collected = collected?;
+    match &collected {
+        // Paid, sent, or a bank debit processing (neither paid nor failed until the bank answers).
+        Collected::Done(inv) | Collected::Processing(inv) => {
+            sync::invoice(state, inv, read_at).await?;
         }
-        // A declined card leaves the invoice open; Stripe's retries and the customer's portal take it
-        // from here, and the invoice.payment_failed webhook records it.
-        Collected::Declined => {
+        // A declined card, or a bank that asks the customer to authenticate, leaves the invoice open;
+        // the service's retries (`collect`), a new payment method or the customer's confirmation take
+        // it from here, and the webhooks record the failure.
+        Collected::Declined | Collected::ActionRequired => {
             tracing::info!(
                 invoice = %invoice_id,
-                "charge declined; the invoice stays open"
+                outcome = collected.label(),
+                "not paid; the invoice stays open"
             );
         }
         Collected::AlreadySettled => {}
@@ -563,11 +568,15 @@ async fn continue_invoice_steps(
     let entry = ledger::get(db, tenant, period)
         .await?
         .expect("ledger entry exists");
-    Ok(billed(
+    let mut outcome = billed(
         tenant,
         Some(invoice_id),
         entry.lines.into_iter().map(|l| l.line),
-    ))
+    );
+    if let Outcome::Billed(b) = &mut outcome {
+        b.payment = Some(collected.label().to_owned());
+    }
+    Ok(outcome)
 }
 
 fn collect_step(collection: Collection) -> &'static str {

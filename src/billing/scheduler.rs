@@ -1,6 +1,8 @@
-//! The scheduler inside `serve`: wakes regularly and, on or after the 1st in the billing time zone, runs
-//! every closed period not yet completed, oldest first (catching up after downtime). Replicas may all run
-//! it: the period lease lets one bill a period at a time.
+//! The scheduler inside `serve`: wakes regularly (`BILLING_SCHEDULER_INTERVAL_SECONDS`) and, on or after
+//! the 1st in the billing time zone, runs every closed period not yet completed, oldest first (catching up
+//! after downtime); then the collection work that is due (`collect::tick`: open invoices after a change of
+//! payment method, the usage invoices' retries). Replicas may all run it: the period lease lets one bill a
+//! period at a time, and every payment attempt is one idempotent write.
 
 use super::{lease, runs, RunOptions};
 use crate::domain::time::now;
@@ -70,6 +72,7 @@ pub async fn run(state: AppState, mut shutdown: Shutdown) {
         if let Err(e) = tick(&state).await {
             tracing::warn!(error = %e, "scheduler could not read the database");
         }
+        super::collect::tick(&state).await;
         if shutdown.sleep(every).await {
             tracing::info!("billing scheduler stopped");
             return;

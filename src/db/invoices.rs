@@ -104,7 +104,7 @@ pub async fn upsert_versioned(
             OR (invoices.stripe_clock = excluded.stripe_clock
                 AND invoices.stripe_updated_at <= excluded.stripe_updated_at)"
     );
-    with_pool!(db, pool => {
+    let written = with_pool!(db, pool => {
         sqlx::query(&sql)
             .bind(&i.stripe_invoice_id)
             .bind(&i.tenant_id)
@@ -130,7 +130,76 @@ pub async fn upsert_versioned(
             .execute(pool)
             .await
             .map(|r| r.rows_affected() > 0)
+    })?;
+    if written && i.status != "open" {
+        // Only an open invoice has a payment in flight or waiting for the customer.
+        set_payment_state(db, &i.stripe_invoice_id, None).await?;
+    }
+    Ok(written)
+}
+
+/// Records how the open invoice's payment stands (`processing`, `requires_action`, or None), as read
+/// with the invoice; the caller stores it only with a reading it stored.
+pub async fn set_payment_state(
+    db: &Db,
+    invoice: &str,
+    state: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    with_pool!(db, pool => {
+        sqlx::query("UPDATE invoices SET payment_state = $2 WHERE stripe_invoice_id = $1")
+            .bind(invoice)
+            .bind(state)
+            .execute(pool)
+            .await
+            .map(|_| ())
     })
+}
+
+/// (invoice, number, billing period, amount due, amount paid, hosted invoice URL).
+type ProcessingRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+    Option<String>,
+);
+
+/// The tenant's open invoices whose bank debit is processing, newest first.
+pub async fn processing(db: &Db, tenant: &TenantId) -> Result<Vec<ProcessingPayment>, sqlx::Error> {
+    let rows: Vec<ProcessingRow> = with_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT stripe_invoice_id, number, billing_period, amount_due_cents, amount_paid_cents,
+                    hosted_invoice_url
+             FROM invoices WHERE tenant_id = $1 AND status = 'open' AND payment_state = 'processing'
+             ORDER BY stripe_created_at DESC, stripe_invoice_id DESC",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(pool)
+        .await
+    })?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, number, billing_period, due, paid, url)| ProcessingPayment {
+                stripe_invoice_id: id,
+                number,
+                billing_period,
+                amount_cents: (due - paid).max(0),
+                hosted_invoice_url: url,
+            },
+        )
+        .collect())
+}
+
+/// An open invoice whose bank debit is processing: neither paid nor failed yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessingPayment {
+    pub stripe_invoice_id: String,
+    pub number: Option<String>,
+    pub billing_period: Option<String>,
+    pub amount_cents: i64,
+    pub hosted_invoice_url: Option<String>,
 }
 
 /// The tenant's invoices, newest first.
@@ -189,8 +258,14 @@ pub struct FailedPayment {
     pub hosted_invoice_url: Option<String>,
     /// How many failed attempts we were told of (`invoice.payment_failed` events).
     pub attempts: i64,
+    /// The first failure, by Stripe's clock.
+    pub first_failed_at: DateTime<Utc>,
     /// The latest failure, by Stripe's clock.
     pub last_failed_at: DateTime<Utc>,
+    /// The latest failure asked for the customer's authentication (`invoice.payment_action_required`
+    /// no older than the latest `invoice.payment_failed`): only the customer confirming the payment on
+    /// the hosted invoice page pays it; a new card does not help.
+    pub action_required: bool,
 }
 
 type FailedRow = (
@@ -200,11 +275,13 @@ type FailedRow = (
     i64,
     i64,
     Option<String>,
+    String,
     DateTime<Utc>,
 );
 
-/// The tenant's open invoices with at least one failed payment (`invoice.payment_failed` received),
-/// latest failure first. An invoice paid since, or voided, is no longer listed.
+/// The tenant's open invoices with at least one failed payment (`invoice.payment_failed` or
+/// `invoice.payment_action_required` received), latest failure first. An invoice paid since, or
+/// voided, is no longer listed.
 pub async fn failed_payments(
     db: &Db,
     tenant: &TenantId,
@@ -212,10 +289,11 @@ pub async fn failed_payments(
     let rows: Vec<FailedRow> = with_pool!(db, pool => {
         sqlx::query_as(
             "SELECT i.stripe_invoice_id, i.number, i.billing_period, i.amount_due_cents,
-                    i.amount_paid_cents, i.hosted_invoice_url, w.stripe_created_at
+                    i.amount_paid_cents, i.hosted_invoice_url, w.event_type, w.stripe_created_at
              FROM invoices i
              JOIN webhook_events w ON w.object_id = i.stripe_invoice_id
-             WHERE i.tenant_id = $1 AND i.status = 'open' AND w.event_type = 'invoice.payment_failed'",
+             WHERE i.tenant_id = $1 AND i.status = 'open'
+               AND w.event_type IN ('invoice.payment_failed', 'invoice.payment_action_required')",
         )
         .bind(tenant.as_str())
         .fetch_all(pool)
@@ -223,22 +301,40 @@ pub async fn failed_payments(
     })?;
     // One entry per invoice, folded here rather than by GROUP BY: both engines then decode plain columns.
     let mut out: Vec<FailedPayment> = Vec::new();
-    for (id, number, billing_period, due, paid, url, at) in rows {
-        match out.iter_mut().find(|f| f.stripe_invoice_id == id) {
-            Some(f) => {
-                f.attempts += 1;
-                f.last_failed_at = f.last_failed_at.max(at);
+    let mut latest: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+    for (id, number, billing_period, due, paid, url, kind, at) in rows {
+        let failed = kind == crate::stripe::PAYMENT_FAILED;
+        let i = match out.iter().position(|f| f.stripe_invoice_id == id) {
+            Some(i) => i,
+            None => {
+                out.push(FailedPayment {
+                    stripe_invoice_id: id,
+                    number,
+                    billing_period,
+                    amount_remaining_cents: (due - paid).max(0),
+                    hosted_invoice_url: url,
+                    attempts: 0,
+                    first_failed_at: at,
+                    last_failed_at: at,
+                    action_required: false,
+                });
+                latest.push((DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MIN_UTC));
+                out.len() - 1
             }
-            None => out.push(FailedPayment {
-                stripe_invoice_id: id,
-                number,
-                billing_period,
-                amount_remaining_cents: (due - paid).max(0),
-                hosted_invoice_url: url,
-                attempts: 1,
-                last_failed_at: at,
-            }),
+        };
+        let f = &mut out[i];
+        f.first_failed_at = f.first_failed_at.min(at);
+        f.last_failed_at = f.last_failed_at.max(at);
+        if failed {
+            f.attempts += 1;
+            latest[i].0 = latest[i].0.max(at);
+        } else {
+            latest[i].1 = latest[i].1.max(at);
         }
+    }
+    for (f, (failed_at, action_at)) in out.iter_mut().zip(latest) {
+        f.attempts = f.attempts.max(1);
+        f.action_required = action_at > DateTime::<Utc>::MIN_UTC && action_at >= failed_at;
     }
     out.sort_by(|a, b| {
         b.last_failed_at

@@ -97,20 +97,53 @@ pub async fn failed_payments_since(
     })
 }
 
-/// Open invoices with at least one failed payment (an `invoice.payment_failed` event received for them),
-/// whenever it failed: (tenant, invoice, amount due), oldest invoice first.
-pub async fn open_invoices_with_failed_payment(
-    db: &Db,
-) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
-    with_pool!(db, pool => {
+/// Open invoices with at least one failed payment (an `invoice.payment_failed` or
+/// `invoice.payment_action_required` event received for them), whenever it failed, oldest invoice first.
+pub async fn open_invoices_with_failed_payment(db: &Db) -> Result<Vec<UnpaidInvoice>, sqlx::Error> {
+    type Row = (
+        String,
+        String,
+        i64,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+    );
+    let rows: Vec<Row> = with_pool!(db, pool => {
         sqlx::query_as(
-            "SELECT i.tenant_id, i.stripe_invoice_id, i.amount_due_cents FROM invoices i
+            "SELECT i.tenant_id, i.stripe_invoice_id, i.amount_due_cents,
+                    (SELECT MAX(e.stripe_created_at) FROM webhook_events e
+                     WHERE e.object_id = i.stripe_invoice_id AND e.event_type = 'invoice.payment_failed'),
+                    (SELECT MAX(e.stripe_created_at) FROM webhook_events e
+                     WHERE e.object_id = i.stripe_invoice_id
+                       AND e.event_type = 'invoice.payment_action_required')
+             FROM invoices i
              WHERE i.status = 'open' AND EXISTS (
                  SELECT 1 FROM webhook_events e
-                 WHERE e.object_id = i.stripe_invoice_id AND e.event_type = 'invoice.payment_failed')
+                 WHERE e.object_id = i.stripe_invoice_id
+                   AND e.event_type IN ('invoice.payment_failed', 'invoice.payment_action_required'))
              ORDER BY i.stripe_created_at, i.stripe_invoice_id",
         )
         .fetch_all(pool)
         .await
-    })
+    })?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(tenant_id, stripe_invoice_id, amount_due_cents, failed, action)| UnpaidInvoice {
+                tenant_id,
+                stripe_invoice_id,
+                amount_due_cents,
+                // The latest failure asked for the customer's authentication.
+                action_required: action.is_some_and(|a| failed.is_none_or(|f| a >= f)),
+            },
+        )
+        .collect())
+}
+
+/// An open invoice whose payment failed (or waits for the customer's authentication).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnpaidInvoice {
+    pub tenant_id: String,
+    pub stripe_invoice_id: String,
+    pub amount_due_cents: i64,
+    pub action_required: bool,
 }

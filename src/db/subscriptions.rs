@@ -238,6 +238,9 @@ pub struct AccessState {
     pub subscription: Option<SubscriptionRow>,
     /// The first failed payment of an invoice still open (only looked up while past due).
     pub first_failure: Option<DateTime<Utc>>,
+    /// Whether the bank asks the customer to confirm a payment of an open invoice (only looked up
+    /// while past due).
+    pub action_required: bool,
 }
 
 /// The tenant's access state, or `None` for an unknown tenant.
@@ -253,22 +256,16 @@ pub async fn access_state(db: &Db, tenant: &TenantId) -> Result<Option<AccessSta
     };
     let all = for_tenant(db, tenant.as_str()).await?;
     let subscription = all.iter().find(|s| s.is_live()).or(all.first()).cloned();
-    let first_failure = match &subscription {
-        Some(s) if s.state() == SubscriptionStatus::PastDue => with_pool!(db, pool => {
-            sqlx::query_scalar(
-                "SELECT MIN(w.stripe_created_at) FROM webhook_events w
-                 JOIN invoices i ON i.stripe_invoice_id = w.object_id
-                 WHERE i.tenant_id = $1 AND i.status = 'open' AND w.event_type = 'invoice.payment_failed'",
-            )
-            .bind(tenant.as_str())
-            .fetch_one(pool)
-            .await
-        })?,
-        _ => None,
+    let failed = match &subscription {
+        Some(s) if s.state() == SubscriptionStatus::PastDue => {
+            super::invoices::failed_payments(db, tenant).await?
+        }
+        _ => Vec::new(),
     };
     Ok(Some(AccessState {
         is_demo,
         subscription,
-        first_failure,
+        first_failure: failed.iter().map(|f| f.first_failed_at).min(),
+        action_required: failed.iter().any(|f| f.action_required),
     }))
 }

@@ -1,12 +1,12 @@
 //! `stripe check`: a self-test an operator runs with a test key before going live. It reads the set-up
 //! `stripe setup` made, then bills a throw-away customer through the same gateway calls the monthly run
-//! makes, with its card placed where Checkout puts it (on the subscription), and cleans up.
+//! makes, with its card placed where Checkout puts it (on the subscription), walks a card whose bank asks
+//! for authentication and a card changed after a decline (`check_collection`), and cleans up.
 
-use super::gateway::{Collected, Collection, InvoiceStatus, UsageInvoice, UsageLine};
+use super::check_collection::{authentication, card_changed_after_decline, usage_invoice};
+use super::gateway::{Collected, Collection, InvoiceStatus};
 use super::setup::{webhook_events, PRICE_LOOKUP_KEY};
 use super::{List, Params, STRIPE_VERSION};
-use crate::domain::time::now;
-use crate::domain::{BillingPeriod, Cents};
 use crate::state::AppState;
 
 /// One line of the checklist.
@@ -111,7 +111,15 @@ pub async fn run(state: &AppState) -> CheckReport {
                 }
             }),
     };
-    report.push_with("monthly price", price, state.stripe.last_request_id());
+    let priced = price.is_ok();
+    let price_request = state.stripe.last_request_id();
+    report.push_with("monthly price", price, price_request.clone());
+    // Checked against the price read in that request.
+    report.push_with(
+        "checkout payment methods",
+        payment_methods(state, priced),
+        price_request,
+    );
 
     let portal = match &settings.stripe.portal_configuration_id {
         None => Err("STRIPE_PORTAL_CONFIGURATION_ID is not set: run `stripe setup`".to_owned()),
@@ -170,6 +178,21 @@ pub async fn run(state: &AppState) -> CheckReport {
     report
 }
 
+/// What Checkout offers (`STRIPE_PAYMENT_METHODS`) against the price's currency (checked above to be
+/// US dollars): SEPA Direct Debit takes euros only.
+fn payment_methods(state: &AppState, priced: bool) -> Result<String, String> {
+    state.settings.check_payment_methods().map_err(|e| e.0)?;
+    let with = if priced {
+        "the US dollar price"
+    } else {
+        "a US dollar price"
+    };
+    Ok(format!(
+        "{} (with {with})",
+        state.settings.stripe.payment_methods.join(", ")
+    ))
+}
+
 /// A customer billed as the monthly run bills, then removed.
 async fn walk_through(state: &AppState, price_id: &str, report: &mut CheckReport) {
     let stripe = &state.stripe;
@@ -223,7 +246,7 @@ async fn walk_through(state: &AppState, price_id: &str, report: &mut CheckReport
                 Err(e),
                 state.stripe.last_request_id(),
             );
-            cleanup(state, &customer, None, report).await;
+            cleanup(state, &customer, &[], report).await;
             return;
         }
     };
@@ -232,6 +255,22 @@ async fn walk_through(state: &AppState, price_id: &str, report: &mut CheckReport
     report.push_with(
         "usage invoice billed and paid",
         billed,
+        state.stripe.last_request_id(),
+    );
+
+    let confirmed = authentication(state, &customer, &tenant, &key).await;
+    report.push_with(
+        "bank asks to authenticate",
+        confirmed,
+        state.stripe.last_request_id(),
+    );
+
+    let mut subs = vec![sub.id.clone()];
+    let changed =
+        card_changed_after_decline(state, &customer, price_id, &tenant, &key, &mut subs).await;
+    report.push_with(
+        "card changed after a decline",
+        changed,
         state.stripe.last_request_id(),
     );
 
@@ -269,7 +308,7 @@ async fn walk_through(state: &AppState, price_id: &str, report: &mut CheckReport
         state.stripe.last_request_id(),
     );
 
-    cleanup(state, &customer, Some(&sub.id), report).await;
+    cleanup(state, &customer, &subs, report).await;
 }
 
 /// The monthly run's calls, in its order, for one $1.00 line.
@@ -281,50 +320,25 @@ async fn bill_one_dollar(
     key: &impl Fn(&str) -> String,
 ) -> Result<String, String> {
     let stripe = &state.stripe;
-    let period = BillingPeriod::containing(now(), state.settings.billing.timezone);
-    crate::subscriptions::payment_method::keep_in_step(state, sub, false)
-        .await
-        .map_err(|e| format!("payment method: {e}"))?;
-    let collection = Collection::ChargeAutomatically;
-    let inv = stripe
-        .create_usage_invoice(
-            &UsageInvoice {
-                customer,
-                tenant,
-                period,
-                collection,
-            },
-            &key("invoice"),
-        )
-        .await
-        .map_err(|e| format!("create: {e}"))?;
-    stripe
-        .add_usage_line(
-            &UsageLine {
-                customer,
-                invoice: &inv.id,
-                tenant,
-                period,
-                usage_period: period,
-                line_no: 1,
-                amount: Cents(100),
-                description: "Phone Calls: 1 call",
-            },
-            &key("line"),
-        )
-        .await
-        .map_err(|e| format!("line: {e}"))?;
-    let finalized = stripe
-        .finalize_invoice(&inv.id, collection, &key("finalize"))
-        .await
-        .map_err(|e| format!("finalize: {e}"))?;
+    if let Some(pm) = sub.payment_method_id() {
+        crate::subscriptions::payment_method::follow(stripe, customer, pm, &key("payment-method"))
+            .await
+            .map_err(|e| format!("payment method: {e}"))?;
+    }
+    let inv = usage_invoice(state, customer, tenant, "usage", key).await?;
     match stripe
-        .collect_invoice(&finalized, collection, &key("pay"))
+        .collect_invoice(&inv, Collection::ChargeAutomatically, &key("pay"))
         .await
         .map_err(|e| format!("pay: {e}"))?
     {
-        Collected::Declined => return Err(format!("{}: the test card was declined", inv.id)),
         Collected::Done(_) | Collected::AlreadySettled => {}
+        other => {
+            return Err(format!(
+                "{}: the test card's payment is {}",
+                inv.id,
+                other.label().replace('_', " ")
+            ))
+        }
     }
     let now_inv = stripe.invoice(&inv.id).await.map_err(|e| e.to_string())?;
     if InvoiceStatus::of(&now_inv) == InvoiceStatus::Paid && now_inv.amount_paid == 100 {
@@ -334,10 +348,10 @@ async fn bill_one_dollar(
     }
 }
 
-async fn cleanup(state: &AppState, customer: &str, sub: Option<&str>, report: &mut CheckReport) {
+async fn cleanup(state: &AppState, customer: &str, subs: &[String], report: &mut CheckReport) {
     let stripe = &state.stripe;
     let mut done = Vec::new();
-    if let Some(sub) = sub {
+    for sub in subs {
         match stripe.cancel_subscription_now(sub).await {
             Ok(_) => done.push(format!("canceled {sub}")),
             Err(e) => {

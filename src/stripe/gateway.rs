@@ -140,10 +140,30 @@ pub struct UsageLine<'a> {
 pub enum Collected {
     /// Paid, or sent by email: Stripe's copy of the invoice after it.
     Done(Box<Invoice>),
-    /// The payment method declined: the invoice stays open and Stripe's retries go on.
+    /// A bank debit was started: neither paid nor failed until the bank answers, days later
+    /// (Stripe's copy of the invoice, still open).
+    Processing(Box<Invoice>),
+    /// The payment method declined: the invoice stays open.
     Declined,
+    /// The bank asks the customer to authenticate the payment (3-D Secure): only the customer can,
+    /// on the invoice's hosted page.
+    ActionRequired,
     /// The invoice was already settled (a $0 invoice is paid at finalization).
     AlreadySettled,
+}
+
+impl Collected {
+    /// How the report and the pages name the outcome.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Collected::Done(inv) if InvoiceStatus::of(inv) == InvoiceStatus::Paid => "paid",
+            Collected::Done(_) => "sent",
+            Collected::Processing(_) => "processing",
+            Collected::Declined => "declined",
+            Collected::ActionRequired => "action_required",
+            Collected::AlreadySettled => "paid",
+        }
+    }
 }
 
 /// A Checkout session for the monthly subscription.
@@ -201,6 +221,49 @@ impl StripeClient {
     /// The invoice as Stripe has it now.
     pub async fn invoice(&self, id: &str) -> Result<Invoice, StripeError> {
         self.get(&format!("invoices/{id}"), &Params::new()).await
+    }
+
+    /// The invoice with its payments' PaymentIntents, which say whether a payment is processing or
+    /// waits for the customer's authentication ([`Invoice::payment_state`]).
+    pub async fn invoice_with_payment(&self, id: &str) -> Result<Invoice, StripeError> {
+        self.get(
+            &format!("invoices/{id}"),
+            &Params::new().expand("payments.data.payment.payment_intent"),
+        )
+        .await
+    }
+
+    /// The customer's open invoices (every page).
+    pub async fn open_invoices_of(&self, customer: &str) -> Result<Vec<Invoice>, StripeError> {
+        self.list_all(
+            "invoices",
+            Params::new()
+                .set("customer", customer)
+                .set("status", "open"),
+        )
+        .await
+    }
+
+    /// A payment method, to show it and to know it still exists.
+    pub async fn payment_method(&self, id: &str) -> Result<super::PaymentMethod, StripeError> {
+        self.get(&format!("payment_methods/{id}"), &Params::new())
+            .await
+    }
+
+    /// Makes `payment_method` the subscription's own default: what its invoices, and Stripe's
+    /// retries of them, are charged with before the customer's invoice default.
+    pub async fn set_subscription_payment_method(
+        &self,
+        subscription: &str,
+        payment_method: &str,
+        key: &str,
+    ) -> Result<Subscription, StripeError> {
+        self.post(
+            &format!("subscriptions/{subscription}"),
+            &Params::new().set("default_payment_method", payment_method),
+            key,
+        )
+        .await
     }
 
     /// Every subscription of the customer, in any state, newest first.
@@ -458,14 +521,28 @@ impl StripeClient {
             Collection::ChargeAutomatically => format!("invoices/{}/pay", invoice.id),
             Collection::SendInvoice { .. } => format!("invoices/{}/send", invoice.id),
         };
+        let charged = collection == Collection::ChargeAutomatically;
         match self.post::<Invoice>(&path, &Params::new(), key).await {
+            // Charged and still open: a bank debit is processing.
+            Ok(inv) if charged && InvoiceStatus::of(&inv) == InvoiceStatus::Open => {
+                Ok(Collected::Processing(Box::new(inv)))
+            }
             Ok(inv) => Ok(Collected::Done(Box::new(inv))),
-            Err(StripeError::Api { status: 402, .. }) => Ok(Collected::Declined),
-            // Settled meanwhile (paid at finalization, or by Stripe's own retry): nothing to do.
+            Err(e @ StripeError::Api { status: 402, .. }) => {
+                Ok(if e.code() == Some("authentication_required") {
+                    Collected::ActionRequired
+                } else {
+                    Collected::Declined
+                })
+            }
+            // Settled meanwhile (paid at finalization, or by Stripe's own retry), or a debit in
+            // flight that refuses a second payment: nothing to do now.
             Err(e @ StripeError::Api { status: 400, .. }) => {
-                let now = self.invoice(&invoice.id).await?;
+                let now = self.invoice_with_payment(&invoice.id).await?;
                 if InvoiceStatus::of(&now).is_settled() {
                     Ok(Collected::AlreadySettled)
+                } else if now.payment_state() == Some("processing") {
+                    Ok(Collected::Processing(Box::new(now)))
                 } else {
                     Err(e)
                 }

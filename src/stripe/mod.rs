@@ -5,6 +5,7 @@
 //! server through `STRIPE_API_BASE` (the simulator in tests and in the demo).
 
 pub mod check;
+mod check_collection;
 mod client;
 mod error;
 mod events;
@@ -17,7 +18,7 @@ pub mod webhook;
 
 pub use client::{idempotency_key_for, ClientOptions, StripeClient};
 pub use error::StripeError;
-pub use events::{Topic, HANDLED, PAYMENT_FAILED};
+pub use events::{Topic, FOLLOW_KEY_PREFIX, HANDLED, PAYMENT_ACTION_REQUIRED, PAYMENT_FAILED};
 pub use gateway::{
     Collected, Collection, InvoiceStatus, NewCheckout, Pause, SubscriptionStatus, UsageInvoice,
     UsageLine,

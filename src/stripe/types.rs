@@ -67,6 +67,7 @@ macro_rules! has_id {
     ($($t:ty),*) => { $(impl HasId for $t { fn id(&self) -> &str { &self.id } })* };
 }
 has_id!(
+    PaymentIntent,
     PaymentMethod,
     Customer,
     Subscription,
@@ -384,12 +385,62 @@ pub struct Invoice {
     /// Current API versions: the subscription lives under `parent.subscription_details`.
     #[serde(default)]
     pub parent: Option<InvoiceParent>,
+    /// The invoice's payments (includable: present only when asked for with `expand[]`).
+    #[serde(default)]
+    pub payments: Option<List<InvoicePayment>>,
     /// Stripe's clock when this copy was read (its answer's `Date`), when known.
     #[serde(rename = "_stripe_time", default)]
     pub stripe_time: Option<i64>,
 }
 
+/// One payment of an invoice (Stripe's `invoice_payment`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct InvoicePayment {
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub payment: Option<InvoicePaymentRef>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct InvoicePaymentRef {
+    #[serde(default)]
+    pub payment_intent: Option<Expandable<PaymentIntent>>,
+}
+
+/// A PaymentIntent, as far as its state: `processing` (a bank debit in flight), `requires_action`
+/// (the bank asks the customer to authenticate), `succeeded`, ...
+#[derive(Debug, Clone, Deserialize)]
+pub struct PaymentIntent {
+    pub id: String,
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
 impl Invoice {
+    /// The state of the invoice's payments, when they were expanded: `processing` or
+    /// `requires_action` if any payment is, else None.
+    pub fn payment_state(&self) -> Option<&str> {
+        let intents = self.payments.as_ref()?.data.iter().filter_map(|p| {
+            p.payment
+                .as_ref()?
+                .payment_intent
+                .as_ref()?
+                .object()?
+                .status
+                .as_deref()
+        });
+        let mut state = None;
+        for status in intents {
+            match status {
+                "processing" => return Some("processing"),
+                "requires_action" => state = Some("requires_action"),
+                _ => {}
+            }
+        }
+        state
+    }
+
     pub fn customer_id(&self) -> Option<&str> {
         self.customer.as_ref().map(|c| c.id())
     }
@@ -495,6 +546,18 @@ pub struct Event {
     pub data: EventData,
     #[serde(default)]
     pub api_version: Option<String>,
+    /// The API request that caused the event, when one did.
+    #[serde(default)]
+    pub request: Option<EventRequest>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct EventRequest {
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The idempotency key of that request: tells our own writes from others'.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -540,6 +603,35 @@ mod tests {
         assert!(p.product.is_some());
         let _: Product = parses("product");
         let _: WebhookEndpoint = parses("webhook_endpoint");
+        let pi: PaymentIntent = parses("payment_intent");
+        assert!(!pi.id.is_empty());
+        let _: InvoicePayment = parses("invoice_payment");
+    }
+
+    #[test]
+    fn an_invoices_payment_state_comes_from_its_expanded_payment_intents() {
+        let mut inv = fixture("invoice");
+        let i: Invoice = serde_json::from_value(inv.clone()).unwrap();
+        assert_eq!(i.payment_state(), None, "payments not expanded");
+        let pay = |status: &str| {
+            serde_json::json!({"object": "invoice_payment", "status": "open",
+                "payment": {"type": "payment_intent", "payment_intent": {"id": "pi_1", "status": status}}})
+        };
+        for (status, state) in [
+            ("processing", Some("processing")),
+            ("requires_action", Some("requires_action")),
+            ("requires_payment_method", None),
+            ("succeeded", None),
+        ] {
+            inv["payments"] =
+                serde_json::json!({"object": "list", "has_more": false, "data": [pay(status)]});
+            let i: Invoice = serde_json::from_value(inv.clone()).unwrap();
+            assert_eq!(i.payment_state(), state, "{status}");
+        }
+        // Not expanded: an id only.
+        inv["payments"] = serde_json::json!({"data": [{"payment": {"payment_intent": "pi_1"}}]});
+        let i: Invoice = serde_json::from_value(inv).unwrap();
+        assert_eq!(i.payment_state(), None);
     }
 
     #[test]

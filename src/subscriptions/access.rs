@@ -22,6 +22,9 @@ pub enum AccessReason {
     Canceling,
     /// A payment failed: access stays for the grace days after the first failure.
     PastDue,
+    /// The bank asks the customer to confirm a payment (3-D Secure): access stays for the same grace
+    /// days as `past_due`.
+    ActionRequired,
     /// Unpaid past the grace days, or paused by Stripe.
     Suspended,
     /// The subscription ended.
@@ -76,12 +79,21 @@ impl Access {
     }
 }
 
-/// What access follows from a tenant's state. Pure: `first_failure` is the first failed payment of an
-/// invoice still unpaid (`None` when no failure was recorded), `grace` how long past_due keeps access.
+/// What a past-due tenant's failed payments say: when the first failed, and whether the bank asks the
+/// customer to confirm one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Failures {
+    /// The first failed payment of an invoice still unpaid (`None` when no failure was recorded).
+    pub first: Option<DateTime<Utc>>,
+    pub action_required: bool,
+}
+
+/// What access follows from a tenant's state. Pure: `failures` are those of invoices still unpaid,
+/// `grace` how long past_due (and action_required) keeps access.
 pub fn decide(
     is_demo: bool,
     subscription: Option<&SubscriptionRow>,
-    first_failure: Option<DateTime<Utc>>,
+    failures: Failures,
     grace: Duration,
     now: DateTime<Utc>,
 ) -> Access {
@@ -109,8 +121,13 @@ pub fn decide(
         Status::PastDue => {
             // Without a recorded failure (its webhook not yet here), the renewal the payment was for
             // started the period.
-            let failed = first_failure.or(sub.current_period_start).unwrap_or(now);
-            Access::until(PastDue, failed + grace, now, Suspended)
+            let failed = failures.first.or(sub.current_period_start).unwrap_or(now);
+            let reason = if failures.action_required {
+                ActionRequired
+            } else {
+                PastDue
+            };
+            Access::until(reason, failed + grace, now, Suspended)
         }
         Status::Unpaid | Status::Paused => Access::refused(Suspended),
         Status::Canceled => Access::refused(Canceled),
@@ -131,10 +148,14 @@ pub async fn for_tenant(
     let Some(state) = db::subscriptions::access_state(db, tenant).await? else {
         return Ok(None);
     };
+    let failures = Failures {
+        first: state.first_failure,
+        action_required: state.action_required,
+    };
     Ok(Some(decide(
         state.is_demo,
         state.subscription.as_ref(),
-        state.first_failure,
+        failures,
         grace,
         now,
     )))
@@ -171,7 +192,11 @@ mod tests {
     }
 
     fn at(s: &SubscriptionRow, failure: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Access {
-        decide(false, Some(s), failure, Duration::days(7), now)
+        let failures = Failures {
+            first: failure,
+            action_required: false,
+        };
+        decide(false, Some(s), failures, Duration::days(7), now)
     }
 
     #[test]
@@ -179,11 +204,11 @@ mod tests {
         use AccessReason::*;
         let now = t(10);
         assert_eq!(
-            decide(true, None, None, Duration::days(7), now),
+            decide(true, None, Failures::default(), Duration::days(7), now),
             Access::open(Demo)
         );
         assert_eq!(
-            decide(false, None, None, Duration::days(7), now),
+            decide(false, None, Failures::default(), Duration::days(7), now),
             Access::refused(NoSubscription)
         );
         assert_eq!(at(&sub("active"), None, now), Access::open(Active));
@@ -229,5 +254,31 @@ mod tests {
         // No failure recorded yet: counted from the start of the period the payment was for.
         let a = at(&s, None, t(7));
         assert_eq!((a.allowed, a.until), (true, Some(t(8))));
+    }
+
+    #[test]
+    fn a_payment_waiting_for_the_customers_confirmation_has_the_same_grace() {
+        use AccessReason::*;
+        let s = sub("past_due");
+        let waiting = Failures {
+            first: Some(t(5)),
+            action_required: true,
+        };
+        let a = decide(false, Some(&s), waiting, Duration::days(7), t(11));
+        assert_eq!(
+            (a.allowed, a.reason, a.until),
+            (true, ActionRequired, Some(t(12)))
+        );
+        let a = decide(false, Some(&s), waiting, Duration::days(7), t(12));
+        assert_eq!((a.allowed, a.reason), (false, Suspended));
+        // An active subscription is active, whatever a usage invoice waits for.
+        let a = decide(
+            false,
+            Some(&sub("active")),
+            waiting,
+            Duration::days(7),
+            t(11),
+        );
+        assert_eq!(a.reason, Active);
     }
 }

@@ -76,13 +76,14 @@ pub async fn subscription(
     subscriptions::get(&state.db, &row.stripe_subscription_id).await
 }
 
-/// Stores an invoice read from Stripe at `read_at` (ordered as [`subscription`] orders).
+/// Stores an invoice read from Stripe at `read_at` (ordered as [`subscription`] orders), with every line:
+/// Stripe embeds only the first ones, the rest are read page by page.
 /// Returns the row, or None if no tenant owns it.
 pub async fn invoice(
     state: &AppState,
     inv: &stripe::Invoice,
     read_at: DateTime<Utc>,
-) -> Result<Option<InvoiceRow>, sqlx::Error> {
+) -> Result<Option<InvoiceRow>, SyncError> {
     let Some(customer_id) = inv.customer_id() else {
         return Ok(None);
     };
@@ -96,19 +97,22 @@ pub async fn invoice(
         tracing::warn!(invoice = %inv.id, customer = %customer_id, "invoice of an unknown customer ignored");
         return Ok(None);
     };
-    let lines = inv
-        .lines
-        .as_ref()
-        .map(|l| {
-            l.data
-                .iter()
-                .map(|line| InvoiceLineRow {
-                    description: line.description.clone().unwrap_or_default(),
-                    amount_cents: line.amount,
-                })
-                .collect()
+    let paged;
+    let all_lines: &[stripe::InvoiceLine] = match inv.lines.as_ref() {
+        Some(l) if l.has_more => {
+            paged = state.stripe.invoice_lines(&inv.id).await?;
+            &paged
+        }
+        Some(l) => &l.data,
+        None => &[],
+    };
+    let lines = all_lines
+        .iter()
+        .map(|line| InvoiceLineRow {
+            description: line.description.clone().unwrap_or_default(),
+            amount_cents: line.amount,
         })
-        .unwrap_or_default();
+        .collect();
     let row = InvoiceRow {
         stripe_invoice_id: inv.id.clone(),
         tenant_id,
@@ -130,8 +134,13 @@ pub async fn invoice(
         stripe_created_at: ts(Some(inv.created)).unwrap_or_else(now),
         stripe_updated_at: read_at,
     };
-    invoices::upsert_versioned(&state.db, &row, inv.stripe_time).await?;
-    invoices::get(&state.db, &row.stripe_invoice_id).await
+    let written = invoices::upsert_versioned(&state.db, &row, inv.stripe_time).await?;
+    // Read with its payments expanded, the invoice says whether a payment is processing or waits for
+    // the customer; otherwise what we knew stands.
+    if written && inv.payments.is_some() && row.status == "open" {
+        invoices::set_payment_state(&state.db, &row.stripe_invoice_id, inv.payment_state()).await?;
+    }
+    Ok(invoices::get(&state.db, &row.stripe_invoice_id).await?)
 }
 
 /// Why a sync from Stripe failed.
@@ -143,15 +152,15 @@ pub enum SyncError {
     Db(#[from] sqlx::Error),
 }
 
-/// What a refresh of a subscription does about the customer's invoice payment method.
+/// What a refresh of a subscription does about the tenant's payment method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PaymentMethodStep {
     /// Nothing (a dry run writes nothing to Stripe).
     Leave,
-    /// Set it to the subscription's when the customer has none.
+    /// Record the one the subscription is paid with when the tenant has none on record, and copy the
+    /// tenant's onto the customer and subscriptions where it is missing
+    /// (`payment_method::fill_if_missing`).
     FillIfMissing,
-    /// Set it to the subscription's: the subscription's was just replaced (the portal).
-    FollowSubscription,
 }
 
 /// Reads the subscription from Stripe now and stores it, with the payment-method `step`. The fetch and
@@ -167,14 +176,10 @@ pub async fn refresh_subscription(
     let read_at = now();
     let sub = state.stripe.subscription_with_customer(id).await?;
     let row = subscription(state, &sub, read_at).await?;
-    if let (Some(r), Some(pm)) = (row.as_ref(), sub.paying_method()) {
-        if sub.ended_at.is_none() {
-            crate::db::payment_methods::set(&state.db, &r.tenant_id, &pm.id, &pm.view()).await?;
+    if let Some(r) = row.as_ref() {
+        if sub.ended_at.is_none() && step == PaymentMethodStep::FillIfMissing {
+            super::payment_method::fill_if_missing(state, &r.tenant_id, &sub).await?;
         }
-    }
-    if row.is_some() && sub.ended_at.is_none() && step != PaymentMethodStep::Leave {
-        let changed = step == PaymentMethodStep::FollowSubscription;
-        super::payment_method::keep_in_step(state, &sub, changed).await?;
     }
     Ok(row)
 }
@@ -183,8 +188,8 @@ pub async fn refresh_subscription(
 pub async fn refresh_invoice(state: &AppState, id: &str) -> Result<Option<InvoiceRow>, SyncError> {
     let _one_at_a_time = one_at_a_time(state, id).await;
     let read_at = now();
-    let inv = state.stripe.invoice(id).await?;
-    Ok(invoice(state, &inv, read_at).await?)
+    let inv = state.stripe.invoice_with_payment(id).await?;
+    invoice(state, &inv, read_at).await
 }
 
 /// The lock under which a Stripe object is read or written and stored, so that in this process two

@@ -22,9 +22,15 @@ pub async fn apply(state: &AppState, event: &Event) -> Result<Applied, SyncError
     if topic == Topic::CheckoutCompleted {
         return checkout_completed(state, id).await;
     }
+    if topic == Topic::Customer {
+        return customer_updated(state, event, id).await;
+    }
     if topic == Topic::Subscription {
-        let step = if event.changed_default_payment_method() {
-            PaymentMethodStep::FollowSubscription
+        // A payment method the tenant set is recorded before anything is copied, so that the copying
+        // never writes the one it replaces back.
+        let set = event.payment_method_set();
+        let step = if set.is_some() {
+            PaymentMethodStep::Leave
         } else {
             PaymentMethodStep::FillIfMissing
         };
@@ -32,6 +38,10 @@ pub async fn apply(state: &AppState, event: &Event) -> Result<Applied, SyncError
             Ok(row) => {
                 if let Some(r) = row.as_ref().filter(|r| r.is_live()) {
                     super::duplicates::cancel_newer(state, &r.tenant_id).await?;
+                    if let Some(pm) = set {
+                        super::payment_method::changed(state, &r.tenant_id, pm, event.created)
+                            .await?;
+                    }
                 }
                 Ok(Applied::Synced(row.map(|r| r.tenant_id)))
             }
@@ -57,6 +67,22 @@ pub async fn apply(state: &AppState, event: &Event) -> Result<Applied, SyncError
         Err(SyncError::Stripe(e)) if e.is_missing() => Ok(Applied::Synced(None)),
         Err(e) => Err(e),
     }
+}
+
+/// A customer changed: when the tenant set a new invoice default payment method (the portal writes
+/// it there), it becomes the tenant's payment method.
+async fn customer_updated(
+    state: &AppState,
+    event: &Event,
+    customer: &str,
+) -> Result<Applied, SyncError> {
+    let Some(tenant) = crate::db::customers::tenant_of(&state.db, customer).await? else {
+        return Ok(Applied::Synced(None));
+    };
+    if let Some(pm) = event.payment_method_set() {
+        super::payment_method::changed(state, &tenant, pm, event.created).await?;
+    }
+    Ok(Applied::Synced(Some(tenant)))
 }
 
 async fn checkout_completed(state: &AppState, session_id: &str) -> Result<Applied, SyncError> {

@@ -71,7 +71,7 @@ pub async fn spawn_app_with(
     store: Store,
     configure: impl FnOnce(&mut HashMap<String, String>),
 ) -> TestApp {
-    spawn_app_with_settings(store, configure, |_| {}).await
+    spawn(store, configure, |_| {}, false).await
 }
 
 /// [`spawn_app_with`], then `adjust` changes the settings built from the variables (for what no
@@ -80,6 +80,24 @@ pub async fn spawn_app_with_settings(
     store: Store,
     configure: impl FnOnce(&mut HashMap<String, String>),
     adjust: impl FnOnce(&mut Settings),
+) -> TestApp {
+    spawn(store, configure, adjust, false).await
+}
+
+/// As [`spawn_app_with`], with the background tasks `serve` runs (the billing scheduler: the monthly run
+/// and the collection work, every `BILLING_SCHEDULER_INTERVAL_SECONDS`).
+pub async fn spawn_app_with_background(
+    store: Store,
+    configure: impl FnOnce(&mut HashMap<String, String>),
+) -> TestApp {
+    spawn(store, configure, |_| {}, true).await
+}
+
+async fn spawn(
+    store: Store,
+    configure: impl FnOnce(&mut HashMap<String, String>),
+    adjust: impl FnOnce(&mut Settings),
+    background: bool,
 ) -> TestApp {
     let (database_url, dir) = fresh_database(store).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -90,9 +108,12 @@ pub async fn spawn_app_with_settings(
     configure(&mut vars);
     let mut settings = Settings::from_vars(&vars).expect("test settings are valid");
     adjust(&mut settings);
-    let app = Application::build_with_listener(settings, Secret::new(JWT_SECRET), listener)
+    let mut app = Application::build_with_listener(settings, Secret::new(JWT_SECRET), listener)
         .await
         .expect("the service starts");
+    if background {
+        app = app.with_background_tasks();
+    }
     let db = app.state().db.clone();
     tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
@@ -589,6 +610,17 @@ impl TestApp {
         Reply::from(req.send().await.expect("request")).await
     }
 
+    /// Records usage events, as the platform's services do.
+    pub async fn record_usage(&self, events: Value) {
+        self.post(
+            "/api/usage/events",
+            Some(&token("platform", "service")),
+            &serde_json::json!({ "events": events }),
+        )
+        .await
+        .expect(200);
+    }
+
     /// Adds a tenant through the API, as an operator would.
     pub async fn add_tenant(&self, id: &str) {
         self.post(
@@ -695,6 +727,16 @@ pub async fn spawn_process_with(
         _sim: sim,
     };
     (app, process)
+}
+
+/// The entry of `tenant` among a run report's `billed`.
+pub fn billed_entry<'a>(report: &'a Value, tenant: &str) -> &'a Value {
+    report["billed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["tenant_id"] == tenant)
+        .unwrap_or_else(|| panic!("{tenant} not billed: {report}"))
 }
 
 /// A Stripe invoice's lines as (description, amount in cents).

@@ -10,6 +10,7 @@ mod billing_health;
 mod billing_page;
 mod billing_run;
 mod billing_run_detached;
+mod collection;
 mod hardening;
 mod health;
 mod hostile_input;

@@ -93,6 +93,10 @@ async fn setup_creates_once_and_finds_on_the_second_run() {
         "invoice.payment_succeeded",
         "invoice.payment_failed",
         "checkout.session.completed",
+        // A card changed in the portal may only change the customer's default; the bank may ask the
+        // customer to confirm a payment.
+        "customer.updated",
+        "invoice.payment_action_required",
     ] {
         assert!(
             endpoint["enabled_events"]
@@ -187,6 +191,9 @@ async fn check_passes_after_setup_and_cleans_up() {
         "throw-away customer",
         "subscription with a test card",
         "usage invoice billed and paid",
+        "checkout payment methods",
+        "bank asks to authenticate",
+        "card changed after a decline",
         "checkout session",
         "customer-portal session",
         "clean-up",

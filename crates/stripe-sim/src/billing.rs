@@ -12,6 +12,13 @@ use crate::store::Store;
 
 pub const DEFAULT_CARD: &str = "4242424242424242";
 
+/// Stripe's "always authenticate" test card (https://docs.stripe.com/testing#regulatory-cards).
+pub const AUTH_CARD: &str = "4000002760003184";
+
+/// How long an ACH Direct Debit payment stays `processing` before the bank answers ("up to 4
+/// business days", https://docs.stripe.com/payments/ach-direct-debit#timing), in simulated days.
+pub const DEBIT_PROCESSING_DAYS: i64 = 4;
+
 pub fn money(cents: i64, currency: &str) -> String {
     let sign = if cents < 0 { "-" } else { "" };
     let c = cents.unsigned_abs();
@@ -79,6 +86,7 @@ pub fn magic_pm_number(id: &str) -> Option<&'static str> {
         "pm_card_visa" | "tok_visa" => Some("4242424242424242"),
         "pm_card_mastercard" | "tok_mastercard" => Some("5555555555554444"),
         "pm_card_chargeCustomerFail" | "tok_chargeCustomerFail" => Some("4000000000000341"),
+        "pm_card_authenticationRequired" | "tok_authenticationRequired" => Some(AUTH_CARD),
         _ => None,
     }
 }
@@ -108,12 +116,24 @@ pub fn new_customer(s: &mut Store, email: Option<String>, name: Option<String>) 
 
 /// Creates a card payment method attached to `customer` and makes it the default.
 pub fn attach_card(s: &mut Store, customer: &str, number: &str, make_default: bool) -> String {
+    attach_pm(s, customer, PmKind::Card, number, make_default)
+}
+
+/// Creates a payment method of `kind` attached to `customer`, optionally the customer's default.
+pub fn attach_pm(
+    s: &mut Store,
+    customer: &str,
+    kind: PmKind,
+    number: &str,
+    make_default: bool,
+) -> String {
     let id = new_id("pm");
     let now = s.now();
     let pm = PaymentMethod {
         id: id.clone(),
         created: now,
         customer: Some(customer.to_string()),
+        kind,
         number: number.to_string(),
         exp_month: 12,
         exp_year: 2034,
@@ -125,6 +145,19 @@ pub fn attach_card(s: &mut Store, customer: &str, number: &str, make_default: bo
         set_default_pm(s, customer, &id);
     }
     id
+}
+
+/// Stripe's ACH test bank account numbers are digits only (the routing number is 110000000).
+pub fn check_bank_account(raw: &str) -> Result<String, ApiError> {
+    let n: String = raw.chars().filter(|c| !c.is_whitespace()).collect();
+    if (4..=17).contains(&n.len()) && n.chars().all(|c| c.is_ascii_digit()) {
+        Ok(n)
+    } else {
+        Err(
+            ApiError::invalid("Invalid account number: it must be 4 to 17 digits.")
+                .param("us_bank_account[account_number]"),
+        )
+    }
 }
 
 pub fn set_default_pm(s: &mut Store, customer: &str, pm: &str) {
@@ -139,23 +172,28 @@ pub fn set_default_pm(s: &mut Store, customer: &str, pm: &str) {
     s.emit_update("customer.updated", before, after);
 }
 
-/// A new default card for the customer, also replacing the card its subscriptions were set to
-/// charge (the subscription's own payment method would otherwise win), as the portal does.
+/// What the customer portal's card update does: a new card, written where
+/// `/_sim/portal/card_update_writes` says (by default the customer's invoice default only, which
+/// leaves the retries of a subscription that has its own payment method on the old card).
+/// Nothing is charged at once: the next attempt uses the card the invoice's chain finds then.
 pub fn replace_card(s: &mut Store, customer: &str, number: &str) -> String {
-    let pm = attach_card(s, customer, number, true);
-    let subs: Vec<String> = s
-        .subscriptions
-        .with("customer", customer)
-        .filter(|(_, x)| x.default_payment_method.is_some())
-        .map(|(i, _)| i.clone())
-        .collect();
-    for sid in subs {
-        let before = s.render_id(&sid).unwrap_or_default();
-        if let Some(mut x) = s.subscriptions.get_mut(&sid) {
-            x.default_payment_method = Some(pm.clone());
+    let writes = s.settings.portal_card_writes;
+    let pm = attach_card(s, customer, number, writes.customer());
+    if writes.subscriptions() {
+        let subs: Vec<String> = s
+            .subscriptions
+            .with("customer", customer)
+            .filter(|(_, x)| x.status != "canceled" && x.status != "incomplete_expired")
+            .map(|(i, _)| i.clone())
+            .collect();
+        for sid in subs {
+            let before = s.render_id(&sid).unwrap_or_default();
+            if let Some(mut x) = s.subscriptions.get_mut(&sid) {
+                x.default_payment_method = Some(pm.clone());
+            }
+            let after = s.render_id(&sid).unwrap_or_default();
+            s.emit_update("customer.subscription.updated", before, after);
         }
-        let after = s.render_id(&sid).unwrap_or_default();
-        s.emit_update("customer.subscription.updated", before, after);
     }
     pm
 }
@@ -216,6 +254,9 @@ pub struct NewSub {
     /// `allow_incomplete` (Stripe's default), `default_incomplete`, `error_if_incomplete` or
     /// `pending_if_incomplete`.
     pub payment_behavior: String,
+    /// The first charge is made with the customer present (Checkout's pay button): a card that
+    /// needs authentication is authenticated there.
+    pub on_session: bool,
 }
 
 /// Creates a subscription and its first invoice ($0 for a trial), with Stripe's events:
@@ -271,7 +312,15 @@ pub fn create_subscription(s: &mut Store, n: NewSub) -> Result<String, ApiError>
             _ => {}
         }
     }
-    let will_pay = !charges_now || (!defer && card.is_some_and(|p| !p.charge_fails()));
+    let will_pay = !charges_now
+        || (!defer
+            && card
+                .is_some_and(|p| !p.charge_fails() && (n.on_session || !p.needs_authentication())));
+    let first_attempt = if n.on_session {
+        Attempt::OnSession
+    } else {
+        Attempt::Automatic
+    };
     let status = if trial.is_some() {
         "trialing"
     } else if will_pay {
@@ -338,14 +387,14 @@ pub fn create_subscription(s: &mut Store, n: NewSub) -> Result<String, ApiError>
         // `default_incomplete`: the first invoice is finalized and left for the customer to pay.
         let _ = finalize(s, &invoice_id);
     } else {
-        collect_new_sub_invoice(s, &invoice_id);
+        collect_new_sub_invoice(s, &invoice_id, first_attempt);
     }
     Ok(id)
 }
 
 /// Finalizes a fresh subscription invoice and, when it charges automatically, charges it; while
 /// the subscription's collection is paused, handles it as `pause_collection[behavior]` says.
-fn collect_new_sub_invoice(s: &mut Store, invoice_id: &str) {
+fn collect_new_sub_invoice(s: &mut Store, invoice_id: &str, attempt: Attempt) {
     let paused = s
         .invoices
         .get(invoice_id)
@@ -363,7 +412,7 @@ fn collect_new_sub_invoice(s: &mut Store, invoice_id: &str) {
         .get(invoice_id)
         .is_some_and(|i| i.status == "open" && i.collection_method == "charge_automatically");
     if charge {
-        let _ = attempt_payment(s, invoice_id, None, true);
+        let _ = attempt_payment(s, invoice_id, None, attempt);
     }
 }
 
@@ -536,6 +585,13 @@ pub fn finalize(s: &mut Store, id: &str) -> Result<(), ApiError> {
         if inv.auto_advance && inv.collection_method == "charge_automatically" && total > 0 {
             inv.next_payment_attempt = Some(now + HOUR);
         }
+        // Stripe makes the invoice's default payment at finalization, kept with its amount due.
+        if total > 0 && inv.payment_intent.is_none() {
+            inv.payment_intent = Some(new_id("pi"));
+        }
+    }
+    if let Some(pi) = s.invoices.get(id).and_then(|i| i.payment_intent.clone()) {
+        s.payment_intents.insert(pi, id.to_string());
     }
     let v = s.render_id(id).unwrap_or_default();
     s.emit("invoice.finalized", v, None);
@@ -560,8 +616,11 @@ fn mark_paid(s: &mut Store, id: &str, out_of_band: bool) {
             inv.next_payment_attempt = None;
             inv.auto_advance = false;
             inv.paid_out_of_band = out_of_band;
+            inv.processing_until = None;
             if total > 0 && !out_of_band {
                 inv.attempted = true;
+                inv.pi_status = "succeeded".into();
+                inv.pi_error = None;
             }
             inv.subscription.clone()
         }
@@ -594,55 +653,144 @@ pub fn set_sub_status(s: &mut Store, sub_id: &str, status: &str) {
     s.emit_update("customer.subscription.updated", before, after);
 }
 
+/// Who asks for a charge, which decides whether a card that needs authentication can pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// Stripe's own attempt (renewal, retry): off-session.
+    Automatic,
+    /// `POST /v1/invoices/{id}/pay`: off-session too (`off_session` defaults to true).
+    Api,
+    /// The customer is present and authenticates (hosted invoice page, Checkout's pay button).
+    OnSession,
+}
+
+/// How a charge attempt ends.
+enum Charge {
+    Paid,
+    /// A bank debit: neither paid nor failed until the bank answers.
+    Processing,
+    Failed(ApiError),
+    /// The bank asks the customer to authenticate (3-D Secure).
+    ActionRequired(ApiError),
+}
+
+/// Stripe's answer to an off-session charge of a card that needs authentication.
+pub fn authentication_required() -> ApiError {
+    ApiError::new(
+        402,
+        "card_error",
+        "Your card was declined. This transaction requires authentication.",
+    )
+    .code("authentication_required")
+}
+
 /// Charges an open invoice with the payment method [`invoice_pm`] finds now (or `pm_override`).
 ///
 /// A decline leaves it open, counts the attempt, emits `invoice.payment_failed` and puts its
-/// subscription `past_due`; so does an automatic attempt (`automatic`: renewals, retries) that
-/// finds no payment method at all, as Stripe's does. Asked through the API (`/pay`) with no
-/// payment method, it is refused with 400 and nothing changes.
+/// subscription `past_due`; so does an automatic attempt that finds no payment method at all, as
+/// Stripe's does. Asked through the API (`/pay`) with no payment method, it is refused with 400
+/// and nothing changes. A card that needs authentication fails off-session as a decline does and
+/// also emits `invoice.payment_action_required`; a bank debit starts `processing`.
 pub fn attempt_payment(
     s: &mut Store,
     id: &str,
     pm_override: Option<String>,
-    automatic: bool,
+    attempt: Attempt,
 ) -> Result<(), ApiError> {
     let inv = s
         .invoices
         .get(id)
         .ok_or_else(|| ApiError::no_such("invoice", id, "invoice"))?;
+    if inv.processing_until.is_some() {
+        // A debit in flight is the invoice's payment until the bank answers.
+        return match attempt {
+            Attempt::Automatic => Ok(()),
+            _ => Err(payment_processing()),
+        };
+    }
     let pm_id = pm_override.or_else(|| invoice_pm(s, inv));
-    let outcome = match pm_id.as_ref().map(|p| (p, s.payment_methods.get(p))) {
-        None => Err(no_payment_method()),
-        Some((p, None)) => Err(ApiError::no_such("PaymentMethod", p, "payment_method")),
-        Some((_, Some(pm))) if pm.charge_fails() => Err(ApiError::card_declined()),
-        Some(_) => Ok(()),
+    let charge = match pm_id.as_ref().map(|p| (p, s.payment_methods.get(p))) {
+        None => Charge::Failed(no_payment_method()),
+        Some((p, None)) => Charge::Failed(ApiError::no_such("PaymentMethod", p, "payment_method")),
+        Some((_, Some(pm))) if pm.charge_fails() => Charge::Failed(ApiError::card_declined()),
+        Some((_, Some(pm))) if pm.needs_authentication() && attempt != Attempt::OnSession => {
+            Charge::ActionRequired(authentication_required())
+        }
+        Some((_, Some(pm))) if pm.is_bank_debit() => Charge::Processing,
+        Some(_) => Charge::Paid,
     };
-    match outcome {
-        Ok(()) => {
+    let now = s.now();
+    if let Some(mut inv) = s.invoices.get_mut(id) {
+        if pm_id.is_some() {
+            inv.pi_payment_method = pm_id.clone();
+        }
+    }
+    match charge {
+        Charge::Paid => {
             if let Some(mut inv) = s.invoices.get_mut(id) {
                 inv.attempt_count += 1;
             }
             mark_paid(s, id, false);
             Ok(())
         }
-        Err(e) if e.status == 402 || automatic => {
-            record_failed_attempt(s, id);
+        Charge::Processing => {
+            let before = s.render_id(id).unwrap_or_default();
+            if let Some(mut inv) = s.invoices.get_mut(id) {
+                inv.attempt_count += 1;
+                inv.attempted = true;
+                inv.next_payment_attempt = None;
+                inv.processing_until = Some(now + DEBIT_PROCESSING_DAYS * DAY);
+                inv.pi_status = "processing".into();
+                inv.pi_error = None;
+            }
+            let after = s.render_id(id).unwrap_or_default();
+            s.emit_update("invoice.updated", before, after);
+            Ok(())
+        }
+        Charge::ActionRequired(e) => {
+            record_failed_attempt(s, id, "requires_action", &e);
+            let v = s.render_id(id).unwrap_or_default();
+            s.emit("invoice.payment_action_required", v, None);
             Err(e)
         }
-        Err(e) => Err(e),
+        Charge::Failed(e) if e.status == 402 || attempt == Attempt::Automatic => {
+            record_failed_attempt(s, id, "requires_payment_method", &e);
+            Err(e)
+        }
+        Charge::Failed(e) => Err(e),
     }
 }
 
-/// A failed charge: the invoice stays open, the attempt is counted, the next automatic retry is
-/// scheduled 3 days on (up to 4 attempts), `invoice.payment_failed`, subscription `past_due`.
-fn record_failed_attempt(s: &mut Store, id: &str) {
+/// `/pay` while a bank debit of the invoice is processing. Not confirmed: Stripe's wording.
+fn payment_processing() -> ApiError {
+    ApiError::invalid(
+        "This invoice has a payment processing; it can be paid again only if that payment fails.",
+    )
+}
+
+/// A failed charge: the invoice stays open, the attempt is counted, `invoice.payment_failed`,
+/// subscription `past_due`. The next automatic retry is scheduled 3 days on (up to 4 attempts) for
+/// a subscription's invoice, and for a one-off invoice only when the account retries those
+/// (`/_sim/settings`, off by default, as in Stripe's dashboard).
+fn record_failed_attempt(s: &mut Store, id: &str, pi_status: &str, e: &ApiError) {
     let now = s.now();
+    let retry_one_off = s.settings.retry_one_off_invoices;
     let sub_id = match s.invoices.get_mut(id) {
         Some(mut inv) => {
             inv.attempt_count += 1;
             inv.attempted = true;
+            inv.processing_until = None;
+            inv.pi_status = pi_status.into();
+            let code = e.code.unwrap_or("card_declined");
+            let decline = if code == "card_declined" {
+                "generic_decline"
+            } else {
+                code
+            };
+            inv.pi_error = Some((code.to_string(), decline.to_string(), e.message.clone()));
+            let retried = inv.subscription.is_some() || retry_one_off;
             // Smart retries, simplified: a few more tries a few days apart while auto-advancing.
-            inv.next_payment_attempt = if inv.auto_advance && inv.attempt_count < 4 {
+            inv.next_payment_attempt = if retried && inv.auto_advance && inv.attempt_count < 4 {
                 Some(now + 3 * DAY)
             } else {
                 None
@@ -659,6 +807,75 @@ fn record_failed_attempt(s: &mut Store, id: &str) {
             set_sub_status(s, &sub_id, "past_due");
         }
     }
+}
+
+/// The bank answers a processing debit: paid, or failed (Stripe's failing test account numbers);
+/// a Checkout session whose first payment it was learns it too.
+fn settle_debit(s: &mut Store, id: &str) {
+    let Some(inv) = s.invoices.get(id) else {
+        return;
+    };
+    if inv.processing_until.is_none() || inv.status != "open" {
+        return;
+    }
+    let failure = inv
+        .pi_payment_method
+        .as_ref()
+        .and_then(|p| s.payment_methods.get(p))
+        .and_then(|pm| pm.debit_failure());
+    let succeeded = failure.is_none();
+    match failure {
+        None => mark_paid(s, id, false),
+        Some((code, message)) => {
+            let e = ApiError::new(402, "card_error", message).code(code_of(code));
+            record_failed_attempt(s, id, "requires_payment_method", &e);
+        }
+    }
+    let session = s
+        .checkout_sessions
+        .newest_first()
+        .find(|(_, cs)| cs.invoice.as_deref() == Some(id))
+        .map(|(sid, _)| sid.clone());
+    if let Some(sid) = session {
+        if succeeded {
+            if let Some(mut cs) = s.checkout_sessions.get_mut(&sid) {
+                cs.payment_status = "paid".into();
+            }
+        }
+        let v = s.render_id(&sid).unwrap_or_default();
+        let kind = if succeeded {
+            "checkout.session.async_payment_succeeded"
+        } else {
+            "checkout.session.async_payment_failed"
+        };
+        s.emit(kind, v, None);
+    }
+}
+
+/// The static error codes of the failing test accounts.
+fn code_of(code: &str) -> &'static str {
+    crate::model::FAILING_BANK_ACCOUNTS
+        .iter()
+        .map(|(_, c, _)| *c)
+        .find(|c| *c == code)
+        .unwrap_or("payment_failed")
+}
+
+/// What the hosted invoice page's confirm button does after the customer authenticated: the
+/// payment that required action is made on-session with the same payment method.
+pub fn confirm_payment(s: &mut Store, id: &str) -> Result<(), ApiError> {
+    let inv = s
+        .invoices
+        .get(id)
+        .ok_or_else(|| ApiError::no_such("invoice", id, "invoice"))?;
+    if inv.status != "open" || inv.pi_status != "requires_action" {
+        return Err(ApiError::invalid(format!(
+            "This invoice's payment does not require action (invoice {}, payment {}).",
+            inv.status, inv.pi_status
+        )));
+    }
+    let pm = inv.pi_payment_method.clone();
+    attempt_payment(s, id, pm, Attempt::OnSession)
 }
 
 pub fn void(s: &mut Store, id: &str) -> Result<(), ApiError> {
@@ -679,6 +896,7 @@ pub fn void(s: &mut Store, id: &str) -> Result<(), ApiError> {
         inv.voided_at = Some(now);
         inv.next_payment_attempt = None;
         inv.auto_advance = false;
+        inv.pi_status = "canceled".into();
     }
     let v = s.render_id(id).unwrap_or_default();
     s.emit("invoice.voided", v, None);
@@ -719,12 +937,22 @@ pub fn set_cancel_at_period_end(s: &mut Store, id: &str, on: bool) {
 
 // ---- checkout ------------------------------------------------------------------------------
 
+/// How the customer pays on the hosted checkout page.
+#[derive(Debug, Clone)]
+pub enum CheckoutPayment {
+    Card(String),
+    /// ACH Direct Debit from this account number (Stripe's test bank).
+    Bank(String),
+}
+
 /// What the hosted page's pay button does. A declined card without a trial fails with 402 and
-/// changes nothing; otherwise the customer, card, subscription and first invoice are created.
+/// changes nothing; otherwise the customer, payment method, subscription and first invoice are
+/// created. A bank debit leaves the first invoice `processing` and the session `unpaid` until the
+/// bank answers (`checkout.session.async_payment_succeeded` or `_failed`).
 pub fn complete_checkout(
     s: &mut Store,
     id: &str,
-    card: &str,
+    payment: CheckoutPayment,
     email: Option<String>,
 ) -> Result<(), ApiError> {
     let cs = s
@@ -739,7 +967,18 @@ pub fn complete_checkout(
         ))
         .code("checkout_session_not_open"));
     }
-    let number = check_card(card)?;
+    let (kind, number) = match &payment {
+        CheckoutPayment::Card(card) => (PmKind::Card, check_card(card)?),
+        CheckoutPayment::Bank(account) => (PmKind::UsBankAccount, check_bank_account(account)?),
+    };
+    if !cs.payment_method_types.iter().any(|t| t == kind.as_str()) {
+        return Err(ApiError::invalid(format!(
+            "This Checkout Session does not accept {} payments (payment_method_types: {}).",
+            kind.as_str(),
+            cs.payment_method_types.join(", ")
+        ))
+        .param("payment_method_types"));
+    }
     let trial_end = cs
         .trial_end
         .or(cs.trial_period_days.map(|d| s.now() + d * DAY));
@@ -747,6 +986,7 @@ pub fn complete_checkout(
         id: String::new(),
         created: 0,
         customer: None,
+        kind,
         number: number.clone(),
         exp_month: 12,
         exp_year: 2034,
@@ -764,9 +1004,9 @@ pub fn complete_checkout(
             c
         }
     };
-    // Checkout saves the card as the new subscription's default payment method only; the
-    // customer's `invoice_settings.default_payment_method` is left as it was.
-    let pm = attach_card(s, &customer, &number, false);
+    // Checkout saves the payment method as the new subscription's default payment method only;
+    // the customer's `invoice_settings.default_payment_method` is left as it was.
+    let pm = attach_pm(s, &customer, kind, &number, false);
     let sub = create_subscription(
         s,
         NewSub {
@@ -784,18 +1024,25 @@ pub fn complete_checkout(
             description: cs.sub_description.clone(),
             cancel_at_period_end: false,
             payment_behavior: "allow_incomplete".into(),
+            on_session: true,
         },
     )?;
     let invoice = s
         .subscriptions
         .get(&sub)
         .and_then(|x| x.latest_invoice.clone());
+    let paid = invoice
+        .as_ref()
+        .and_then(|i| s.invoices.get(i))
+        .is_some_and(|i| i.status == "paid");
     if let Some(mut x) = s.checkout_sessions.get_mut(id) {
         x.status = "complete".into();
         x.payment_status = if trial_end.is_some() {
             "no_payment_required".into()
-        } else {
+        } else if paid {
             "paid".into()
+        } else {
+            "unpaid".into()
         };
         x.customer = Some(customer);
         x.subscription = Some(sub);
@@ -815,6 +1062,7 @@ enum Due {
     IncompleteExpiry(String),
     AutoFinalize(String),
     RetryCharge(String),
+    SettleDebit(String),
     ResumeCollection(String),
 }
 
@@ -850,6 +1098,7 @@ fn next_due(s: &Store, target: i64) -> Option<(i64, Due)> {
         let id = id.clone();
         let due = match tag {
             invoice_due::AUTO_FINALIZE => Due::AutoFinalize(id),
+            invoice_due::SETTLE_DEBIT => Due::SettleDebit(id),
             _ => Due::RetryCharge(id),
         };
         Some((t, due))
@@ -881,12 +1130,13 @@ pub fn advance_to(s: &mut Store, target: i64) {
                 let _ = finalize(s, &id);
             }
             Due::ResumeCollection(id) => resume_collection(s, &id),
+            Due::SettleDebit(id) => settle_debit(s, &id),
             Due::RetryCharge(id) => {
                 if s.invoices
                     .get(&id)
                     .is_some_and(|i| i.collection_method == "charge_automatically")
                 {
-                    let _ = attempt_payment(s, &id, None, true);
+                    let _ = attempt_payment(s, &id, None, Attempt::Automatic);
                 } else if let Some(mut i) = s.invoices.get_mut(&id) {
                     i.next_payment_attempt = None;
                 }
@@ -947,5 +1197,5 @@ fn period_end(s: &mut Store, id: &str) {
         (start, end),
         false,
     );
-    collect_new_sub_invoice(s, &invoice_id);
+    collect_new_sub_invoice(s, &invoice_id, Attempt::Automatic);
 }

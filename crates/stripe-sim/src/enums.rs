@@ -197,3 +197,13 @@ pub fn one_of(param: &str, allowed: &[&str]) -> crate::error::ApiError {
     };
     crate::error::ApiError::invalid(format!("Invalid {param}: must be one of {list}.")).param(param)
 }
+
+/// The one currency a bank debit payment method takes: SEPA Direct Debit only euros, ACH Direct
+/// Debit only US dollars.
+pub fn payment_method_currency(kind: &str) -> Option<&'static str> {
+    match kind {
+        "sepa_debit" => Some("eur"),
+        "us_bank_account" => Some("usd"),
+        _ => None,
+    }
+}

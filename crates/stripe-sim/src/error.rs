@@ -121,8 +121,14 @@ impl ApiError {
         if let Some(p) = &self.param {
             err.insert("param".into(), json!(p));
         }
-        if self.code == Some("card_declined") {
-            err.insert("decline_code".into(), json!("generic_decline"));
+        match self.code {
+            Some("card_declined") => {
+                err.insert("decline_code".into(), json!("generic_decline"));
+            }
+            Some("authentication_required") => {
+                err.insert("decline_code".into(), json!("authentication_required"));
+            }
+            _ => {}
         }
         err.insert(
             "request_log_url".into(),

@@ -1,5 +1,6 @@
 //! `expand[]`: replaces id strings at dotted paths (`customer`, `latest_invoice`,
-//! `data.customer`, `items.data.price.product`) with the objects they name.
+//! `data.customer`, `items.data.price.product`) with the objects they name, and includes
+//! includable fields (an invoice's `payments`).
 
 use serde_json::Value;
 
@@ -20,6 +21,20 @@ pub fn apply(s: &Store, v: &mut Value, paths: &[String]) -> Result<(), ApiError>
     Ok(())
 }
 
+/// An invoice's `payments` is includable: present only when asked for with `expand[]`.
+fn include_payments(s: &Store, map: &mut serde_json::Map<String, Value>) {
+    if map.contains_key("payments") {
+        return;
+    }
+    let inv = map
+        .get("id")
+        .and_then(Value::as_str)
+        .and_then(|id| s.invoices.get(id));
+    if let Some(inv) = inv {
+        map.insert("payments".into(), s.invoice_payments(inv));
+    }
+}
+
 fn expand_at(s: &Store, v: &mut Value, segs: &[&str]) {
     let Some((first, rest)) = segs.split_first() else {
         return;
@@ -31,6 +46,10 @@ fn expand_at(s: &Store, v: &mut Value, segs: &[&str]) {
             }
         }
         Value::Object(map) => {
+            if *first == "payments" && map.get("object").and_then(Value::as_str) == Some("invoice")
+            {
+                include_payments(s, map);
+            }
             let Some(child) = map.get_mut(*first) else {
                 return;
             };

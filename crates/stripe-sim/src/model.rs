@@ -241,11 +241,58 @@ pub struct Customer {
     pub preferred_locales: Vec<String>,
 }
 
+/// What kind of payment method a `PaymentMethod` is (Stripe's `type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PmKind {
+    Card,
+    /// ACH Direct Debit: `number` is the account number (routing 110000000, Stripe's test bank).
+    UsBankAccount,
+}
+
+impl PmKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PmKind::Card => "card",
+            PmKind::UsBankAccount => "us_bank_account",
+        }
+    }
+}
+
+/// Stripe's ACH test account numbers that fail once the debit has been processing
+/// (https://docs.stripe.com/testing#ach-direct-debit), with the failure each gives.
+pub const FAILING_BANK_ACCOUNTS: &[(&str, &str, &str)] = &[
+    (
+        "000111111113",
+        "account_closed",
+        "The customer's bank account has been closed.",
+    ),
+    (
+        "000111111116",
+        "no_account",
+        "The customer's bank account could not be located.",
+    ),
+    (
+        "000222222227",
+        "insufficient_funds",
+        "The customer's account has insufficient funds to cover this payment.",
+    ),
+    (
+        "000333333335",
+        "debit_not_authorized",
+        "The customer has notified their bank that this payment was unauthorized.",
+    ),
+];
+
+/// The routing number of Stripe's ACH test bank.
+pub const TEST_ROUTING_NUMBER: &str = "110000000";
+
 #[derive(Debug, Clone)]
 pub struct PaymentMethod {
     pub id: String,
     pub created: i64,
     pub customer: Option<String>,
+    pub kind: PmKind,
+    /// The card number, or the bank account number.
     pub number: String,
     pub exp_month: u32,
     pub exp_year: u32,
@@ -255,12 +302,29 @@ impl PaymentMethod {
     pub fn last4(&self) -> &str {
         &self.number[self.number.len().saturating_sub(4)..]
     }
-    /// Stripe's "charge fails after attach" test card.
+    /// Stripe's "charge fails after attach" test cards (a bank debit fails later, not at once).
     pub fn charge_fails(&self) -> bool {
-        matches!(
-            self.number.as_str(),
-            "4000000000000341" | "4000000000000002" | "4000000000009995"
-        )
+        self.kind == PmKind::Card
+            && matches!(
+                self.number.as_str(),
+                "4000000000000341" | "4000000000000002" | "4000000000009995"
+            )
+    }
+    /// Stripe's "always authenticate" test card: every charge needs 3-D Secure, so an off-session
+    /// charge (an invoice payment) fails with `authentication_required`.
+    pub fn needs_authentication(&self) -> bool {
+        self.kind == PmKind::Card && self.number == "4000002760003184"
+    }
+    /// A bank debit: the payment is `processing` for days before it succeeds or fails.
+    pub fn is_bank_debit(&self) -> bool {
+        self.kind == PmKind::UsBankAccount
+    }
+    /// How a processing debit from this account ends: `None` succeeds, else (code, message).
+    pub fn debit_failure(&self) -> Option<(&'static str, &'static str)> {
+        FAILING_BANK_ACCOUNTS
+            .iter()
+            .find(|(n, _, _)| *n == self.number)
+            .map(|(_, code, message)| (*code, *message))
     }
     pub fn brand(&self) -> &'static str {
         match self.number.as_bytes().first() {
@@ -430,6 +494,16 @@ pub struct Invoice {
     pub paid_out_of_band: bool,
     /// Set by `/send`; shown on the hosted page.
     pub sent: bool,
+    /// The invoice's default PaymentIntent, made at finalization when there is something to pay.
+    pub payment_intent: Option<String>,
+    /// That PaymentIntent's state: `requires_payment_method`, `requires_action`, `processing`,
+    /// `succeeded` or `canceled`, with the payment method of its last attempt and its last error
+    /// (code, decline code, message).
+    pub pi_status: String,
+    pub pi_payment_method: Option<String>,
+    pub pi_error: Option<(String, String, String)>,
+    /// While a bank debit is processing: when the bank's answer comes.
+    pub processing_until: Option<i64>,
 }
 
 impl Invoice {
@@ -467,6 +541,11 @@ impl Invoice {
             default_payment_method: None,
             paid_out_of_band: false,
             sent: false,
+            payment_intent: None,
+            pi_status: "requires_payment_method".into(),
+            pi_payment_method: None,
+            pi_error: None,
+            processing_until: None,
         }
     }
 }
@@ -582,6 +661,7 @@ pub mod sub_due {
 pub mod invoice_due {
     pub const AUTO_FINALIZE: u8 = 0;
     pub const RETRY_CHARGE: u8 = 1;
+    pub const SETTLE_DEBIT: u8 = 2;
 }
 
 impl Row for Customer {
@@ -674,6 +754,9 @@ impl Row for Invoice {
     }
 
     fn due(&self, out: &mut Vec<(i64, u8)>) {
+        if let (Some(t), "open") = (self.processing_until, self.status.as_str()) {
+            out.push((t, invoice_due::SETTLE_DEBIT));
+        }
         if !self.auto_advance {
             return;
         }

@@ -107,10 +107,14 @@ pub fn handle(s: &mut Store, parts: &Parts, body: &[u8]) -> Response {
         ),
         (false, ["checkout", id]) => checkout_page(s, id, None),
         (true, ["checkout", id, "pay"]) => {
-            let card = field("cardNumber");
-            let card = if card.is_empty() { billing::DEFAULT_CARD.to_string() } else { card };
+            let payment = if field("payment_method_type") == "us_bank_account" {
+                billing::CheckoutPayment::Bank(field("accountNumber"))
+            } else {
+                let card = field("cardNumber");
+                billing::CheckoutPayment::Card(if card.is_empty() { billing::DEFAULT_CARD.to_string() } else { card })
+            };
             let email = Some(field("email")).filter(|e| !e.is_empty());
-            match billing::complete_checkout(s, id, &card, email) {
+            match billing::complete_checkout(s, id, payment, email) {
                 Ok(()) => {
                     let url = s
                         .checkout_sessions
@@ -125,6 +129,10 @@ pub fn handle(s: &mut Store, parts: &Parts, body: &[u8]) -> Response {
         (false, ["portal", id]) => portal_page(s, id, None, None),
         (true, ["portal", id, action]) => portal_action(s, id, action, &field("cardNumber")),
         (false, ["invoice", id]) | (false, ["invoice", id, "pdf"]) => invoice_page(s, id, None),
+        (true, ["invoice", id, "confirm"]) => match billing::confirm_payment(s, id) {
+            Ok(()) => redirect(&format!("/invoice/{id}")),
+            Err(e) => invoice_page(s, id, Some(&e.message)),
+        },
         (true, ["invoice", id, "pay"]) => {
             let card = field("cardNumber");
             let res = (|| {
@@ -136,7 +144,7 @@ pub fn handle(s: &mut Store, parts: &Parts, body: &[u8]) -> Response {
                     let n = billing::check_card(&card)?;
                     Some(billing::attach_card(s, &customer, &n, true))
                 };
-                billing::attempt_payment(s, id, pm, false)
+                billing::attempt_payment(s, id, pm, billing::Attempt::OnSession)
             })();
             match res {
                 Ok(()) => redirect(&format!("/invoice/{id}")),
@@ -223,6 +231,21 @@ fn checkout_page(s: &Store, id: &str, error: Option<&str>) -> Response {
     } else {
         "Subscribe"
     };
+    // ACH Direct Debit, when the session offers it: Stripe's test bank (routing 110000000).
+    let bank = if cs
+        .payment_method_types
+        .iter()
+        .any(|t| t == "us_bank_account")
+    {
+        format!(
+            "<form method=\"post\" action=\"/checkout/{id}/pay\" id=\"bank-form\"><input type=\"hidden\" name=\"payment_method_type\" value=\"us_bank_account\">\
+<label for=\"accountNumber\">US bank account (routing 110000000)</label><input id=\"accountNumber\" name=\"accountNumber\" inputmode=\"numeric\" placeholder=\"000123456789\">\
+<div class=\"hint\">Test accounts: 000123456789 is paid after 4 days of processing; 000222222227 fails then (insufficient funds).</div>\
+<button type=\"submit\" id=\"submit-bank\" class=\"secondary\">{button} with bank account</button></form>"
+        )
+    } else {
+        String::new()
+    };
     let main = format!(
         "<div class=\"main\"><form method=\"post\" action=\"/checkout/{id}/pay\" id=\"payment-form\">{err}\
 <label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" value=\"{}\" placeholder=\"you@example.com\">\
@@ -230,7 +253,7 @@ fn checkout_page(s: &Store, id: &str, error: Option<&str>) -> Response {
 <div class=\"hint\">Test cards: 4242 4242 4242 4242 succeeds; 4000 0000 0000 0341 is declined on charge.</div>\
 <div class=\"row\"><div><label for=\"cardExpiry\">Expiry</label><input id=\"cardExpiry\" name=\"cardExpiry\" placeholder=\"12 / 34\"></div><div><label for=\"cardCvc\">CVC</label><input id=\"cardCvc\" name=\"cardCvc\" placeholder=\"123\"></div></div>\
 <label for=\"billingName\">Name on card</label><input id=\"billingName\" name=\"billingName\" placeholder=\"Jane Doe\">\
-<button type=\"submit\" id=\"submit\">{button}</button></form></div>",
+<button type=\"submit\" id=\"submit\">{button}</button></form>{bank}</div>",
         esc(&email)
     );
     html(
@@ -337,10 +360,11 @@ fn portal_page(s: &Store, id: &str, error: Option<&str>, notice: Option<&str>) -
                 .into()
         }
     };
-    // The card that will be charged: the subscription's own, else the customer's invoice default.
-    let card = sub
-        .and_then(|x| x.default_payment_method.as_ref())
-        .or_else(|| cust.and_then(|c| c.default_payment_method.as_ref()))
+    // The portal shows the customer's default payment method (the one its card update changes),
+    // else the subscription's.
+    let card = cust
+        .and_then(|c| c.default_payment_method.as_ref())
+        .or_else(|| sub.and_then(|x| x.default_payment_method.as_ref()))
         .and_then(|pm| s.payment_methods.get(pm))
         .map(|pm| format!("{} •••• {}", pm.brand().to_uppercase(), pm.last4()))
         .unwrap_or_else(|| "No card on file".into());
@@ -447,7 +471,14 @@ fn invoice_page(s: &Store, id: &str, error: Option<&str>) -> Response {
             )
         })
         .collect();
-    let pay = if inv.status == "open" {
+    let pay = if inv.status == "open" && inv.processing_until.is_some() {
+        "<div class=\"note\" id=\"payment-processing\">A bank debit for this invoice is processing; the bank answers within 4 business days.</div>".to_string()
+    } else if inv.status == "open" && inv.pi_status == "requires_action" {
+        format!(
+            "<div class=\"note\" id=\"action-required\">Your bank asks you to confirm this payment.</div><form method=\"post\" action=\"/invoice/{id}/confirm\"><button id=\"confirm-payment\" type=\"submit\">Confirm payment of {}</button></form>",
+            money(total - inv.amount_paid, &inv.currency)
+        )
+    } else if inv.status == "open" {
         format!(
             "<form method=\"post\" action=\"/invoice/{id}/pay\"><label for=\"cardNumber\">Card number (leave empty to use the card on file)</label><input id=\"cardNumber\" name=\"cardNumber\" inputmode=\"numeric\" placeholder=\"4242 4242 4242 4242\"><button id=\"submit\" type=\"submit\">Pay {}</button></form>",
             money(total - inv.amount_paid, &inv.currency)

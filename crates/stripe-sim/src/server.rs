@@ -22,7 +22,7 @@ use crate::clock::{real_now, rfc3339};
 use crate::error::ApiError;
 use crate::form::{parse_form, parse_pairs, Param, Params};
 use crate::ids::new_id;
-use crate::store::{RequestCtx, Store, API_VERSION};
+use crate::store::{CardWrites, RequestCtx, Store, API_VERSION};
 use crate::webhooks::{DeliveryLog, Hooks, Target};
 use crate::{api, expand, pages, SimConfig};
 
@@ -248,7 +248,7 @@ async fn entry(app: Arc<App>, routed: Option<Routed>, req: Request) -> Response 
         }
     }
     let path = parts.uri.path().to_string();
-    if path.starts_with("/v1/") {
+    let mut response = if path.starts_with("/v1/") {
         // Stripe finishes a request whose caller hung up (a client timeout): run it on its own task, so
         // that dropping the connection neither abandons the work nor leaves its idempotency key in
         // flight forever.
@@ -260,7 +260,22 @@ async fn entry(app: Arc<App>, routed: Option<Routed>, req: Request) -> Response 
         control(&app, &parts, rest, &bytes)
     } else {
         pages::handle(&mut app.store(), &parts, &bytes)
+    };
+    // Stripe's clock is the simulator's: every answer is dated by it, so a client reading time
+    // from Stripe's answers sees the simulated days pass.
+    let now = app.store().now();
+    if let Ok(v) = HeaderValue::from_str(&http_date(now)) {
+        response.headers_mut().insert("date", v);
     }
+    response
+}
+
+/// An HTTP date (RFC 9110 IMF-fixdate) for a Unix time.
+fn http_date(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .unwrap_or_default()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string()
 }
 
 // ---- responses ------------------------------------------------------------------------------
@@ -692,6 +707,14 @@ fn control_params(parts: &Parts, body: &[u8]) -> Result<Params, ApiError> {
     Ok(Params::new(map))
 }
 
+/// The account settings `/_sim/settings` and `/_sim/portal/card_update_writes` change.
+fn settings_json(s: &Store) -> Value {
+    json!({
+        "retry_one_off_invoices": s.settings.retry_one_off_invoices,
+        "portal_card_update_writes": s.settings.portal_card_writes.as_str(),
+    })
+}
+
 fn ok_json(v: Value) -> Response {
     respond(200, v.to_string(), &[])
 }
@@ -715,27 +738,67 @@ fn control_inner(
     let m = parts.method.as_str();
     match (m, segs.as_slice()) {
         ("POST", ["checkout", "sessions", id, "complete"]) => {
-            let card = p
-                .opt_nonempty("card")?
-                .unwrap_or_else(|| billing::DEFAULT_CARD.into());
+            let card = p.opt_nonempty("card")?;
+            let kind = p.enum_str("payment_method_type", &["card", "us_bank_account"])?;
+            let account = p.opt_nonempty("account_number")?;
             let email = p.opt_nonempty("email")?;
             p.finish()?;
+            let payment = match (kind.as_deref(), account) {
+                (Some("us_bank_account"), Some(a)) => billing::CheckoutPayment::Bank(a),
+                (Some("us_bank_account"), None) => {
+                    return Err(ApiError::missing_param("account_number"))
+                }
+                _ => billing::CheckoutPayment::Card(
+                    card.unwrap_or_else(|| billing::DEFAULT_CARD.into()),
+                ),
+            };
             let mut s = app.store();
-            billing::complete_checkout(&mut s, id, &card, email)?;
+            billing::complete_checkout(&mut s, id, payment, email)?;
             Ok(s.render_id(id).unwrap_or_default())
         }
-        ("POST", ["customers", id, "card"]) => {
+        // What the portal's card update does; `/_sim/customers/{id}/card` is the older name.
+        ("POST", ["portal", "update_card"]) | ("POST", ["customers", _, "card"]) => {
+            let customer = match segs.as_slice() {
+                ["customers", id, "card"] => id.to_string(),
+                _ => p.req_str("customer")?,
+            };
             let card = p
                 .opt_nonempty("card")?
                 .unwrap_or_else(|| billing::DEFAULT_CARD.into());
             p.finish()?;
             let number = billing::check_card(&card)?;
             let mut s = app.store();
-            if !s.customers.contains(id) {
-                return Err(ApiError::no_such("customer", id, "customer"));
+            if !s.customers.contains(&customer) {
+                return Err(ApiError::no_such("customer", &customer, "customer"));
             }
-            let pm = billing::replace_card(&mut s, id, &number);
+            let pm = billing::replace_card(&mut s, &customer, &number);
             Ok(s.render_id(&pm).unwrap_or_default())
+        }
+        ("POST", ["portal", "card_update_writes"]) => {
+            let writes = p
+                .enum_str("writes", &["customer", "subscription", "both"])?
+                .ok_or_else(|| ApiError::missing_param("writes"))?;
+            p.finish()?;
+            let mut s = app.store();
+            s.settings.portal_card_writes =
+                CardWrites::parse(&writes).unwrap_or(CardWrites::Customer);
+            Ok(settings_json(&s))
+        }
+        ("POST", ["invoices", id, "confirm"]) => {
+            p.finish()?;
+            let mut s = app.store();
+            billing::confirm_payment(&mut s, id)?;
+            Ok(s.render_id(id).unwrap_or_default())
+        }
+        ("GET", ["settings"]) => Ok(settings_json(&app.store())),
+        ("POST", ["settings"]) => {
+            let retry = p.bool("retry_one_off_invoices")?;
+            p.finish()?;
+            let mut s = app.store();
+            if let Some(r) = retry {
+                s.settings.retry_one_off_invoices = r;
+            }
+            Ok(settings_json(&s))
         }
         ("POST", ["clock", "advance"]) => {
             let seconds = p.int("seconds")?;

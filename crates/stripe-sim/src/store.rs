@@ -12,6 +12,10 @@ use crate::ids::new_id;
 use crate::model::*;
 use crate::webhooks::Hooks;
 
+/// How many lines an invoice embeds (stripe/stripe-php#1400: "you only get 10 lines at most in
+/// `lines` by default").
+pub const EMBEDDED_LINES: usize = 10;
+
 /// The API version stamped on events and webhook endpoints.
 pub const API_VERSION: &str = "2025-08-27.basil";
 
@@ -32,6 +36,53 @@ fn within(times: &mut VecDeque<i64>, now: i64, window: i64) -> usize {
         times.pop_front();
     }
     times.len()
+}
+
+/// Which defaults the customer portal's card update writes (`/_sim/portal/card_update_writes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CardWrites {
+    /// The customer's `invoice_settings.default_payment_method` only.
+    #[default]
+    Customer,
+    /// The `default_payment_method` of each of the customer's live subscriptions only.
+    Subscription,
+    Both,
+}
+
+impl CardWrites {
+    pub fn parse(v: &str) -> Option<CardWrites> {
+        Some(match v {
+            "customer" => CardWrites::Customer,
+            "subscription" => CardWrites::Subscription,
+            "both" => CardWrites::Both,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CardWrites::Customer => "customer",
+            CardWrites::Subscription => "subscription",
+            CardWrites::Both => "both",
+        }
+    }
+
+    pub fn customer(self) -> bool {
+        matches!(self, CardWrites::Customer | CardWrites::Both)
+    }
+
+    pub fn subscriptions(self) -> bool {
+        matches!(self, CardWrites::Subscription | CardWrites::Both)
+    }
+}
+
+/// Account settings Stripe keeps in its dashboard, which the API does not show.
+#[derive(Debug, Clone, Default)]
+pub struct SimSettings {
+    /// "Retry failed payments for one-off invoices" (off by default: only subscription invoices
+    /// are retried automatically).
+    pub retry_one_off_invoices: bool,
+    pub portal_card_writes: CardWrites,
 }
 
 /// Who caused the current change, for `event.request`.
@@ -60,6 +111,9 @@ pub struct Store {
     pub request: RequestCtx,
     /// Set while `/_sim/rate_limit` is on (with its per-endpoint limits).
     pub sub_limits: Option<SubLimits>,
+    pub settings: SimSettings,
+    /// Each invoice's default PaymentIntent: its id, to the invoice that holds its state.
+    pub payment_intents: HashMap<String, String>,
 }
 
 fn md(m: &Metadata) -> Value {
@@ -86,6 +140,8 @@ impl Store {
             hooks,
             request: RequestCtx::default(),
             sub_limits: None,
+            settings: SimSettings::default(),
+            payment_intents: HashMap::new(),
         }
     }
 
@@ -206,6 +262,10 @@ impl Store {
             "bpc" => self.render_portal_config(self.portal_configs.get(id)?),
             "we" => self.render_webhook_endpoint(self.webhook_endpoints.get(id)?, false),
             "evt" => serde_json::from_str(&self.events.get(id)?.json).ok()?,
+            "pi" => {
+                let inv = self.invoices.get(self.payment_intents.get(id)?)?;
+                self.render_payment_intent(inv)?
+            }
             _ => return None,
         })
     }
@@ -248,15 +308,8 @@ impl Store {
     }
 
     pub fn render_pm(&self, pm: &PaymentMethod) -> Value {
-        json!({
-            "id": pm.id,
-            "object": "payment_method",
-            "allow_redisplay": "unspecified",
-            "billing_details": {
-                "address": {"city": null, "country": null, "line1": null, "line2": null, "postal_code": null, "state": null},
-                "email": null, "name": null, "phone": null, "tax_id": null,
-            },
-            "card": {
+        let card = (pm.kind == PmKind::Card).then(|| {
+            json!({
                 "brand": pm.brand(),
                 "checks": {"address_line1_check": null, "address_postal_code_check": null, "cvc_check": "pass"},
                 "country": "US",
@@ -271,13 +324,141 @@ impl Store {
                 "regulated_status": "unregulated",
                 "three_d_secure_usage": {"supported": true},
                 "wallet": null,
+            })
+        });
+        let bank = (pm.kind == PmKind::UsBankAccount).then(|| {
+            json!({
+                "account_holder_type": "individual",
+                "account_type": "checking",
+                "bank_name": "STRIPE TEST BANK",
+                "financial_connections_account": null,
+                "fingerprint": format!("sim{}", pm.number),
+                "last4": pm.last4(),
+                "networks": {"preferred": "ach", "supported": ["ach"]},
+                "routing_number": TEST_ROUTING_NUMBER,
+                "status_details": null,
+            })
+        });
+        let mut v = json!({
+            "id": pm.id,
+            "object": "payment_method",
+            "allow_redisplay": "unspecified",
+            "billing_details": {
+                "address": {"city": null, "country": null, "line1": null, "line2": null, "postal_code": null, "state": null},
+                "email": null, "name": null, "phone": null, "tax_id": null,
             },
             "created": pm.created,
             "customer": pm.customer,
             "customer_account": null,
             "livemode": false,
             "metadata": {},
-            "type": "card",
+            "type": pm.kind.as_str(),
+        });
+        v[pm.kind.as_str()] = card.or(bank).unwrap_or(Value::Null);
+        v
+    }
+
+    /// The invoice's default PaymentIntent, from the state the invoice keeps of it.
+    pub fn render_payment_intent(&self, inv: &Invoice) -> Option<Value> {
+        let id = inv.payment_intent.as_ref()?;
+        let amount = self.invoice_total(inv).max(0);
+        let pm = inv
+            .pi_payment_method
+            .as_ref()
+            .and_then(|p| self.payment_methods.get(p));
+        let types: Vec<&str> = match pm {
+            Some(p) => vec![p.kind.as_str()],
+            None => vec!["card"],
+        };
+        let error = inv.pi_error.as_ref().map(|(code, decline, message)| {
+            json!({
+                "type": "card_error",
+                "code": code,
+                "decline_code": decline,
+                "message": message,
+                "payment_method": pm.map(|p| self.render_pm(p)),
+            })
+        });
+        let next_action = (inv.pi_status == "requires_action").then(|| {
+            json!({"type": "use_stripe_sdk", "use_stripe_sdk": {"type": "three_d_secure_redirect"}})
+        });
+        Some(json!({
+            "id": id,
+            "object": "payment_intent",
+            "amount": amount,
+            "amount_capturable": 0,
+            "amount_details": {"tip": {}},
+            "amount_received": if inv.pi_status == "succeeded" { amount } else { 0 },
+            "application": null,
+            "application_fee_amount": null,
+            "automatic_payment_methods": null,
+            "canceled_at": if inv.pi_status == "canceled" { json!(inv.voided_at) } else { Value::Null },
+            "cancellation_reason": if inv.pi_status == "canceled" { json!("void_invoice") } else { Value::Null },
+            "capture_method": "automatic",
+            "client_secret": format!("{id}_secret_sim"),
+            "confirmation_method": "automatic",
+            "created": inv.finalized_at.unwrap_or(inv.created),
+            "currency": inv.currency,
+            "customer": inv.customer,
+            "customer_account": null,
+            "description": "Payment for Invoice",
+            "excluded_payment_method_types": null,
+            "last_payment_error": error,
+            "latest_charge": null,
+            "livemode": false,
+            "managed_payments": null,
+            "metadata": {},
+            "next_action": next_action,
+            "on_behalf_of": null,
+            "payment_method": inv.pi_payment_method,
+            "payment_method_configuration_details": null,
+            "payment_method_options": {},
+            "payment_method_types": types,
+            "processing": null,
+            "receipt_email": null,
+            "review": null,
+            "setup_future_usage": null,
+            "shipping": null,
+            "source": null,
+            "statement_descriptor": null,
+            "statement_descriptor_suffix": null,
+            "status": inv.pi_status,
+            "transfer_data": null,
+            "transfer_group": null,
+        }))
+    }
+
+    /// The invoice's `payments` (includable: only rendered when expanded): its default payment.
+    pub fn invoice_payments(&self, inv: &Invoice) -> Value {
+        let data: Vec<Value> = inv
+            .payment_intent
+            .iter()
+            .map(|pi| {
+                let paid = inv.status == "paid";
+                json!({
+                    "id": format!("inpay_{}", &pi[3..]),
+                    "object": "invoice_payment",
+                    "amount_paid": if paid { json!(inv.amount_paid) } else { Value::Null },
+                    "amount_requested": self.invoice_total(inv).max(0),
+                    "created": inv.finalized_at.unwrap_or(inv.created),
+                    "currency": inv.currency,
+                    "invoice": inv.id,
+                    "is_default": true,
+                    "livemode": false,
+                    "payment": {"type": "payment_intent", "payment_intent": pi},
+                    "status": if paid { "paid" } else if inv.pi_status == "canceled" { "canceled" } else { "open" },
+                    "status_transitions": {
+                        "canceled_at": if inv.pi_status == "canceled" { json!(inv.voided_at) } else { Value::Null },
+                        "paid_at": inv.paid_at,
+                    },
+                })
+            })
+            .collect();
+        json!({
+            "object": "list",
+            "data": data,
+            "has_more": false,
+            "url": format!("/v1/invoice_payments?invoice={}", inv.id),
         })
     }
 
@@ -548,7 +729,8 @@ impl Store {
             );
             m.insert("quantity".into(), json!(l.quantity));
             m.insert("quantity_decimal".into(), json!(l.quantity.to_string()));
-            m.insert("subscription".into(), json!(l.subscription));
+            // The pinned version keeps the subscription under `parent` only.
+            m.insert("subscription".into(), Value::Null);
             m.insert(
                 "parent".into(),
                 json!({
@@ -583,7 +765,7 @@ impl Store {
             );
             m.insert("quantity".into(), json!(ii.quantity));
             m.insert("quantity_decimal".into(), json!(ii.quantity.to_string()));
-            m.insert("subscription".into(), json!(ii.subscription));
+            m.insert("subscription".into(), Value::Null);
             m.insert(
                 "parent".into(),
                 json!({
@@ -622,7 +804,10 @@ impl Store {
 
     pub fn render_invoice(&self, inv: &Invoice) -> Value {
         let total = self.invoice_total(inv);
-        let lines = self.invoice_lines(inv);
+        let mut lines = self.invoice_lines(inv);
+        // Stripe embeds the first lines only; `/v1/invoices/{id}/lines` pages the rest.
+        let more_lines = lines.len() > EMBEDDED_LINES;
+        lines.truncate(EMBEDDED_LINES);
         let cust = self.customers.get(&inv.customer);
         let finalized = inv.finalized_at.is_some();
         let amount_due = total.max(0);
@@ -690,8 +875,7 @@ impl Store {
             "lines": {
                 "object": "list",
                 "data": lines,
-                "has_more": false,
-                "total_count": inv.sub_lines.len() + inv.item_ids.len(),
+                "has_more": more_lines,
                 "url": format!("/v1/invoices/{}/lines", inv.id),
             },
             "livemode": false,
@@ -718,7 +902,8 @@ impl Store {
                 "paid_at": inv.paid_at,
                 "voided_at": inv.voided_at,
             },
-            "subscription": inv.subscription,
+            // The pinned version keeps the subscription under `parent` only.
+            "subscription": null,
             "subtotal": total,
             "subtotal_excluding_tax": total,
             "test_clock": null,

@@ -1,6 +1,6 @@
 //! `/admin/billing`: the super admin's revenue page: billing problems to act on (only when there are
 //! any), figures, charts, organizations with their payment flags and the demo toggle, the monthly runs
-//! with the form that starts one, and the audit log. Behind it: each run's page
+//! with the form that starts one, the payment attempts the service made itself, and the audit log. Behind it: each run's page
 //! (`/admin/billing/runs/{run_id}`), the failed payments behind the KPI, and the confirmation steps of a
 //! live run and of the demo toggle.
 
@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use maud::{html, Markup};
 
+mod attempts;
 mod demo;
 mod failed_payments;
 mod page;
@@ -26,6 +27,7 @@ use runs::{run_page, start_run};
 
 const RUNS_SHOWN: i64 = 12;
 const AUDIT_SHOWN: i64 = 30;
+const ATTEMPTS_SHOWN: i64 = 20;
 /// Seconds between reloads of a page that shows a running run (a meta refresh: the CSP allows no script).
 const REFRESH_SECS: u32 = 3;
 

@@ -84,10 +84,11 @@ pub(super) async fn show(
         let runs = overview::recent_runs(&state.db, RUNS_SHOWN).await?;
         let log = audit::recent(&state.db, AUDIT_SHOWN).await?;
         let health = health::check(&state.db, state.settings.billing.timezone, time::now()).await?;
-        Ok::<_, ApiError>((o, runs, log, health))
+        let attempts = crate::billing::attempts::recent(&state.db, ATTEMPTS_SHOWN).await?;
+        Ok::<_, ApiError>((o, runs, log, health, attempts))
     }
     .await;
-    let (o, runs, log, health) = match loaded {
+    let (o, runs, log, health, attempts) = match loaded {
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
@@ -140,6 +141,21 @@ pub(super) async fn show(
             } @else {
                 (runs_table(&runs, tz))
             }
+        }
+
+        section class="card" id="collection-attempts" aria-labelledby="attempts-h" {
+            h2 id="attempts-h" { "Payment attempts" }
+            p class="sub" {
+                "What the service charged itself: open invoices paid at once after an organization's \
+                 payment method changed, and the usage invoices' retries (USAGE_RETRY_DAYS after the \
+                 first failure)."
+            }
+            @let names: std::collections::HashMap<String, String> = o
+                .organizations
+                .iter()
+                .map(|org| (org.tenant_id.clone(), org.name.clone()))
+                .collect();
+            (super::attempts::attempts_table("attempts-table", &attempts, &names, tz, "No payment attempts yet."))
         }
 
         section class="card" id="audit" aria-labelledby="audit-h" {
@@ -505,11 +521,18 @@ pub(super) fn organization_row(org: &overview::Organization) -> Markup {
                 }
                 @if let Some(flag) = &org.payment_flag {
                     div class="payment-flag" {
-                        span class="badge bad" { "payment failed" } " "
+                        @if flag.reason == PaymentFlagReason::ActionRequired {
+                            span class="badge warn action-required" { "confirmation needed" } " "
+                        } @else {
+                            span class="badge bad" { "payment failed" } " "
+                        }
                         a href="/admin/billing/failed-payments" class="muted" {
                             @match flag.reason {
                                 PaymentFlagReason::PastDue => { "renewal unpaid" }
                                 PaymentFlagReason::PaymentFailed => { (flag.amount_due_cents) " unpaid" }
+                                PaymentFlagReason::ActionRequired => {
+                                    "the bank asks the customer to confirm " (flag.amount_due_cents)
+                                }
                             }
                         }
                     }

@@ -352,6 +352,16 @@ pub(super) async fn run_page(
         Err(e) => return ApiError::from(e).into_response(),
     };
     let tz = state.settings.billing.timezone;
+    // What the service itself attempted since on the invoices this run made.
+    let invoices: Vec<String> = run
+        .report
+        .iter()
+        .flat_map(|r| r.billed.iter().filter_map(|b| b.stripe_invoice_id.clone()))
+        .collect();
+    let attempts = match crate::billing::attempts::for_invoices(&state.db, &invoices).await {
+        Ok(a) => a,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
     let name = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_owned());
     let period_name = run
         .period
@@ -431,6 +441,9 @@ pub(super) async fn run_page(
                                         td { (name(&b.tenant_id)) div class="muted" { (b.tenant_id) } }
                                         td {
                                             span class="badge good" { (if run.dry_run { "would bill" } else { "billed" }) }
+                                            @if let Some(p) = &b.payment {
+                                                " " (super::attempts::outcome_badge(p))
+                                            }
                                             @if let Some(inv) = &b.stripe_invoice_id {
                                                 div class="muted" { (inv) }
                                             }
@@ -463,6 +476,19 @@ pub(super) async fn run_page(
                         }
                     }
                 }
+            }
+        }
+    };
+    let body = html! {
+        (body)
+        @if !run.dry_run {
+            section class="card" id="run-attempts" aria-labelledby="run-attempts-h" {
+                h2 id="run-attempts-h" { "Payment attempts since" }
+                p class="sub" {
+                    "The service's own attempts at this run's invoices: retries of a declined usage invoice \
+                     (USAGE_RETRY_DAYS), and payments made at once after a change of payment method."
+                }
+                (super::attempts::attempts_table("run-attempts-table", &attempts, &names, tz, "None: every invoice was settled by the run's charge, or is left to the customer."))
             }
         }
     };

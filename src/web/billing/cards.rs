@@ -13,16 +13,18 @@ use crate::web::html::{badge, count, date, date_opt, date_time, money, notice};
 use crate::web::session::PageUser;
 use maud::{html, Markup};
 
-/// What failed, when, and what to do: open invoices Stripe could not charge, or a past-due
-/// subscription whose failure we have not been told the details of.
+/// What failed, when, and what to do: open invoices Stripe could not charge (`failed`: declined, not
+/// waiting for the customer's confirmation), or a past-due subscription whose failure we have not been
+/// told the details of.
 pub(super) fn failed_banner(
+    failed: &[&invoices::FailedPayment],
     standing: &Standing,
     tz: chrono_tz::Tz,
     admin: bool,
     ctx: &Acting,
 ) -> Markup {
-    let latest = standing.failed.first();
-    let more = standing.failed.len().saturating_sub(1);
+    let latest = failed.first();
+    let more = failed.len().saturating_sub(1);
     html! {
         div class="notice error billing-alert" id="payment-failed" role="alert" {
             strong { "Payment failed." }
@@ -41,10 +43,11 @@ pub(super) fn failed_banner(
                 @if more > 0 {
                     (more) " more unpaid " (if more == 1 { "invoice" } else { "invoices" }) " also failed. "
                 }
-                "Stripe tries again automatically; update the card and the next attempt uses it. "
+                "It is tried again automatically; update the card and the unpaid invoices are charged to \
+                 it at once. "
             } @else {
-                "The last payment for the subscription did not go through. Update the card and Stripe \
-                 uses it at its next attempt. "
+                "The last payment for the subscription did not go through. Update the card and the unpaid \
+                 invoices are charged to it at once. "
             }
             @if let Some(until) = standing.access_until {
                 span id="access-until" {
@@ -64,6 +67,66 @@ pub(super) fn failed_banner(
                     a href=(u) rel="noopener noreferrer" id="failed-invoice" { "View the invoice" }
                 }
             }
+        }
+    }
+}
+
+/// The bank asks the customer to authenticate a payment (3-D Secure): only confirming it on the invoice's
+/// page pays it; a new card would not (the same question comes back).
+pub(super) fn action_required_banner(
+    waiting: &[&invoices::FailedPayment],
+    standing: &Standing,
+    tz: chrono_tz::Tz,
+) -> Markup {
+    let first = waiting.first();
+    let more = waiting.len().saturating_sub(1);
+    html! {
+        div class="notice warn billing-alert" id="payment-action-required" role="alert" {
+            strong { "Your bank asks you to confirm this payment." }
+            " "
+            @if let Some(f) = first {
+                span id="action-required-what" {
+                    "The payment of " (money(f.amount_remaining_cents)) " for invoice "
+                    (f.number.as_deref().unwrap_or(&f.stripe_invoice_id))
+                    " (" (invoice_subject(f.billing_period.as_deref())) ") waits for your confirmation: \
+                     open the invoice and confirm the payment with your bank. Changing the card is not \
+                     needed."
+                }
+                @if more > 0 {
+                    " " (more) " more " (if more == 1 { "invoice waits" } else { "invoices wait" }) " too."
+                }
+            }
+            " "
+            @if let Some(until) = standing.access_until {
+                span id="access-until" {
+                    "The organization keeps access until " (date(until, tz)) "."
+                }
+            }
+            @if let Some(u) = first.and_then(|f| web_link(f.hosted_invoice_url.as_deref())) {
+                div class="actions" {
+                    a href=(u) rel="noopener noreferrer" id="confirm-payment" class="button" {
+                        "Confirm the payment"
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A bank debit in flight: neither paid nor failed until the bank answers.
+pub(super) fn processing_notice(processing: &[invoices::ProcessingPayment]) -> Markup {
+    html! {
+        div class="notice info" id="payment-processing" role="status" {
+            strong { "Payment processing (bank debit)." }
+            @for p in processing {
+                " "
+                span class="processing-what" {
+                    "A bank debit of " (money(p.amount_cents)) " for invoice "
+                    (p.number.as_deref().unwrap_or(&p.stripe_invoice_id))
+                    " (" (invoice_subject(p.billing_period.as_deref())) ") is processing."
+                }
+            }
+            " Banks take up to four business days to confirm a debit; there is nothing to do meanwhile."
         }
     }
 }
@@ -418,11 +481,8 @@ pub(super) fn usage_card(state: &AppState, d: &Dashboard, due: ChargesDue) -> Ma
     }
 }
 
-pub(super) fn invoices_card(
-    state: &AppState,
-    d: &Dashboard,
-    failed: &[invoices::FailedPayment],
-) -> Markup {
+pub(super) fn invoices_card(state: &AppState, d: &Dashboard, standing: &Standing) -> Markup {
+    let failed = &standing.failed;
     let tz = state.settings.billing.timezone;
     html! {
         section class="card" id="invoices" aria-labelledby="invoices-h" {
@@ -453,9 +513,13 @@ pub(super) fn invoices_card(
                                     .billing_period
                                     .as_deref()
                                     .and_then(|p| p.parse::<BillingPeriod>().ok());
-                                @let payment_failed = failed
+                                @let failure = failed
                                     .iter()
-                                    .any(|f| f.stripe_invoice_id == i.stripe_invoice_id);
+                                    .find(|f| f.stripe_invoice_id == i.stripe_invoice_id);
+                                @let processing = standing
+                                    .processing
+                                    .iter()
+                                    .any(|p| p.stripe_invoice_id == i.stripe_invoice_id);
                                 tr id={ "invoice-" (i.stripe_invoice_id) } {
                                     td class="invoice-for" {
                                         @match usage_month {
@@ -467,8 +531,12 @@ pub(super) fn invoices_card(
                                     td { (if what.is_empty() { "Subscription" } else { &what }) }
                                     td class="num" { (money(i.amount_due_cents)) }
                                     td {
-                                        @if payment_failed {
+                                        @if failure.is_some_and(|f| f.action_required) {
+                                            span class="badge warn" { "confirm payment" }
+                                        } @else if failure.is_some() {
                                             span class="badge bad" { "payment failed" }
+                                        } @else if processing {
+                                            span class="badge info" { "processing (bank debit)" }
                                         } @else {
                                             (badge(&i.status))
                                         }

@@ -91,8 +91,11 @@ struct TrialInput {
 /// What the page shows beside the dashboard's figures, from our copy of Stripe (API.md's dashboard
 /// does not list these, so the page reads them itself).
 struct Standing {
-    /// Open invoices Stripe failed to charge, latest failure first.
+    /// Open invoices Stripe failed to charge, latest failure first (some waiting for the customer's
+    /// confirmation: `action_required`).
     failed: Vec<invoices::FailedPayment>,
+    /// Open invoices whose bank debit is processing.
+    processing: Vec<invoices::ProcessingPayment>,
     /// Until when a past-due organization keeps access.
     access_until: Option<chrono::DateTime<chrono::Utc>>,
     /// Whether the organization has had a subscription (a new one then gets no trial).
@@ -105,12 +108,18 @@ async fn standing(
     live: Option<&subscriptions::SubscriptionRow>,
 ) -> Result<Standing, sqlx::Error> {
     let failed = invoices::failed_payments(&state.db, tenant).await?;
+    let processing = invoices::processing(&state.db, tenant).await?;
     let past_due = live.is_some_and(|s| s.state() == SubscriptionStatus::PastDue);
     let access_until = if past_due {
         let grace = chrono::Duration::days(i64::from(state.settings.billing.past_due_grace_days));
         access::for_tenant(&state.db, tenant, grace, crate::domain::time::now())
             .await?
-            .filter(|a| a.reason == access::AccessReason::PastDue)
+            .filter(|a| {
+                matches!(
+                    a.reason,
+                    access::AccessReason::PastDue | access::AccessReason::ActionRequired
+                )
+            })
             .and_then(|a| a.until)
     } else {
         None
@@ -121,6 +130,7 @@ async fn standing(
             .is_empty();
     Ok(Standing {
         failed,
+        processing,
         access_until,
         subscribed_before,
     })
@@ -174,6 +184,9 @@ async fn render(
     let past_due = live
         .as_ref()
         .is_some_and(|s| s.state() == SubscriptionStatus::PastDue);
+    // The bank waits for the customer on some; the others were declined.
+    let (waiting, declined): (Vec<&invoices::FailedPayment>, Vec<&invoices::FailedPayment>) =
+        standing.failed.iter().partition(|f| f.action_required);
 
     let body = html! {
         h1 { "Billing" }
@@ -190,8 +203,14 @@ async fn render(
         @if let Some((kind, text)) = done {
             (notice(kind, "done", text))
         }
-        @if !standing.failed.is_empty() || past_due {
-            (failed_banner(&standing, tz, admin, &ctx))
+        @if !waiting.is_empty() {
+            (action_required_banner(&waiting, &standing, tz))
+        }
+        @if !declined.is_empty() || (past_due && waiting.is_empty()) {
+            (failed_banner(&declined, &standing, tz, admin, &ctx))
+        }
+        @if !standing.processing.is_empty() {
+            (processing_notice(&standing.processing))
         }
         @if let Some(message) = dash.demo_message {
             div class="notice info" id="demo-banner" role="status" {
@@ -215,7 +234,7 @@ async fn render(
             }
             (usage_card(state, &dash, due))
         }
-        (invoices_card(state, &dash, &standing.failed))
+        (invoices_card(state, &dash, &standing))
     };
 
     let label = user.label();

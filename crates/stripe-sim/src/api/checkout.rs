@@ -156,6 +156,16 @@ fn create(s: &mut Store, mut p: Params) -> Result<Value, ApiError> {
         .get(&lines[0].price)
         .map(|x| x.currency.clone())
         .unwrap_or_else(|| "usd".into());
+    for t in pmt.iter().flatten() {
+        if let Some(only) = enums::payment_method_currency(t) {
+            if currency != only {
+                return Err(ApiError::invalid(format!(
+                    "Invalid currency options `{currency}`. The payment method `{t}` only supports the following currencies: `{only}`."
+                ))
+                .param("payment_method_types"));
+            }
+        }
+    }
     let amount_total = lines
         .iter()
         .map(|l| s.prices.get(&l.price).map(|x| x.unit_amount).unwrap_or(0) * l.quantity)

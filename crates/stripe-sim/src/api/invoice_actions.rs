@@ -101,7 +101,7 @@ fn pay(s: &mut Store, id: &str, mut p: Params) -> Result<Value, ApiError> {
         Some(pm) => Some(resolve_pm(s, &pm, &customer, "payment_method")?),
         None => None,
     };
-    billing::attempt_payment(s, id, pm, false)?;
+    billing::attempt_payment(s, id, pm, billing::Attempt::Api)?;
     Ok(s.render_id(id).unwrap_or_default())
 }
 

@@ -16,6 +16,7 @@ mod events;
 mod invoice_actions;
 mod invoice_items;
 mod invoices;
+mod payment_intents;
 mod payment_methods;
 mod portal;
 mod prices;
@@ -27,6 +28,7 @@ mod webhook_endpoints;
 const RESOURCES: &[&[Route]] = &[
     customers::ROUTES,
     payment_methods::ROUTES,
+    payment_intents::ROUTES,
     products::ROUTES,
     prices::ROUTES,
     subscriptions::ROUTES,

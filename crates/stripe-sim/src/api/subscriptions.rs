@@ -124,6 +124,7 @@ fn create(s: &mut Store, mut p: Params) -> Result<Value, ApiError> {
             description,
             cancel_at_period_end,
             payment_behavior,
+            on_session: false,
         },
     )?;
     Ok(s.render_id(&id).unwrap_or_default())

@@ -205,6 +205,9 @@ async fn past_due_recovers_when_paid_with_a_new_card() {
         sim.get(&format!("/v1/invoices/{inv}")).await.ok()["attempt_count"],
         2
     );
+    // The portal writes the new card on the subscription too, so `/pay` charges it.
+    sim.ctl("/_sim/portal/card_update_writes", &[("writes", "both")])
+        .await;
     sim.ctl(
         &format!("/_sim/customers/{cid}/card"),
         &[("card", "4242424242424242")],

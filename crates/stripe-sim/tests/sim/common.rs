@@ -107,6 +107,18 @@ impl Sim {
         self.send(self.http.get(self.url(path))).await.ok()
     }
 
+    /// A hosted page's HTML.
+    pub async fn page(&self, url: &str) -> String {
+        self.http
+            .get(url)
+            .send()
+            .await
+            .expect("page")
+            .text()
+            .await
+            .expect("page text")
+    }
+
     pub async fn customer(&self, email: &str) -> String {
         id(&self.post("/v1/customers", &[("email", email)]).await.ok())
     }

@@ -71,6 +71,15 @@ async fn objects_cover_fixture_keys() {
         ))
         .await
         .ok();
+    let with_payment = sim
+        .get(&format!(
+            "/v1/invoices/{}?expand[]=payments.data.payment.payment_intent",
+            sub["latest_invoice"].as_str().unwrap()
+        ))
+        .await
+        .ok();
+    let invoice_payment = with_payment["payments"]["data"][0].clone();
+    let payment_intent = invoice_payment["payment"]["payment_intent"].clone();
     let cfg = sim
         .post(
             "/v1/billing_portal/configurations",
@@ -123,6 +132,8 @@ async fn objects_cover_fixture_keys() {
         ("invoice", sub_invoice.clone()),
         ("line_item", inv["lines"]["data"][0].clone()),
         ("line_item", sub_invoice["lines"]["data"][0].clone()),
+        ("invoice_payment", invoice_payment),
+        ("payment_intent", payment_intent),
         ("checkout.session", cs),
         ("item", items["data"][0].clone()),
         ("billing_portal.session", portal),

@@ -2,6 +2,7 @@
 
 mod checkout;
 mod clock;
+mod collection;
 mod common;
 mod conformance;
 mod control;

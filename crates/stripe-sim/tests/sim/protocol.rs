@@ -152,10 +152,13 @@ async fn expand_follows_ids_in_objects_and_lists() {
         .ok();
     assert_eq!(nested["latest_invoice"]["customer"]["object"], "customer");
     let invs = sim
-        .get("/v1/invoices?expand[]=data.subscription")
+        .get("/v1/invoices?expand[]=data.parent.subscription_details.subscription")
         .await
         .ok();
-    assert_eq!(invs["data"][0]["subscription"]["id"], sid.as_str());
+    assert_eq!(
+        invs["data"][0]["parent"]["subscription_details"]["subscription"]["id"],
+        sid.as_str()
+    );
     let cs = sim
         .get("/v1/checkout/sessions?expand[]=data.subscription")
         .await

@@ -173,7 +173,10 @@ async fn registered_endpoints_get_only_their_events() {
         assert!(verify(&secret, sig, body));
     }
     let ev: Value = serde_json::from_str(&got[0].1).unwrap();
-    assert_eq!(ev["data"]["object"]["subscription"], sub["id"]);
+    assert_eq!(
+        ev["data"]["object"]["parent"]["subscription_details"]["subscription"],
+        sub["id"]
+    );
     assert_eq!(ev["object"], "event");
     assert!(ev["created"].is_i64());
 
