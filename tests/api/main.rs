@@ -18,6 +18,8 @@ mod migrations;
 mod openapi;
 mod overview;
 mod pages;
+mod platform_db;
+mod platform_follow;
 mod replicas;
 mod stripe_setup;
 mod stripe_sync;
