@@ -498,7 +498,11 @@ async fn take_usage(
     usage_since: DateTime<Utc>,
     lookback: std::time::Duration,
 ) -> Result<(i64, i64), String> {
-    let mut follower = Follower::new(state.clone(), source.clone(), Options::new(lookback));
+    // Up to the platform's clock: an import takes what is committed when it runs (a follower started
+    // afterwards re-reads the lookback window for rows committed later).
+    let mut opts = Options::new(lookback);
+    opts.settle = std::time::Duration::ZERO;
+    let mut follower = Follower::new(state.clone(), source.clone(), opts);
     let result = async {
         if store::load(&state.db).await?.is_none() {
             store::init(&state.db, usage_since).await?;

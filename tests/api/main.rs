@@ -20,6 +20,7 @@ mod overview;
 mod pages;
 mod platform_db;
 mod platform_follow;
+mod platform_import;
 mod replicas;
 mod stripe_setup;
 mod stripe_sync;
