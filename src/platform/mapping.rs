@@ -347,6 +347,35 @@ mod tests {
         assert_eq!(whole_words(".0"), None);
     }
 
+    /// The cases the Python package's tests check too (clients/python): one mapping, two implementations.
+    #[test]
+    fn the_shared_cases_map_as_listed() {
+        let cases: serde_json::Value =
+            serde_json::from_str(include_str!("../../testdata/platform/mapping_cases.json"))
+                .unwrap();
+        for case in cases.as_array().unwrap() {
+            let r = &case["row"];
+            let row = UsageRow {
+                id: r["id"].as_str().unwrap().into(),
+                tenant_id: "5f0c2b7a-1d3e-4f6a-8b9c-0d1e2f3a4b5c".into(),
+                usage_type: r["usage_type"].as_str().unwrap().into(),
+                amount: r["amount"].as_str().unwrap().into(),
+                call_id: r["call_id"].as_str().map(Into::into),
+                created_at: now(),
+            };
+            let expect = &case["expect"];
+            match map(&row) {
+                Mapped::Event(e) => {
+                    assert_eq!(expect["event_id"], e.event_id.as_str(), "{case}");
+                    assert_eq!(expect["type"], e.usage_type.as_str(), "{case}");
+                    assert_eq!(expect["quantity"], e.quantity, "{case}");
+                }
+                Mapped::NotBilled => assert_eq!(expect, "not_billed", "{case}"),
+                Mapped::Held(h) => assert_eq!(expect["held"], h.reason.as_str(), "{case}"),
+            }
+        }
+    }
+
     #[test]
     fn hold_reasons_round_trip() {
         for r in HoldReason::ALL {
