@@ -205,11 +205,7 @@ impl Follower {
                     step.taken += 1;
                 }
                 Mapped::NotBilled => step.not_billed += 1,
-                Mapped::Held(hold) => {
-                    tracing::warn!(record = %row.id, reason = %hold.reason, detail = %hold.detail,
-                        "platform usage row held back");
-                    step.held.push(HeldRow::new(row, hold));
-                }
+                Mapped::Held(hold) => step.held.push(HeldRow::new(row, hold)),
             }
         }
         Ok((events, step))
@@ -242,6 +238,10 @@ impl Follower {
                     .await?;
                 let full = read.rows.len() as i64 >= self.opts.batch;
                 let (events, step) = self.map(&read.rows).await?;
+                for h in &step.held {
+                    tracing::warn!(record = %h.record_id, reason = %h.reason, detail = %h.detail,
+                        "platform usage row held back");
+                }
                 let moved = reached != reading;
                 reading = reached.clone();
                 let rows = read.rows.len();
