@@ -216,6 +216,26 @@ macro_rules! insert_held {
     };
 }
 
+/// Runs `$sql` (an update of the follower's row that names the holder) with its binds and records `$held` in
+/// the same transaction; `Ok(false)`, with nothing written, when the holder no longer holds the lease.
+macro_rules! update_with_held {
+    ($db:expr, $sql:expr, [$($bind:expr),* $(,)?], $held:expr) => {
+        begin_write!($db, pool, tx => {
+            let moved = sqlx::query($sql)
+                $(.bind($bind))*
+                .execute(&mut *tx)
+                .await?
+                .rows_affected() == 1;
+            if !moved {
+                return Ok(false);
+            }
+            insert_held!(tx, $held);
+            tx.commit().await?;
+            Ok(true)
+        })
+    };
+}
+
 /// Records that every row up to `cursor` is behind, with what the step did; false (nothing written) if
 /// `holder` no longer holds the lease.
 pub async fn advance(
@@ -224,30 +244,22 @@ pub async fn advance(
     cursor: &Key,
     step: &Step,
 ) -> Result<bool, sqlx::Error> {
-    let at = now();
-    begin_write!(db, pool, tx => {
-        let moved = sqlx::query(
-            "UPDATE platform_follow SET cursor_at = $1, cursor_id = $2, rows_taken = rows_taken + $3,
-                 rows_not_billed = rows_not_billed + $4, last_read_at = $5, last_error = NULL,
-                 last_error_at = NULL, updated_at = $5
-             WHERE id = 1 AND holder = $6",
-        )
-        .bind(cursor.at)
-        .bind(&cursor.id)
-        .bind(step.taken)
-        .bind(step.not_billed)
-        .bind(at)
-        .bind(holder)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected() == 1;
-        if !moved {
-            return Ok(false);
-        }
-        insert_held!(tx, &step.held);
-        tx.commit().await?;
-        Ok(true)
-    })
+    update_with_held!(
+        db,
+        "UPDATE platform_follow SET cursor_at = $1, cursor_id = $2, rows_taken = rows_taken + $3,
+             rows_not_billed = rows_not_billed + $4, last_read_at = $5, last_error = NULL,
+             last_error_at = NULL, updated_at = $5
+         WHERE id = 1 AND holder = $6",
+        [
+            cursor.at,
+            &cursor.id,
+            step.taken,
+            step.not_billed,
+            now(),
+            holder
+        ],
+        &step.held
+    )
 }
 
 /// Records a re-read: its snapshot and the key it covered, with what it found.
@@ -258,30 +270,22 @@ pub async fn rechecked(
     through: &Key,
     step: &Step,
 ) -> Result<bool, sqlx::Error> {
-    let at = now();
-    begin_write!(db, pool, tx => {
-        let moved = sqlx::query(
-            "UPDATE platform_follow SET recheck_snapshot = $1, recheck_at = $2, recheck_id = $3,
-                 rows_late = rows_late + $4, rows_not_billed = rows_not_billed + $5, updated_at = $6
-             WHERE id = 1 AND holder = $7",
-        )
-        .bind(snapshot)
-        .bind(through.at)
-        .bind(&through.id)
-        .bind(step.taken)
-        .bind(step.not_billed)
-        .bind(at)
-        .bind(holder)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected() == 1;
-        if !moved {
-            return Ok(false);
-        }
-        insert_held!(tx, &step.held);
-        tx.commit().await?;
-        Ok(true)
-    })
+    update_with_held!(
+        db,
+        "UPDATE platform_follow SET recheck_snapshot = $1, recheck_at = $2, recheck_id = $3,
+             rows_late = rows_late + $4, rows_not_billed = rows_not_billed + $5, updated_at = $6
+         WHERE id = 1 AND holder = $7",
+        [
+            snapshot,
+            through.at,
+            &through.id,
+            step.taken,
+            step.not_billed,
+            now(),
+            holder
+        ],
+        &step.held
+    )
 }
 
 /// Held rows not checked since `before`, oldest check first.
