@@ -3,6 +3,7 @@
 #   - PostgreSQL on 127.0.0.1:5432 (started if it is not running; the PostgreSQL tests never skip),
 #   - the Rust test suites on SQLite and PostgreSQL,
 #   - the official Stripe Python SDK against the simulator (a venv in .venv),
+#   - the Python package clients/python against the binary (same venv),
 #   - `stripe setup` and `stripe check` through the binary against the simulator,
 #   - schemathesis against /api/openapi.json on SQLite and PostgreSQL (same venv),
 #   - the browser tests in headless Chromium (when tests/browser exists),
@@ -69,6 +70,11 @@ fi
 if [ -x scripts/sdk-check/run.sh ]; then
   log "official Stripe SDK against the simulator"
   scripts/sdk-check/run.sh
+fi
+
+if [ -x scripts/python-client/run.sh ]; then
+  log "the Python package (clients/python) against the binary"
+  scripts/python-client/run.sh
 fi
 
 if [ -x scripts/stripe-check.sh ]; then

@@ -92,6 +92,11 @@ enum Command {
         #[command(subcommand)]
         command: UsageCommand,
     },
+    /// The platform's own database: follow its organizations and usage, show how far, move a deployment over.
+    Platform {
+        #[command(subcommand)]
+        command: PlatformCommand,
+    },
     /// Monthly reports: usage or revenue by organization.
     Report {
         #[command(subcommand)]
@@ -120,6 +125,29 @@ enum UsageCommand {
         /// Never draw the progress bar.
         #[arg(long)]
         no_progress: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PlatformCommand {
+    /// Follow PLATFORM_DATABASE_URL until stopped (what `serve` does when it is set): register its
+    /// organizations, follow their names and demo status, ingest every row of usage_records once.
+    Follow,
+    /// How far the follower is: its lag, the rows ingested, the rows held back and why.
+    Status,
+    /// Move a deployment over: register the platform's organizations, link their Stripe customers, run
+    /// `stripe sync` for them and take usage from the cut-over date. Dry unless --apply; safe to repeat.
+    Import {
+        /// The platform's PostgreSQL (read-only is enough).
+        #[arg(long = "from")]
+        from: String,
+        /// Do it (without: print what it would do and every conflict; nothing changes).
+        #[arg(long)]
+        apply: bool,
+        /// Usage from this day on (YYYY-MM-DD, in BILLING_TIMEZONE; default: the first day of the current
+        /// period). Earlier months are taken as billed by the platform.
+        #[arg(long)]
+        usage_since: Option<String>,
     },
 }
 
@@ -241,6 +269,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             month,
             json,
         } => report_command(settings, report, month, json).await,
+        Command::Platform { command } => platform_command(settings, command).await,
         Command::Token {
             tenant,
             role,
@@ -571,6 +600,67 @@ async fn report_command(
     db.close().await;
     println!("{}", out?.trim_end());
     Ok(())
+}
+
+async fn platform_command(settings: Settings, command: PlatformCommand) -> anyhow::Result<()> {
+    let db = Db::connect(&settings.database.url).await?;
+    db::migrate(&db).await?;
+    let lookback = settings.platform.lookback;
+    let tz = settings.billing.timezone;
+    let url = settings.platform.database_url.clone();
+    let state = crate::state::AppState::new(db, std::sync::Arc::new(settings), Secret::new(""));
+    let result = match command {
+        PlatformCommand::Status => {
+            let status = crate::platform::status::Status::read(&state.db).await?;
+            print!("{}", status.render());
+            Ok(())
+        }
+        PlatformCommand::Follow => {
+            telemetry::init();
+            let url = url.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "PLATFORM_DATABASE_URL is not set: set it to the platform's PostgreSQL"
+                )
+            })?;
+            let source = crate::platform::Source::connect_lazy(url.expose())?;
+            let (trigger, stop) = crate::shutdown::channel();
+            let follow = tokio::spawn(crate::platform::follow::run(
+                state.clone(),
+                source,
+                crate::platform::Options::new(lookback),
+                stop,
+            ));
+            shutdown_signal().await;
+            trigger.fire();
+            follow.await?;
+            Ok(())
+        }
+        PlatformCommand::Import {
+            from,
+            apply,
+            usage_since,
+        } => {
+            let since = match usage_since {
+                Some(day) => {
+                    let day =
+                        chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d").map_err(|_| {
+                            anyhow::anyhow!("--usage-since must be a day, YYYY-MM-DD; got {day:?}")
+                        })?;
+                    crate::domain::local_midnight(day, tz)
+                }
+                None => BillingPeriod::containing(time::now(), tz).bounds(tz).0,
+            };
+            let source = crate::platform::Source::connect_lazy(&from)?;
+            let report =
+                crate::platform::import::run(&state, &source, apply, since, lookback).await;
+            source.close().await;
+            let report = report?;
+            print!("{}", report.render());
+            Ok(())
+        }
+    };
+    state.db.close().await;
+    result
 }
 
 fn database_kind(url: &str) -> &'static str {

@@ -71,6 +71,17 @@ pub struct Settings {
     pub stripe: StripeSettings,
     pub billing: BillingSettings,
     pub usage: UsageSettings,
+    pub platform: PlatformSettings,
+}
+
+/// Following the platform's own database (API.md, "The platform's data").
+#[derive(Debug, Clone)]
+pub struct PlatformSettings {
+    /// `PLATFORM_DATABASE_URL`: when set, `serve` follows the platform's organizations and usage. A
+    /// secret: the URL may carry a password.
+    pub database_url: Option<Secret>,
+    /// `PLATFORM_LOOKBACK_S`: how far back the follower re-reads for rows committed late.
+    pub lookback: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -297,6 +308,24 @@ impl Settings {
                     0,
                 )?,
             },
+            platform: PlatformSettings {
+                database_url: match get("PLATFORM_DATABASE_URL") {
+                    Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                        Some(Secret::new(url))
+                    }
+                    Some(_) => {
+                        return Err(ConfigError(
+                            "PLATFORM_DATABASE_URL must be the platform's PostgreSQL, postgres://user:password@host/db \
+                             (a read-only role is enough)"
+                                .into(),
+                        ))
+                    }
+                    None => None,
+                },
+                lookback: std::time::Duration::from_secs(
+                    parse_num::<u64>(&get, "PLATFORM_LOOKBACK_S", 600)?.max(1),
+                ),
+            },
         })
     }
 
@@ -433,6 +462,8 @@ mod tests {
         assert_eq!(s.billing.usage_retry_days, vec![3, 5, 7]);
         assert_eq!(s.stripe.payment_methods, vec!["card", "us_bank_account"]);
         assert!(s.check_payment_methods().is_ok());
+        assert!(s.platform.database_url.is_none());
+        assert_eq!(s.platform.lookback, std::time::Duration::from_secs(600));
         assert!(s.stripe.webhook_secret.is_empty());
         assert!(s.require_jwt_secret().is_err());
     }
@@ -453,6 +484,11 @@ mod tests {
         assert!(err.0.contains("CALL_PRICE_CENTS"), "{err}");
         let err = Settings::from_vars(&vars(&[("DATABASE_URL", "mysql://x")])).unwrap_err();
         assert!(err.0.contains("DATABASE_URL"), "{err}");
+        let err =
+            Settings::from_vars(&vars(&[("PLATFORM_DATABASE_URL", "mysql://x")])).unwrap_err();
+        assert!(err.0.contains("PLATFORM_DATABASE_URL"), "{err}");
+        let err = Settings::from_vars(&vars(&[("PLATFORM_LOOKBACK_S", "-5")])).unwrap_err();
+        assert!(err.0.contains("PLATFORM_LOOKBACK_S"), "{err}");
         let err = Settings::from_vars(&vars(&[("BIND", "nope")])).unwrap_err();
         assert!(err.0.contains("BIND"), "{err}");
         let err = Settings::from_vars(&vars(&[("CORS_ALLOWED_ORIGINS", "https://a.example,*")]))
@@ -487,10 +523,19 @@ mod tests {
             ("JWT_SECRET", "jwt-very-secret"),
             ("STRIPE_SECRET_KEY", "sk_test_supersecret"),
             ("STRIPE_WEBHOOK_SECRET", "whsec_topsecret"),
+            (
+                "PLATFORM_DATABASE_URL",
+                "postgres://reader:pgsecret@db/platform",
+            ),
         ]))
         .unwrap();
         let debug = format!("{s:?}");
-        for secret in ["jwt-very-secret", "sk_test_supersecret", "whsec_topsecret"] {
+        for secret in [
+            "jwt-very-secret",
+            "sk_test_supersecret",
+            "whsec_topsecret",
+            "pgsecret",
+        ] {
             assert!(!debug.contains(secret), "{secret} leaked in {debug}");
         }
         assert!(debug.contains("<redacted>"));

@@ -18,6 +18,7 @@ pub mod extract;
 pub mod fuzzing;
 pub mod metrics;
 pub mod overview;
+pub mod platform;
 pub mod routes;
 pub mod shutdown;
 pub mod startup;

@@ -80,6 +80,16 @@ const HELP: &[(&str, &str, &str)] = &[
         "gauge",
         "Closed billing periods left unfinished: invoices stopped part-way, a last run that did not complete, or never run with usage waiting.",
     ),
+    (
+        "platform_rows_held",
+        "gauge",
+        "Rows of the platform's usage_records held back because they cannot be billed as they are (platform status says why).",
+    ),
+    (
+        "platform_follow_lag_seconds",
+        "gauge",
+        "Seconds between now and the time up to which every row of the platform's usage_records has been taken.",
+    ),
 ];
 
 /// A gauge's value as read at scrape time.
@@ -99,6 +109,20 @@ pub fn billing_health(orphan_claims: usize, unfinished_periods: usize) -> [Gauge
         Gauge {
             name: "billing_unfinished_periods",
             value: unfinished_periods as f64,
+        },
+    ]
+}
+
+/// The platform follower's gauges (see `platform::status`).
+pub fn platform_follow(rows_held: i64, lag_seconds: f64) -> [Gauge; 2] {
+    [
+        Gauge {
+            name: "platform_rows_held",
+            value: rows_held as f64,
+        },
+        Gauge {
+            name: "platform_follow_lag_seconds",
+            value: lag_seconds,
         },
     ]
 }

@@ -100,6 +100,23 @@ impl Application {
             tasks.spawn(crate::billing::scheduler::run(state.clone(), stop.clone()));
             tasks.spawn(crate::usage::compact::run(state.clone(), stop.clone()));
             tasks.spawn(crate::usage::fold::run(state.clone(), stop.clone()));
+            if let Some(url) = &state.settings.platform.database_url {
+                // A bad URL is refused when settings load; a platform that is down is retried inside.
+                match crate::platform::Source::connect_lazy(url.expose()) {
+                    Ok(source) => {
+                        let opts = crate::platform::Options::new(state.settings.platform.lookback);
+                        tasks.spawn(crate::platform::follow::run(
+                            state.clone(),
+                            source,
+                            opts,
+                            stop.clone(),
+                        ));
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "the platform's database is not followed")
+                    }
+                }
+            }
         }
         let served = axum::serve(
             listener,

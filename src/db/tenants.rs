@@ -66,16 +66,81 @@ pub async fn add(
         .await
         .map(|row| from_row(&row))
     });
-    result.map_err(|e| match &e {
+    result.map_err(|e| add_error(e, id, subdomain))
+}
+
+/// A refused insert said in our terms: which unique key it hit.
+fn add_error(e: sqlx::Error, id: &TenantId, subdomain: &str) -> AddTenantError {
+    match &e {
         sqlx::Error::Database(d) if d.is_unique_violation() => {
-            let msg = d.message();
-            if d.constraint() == Some("tenants_subdomain_key") || msg.contains("subdomain") {
+            if d.constraint() == Some("tenants_subdomain_key") || d.message().contains("subdomain")
+            {
                 AddTenantError::DuplicateSubdomain(subdomain.to_owned())
             } else {
                 AddTenantError::DuplicateId(id.to_string())
             }
         }
         _ => AddTenantError::Db(e),
+    }
+}
+
+/// Adds a tenant that has been a demo account since `since` (its creation elsewhere): one transaction, so
+/// it never exists without its demo interval.
+pub async fn add_demo_since(
+    db: &Db,
+    id: &TenantId,
+    name: &str,
+    subdomain: &str,
+    since: DateTime<Utc>,
+) -> Result<Tenant, AddTenantError> {
+    let at = now();
+    let result: Result<Tenant, sqlx::Error> = async {
+        crate::begin_write!(db, pool, tx => {
+            let row = sqlx::query(&format!(
+                "INSERT INTO tenants (id, name, subdomain, is_demo, created_at, updated_at)
+                 VALUES ($1, $2, $3, TRUE, $4, $4) RETURNING {COLUMNS}"
+            ))
+            .bind(id.as_str())
+            .bind(name)
+            .bind(subdomain)
+            .bind(at)
+            .fetch_one(&mut *tx)
+            .await?;
+            sqlx::query("INSERT INTO tenant_demo_periods (tenant_id, started_at) VALUES ($1, $2)")
+                .bind(id.as_str())
+                .bind(since.min(at))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(from_row(&row))
+        })
+    }
+    .await;
+    result.map_err(|e| add_error(e, id, subdomain))
+}
+
+/// Renames a tenant; false if it is unknown.
+pub async fn rename(db: &Db, id: &TenantId, name: &str) -> Result<bool, sqlx::Error> {
+    with_pool!(db, pool => {
+        sqlx::query("UPDATE tenants SET name = $2, updated_at = $3 WHERE id = $1")
+            .bind(id.as_str())
+            .bind(name)
+            .bind(now())
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected() == 1)
+    })
+}
+
+/// Whether another tenant than `except` has this subdomain.
+pub async fn subdomain_taken(db: &Db, subdomain: &str, except: &str) -> Result<bool, sqlx::Error> {
+    with_pool!(db, pool => {
+        sqlx::query_scalar::<_, String>("SELECT id FROM tenants WHERE subdomain = $1 AND id <> $2")
+            .bind(subdomain)
+            .bind(except)
+            .fetch_optional(pool)
+            .await
+            .map(|r| r.is_some())
     })
 }
 

@@ -25,7 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let tz = state.settings.billing.timezone;
     let checked = tokio::time::timeout(HEALTH_TIMEOUT, health::check(&state.db, tz, time::now()));
-    let gauges: Vec<crate::metrics::Gauge> = match checked.await {
+    let mut gauges: Vec<crate::metrics::Gauge> = match checked.await {
         Ok(Ok(h)) => {
             crate::metrics::billing_health(h.orphan_claims.len(), h.unfinished_periods.len())
                 .to_vec()
@@ -39,6 +39,11 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             Vec::new()
         }
     };
+    match tokio::time::timeout(HEALTH_TIMEOUT, crate::platform::status::gauges(&state.db)).await {
+        Ok(Ok(g)) => gauges.extend(g),
+        Ok(Err(e)) => tracing::warn!(error = %e, "platform follower gauges not read for /metrics"),
+        Err(_) => tracing::warn!("platform follower gauges not read for /metrics in time"),
+    }
     (
         [(
             header::CONTENT_TYPE,

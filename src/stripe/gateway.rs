@@ -14,6 +14,8 @@ use crate::domain::{BillingPeriod, Cents};
 #[derive(Debug, Clone, Copy)]
 pub enum Listing<'a> {
     Customers,
+    /// Every subscription that has not ended (Stripe's default listing: not canceled).
+    Subscriptions,
     /// A customer's subscriptions in any state.
     SubscriptionsOf(&'a str),
     InvoicesOf(&'a str),
@@ -289,6 +291,7 @@ impl StripeClient {
     ) -> Result<Vec<(T, chrono::DateTime<chrono::Utc>)>, StripeError> {
         let (path, params) = match listing {
             Listing::Customers => ("customers", Params::new()),
+            Listing::Subscriptions => ("subscriptions", Params::new()),
             Listing::SubscriptionsOf(c) => (
                 "subscriptions",
                 Params::new().set("customer", c).set("status", "all"),
@@ -381,6 +384,21 @@ impl StripeClient {
             .metadata("tenant_id", tenant)
             .metadata("subdomain", subdomain);
         self.post("customers", &params, key).await
+    }
+
+    /// Sets `metadata.tenant_id` on an existing customer (one made before this service, by the platform).
+    pub async fn set_customer_tenant(
+        &self,
+        customer: &str,
+        tenant: &str,
+        key: &str,
+    ) -> Result<Customer, StripeError> {
+        self.post(
+            &format!("customers/{customer}"),
+            &Params::new().metadata("tenant_id", tenant),
+            key,
+        )
+        .await
     }
 
     /// Follows `has_more` through a list.

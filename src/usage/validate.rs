@@ -227,6 +227,30 @@ pub fn check(raw: &RawEvent<'_>, received_at: DateTime<Utc>) -> Result<NewEvent,
     }
 }
 
+/// One event from typed values (a row of the platform's `usage_records`, a client's call), checked by the
+/// same field rules as the API's JSON: the first problem found.
+pub fn event(
+    event_id_raw: &str,
+    tenant_id_raw: &str,
+    usage_type: UsageType,
+    quantity_raw: i64,
+    occurred_at_raw: DateTime<Utc>,
+    metadata_raw: Option<&Value>,
+    received_at: DateTime<Utc>,
+) -> Result<NewEvent, FieldError> {
+    let quantity = quantity(Some(quantity_raw))?;
+    call_quantity(Some(usage_type), Some(quantity))?;
+    let occurred = occurred_at_raw.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    Ok(NewEvent {
+        event_id: event_id(Some(event_id_raw))?,
+        tenant_id: tenant_id(Some(tenant_id_raw))?,
+        usage_type,
+        quantity,
+        occurred_at: occurred_at(Some(&occurred), received_at)?,
+        metadata: metadata(metadata_raw)?,
+    })
+}
+
 /// A usage batch as `POST /api/usage/events` receives it, checked event by event.
 #[derive(Debug, Default)]
 pub struct Batch {
