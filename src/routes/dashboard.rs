@@ -1,7 +1,7 @@
 //! `GET /api/billing/dashboard`: the tenant's billing as of now (see `crate::dashboard`), or for a super
 //! admin who names no tenant, every organization's (`crate::overview::all_organizations`).
 
-use crate::auth::{Role, TenantUser};
+use crate::auth::{Caller, Role, TenantUser};
 use crate::dashboard::{load, unregistered, Dashboard, DashboardError};
 use crate::error::{ApiError, ApiResult};
 use crate::overview::all_organizations::{self as all, AllOrganizations};
@@ -43,17 +43,21 @@ pub enum DashboardView {
     ))]
 async fn dashboard(
     State(state): State<AppState>,
-    user: TenantUser,
+    caller: Caller,
+    // A super admin's token need not name a tenant: its `tenant_id` is read only when the view is one
+    // tenant's.
+    user: Result<TenantUser, ApiError>,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<DashboardView>> {
     let names_tenant = query
         .as_deref()
         .is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "tenant_id"));
-    if user.caller.role == Role::SuperAdmin && !names_tenant {
+    if caller.role == Role::SuperAdmin && !names_tenant {
         return Ok(Json(DashboardView::AllOrganizations(
             all::now(&state).await?,
         )));
     }
+    let user = user?;
     let own = user.tenant_id.as_str() == user.caller.claims.tenant_id;
     match load(&state, &user.tenant_id).await {
         Ok(d) => Ok(Json(DashboardView::Tenant(Box::new(d)))),

@@ -22,6 +22,7 @@ store_tests!(
     super_admin_billing_page_gets_every_field_it_reads,
     organization_billing_page_gets_every_field_it_reads,
     super_admin_figures_are_the_overviews_and_the_runs,
+    a_super_admins_token_need_not_name_a_tenant,
 );
 
 const GOOD_CARD: &str = "4242424242424242";
@@ -1181,4 +1182,33 @@ async fn an_invoice_sent_for_payment_shows_its_due_date(store: crate::helpers::S
     assert_eq!(shown_due.timestamp(), due, "{shown}");
     assert_eq!(shown["call_count"], 1);
     assert_eq!(shown["status"], "open");
+}
+
+/// API.md: "The `tenant_id` of a `super_admin` ... token need not name a tenant": the all-organizations
+/// view is answered whatever the token's `tenant_id` holds; a view of one tenant still needs a valid one.
+async fn a_super_admins_token_need_not_name_a_tenant(app: TestApp) {
+    app.add_tenant("org-a").await;
+    for tenant_id in ["", &"x".repeat(65)] {
+        let token = crate::helpers::token(tenant_id, "super_admin");
+        let view = app
+            .get("/api/billing/dashboard", Some(&token))
+            .await
+            .expect(200)
+            .body;
+        assert_eq!(view["view_type"], "super_admin");
+        assert_eq!(view["total_organizations"], 1);
+        let named = app
+            .get("/api/billing/dashboard?tenant_id=", Some(&token))
+            .await
+            .expect(422);
+        assert_eq!(named.body["code"], "invalid_tenant_id");
+        let member = crate::helpers::token(tenant_id, "member");
+        let refused = app
+            .get("/api/billing/dashboard", Some(&member))
+            .await
+            .expect(422);
+        assert!(refused.body["detail"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty()));
+    }
 }
