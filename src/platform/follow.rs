@@ -392,8 +392,9 @@ impl Follower {
         Ok(store::rechecked(&self.state.db, &self.holder, &snapshot, &through, &step).await?)
     }
 
-    /// One batch of the sweep, starting a pass when one is due; false if the lease was lost.
-    async fn sweep(&mut self) -> anyhow::Result<bool> {
+    /// One batch of the sweep, starting a pass when one is due; false if the lease was lost. Step 5 of a
+    /// pass.
+    pub async fn sweep(&mut self) -> anyhow::Result<bool> {
         let st = store::load(&self.state.db)
             .await?
             .ok_or_else(|| anyhow::anyhow!("the follower's row is missing"))?;
