@@ -4,7 +4,8 @@
 //! ```sh
 //! cargo run --release --example platform_bench -- --backlog 10000000 --http-events 1000000 --rate 2000 --seconds 60
 //! # --pg URL (the PostgreSQL server; the databases platform_bench and billing_bench are made on it),
-//! # --tenants N (100), --clients N (4, the HTTP part's concurrent clients), --skip http|backlog|live
+//! # --tenants N (100), --clients N (4, the HTTP part's concurrent clients), --late N (100, the sweep part),
+//! # --skip http|backlog|sweep|live
 //! ```
 //!
 //! - **http**: `--http-events` events in batches of 1,000 posted by `--clients` clients to the service
@@ -13,6 +14,11 @@
 //! - **backlog**: `--backlog` rows seeded with SQL into the platform's tables (testdata/platform/schema.sql)
 //!   over the last three hours, words and calls in turn; then one follower, from an empty billing schema,
 //!   reads and ingests all of them: rows/s, and the ratio to the http part.
+//! - **sweep** (after the backlog, on its rows): `--late` rows stamped at random times of the backlog's
+//!   three hours are committed now (as a platform session idle for hours would write them), then one whole
+//!   pass of the follower's sweep over the backlog: its duration, rows read per second, the time of each
+//!   batch (one per pass of the follower: what the platform's database serves at a time), and the late
+//!   rows found.
 //! - **live**: the platform writes `--rate` rows/s for `--seconds`, each row its own transaction with the
 //!   server's `now()` as `record_usage` does, from 8 connections, open loop; a follower as `serve` runs it
 //!   (default pace: a read every 250 ms up to 1 s before the platform's clock, re-reads every 10 s). The
@@ -51,6 +57,8 @@ struct Args {
     rate: u64,
     #[arg(long, default_value_t = 60)]
     seconds: u64,
+    #[arg(long, default_value_t = 100)]
+    late: i64,
     #[arg(long)]
     skip: Vec<String>,
 }
@@ -240,7 +248,7 @@ async fn http_part(args: &Args, run: &str) -> anyhow::Result<f64> {
     Ok(rate)
 }
 
-async fn backlog_part(args: &Args, run: &str) -> anyhow::Result<f64> {
+async fn backlog_part(args: &Args, run: &str, sweep: bool) -> anyhow::Result<f64> {
     let purl = schema(&args.pg, "platform_bench", &format!("pb_backlog_{run}")).await?;
     let (pool, _) = platform(&purl, args.tenants).await?;
     let seeding = Instant::now();
@@ -310,7 +318,72 @@ async fn backlog_part(args: &Args, run: &str) -> anyhow::Result<f64> {
         args.backlog,
         load()
     );
+    if sweep {
+        follower.release().await;
+        sweep_part(args, &state, &pool, &purl).await?;
+    }
     Ok(rate)
+}
+
+/// One whole sweep pass over the backlog, with `--late` rows committed after the follower's first read.
+async fn sweep_part(
+    args: &Args,
+    state: &AppState,
+    pool: &sqlx::PgPool,
+    purl: &str,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "WITH t AS (SELECT array_agg(id ORDER BY id) AS ids FROM tenants)
+         INSERT INTO usage_records (id, tenant_id, usage_type, amount, cost_cents, cost_currency,
+                                    additional_data, usage_date, created_at)
+         SELECT gen_random_uuid(), t.ids[1 + (g % array_length(t.ids, 1))], 'stt_words', 7, 0, 'USD', '{}',
+                ts, ts
+         FROM t, generate_series(1, $1::bigint) AS g,
+              LATERAL (SELECT now() - interval '3 hours' + random() * interval '165 minutes' AS ts) AS s",
+    )
+    .bind(args.late)
+    .execute(pool)
+    .await?;
+    let mut opts = Options::new(std::time::Duration::from_secs(600));
+    opts.sweep_every = std::time::Duration::ZERO;
+    let mut follower = Follower::new(state.clone(), Source::connect_lazy(purl)?, opts);
+    anyhow::ensure!(follower.lease().await?, "the lease");
+    let load_before = load();
+    let started = Instant::now();
+    let mut batches = Vec::new();
+    loop {
+        let at = Instant::now();
+        anyhow::ensure!(follower.sweep().await?, "the lease");
+        batches.push(at.elapsed().as_secs_f64());
+        let st = store::load(&state.db).await?.expect("following");
+        if st.sweep.pass.is_none() {
+            break;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let st = store::load(&state.db).await?.expect("following");
+    anyhow::ensure!(
+        st.rows_swept == args.late,
+        "found {} of {}",
+        st.rows_swept,
+        args.late
+    );
+    batches.sort_by(f64::total_cmp);
+    let pct = |p: f64| batches[((batches.len() - 1) as f64 * p).round() as usize] * 1000.0;
+    println!(
+        "sweep: {} rows read in {secs:.1} s ({:.0} rows/s), {} batches of up to 50,000: p50 {:.0} ms, \
+         p99 {:.0} ms, max {:.0} ms; {} late rows found (load before {load_before}, after {})",
+        st.sweep.scanned,
+        st.sweep.scanned as f64 / secs,
+        batches.len(),
+        pct(0.5),
+        pct(0.99),
+        pct(1.0),
+        st.rows_swept,
+        load()
+    );
+    follower.release().await;
+    Ok(())
 }
 
 async fn live_part(args: &Args, run: &str) -> anyhow::Result<()> {
@@ -412,7 +485,7 @@ async fn main() -> anyhow::Result<()> {
         Some(http_part(&args, &run).await?)
     };
     if !skip("backlog") {
-        let backlog = backlog_part(&args, &run).await?;
+        let backlog = backlog_part(&args, &run, !skip("sweep")).await?;
         if let Some(http) = http {
             println!(
                 "backlog catch-up / http batch ingestion: {:.0} %",

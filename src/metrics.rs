@@ -90,6 +90,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "gauge",
         "Seconds between now and the time up to which every row of the platform's usage_records has been taken.",
     ),
+    (
+        "platform_rows_swept_total",
+        "counter",
+        "Rows of the platform's usage_records found by the follower's sweep: committed too long after their usage_date for the re-read of PLATFORM_LOOKBACK_S.",
+    ),
 ];
 
 /// A gauge's value as read at scrape time.
@@ -113,8 +118,9 @@ pub fn billing_health(orphan_claims: usize, unfinished_periods: usize) -> [Gauge
     ]
 }
 
-/// The platform follower's gauges (see `platform::status`).
-pub fn platform_follow(rows_held: i64, lag_seconds: f64) -> [Gauge; 2] {
+/// The platform follower's values read at scrape time (see `platform::status`); the rows found by the
+/// sweep are a counter kept in the database.
+pub fn platform_follow(rows_held: i64, lag_seconds: f64, rows_swept: i64) -> [Gauge; 3] {
     [
         Gauge {
             name: "platform_rows_held",
@@ -123,6 +129,10 @@ pub fn platform_follow(rows_held: i64, lag_seconds: f64) -> [Gauge; 2] {
         Gauge {
             name: "platform_follow_lag_seconds",
             value: lag_seconds,
+        },
+        Gauge {
+            name: "platform_rows_swept_total",
+            value: rows_swept as f64,
         },
     ]
 }

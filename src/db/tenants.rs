@@ -169,7 +169,26 @@ pub async fn set_demo(
     id: &TenantId,
     is_demo: bool,
 ) -> Result<Option<Tenant>, sqlx::Error> {
+    set_demo_as_of(db, id, is_demo, now()).await
+}
+
+/// [`set_demo`] for a switch that happened at `as_of` (no later than now): a demo interval starts then, or
+/// the open one ends then. Intervals stay disjoint and in order: a start is never before the end of an
+/// earlier interval, an end never before its start (an interval that ends as it starts frees nothing).
+///
+/// Against a period already billed: the monthly run's claim fixed what each claimed rollup bills
+/// (`usage::billable`, `billed_by` and the billed quantities), and later intervals change only open
+/// rollups. So an interval reaching back into billed time never unbills or bills again what a run claimed:
+/// usage claimed as billable stays billed, usage claimed as free stays free; events of that time that
+/// arrive later (late usage) follow the interval.
+pub async fn set_demo_as_of(
+    db: &Db,
+    id: &TenantId,
+    is_demo: bool,
+    as_of: DateTime<Utc>,
+) -> Result<Option<Tenant>, sqlx::Error> {
     let at = now();
+    let as_of = as_of.min(at);
     crate::begin_write!(db, pool, tx => {
         let before: Option<bool> = sqlx::query_scalar("SELECT is_demo FROM tenants WHERE id = $1")
             .bind(id.as_str())
@@ -183,18 +202,26 @@ pub async fn set_demo(
                 .bind(at)
                 .execute(&mut *tx)
                 .await?;
+            let bounds: Vec<(DateTime<Utc>, Option<DateTime<Utc>>)> = sqlx::query_as(
+                "SELECT started_at, ended_at FROM tenant_demo_periods WHERE tenant_id = $1",
+            )
+            .bind(id.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
             if is_demo {
+                let last_end = bounds.iter().filter_map(|(_, e)| *e).max();
                 sqlx::query("INSERT INTO tenant_demo_periods (tenant_id, started_at) VALUES ($1, $2)")
                     .bind(id.as_str())
-                    .bind(at)
+                    .bind(last_end.map_or(as_of, |e| e.max(as_of)))
                     .execute(&mut *tx)
                     .await?;
             } else {
+                let open_start = bounds.iter().filter(|(_, e)| e.is_none()).map(|(s, _)| *s).max();
                 sqlx::query(
                     "UPDATE tenant_demo_periods SET ended_at = $2 WHERE tenant_id = $1 AND ended_at IS NULL",
                 )
                 .bind(id.as_str())
-                .bind(at)
+                .bind(open_start.map_or(as_of, |s| s.max(as_of)))
                 .execute(&mut *tx)
                 .await?;
             }

@@ -2,23 +2,36 @@
 //! the same path as `POST /api/usage/events` (`usage::batcher`, then `usage::ingest`).
 //!
 //! A pass, while this process holds the lease:
-//! 1. organizations, every [`Options::tenants_every`] and whenever a row names a tenant not registered;
+//! 1. organizations, every [`Options::tenants_every`] and whenever a row names a tenant not registered
+//!    (with the platform's new `stripe_customers` rows linked: `links`);
 //! 2. usage after the cursor, in batches read by keyset, up to a second before the platform's clock (rows
 //!    of transactions still committing are rarely that old); each batch is mapped (`mapping`), its events
 //!    ingested, then the cursor, the counters and its held rows recorded in one transaction. Reading the
-//!    next batch overlaps the ingestion of the previous ones; positions are recorded in order;
-//! 3. every [`Options::recheck_every`], the re-read: the rows of the last `PLATFORM_LOOKBACK_S` seconds
-//!    below the cursor that were committed after the previous re-read's snapshot of the platform (a row
-//!    whose transaction committed after the cursor passed its time), ingested (most are already stored:
-//!    their event ids make them duplicates);
-//! 4. every [`Options::held_every`], the held rows read again by id and taken when they can be billed.
-//!
-//! A row whose transaction commits later than `PLATFORM_LOOKBACK_S` after it began is not seen.
+//!    next batch overlaps the ingestion of the previous ones; positions are recorded in order. The very
+//!    first read's snapshot of the platform is recorded before anything else: the first re-read and the
+//!    first sweep take what committed after it;
+//! 3. every [`Options::recheck_every`], the re-read: the rows below the cursor that were committed after
+//!    the previous re-read's snapshot of the platform (a row whose transaction committed after the cursor
+//!    passed its time), from `PLATFORM_LOOKBACK_S` before the previous re-read's position (so a follower
+//!    stopped for longer than that still reads all it missed), ingested (most are already stored: their
+//!    event ids make them duplicates, and stored ones are not sent again);
+//! 4. every [`Options::held_every`], the held rows read again by id and taken when they can be billed;
+//! 5. the sweep, one batch per pass: the platform stamps a row with its transaction's start, and its
+//!    sessions can keep a transaction open for minutes (`UsageTrackingService.record_usage` commits, then
+//!    refreshes the row, which begins the session's next transaction: usage_service.py:48-50; the browser's
+//!    speech-to-text socket keeps one session for its whole life: voice_streaming.py:105-109,168), so a
+//!    row can commit longer than `PLATFORM_LOOKBACK_S` after the time it carries. Every
+//!    [`Options::sweep_every`] a pass reads the open billing period (and the previous one until its run
+//!    has completed) again by keyset through the `usage_date` index, up to the lookback before its own
+//!    start, and takes the rows the previous pass's snapshot could not see. A row stamped before that
+//!    range (in a period already billed) is not found.
 
+use super::links::Links;
 use super::mapping::{map_row, Mapped, UsageRow};
 use super::organizations;
-use super::source::{Key, Source};
+use super::source::{Key, Scan, Source};
 use super::store::{self, HeldRow, Retried, Step};
+use super::sweep;
 use crate::domain::time::now;
 use crate::domain::BillingPeriod;
 use crate::shutdown::Shutdown;
@@ -41,6 +54,10 @@ pub struct Options {
     /// Batches being ingested while the next is read.
     pub depth: usize,
     pub recheck_every: Duration,
+    /// How often the sweep starts a pass (it then reads one batch per pass of the follower).
+    pub sweep_every: Duration,
+    /// Rows scanned per query of the re-read and of the sweep (only the late ones are read whole).
+    pub scan: i64,
     pub tenants_every: Duration,
     pub held_every: Duration,
     /// How long the lease lasts without renewal.
@@ -58,6 +75,8 @@ impl Options {
             // A re-read scans the window: often enough that a late row waits seconds, rarely enough
             // that the scans cost the platform little (a sixtieth of the window, between 1 and 10 s).
             recheck_every: (lookback / 60).clamp(Duration::from_secs(1), Duration::from_secs(10)),
+            sweep_every: Duration::from_secs(3600),
+            scan: 50_000,
             tenants_every: Duration::from_secs(10),
             held_every: Duration::from_secs(10),
             lease: Duration::from_secs(30),
@@ -87,6 +106,7 @@ pub struct Follower {
     lease_at: Option<Instant>,
     /// When the cursor was last recorded without rows (so an idle follower writes now and then).
     idle_write_at: Option<Instant>,
+    links: Links,
 }
 
 /// A batch on its way in: its events, then what to record with its position.
@@ -111,6 +131,7 @@ impl Follower {
             held_at: None,
             lease_at: None,
             idle_write_at: None,
+            links: Links::default(),
         }
     }
 
@@ -177,14 +198,29 @@ impl Follower {
             }
             self.held_at = Some(Instant::now());
         }
+        if !self.sweep().await? {
+            return Ok(Pass::Standby);
+        }
         Ok(Pass::CaughtUp)
     }
 
-    /// Reads the platform's organizations and follows them here.
+    /// Reads the platform's organizations and follows them here; links the organizations' new Stripe
+    /// customers.
     pub async fn sync_tenants(&mut self) -> anyhow::Result<()> {
-        let platform = self.source.tenants().await?;
-        self.known = organizations::follow(&self.state, &platform).await?;
+        let (platform, read_at) = self.source.tenants().await?;
+        let last_read = store::load(&self.state.db)
+            .await?
+            .and_then(|st| st.tenants_read_at);
+        let (known, complete) =
+            organizations::follow(&self.state, &platform, read_at, last_read).await?;
+        self.known = known;
+        if complete {
+            store::tenants_read(&self.state.db, read_at).await?;
+        }
         self.tenants_at = Some(Instant::now());
+        self.links
+            .link_new(&self.state, &self.source, &self.known)
+            .await;
         Ok(())
     }
 
@@ -223,12 +259,33 @@ impl Follower {
         })
     }
 
-    /// Reads and ingests everything after the cursor; false if the lease was lost.
-    async fn catch_up(&mut self) -> anyhow::Result<bool> {
+    /// Ingests the events not stored yet (a re-read and a sweep find mostly rows already taken: one read of
+    /// their ids instead of an ingestion of duplicates); returns how many were stored.
+    async fn ingest_missing(&self, events: Vec<NewEvent>) -> Result<i64, sqlx::Error> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+        let stored = crate::usage::stored::event_ids(&self.state.db, &ids).await?;
+        let missing: Vec<NewEvent> = events
+            .into_iter()
+            .filter(|e| !stored.contains(&e.event_id))
+            .collect();
+        let accepted = self
+            .ingest(missing)
+            .await
+            .map_err(|_| sqlx::Error::WorkerCrashed)??;
+        Ok(accepted as i64)
+    }
+
+    /// Reads and ingests everything after the cursor (step 2 of a pass, which tools and tests may take
+    /// alone); false if the lease was lost.
+    pub async fn catch_up(&mut self) -> anyhow::Result<bool> {
         let st = store::load(&self.state.db)
             .await?
             .ok_or_else(|| anyhow::anyhow!("the follower's row is missing"))?;
         let mut reading = st.cursor.clone();
+        let mut first = st.recheck.is_none();
         let mut inflight: VecDeque<Inflight> = VecDeque::new();
         let outcome = async {
             loop {
@@ -236,6 +293,16 @@ impl Follower {
                     .source
                     .read_after(&reading, self.opts.settle, self.opts.batch)
                     .await?;
+                if std::mem::take(&mut first) {
+                    // Rows below this read's keys that commit after its snapshot are the re-read's and
+                    // the sweep's: recorded before any position is.
+                    let anchor = Key::through(read.now);
+                    if !store::first_snapshot(&self.state.db, &self.holder, &read.snapshot, &anchor)
+                        .await?
+                    {
+                        return Ok(false);
+                    }
+                }
                 let full = read.rows.len() as i64 >= self.opts.batch;
                 let (events, step) = self.map(&read.rows).await?;
                 for h in &step.held {
@@ -280,35 +347,41 @@ impl Follower {
         outcome
     }
 
-    /// The re-read of the lookback window; false if the lease was lost.
-    async fn recheck(&mut self) -> anyhow::Result<bool> {
+    /// The re-read: rows below the cursor committed after the previous re-read's snapshot, from the
+    /// lookback before the previous re-read's position (not before the platform's clock: a follower
+    /// stopped for long reads all it missed); false if the lease was lost. Step 3 of a pass.
+    pub async fn recheck(&mut self) -> anyhow::Result<bool> {
         let st = store::load(&self.state.db)
             .await?
             .ok_or_else(|| anyhow::anyhow!("the follower's row is missing"))?;
         let through = st.cursor.clone();
-        let Some((since, _)) = st.recheck else {
-            // The first re-read only takes the snapshot: rows committed after it are found by the next.
-            let snapshot = self.source.snapshot().await?;
-            return Ok(store::rechecked(
-                &self.state.db,
-                &self.holder,
-                &snapshot,
-                &through,
-                &Step::default(),
-            )
-            .await?);
+        // Recorded by the first read (`catch_up` runs first in every pass).
+        let Some((since, previous)) = st.recheck else {
+            return Ok(true);
         };
-        let from = self.source.now().await?
-            - chrono::Duration::from_std(self.opts.lookback).unwrap_or_default();
-        let read = self.source.committed_since(from, &through, &since).await?;
-        let (events, mut step) = self.map(&read.rows).await?;
+        let lookback = chrono::Duration::from_std(self.opts.lookback).unwrap_or_default();
+        // The next re-read's snapshot: taken before this one reads, so what commits meanwhile is found
+        // next time.
+        let (snapshot, platform_now) = self.source.snapshot().await?;
+        let from = platform_now.min(previous.at) - lookback;
+        let mut after = Key::before(from);
+        let mut step = Step::default();
+        let mut found = 0;
+        loop {
+            let scan = self
+                .source
+                .committed_since(&after, &through, &since, self.opts.scan)
+                .await?;
+            found += scan.rows.len();
+            let (events, batch) = self.map(&scan.rows).await?;
+            step.taken += self.ingest_missing(events).await?;
+            step.held.extend(batch.held);
+            after = scan.reached;
+            if scan.done {
+                break;
+            }
+        }
         // Rows of types not billed were counted by the read that passed them, or are late and uncounted.
-        step.not_billed = 0;
-        let found = events.len();
-        step.taken = self
-            .ingest(events)
-            .await
-            .map_err(|_| sqlx::Error::WorkerCrashed)?? as i64;
         if step.taken > 0 {
             tracing::info!(
                 rows = found,
@@ -316,11 +389,65 @@ impl Follower {
                 "platform usage rows committed late were ingested"
             );
         }
-        Ok(store::rechecked(
+        Ok(store::rechecked(&self.state.db, &self.holder, &snapshot, &through, &step).await?)
+    }
+
+    /// One batch of the sweep, starting a pass when one is due; false if the lease was lost. Step 5 of a
+    /// pass.
+    pub async fn sweep(&mut self) -> anyhow::Result<bool> {
+        let st = store::load(&self.state.db)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the follower's row is missing"))?;
+        // Recorded by the first read.
+        let Some((since, since_at)) = st.sweep.since.clone() else {
+            return Ok(true);
+        };
+        let pass = match st.sweep.pass.clone() {
+            Some(pass) => pass,
+            None => {
+                let every = chrono::Duration::from_std(self.opts.sweep_every).unwrap_or_default();
+                if now() - since_at < every {
+                    return Ok(true);
+                }
+                let (snapshot, platform_now) = self.source.snapshot().await?;
+                let from = sweep::range_start(&self.state, st.started_at).await?;
+                let lookback = chrono::Duration::from_std(self.opts.lookback).unwrap_or_default();
+                let pass = store::SweepPass {
+                    snapshot,
+                    at: Key::before(from),
+                    // Above that, the re-read finds what commits late.
+                    through: st.cursor.clone().min(Key::through(platform_now - lookback)),
+                };
+                if !store::sweep_begin(&self.state.db, &self.holder, &pass).await? {
+                    return Ok(false);
+                }
+                tracing::debug!(from = %from, "sweep of the platform's usage started");
+                pass
+            }
+        };
+        let scan = if pass.at < pass.through {
+            self.source
+                .committed_since(&pass.at, &pass.through, &since, self.opts.scan)
+                .await?
+        } else {
+            Scan::nothing(&pass.through)
+        };
+        let (events, mut step) = self.map(&scan.rows).await?;
+        step.not_billed = 0;
+        step.taken = self.ingest_missing(events).await?;
+        if step.taken > 0 {
+            tracing::warn!(
+                rows = step.taken,
+                "platform usage rows committed long after their usage_date were found by the sweep"
+            );
+        }
+        Ok(store::swept(
             &self.state.db,
             &self.holder,
-            &read.snapshot,
-            &through,
+            &pass,
+            &scan.reached,
+            scan.scanned,
+            scan.done,
             &step,
         )
         .await?)

@@ -267,7 +267,7 @@ pub async fn run(
     if !state.stripe.is_configured() {
         anyhow::bail!("Stripe is not configured: set STRIPE_SECRET_KEY (and STRIPE_API_BASE for the simulator); nothing was imported");
     }
-    let tenants = source.tenants().await?;
+    let (tenants, _) = source.tenants().await?;
     let platform_customers = source.customers().await?;
     let view = read_stripe(state).await?;
     let platform_ids: HashSet<&str> = tenants.iter().map(|t| t.id.as_str()).collect();
@@ -472,10 +472,9 @@ async fn apply_org(
     };
     if plan.set_metadata {
         // Keyed by what it does: the same import repeated sends the same request.
-        let key = format!("platform-import:customer:{customer}:tenant:{}", t.id);
         state
             .stripe
-            .set_customer_tenant(&customer, &t.id, &key)
+            .set_customer_tenant(&customer, &t.id, &super::links::tag_key(&customer, &t.id))
             .await?;
     }
     customers::link(&state.db, &t.id, &customer, None).await?;

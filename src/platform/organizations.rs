@@ -6,6 +6,14 @@
 //! that differs from it is a change. A change being applied is recorded first (`demo_pending`): after a
 //! crash it is finished, unless someone switched the tenant here in the meantime (the audit log says), whose
 //! switch is then the later one and stands.
+//!
+//! "As of when it happened": the follower sees a switch seconds later, or hours later when it was stopped
+//! or the platform's database unreachable, while the platform goes on writing usage. The switch is applied
+//! as of the latest time it can have happened, the later of the previous read of the organizations (which
+//! still saw the old value) and the row's `updated_at` on the platform (`onupdate=now()`,
+//! backend/app/models/models.py:85, set by the platform's switch, billing.py:330): the demo interval starts
+//! or ends then (`subscriptions::demo::set_demo_as_of`), so the usage written in between is billed in the
+//! state the platform had.
 
 use super::source::PlatformTenant;
 use super::store::{self, Followed};
@@ -14,6 +22,7 @@ use crate::db::tenants::{self, AddTenantError};
 use crate::domain::time::now;
 use crate::domain::{Subdomain, TenantId};
 use crate::state::AppState;
+use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
 
 /// Who the follower is in the audit log.
@@ -161,28 +170,52 @@ pub async fn register(state: &AppState, t: &PlatformTenant) -> Result<Registered
 }
 
 /// Brings the platform's organizations here against what was last applied: registers new ones, renames,
-/// applies demo changes. Returns the platform's ids that are registered here (one that fails is logged
-/// and tried again on the next call).
+/// applies demo changes. `read_at` is the platform's clock at this read, `last_read` at the previous read
+/// after which every change was applied. Returns the platform's ids that are registered here, and whether
+/// every organization was followed (one that fails is logged and tried again on the next call).
 pub async fn follow(
     state: &AppState,
     platform: &[PlatformTenant],
-) -> Result<HashSet<String>, sqlx::Error> {
+    read_at: DateTime<Utc>,
+    last_read: Option<DateTime<Utc>>,
+) -> Result<(HashSet<String>, bool), sqlx::Error> {
     let mut followed = store::followed(&state.db).await?;
     let ours: HashMap<String, tenants::Tenant> = tenants::list(&state.db)
         .await?
         .into_iter()
         .map(|t| (t.id.clone(), t))
         .collect();
+    let mut complete = true;
     for t in platform {
-        if let Err(e) = follow_one(state, t, followed.remove(&t.id), ours.get(&t.id)).await {
+        let as_of = switched_at(t, read_at, last_read);
+        if let Err(e) = follow_one(state, t, followed.remove(&t.id), ours.get(&t.id), as_of).await {
             tracing::warn!(tenant_id = %t.id, error = %e, "platform organization not followed; tried again");
+            complete = false;
         }
     }
     let ids: Vec<&str> = platform.iter().map(|t| t.id.as_str()).collect();
-    Ok(tenants::existing(&state.db, &ids)
+    let known = tenants::existing(&state.db, &ids)
         .await?
         .into_iter()
-        .collect())
+        .collect();
+    Ok((known, complete))
+}
+
+/// The latest time a change seen in the read at `read_at` can have happened: after the previous read
+/// (`last_read`, which saw the old value), at or before the row's `updated_at` (a later change of another
+/// column moves that later still; the switch is then applied from there).
+pub fn switched_at(
+    t: &PlatformTenant,
+    read_at: DateTime<Utc>,
+    last_read: Option<DateTime<Utc>>,
+) -> DateTime<Utc> {
+    let at = match (last_read, t.updated_at) {
+        (Some(l), Some(u)) => l.max(u),
+        (Some(l), None) => l,
+        (None, Some(u)) => u,
+        (None, None) => read_at,
+    };
+    at.min(read_at)
 }
 
 /// The problem to show for a registration, if any.
@@ -199,6 +232,7 @@ async fn follow_one(
     t: &PlatformTenant,
     seen: Option<Followed>,
     ours: Option<&tenants::Tenant>,
+    as_of: DateTime<Utc>,
 ) -> anyhow::Result<()> {
     let (Some(mut f), Some(ours)) = (seen.clone(), ours) else {
         // First sight, or refused before (its subdomain was taken): register it, and take the platform's
@@ -233,20 +267,43 @@ async fn follow_one(
         store::save_followed(&state.db, &f).await?;
     }
     if let Some((pending, since)) = f.demo_pending {
-        finish_pending(state, &mut f, pending, since, ours.is_demo).await?;
+        // Begun (at `since`) as of a time no later than either.
+        finish_pending(
+            state,
+            &mut f,
+            pending,
+            since,
+            ours.is_demo,
+            as_of.min(since),
+        )
+        .await?;
     }
     if t.is_demo != f.is_demo {
-        apply_demo(state, &mut f, t.is_demo).await?;
+        apply_demo(state, &mut f, t.is_demo, as_of).await?;
     }
     Ok(())
 }
 
-/// Applies a change of the platform's `is_demo`: recorded as pending, applied, recorded as applied.
-async fn apply_demo(state: &AppState, f: &mut Followed, is_demo: bool) -> anyhow::Result<()> {
-    f.demo_pending = Some((is_demo, now()));
+/// Applies a change of the platform's `is_demo` as of `as_of`: recorded as pending, applied, recorded as
+/// applied.
+async fn apply_demo(
+    state: &AppState,
+    f: &mut Followed,
+    is_demo: bool,
+    as_of: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let at = now();
+    f.demo_pending = Some((is_demo, at));
     store::save_followed(&state.db, f).await?;
-    crate::subscriptions::demo::set_demo(state, &caller(), &f.tenant_id, is_demo).await?;
-    tracing::info!(tenant_id = %f.tenant_id, is_demo, "platform demo switch applied");
+    crate::subscriptions::demo::set_demo_as_of(state, &caller(), &f.tenant_id, is_demo, as_of)
+        .await?;
+    let late_s = (at - as_of).num_seconds();
+    if late_s > 60 {
+        tracing::warn!(tenant_id = %f.tenant_id, is_demo, as_of = %as_of, late_s,
+            "platform demo switch seen late; applied as of when it happened");
+    } else {
+        tracing::info!(tenant_id = %f.tenant_id, is_demo, "platform demo switch applied");
+    }
     f.is_demo = is_demo;
     f.demo_pending = None;
     store::save_followed(&state.db, f).await?;
@@ -258,13 +315,15 @@ async fn finish_pending(
     state: &AppState,
     f: &mut Followed,
     pending: bool,
-    since: chrono::DateTime<chrono::Utc>,
+    since: DateTime<Utc>,
     ours: bool,
+    as_of: DateTime<Utc>,
 ) -> anyhow::Result<()> {
     let theirs_later =
         store::demo_switched_by_others(&state.db, &f.tenant_id, &caller().actor(), since).await?;
     if ours != pending && !theirs_later {
-        crate::subscriptions::demo::set_demo(state, &caller(), &f.tenant_id, pending).await?;
+        crate::subscriptions::demo::set_demo_as_of(state, &caller(), &f.tenant_id, pending, as_of)
+            .await?;
     }
     f.is_demo = pending;
     f.demo_pending = None;

@@ -53,6 +53,9 @@ pub struct PlatformTenant {
     pub is_demo: bool,
     pub is_active: bool,
     pub created_at: DateTime<Utc>,
+    /// When the platform last changed the row (`onupdate=now()`, models.py:85; null until then): a change
+    /// of `is_demo` seen now happened at or before it.
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
 /// A row of the platform's `stripe_customers`.
@@ -73,17 +76,56 @@ pub struct Read {
     pub now: DateTime<Utc>,
 }
 
+/// What a scan for rows committed late ([`Source::committed_since`]) found.
+#[derive(Debug)]
+pub struct Scan {
+    /// The rows scanned that the snapshot `since` could not see, in key order.
+    pub rows: Vec<UsageRow>,
+    /// Rows scanned (at most the limit).
+    pub scanned: i64,
+    /// Where the next scan starts: the last row scanned, or `through` once done.
+    pub reached: Key,
+    /// Whether the range is scanned through.
+    pub done: bool,
+}
+
+impl Scan {
+    /// A scan of an empty range.
+    pub fn nothing(through: &Key) -> Scan {
+        Scan {
+            rows: Vec::new(),
+            scanned: 0,
+            reached: through.clone(),
+            done: true,
+        }
+    }
+}
+
 /// The platform's database.
 #[derive(Clone)]
 pub struct Source {
     pool: PgPool,
 }
 
-/// The columns of a usage row; the call id only for calls (word rows need none of the JSON).
-const USAGE_COLUMNS: &str = "id::text AS id, tenant_id::text AS tenant_id, usage_type, amount::text AS amount, \
-     CASE WHEN usage_type IN ('phone_calls', 'telephony_minutes') \
-          THEN COALESCE(additional_data ->> 'call_id', usage_metadata ->> 'call_id') END AS call_id, \
-     COALESCE(created_at, usage_date) AS created_at, usage_date";
+/// The columns of a usage row of the table aliased `t`; the call id only for calls (word rows need none of
+/// the JSON).
+fn usage_columns(t: &str) -> String {
+    format!(
+        "{t}.id::text AS id, {t}.tenant_id::text AS tenant_id, {t}.usage_type, {t}.amount::text AS amount, \
+         CASE WHEN {t}.usage_type IN ('phone_calls', 'telephony_minutes') \
+              THEN COALESCE({t}.additional_data ->> 'call_id', {t}.usage_metadata ->> 'call_id') END AS call_id, \
+         COALESCE({t}.created_at, {t}.usage_date) AS created_at, {t}.usage_date"
+    )
+}
+
+/// A row's `xmin` as an `xid8` (what `pg_visible_in_snapshot` takes), `$next` being the 64-bit next
+/// transaction id of the snapshot it is read in: `xmin` is 32 bits, and every row visible now was written
+/// by a transaction before that one, so it is the latest id with those low bits not after it.
+fn xmin_as_xid8(xmin: &str, next: &str) -> String {
+    format!(
+        "({next}::bigint - ((({next}::bigint % 4294967296) - {xmin}::text::bigint + 4294967296) % 4294967296))::text::xid8"
+    )
+}
 
 fn usage_row(r: &sqlx::postgres::PgRow) -> (UsageRow, Key) {
     let id: String = r.get("id");
@@ -120,24 +162,22 @@ impl Source {
         self.pool.close().await;
     }
 
-    /// The platform's clock.
-    pub async fn now(&self) -> Result<DateTime<Utc>, sqlx::Error> {
-        sqlx::query_scalar("SELECT statement_timestamp()")
-            .fetch_one(&self.pool)
-            .await
-    }
-
-    /// Every organization of the platform.
-    pub async fn tenants(&self) -> Result<Vec<PlatformTenant>, sqlx::Error> {
+    /// Every organization of the platform, with the platform's clock when they were read.
+    pub async fn tenants(&self) -> Result<(Vec<PlatformTenant>, DateTime<Utc>), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let read_at: DateTime<Utc> = sqlx::query_scalar("SELECT statement_timestamp()")
+            .fetch_one(&mut *tx)
+            .await?;
         let rows = sqlx::query(
             "SELECT id::text AS id, name, subdomain, COALESCE(is_demo, FALSE) AS is_demo,
                     COALESCE(is_active, TRUE) AS is_active,
-                    COALESCE(created_at, statement_timestamp()) AS created_at
+                    COALESCE(created_at, statement_timestamp()) AS created_at, updated_at
              FROM tenants ORDER BY created_at, id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
-        Ok(rows
+        tx.commit().await?;
+        let tenants = rows
             .iter()
             .map(|r| PlatformTenant {
                 id: r.get("id"),
@@ -146,8 +186,10 @@ impl Source {
                 is_demo: r.get("is_demo"),
                 is_active: r.get("is_active"),
                 created_at: r.get("created_at"),
+                updated_at: r.get("updated_at"),
             })
-            .collect())
+            .collect();
+        Ok((tenants, read_at))
     }
 
     /// Every row of `stripe_customers`.
@@ -187,9 +229,10 @@ impl Source {
                 .await?;
         let horizon = now - chrono::Duration::from_std(settle).unwrap_or_default();
         let rows = sqlx::query(&format!(
-            "SELECT {USAGE_COLUMNS} FROM usage_records
+            "SELECT {} FROM usage_records r
              WHERE usage_date >= $1 AND (usage_date, id) > ($1, $2::uuid) AND usage_date <= $3
-             ORDER BY usage_date, id LIMIT $4"
+             ORDER BY usage_date, id LIMIT $4",
+            usage_columns("r")
         ))
         .bind(after.at)
         .bind(&after.id)
@@ -220,52 +263,80 @@ impl Source {
         ))
     }
 
-    /// The rows from `from` through `through` committed after the snapshot `since` (what earlier reads
-    /// could not see), read in a new snapshot, which is returned with them.
+    /// Scans up to `limit` rows after `after` through `through` in key order (through the `usage_date`
+    /// index), in a snapshot of its own, and returns those whose transaction had not committed in the
+    /// snapshot `since`: rows that committed after a read before `since` passed their keys. Only the rows
+    /// returned are read whole (by their primary key); the others cost an index entry and their `xmin`.
     pub async fn committed_since(
         &self,
-        from: DateTime<Utc>,
+        after: &Key,
         through: &Key,
         since: &str,
-    ) -> Result<Read, sqlx::Error> {
+        limit: i64,
+    ) -> Result<Scan, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *tx)
             .await?;
-        let (snapshot, now, next): (String, DateTime<Utc>, i64) = sqlx::query_as(
-            "SELECT pg_current_snapshot()::text, statement_timestamp(),
-                    pg_snapshot_xmax(pg_current_snapshot())::text::bigint",
-        )
-        .fetch_one(&mut *tx)
-        .await?;
-        // A row's `xmin` is a 32-bit transaction id; made 64-bit (xid8) by the epoch of the snapshot's
-        // next id, since every row visible now was written by a transaction before it.
+        let next: i64 =
+            sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+                .fetch_one(&mut *tx)
+                .await?;
         let rows = sqlx::query(&format!(
-            "SELECT {USAGE_COLUMNS} FROM usage_records
-             WHERE usage_date >= $1 AND (usage_date, id) <= ($2, $3::uuid)
-               AND NOT pg_visible_in_snapshot(
-                   ($5::bigint - ((($5::bigint % 4294967296) - xmin::text::bigint + 4294967296) % 4294967296))::text::xid8,
-                   $4::text::pg_snapshot)
-             ORDER BY usage_date, id"
+            "WITH scanned AS MATERIALIZED (
+                 SELECT usage_date, id, xmin AS row_xmin FROM usage_records
+                 WHERE usage_date >= $1 AND usage_date <= $3
+                   AND (usage_date, id) > ($1, $2::uuid) AND (usage_date, id) <= ($3, $4::uuid)
+                 ORDER BY usage_date, id LIMIT $6),
+             marked AS (
+                 SELECT usage_date, id, NOT pg_visible_in_snapshot({xid8}, $5::text::pg_snapshot) AS late,
+                        row_number() OVER (ORDER BY usage_date DESC, id DESC) = 1 AS last,
+                        count(*) OVER () AS scanned
+                 FROM scanned)
+             SELECT m.late, m.scanned, m.usage_date AS key_at, m.id::text AS key_id, {columns}
+             FROM marked m LEFT JOIN usage_records r ON m.late AND r.id = m.id
+             WHERE m.late OR m.last
+             ORDER BY m.usage_date, m.id",
+            xid8 = xmin_as_xid8("row_xmin", "$7"),
+            columns = usage_columns("r"),
         ))
-        .bind(from)
+        .bind(after.at)
+        .bind(&after.id)
         .bind(through.at)
         .bind(&through.id)
         .bind(since)
+        .bind(limit)
         .bind(next)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Read {
-            rows: rows.iter().map(|r| usage_row(r).0).collect(),
-            snapshot,
-            now,
-        })
+        let mut scan = Scan {
+            rows: Vec::new(),
+            scanned: 0,
+            reached: through.clone(),
+            done: true,
+        };
+        for r in &rows {
+            scan.scanned = r.get("scanned");
+            if r.get::<bool, _>("late") {
+                scan.rows.push(usage_row(r).0);
+            }
+            scan.reached = Key {
+                at: r.get("key_at"),
+                id: r.get("key_id"),
+            };
+        }
+        if scan.scanned < limit {
+            scan.reached = through.clone();
+        } else {
+            scan.done = false;
+        }
+        Ok(scan)
     }
 
-    /// The platform's snapshot now (a starting point for [`Source::committed_since`]).
-    pub async fn snapshot(&self) -> Result<String, sqlx::Error> {
-        sqlx::query_scalar("SELECT pg_current_snapshot()::text")
+    /// The platform's snapshot now and its clock (a starting point for [`Source::committed_since`]).
+    pub async fn snapshot(&self) -> Result<(String, DateTime<Utc>), sqlx::Error> {
+        sqlx::query_as("SELECT pg_current_snapshot()::text, statement_timestamp()")
             .fetch_one(&self.pool)
             .await
     }
@@ -287,7 +358,8 @@ impl Source {
     /// The rows with these ids that still exist.
     pub async fn rows(&self, ids: &[String]) -> Result<Vec<UsageRow>, sqlx::Error> {
         let rows = sqlx::query(&format!(
-            "SELECT {USAGE_COLUMNS} FROM usage_records WHERE id = ANY($1::text[]::uuid[])"
+            "SELECT {} FROM usage_records r WHERE id = ANY($1::text[]::uuid[])",
+            usage_columns("r")
         ))
         .bind(ids)
         .fetch_all(&self.pool)

@@ -80,12 +80,14 @@ impl Status {
         }
         let _ = writeln!(
             out,
-            "rows ingested:  {} ({} at the cursor, {} committed late, {} held then released)",
+            "rows ingested:  {} ({} at the cursor, {} committed late, {} found by the sweep, {} held then released)",
             f.rows_ingested(),
             f.rows_taken,
             f.rows_late,
+            f.rows_swept,
             f.rows_released
         );
+        let _ = writeln!(out, "sweep:          {}", sweep_line(f));
         let _ = writeln!(
             out,
             "rows not billed: {} (tokens and other types, no words)",
@@ -124,12 +126,34 @@ impl Status {
     }
 }
 
-/// The gauges `/metrics` adds when the follower has a row: held rows and the lag.
+/// Where the sweep is: the pass in progress, else the last one.
+fn sweep_line(f: &FollowState) -> String {
+    let sw = &f.sweep;
+    match (&sw.pass, sw.started_at, sw.done_at) {
+        (Some(pass), Some(started), _) => format!(
+            "in progress since {}: {} rows read, at {} of {}",
+            rfc3339(started),
+            sw.scanned,
+            rfc3339(pass.at.at),
+            rfc3339(pass.through.at)
+        ),
+        (None, Some(started), Some(done)) => format!(
+            "last from {} to {}: {} rows read; {} rows found by every sweep",
+            rfc3339(started),
+            rfc3339(done),
+            sw.scanned,
+            f.rows_swept
+        ),
+        _ => "none yet (one starts an hour after the first read, then every hour)".into(),
+    }
+}
+
+/// The gauges `/metrics` adds when the follower has a row: held rows, the lag, rows found by the sweep.
 pub async fn gauges(db: &Db) -> Result<Vec<crate::metrics::Gauge>, sqlx::Error> {
     let Some(f) = store::load(db).await? else {
         return Ok(Vec::new());
     };
     let held: i64 = store::held_counts(db).await?.iter().map(|(_, n)| n).sum();
     let lag = ((now() - f.cursor.at).num_milliseconds() as f64 / 1000.0).max(0.0);
-    Ok(crate::metrics::platform_follow(held, lag).to_vec())
+    Ok(crate::metrics::platform_follow(held, lag, f.rows_swept).to_vec())
 }

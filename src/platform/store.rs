@@ -24,6 +24,11 @@ pub struct FollowState {
     pub rows_late: i64,
     pub rows_released: i64,
     pub rows_not_billed: i64,
+    /// Rows found by the sweep and stored (committed too late for the re-read).
+    pub rows_swept: i64,
+    pub sweep: SweepState,
+    /// The platform's clock at the last read of its organizations after which every change was applied.
+    pub tenants_read_at: Option<DateTime<Utc>>,
     pub holder: Option<String>,
     pub lease_until: Option<DateTime<Utc>>,
     pub last_read_at: Option<DateTime<Utc>>,
@@ -32,10 +37,32 @@ pub struct FollowState {
 }
 
 impl FollowState {
-    /// Rows of `usage_records` whose usage is stored here: taken at the cursor, found late, released.
+    /// Rows of `usage_records` whose usage is stored here: taken at the cursor, found late by the re-read
+    /// or by the sweep, released.
     pub fn rows_ingested(&self) -> i64 {
-        self.rows_taken + self.rows_late + self.rows_released
+        self.rows_taken + self.rows_late + self.rows_swept + self.rows_released
     }
+}
+
+/// The sweep (see `follow`): what it compares with, and the pass in progress.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SweepState {
+    /// The platform's snapshot the next pass takes the rows it could not see from (the start of the
+    /// previous pass, or of the first read), and when it was taken (our clock).
+    pub since: Option<(String, DateTime<Utc>)>,
+    pub pass: Option<SweepPass>,
+    /// Rows scanned by the pass in progress, or by the last one.
+    pub scanned: i64,
+    pub started_at: Option<DateTime<Utc>>,
+    pub done_at: Option<DateTime<Utc>>,
+}
+
+/// A sweep in progress: its starting snapshot, how far it has read, where it ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepPass {
+    pub snapshot: String,
+    pub at: Key,
+    pub through: Key,
 }
 
 /// A held row as stored.
@@ -80,8 +107,10 @@ pub async fn load(db: &Db) -> Result<Option<FollowState>, sqlx::Error> {
     with_pool!(db, pool => {
         sqlx::query(
             "SELECT cursor_at, cursor_id, started_at, recheck_snapshot, recheck_at, recheck_id, rows_taken,
-                    rows_late, rows_released, rows_not_billed, holder, lease_until, last_read_at,
-                    last_error, last_error_at, updated_at
+                    rows_late, rows_released, rows_not_billed, rows_swept, sweep_snapshot, sweep_snapshot_at,
+                    sweep_pass_snapshot, sweep_pos_at, sweep_pos_id, sweep_through_at, sweep_through_id,
+                    sweep_scanned, sweep_started_at, sweep_done_at, tenants_read_at, holder, lease_until,
+                    last_read_at, last_error, last_error_at, updated_at
              FROM platform_follow WHERE id = 1",
         )
         .fetch_optional(pool)
@@ -99,6 +128,30 @@ pub async fn load(db: &Db) -> Result<Option<FollowState>, sqlx::Error> {
             rows_late: r.get("rows_late"),
             rows_released: r.get("rows_released"),
             rows_not_billed: r.get("rows_not_billed"),
+            rows_swept: r.get("rows_swept"),
+            sweep: SweepState {
+                since: match (r.get::<Option<String>, _>("sweep_snapshot"),
+                              r.get::<Option<DateTime<Utc>>, _>("sweep_snapshot_at")) {
+                    (Some(s), Some(at)) => Some((s, at)),
+                    _ => None,
+                },
+                pass: match (r.get::<Option<String>, _>("sweep_pass_snapshot"),
+                             r.get::<Option<DateTime<Utc>>, _>("sweep_pos_at"),
+                             r.get::<Option<String>, _>("sweep_pos_id"),
+                             r.get::<Option<DateTime<Utc>>, _>("sweep_through_at"),
+                             r.get::<Option<String>, _>("sweep_through_id")) {
+                    (Some(snapshot), Some(at), Some(id), Some(t_at), Some(t_id)) => Some(SweepPass {
+                        snapshot,
+                        at: Key { at, id },
+                        through: Key { at: t_at, id: t_id },
+                    }),
+                    _ => None,
+                },
+                scanned: r.get("sweep_scanned"),
+                started_at: r.get("sweep_started_at"),
+                done_at: r.get("sweep_done_at"),
+            },
+            tenants_read_at: r.get("tenants_read_at"),
             holder: r.get("holder"),
             lease_until: r.get("lease_until"),
             last_read_at: r.get("last_read_at"),
@@ -286,6 +339,113 @@ pub async fn rechecked(
         ],
         &step.held
     )
+}
+
+/// Records the platform's snapshot of the first read as where the first re-read and the first sweep
+/// start from (rows below the cursor that commit after it are found by them), unless one is recorded;
+/// `anchor` is the platform's clock at that read. False if `holder` no longer holds the lease.
+pub async fn first_snapshot(
+    db: &Db,
+    holder: &str,
+    snapshot: &str,
+    anchor: &Key,
+) -> Result<bool, sqlx::Error> {
+    let at = now();
+    with_pool!(db, pool => {
+        sqlx::query(
+            "UPDATE platform_follow SET
+                 recheck_snapshot = COALESCE(recheck_snapshot, $1),
+                 recheck_at = CASE WHEN recheck_snapshot IS NULL THEN $2 ELSE recheck_at END,
+                 recheck_id = CASE WHEN recheck_snapshot IS NULL THEN $3 ELSE recheck_id END,
+                 sweep_snapshot_at = CASE WHEN sweep_snapshot IS NULL THEN $4 ELSE sweep_snapshot_at END,
+                 sweep_snapshot = COALESCE(sweep_snapshot, $1), updated_at = $4
+             WHERE id = 1 AND holder = $5",
+        )
+        .bind(snapshot)
+        .bind(anchor.at)
+        .bind(&anchor.id)
+        .bind(at)
+        .bind(holder)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected() == 1)
+    })
+}
+
+/// Starts a sweep pass: its snapshot, the key it starts after and the key it ends at.
+pub async fn sweep_begin(db: &Db, holder: &str, pass: &SweepPass) -> Result<bool, sqlx::Error> {
+    let at = now();
+    with_pool!(db, pool => {
+        sqlx::query(
+            "UPDATE platform_follow SET sweep_pass_snapshot = $1, sweep_pos_at = $2, sweep_pos_id = $3,
+                 sweep_through_at = $4, sweep_through_id = $5, sweep_scanned = 0, sweep_started_at = $6,
+                 updated_at = $6
+             WHERE id = 1 AND holder = $7",
+        )
+        .bind(&pass.snapshot)
+        .bind(pass.at.at)
+        .bind(&pass.at.id)
+        .bind(pass.through.at)
+        .bind(&pass.through.id)
+        .bind(at)
+        .bind(holder)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected() == 1)
+    })
+}
+
+/// Records a batch of the sweep pass `pass`: how far it read (`reached`), the rows it scanned and what it
+/// stored or held. When `done`, the pass's snapshot becomes what the next pass compares with.
+pub async fn swept(
+    db: &Db,
+    holder: &str,
+    pass: &SweepPass,
+    reached: &Key,
+    scanned: i64,
+    done: bool,
+    step: &Step,
+) -> Result<bool, sqlx::Error> {
+    let at = now();
+    if done {
+        return update_with_held!(
+            db,
+            "UPDATE platform_follow SET sweep_snapshot = sweep_pass_snapshot,
+                 sweep_snapshot_at = sweep_started_at, sweep_pass_snapshot = NULL, sweep_pos_at = NULL,
+                 sweep_pos_id = NULL, sweep_through_at = NULL, sweep_through_id = NULL, sweep_done_at = $1,
+                 sweep_scanned = sweep_scanned + $2, rows_swept = rows_swept + $3, updated_at = $1
+             WHERE id = 1 AND holder = $4 AND sweep_pass_snapshot = $5",
+            [at, scanned, step.taken, holder, &pass.snapshot],
+            &step.held
+        );
+    }
+    update_with_held!(
+        db,
+        "UPDATE platform_follow SET sweep_pos_at = $1, sweep_pos_id = $2, sweep_scanned = sweep_scanned + $3,
+             rows_swept = rows_swept + $4, updated_at = $5
+         WHERE id = 1 AND holder = $6 AND sweep_pass_snapshot = $7",
+        [
+            reached.at,
+            &reached.id,
+            scanned,
+            step.taken,
+            at,
+            holder,
+            &pass.snapshot
+        ],
+        &step.held
+    )
+}
+
+/// Records the platform's clock at a read of its organizations after which every change was applied.
+pub async fn tenants_read(db: &Db, read_at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    with_pool!(db, pool => {
+        sqlx::query("UPDATE platform_follow SET tenants_read_at = $1 WHERE id = 1")
+            .bind(read_at)
+            .execute(pool)
+            .await
+            .map(|_| ())
+    })
 }
 
 /// Held rows not checked since `before`, oldest check first.

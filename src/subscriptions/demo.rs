@@ -8,6 +8,7 @@ use crate::domain::time::now;
 use crate::domain::TenantId;
 use crate::state::AppState;
 use crate::stripe;
+use chrono::{DateTime, Utc};
 
 /// Sets a tenant's demo status, audited; returns the tenant and a sentence saying what changed.
 ///
@@ -19,10 +20,23 @@ pub async fn set_demo(
     tenant_id: &str,
     is_demo: bool,
 ) -> SubscriptionResult<(tenants::Tenant, String)> {
+    set_demo_as_of(state, caller, tenant_id, is_demo, now()).await
+}
+
+/// [`set_demo`] for a switch made elsewhere at `as_of` (the platform's, seen late): the demo interval
+/// starts or ends then, so usage since is free or billed as the switch says (`db::tenants::set_demo_as_of`
+/// says what a period already billed keeps). Stripe's collection can only change now.
+pub async fn set_demo_as_of(
+    state: &AppState,
+    caller: &Caller,
+    tenant_id: &str,
+    is_demo: bool,
+    as_of: DateTime<Utc>,
+) -> SubscriptionResult<(tenants::Tenant, String)> {
     let (s, caller, tenant_id) = (state.clone(), caller.clone(), tenant_id.to_owned());
     state
         .detached
-        .finish(async move { switch_demo(&s, &caller, &tenant_id, is_demo).await })
+        .finish(async move { switch_demo(&s, &caller, &tenant_id, is_demo, as_of).await })
         .await
 }
 
@@ -31,6 +45,7 @@ async fn switch_demo(
     caller: &Caller,
     tenant_id: &str,
     is_demo: bool,
+    as_of: DateTime<Utc>,
 ) -> SubscriptionResult<(tenants::Tenant, String)> {
     let id = TenantId::parse(tenant_id)
         .map_err(|_| SubscriptionError::TenantNotFound(tenant_id.to_owned()))?;
@@ -38,7 +53,7 @@ async fn switch_demo(
     // Stripe first: a demo tenant must not be charged there either. Should this fail, nothing has
     // changed yet and the same request can be repeated.
     let collection = set_collection(state, &id, is_demo).await?;
-    let tenant = tenants::set_demo(&state.db, &id, is_demo)
+    let tenant = tenants::set_demo_as_of(&state.db, &id, is_demo, as_of)
         .await?
         .ok_or_else(|| SubscriptionError::TenantNotFound(tenant_id.to_owned()))?;
     audit::record(

@@ -11,6 +11,7 @@
 //! - [`billable`]: what is billable and not yet billed, and the monthly run's claim on it.
 //! - [`report`]: usage and revenue by organization for a month.
 //! - [`import`]: a CSV or JSON-lines file through [`ingest`].
+//! - [`stored`]: which event ids are stored already (for callers that re-read their source).
 
 pub mod batcher;
 pub mod billable;
@@ -21,6 +22,7 @@ pub mod ingest;
 pub mod limit;
 pub mod rating;
 pub mod report;
+pub mod stored;
 pub mod validate;
 
 use chrono::{DateTime, Utc};

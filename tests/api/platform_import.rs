@@ -10,7 +10,12 @@ use thanotopolis_billing::platform::Source;
 
 /// A Stripe customer the platform made (stripe_service.py:54-60 tags it with `tenant_id`; older ones
 /// may lack it), with a live subscription when `subscribed`.
-async fn customer(app: &TestApp, price: &str, tenant: Option<&str>, subscribed: bool) -> String {
+pub async fn customer(
+    app: &TestApp,
+    price: &str,
+    tenant: Option<&str>,
+    subscribed: bool,
+) -> String {
     let mut form = vec![("name", "Platform org".to_owned())];
     if let Some(t) = tenant {
         form.push(("metadata[tenant_id]", t.to_owned()));
@@ -47,7 +52,7 @@ async fn customer(app: &TestApp, price: &str, tenant: Option<&str>, subscribed: 
     id
 }
 
-async fn price(app: &TestApp) -> String {
+pub async fn price(app: &TestApp) -> String {
     let product = app
         .sim_post("/v1/products", &[("name", "Platform plan")])
         .await
@@ -68,7 +73,7 @@ async fn price(app: &TestApp) -> String {
         .to_owned()
 }
 
-async fn link(platform: &PlatformDb, tenant: &str, customer: &str) {
+pub async fn link(platform: &PlatformDb, tenant: &str, customer: &str) {
     sqlx::query(
         "INSERT INTO stripe_customers (id, tenant_id, stripe_customer_id, email)
          VALUES (gen_random_uuid(), $1::uuid, $2, 'admin@example.com')",

@@ -197,10 +197,7 @@ class UsageTest(unittest.TestCase):
 
 
 class AccessTest(unittest.TestCase):
-    def test_access_and_the_fastapi_dependency(self) -> None:
-        from fastapi import Depends, FastAPI
-        from fastapi.testclient import TestClient
-
+    def test_access(self) -> None:
         client = tb.BillingClient(SERVICE.url, jwt_secret=SECRET)
         none, demo = new_tenant(client), new_tenant(client)
         httpx.post(
@@ -208,28 +205,82 @@ class AccessTest(unittest.TestCase):
         ).raise_for_status()
         self.assertEqual(client.access(none), tb.Access(none, False, "none", None))
         self.assertEqual(client.access(demo).reason, "demo")
+        with self.assertRaises(tb.BillingError) as e:
+            client.access(str(uuid.uuid4()))
+        self.assertEqual((e.exception.status, e.exception.code), (404, "tenant_not_found"))
+        client.close()
 
+    def test_the_fastapi_dependency_takes_the_organization_from_the_authenticated_user(self) -> None:
+        from fastapi import Depends, FastAPI, Header, HTTPException
+        from fastapi.testclient import TestClient
+
+        client = tb.BillingClient(SERVICE.url, jwt_secret=SECRET)
+        none, demo = new_tenant(client), new_tenant(client)
+        unregistered = str(uuid.uuid4())
+        httpx.post(
+            f"{SERVICE.url}/api/billing/set-demo-status/{demo}?is_demo=true", headers=SERVICE.admin()
+        ).raise_for_status()
+
+        class User:
+            """The platform's `User`: its organization is `tenant_id` (a UUID)."""
+
+            def __init__(self, tenant_id: str) -> None:
+                self.tenant_id = uuid.UUID(tenant_id)
+
+        users = {"t-none": User(none), "t-demo": User(demo), "t-new": User(unregistered)}
+
+        # The platform's get_current_active_user: the user from the bearer token.
+        def current_user(authorization: str = Header("")) -> User:
+            user = users.get(authorization.removeprefix("Bearer "))
+            if user is None:
+                raise HTTPException(status_code=401, detail="Not authenticated")
+            return user
+
+        def app_with(billing: object, **kw: object) -> TestClient:
+            app = FastAPI()
+
+            @app.get("/calls")
+            def calls(access: tb.Access = Depends(require_access(billing, current_user, **kw))):  # type: ignore[arg-type]
+                return {"reason": access.reason, "tenant": access.tenant_id}
+
+            return TestClient(app)
+
+        as_user = lambda t, **h: {"Authorization": f"Bearer {t}", **h}  # noqa: E731
+        # One event loop for the app's life, as a server has (the async client's connections belong to it).
+        with app_with(tb.AsyncBillingClient(SERVICE.url, jwt_secret=SECRET)) as web:
+            # The platform's frontend sends the subdomain in X-Tenant-ID; a browser may send anything.
+            for header in ("acme", demo):
+                refused = web.get("/calls", headers=as_user("t-none", **{"X-Tenant-ID": header}))
+                self.assertEqual(refused.status_code, 402, header)
+                self.assertIn("suspended (none)", refused.json()["detail"])
+            allowed = web.get("/calls", headers=as_user("t-demo", **{"X-Tenant-ID": "acme"}))
+            self.assertEqual(allowed.json(), {"reason": "demo", "tenant": demo})
+            # An organization billing does not know is refused, not let through as if billing were down.
+            new = web.get("/calls", headers=as_user("t-new"))
+            self.assertEqual(new.status_code, 402)
+            self.assertIn("not registered", new.json()["detail"])
+            self.assertEqual(web.get("/calls", headers={"X-Tenant-ID": demo}).status_code, 401)
+
+        # The sync client too; and a dependency giving the id itself.
+        web = app_with(client)
+        self.assertEqual(web.get("/calls", headers=as_user("t-demo")).json()["reason"], "demo")
         app = FastAPI()
 
         @app.get("/calls")
-        def calls(access: tb.Access = Depends(require_access(tb.AsyncBillingClient(SERVICE.url, jwt_secret=SECRET)))):
+        def by_id(access: tb.Access = Depends(require_access(client, lambda: demo))):
             return {"reason": access.reason}
 
-        # One event loop for the app's life, as a server has (the async client's connections belong to it).
-        with TestClient(app) as web:
-            refused = web.get("/calls", headers={"X-Tenant-ID": none})
-            self.assertEqual(refused.status_code, 402)
-            self.assertIn("suspended", refused.json()["detail"])
-            self.assertEqual(web.get("/calls", headers={"X-Tenant-ID": demo}).json(), {"reason": "demo"})
-            self.assertEqual(web.get("/calls").status_code, 400)
+        self.assertEqual(TestClient(app).get("/calls").json(), {"reason": "demo"})
 
-        down = FastAPI()
+        # Billing unreachable: fail_open decides (for a known user).
+        down = tb.BillingClient("http://127.0.0.1:9", jwt_secret=SECRET, max_retries=0)
+        self.assertEqual(app_with(down).get("/calls", headers=as_user("t-none")).json()["reason"], "unchecked")
+        self.assertEqual(app_with(down, fail_open=False).get("/calls", headers=as_user("t-none")).status_code, 503)
 
-        @down.get("/calls")
-        def calls_down(access: tb.Access = Depends(require_access(tb.BillingClient("http://127.0.0.1:9", jwt_secret=SECRET, max_retries=0)))):
-            return {"reason": access.reason}
-
-        self.assertEqual(TestClient(down).get("/calls", headers={"X-Tenant-ID": none}).json(), {"reason": "unchecked"})
+        with self.assertRaises(TypeError):
+            require_access(client)  # type: ignore[call-arg]
+        with self.assertRaises(TypeError):
+            require_access(client, None)  # type: ignore[arg-type]
         client.close()
 
 
