@@ -101,7 +101,7 @@ async fn attempt(
             sync::invoice(state, &after, read_at).await?;
             None
         }
-        Collected::AlreadySettled => Some("settled before the attempt".to_owned()),
+        Collected::AlreadySettled(_) => Some("settled before the attempt".to_owned()),
     };
     let outcome = collected.label();
     attempts::record(

@@ -331,7 +331,7 @@ async fn bill_one_dollar(
         .await
         .map_err(|e| format!("pay: {e}"))?
     {
-        Collected::Done(_) | Collected::AlreadySettled => {}
+        Collected::Done(_) | Collected::AlreadySettled(_) => {}
         other => {
             return Err(format!(
                 "{}: the test card's payment is {}",

@@ -15,6 +15,8 @@ pub(super) fn outcome_badge(outcome: &str) -> Markup {
         "action_required" => ("warn", "bank asks the customer to confirm"),
         "declined" => ("bad", "declined"),
         "sent" => ("info", "sent"),
+        "void" => ("neutral", "voided"),
+        "uncollectible" => ("neutral", "marked uncollectible"),
         other => ("neutral", other),
     };
     html! { span class={ "badge payment " (class) } { (text) } }
