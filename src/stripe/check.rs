@@ -321,9 +321,15 @@ async fn bill_one_dollar(
 ) -> Result<String, String> {
     let stripe = &state.stripe;
     if let Some(pm) = sub.payment_method_id() {
-        crate::subscriptions::payment_method::follow(stripe, customer, pm, &key("payment-method"))
-            .await
-            .map_err(|e| format!("payment method: {e}"))?;
+        crate::subscriptions::payment_method::follow(
+            stripe,
+            customer,
+            pm,
+            &key("payment-method"),
+            crate::subscriptions::payment_method::Writes::OverDifferent,
+        )
+        .await
+        .map_err(|e| format!("payment method: {e}"))?;
     }
     let inv = usage_invoice(state, customer, tenant, "usage", key).await?;
     match stripe

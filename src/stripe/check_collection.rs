@@ -215,9 +215,15 @@ pub(super) async fn card_changed_after_decline(
         }
     }
     let good = customer_card(state, customer, "pm_card_visa", &key("changed:card")).await?;
-    crate::subscriptions::payment_method::follow(stripe, customer, &good, &key("changed:follow"))
-        .await
-        .map_err(|e| format!("copy the new card: {e}"))?;
+    crate::subscriptions::payment_method::follow(
+        stripe,
+        customer,
+        &good,
+        &key("changed:follow"),
+        crate::subscriptions::payment_method::Writes::OverDifferent,
+    )
+    .await
+    .map_err(|e| format!("copy the new card: {e}"))?;
     for id in &ids {
         let inv = stripe.invoice(id).await.map_err(|e| e.to_string())?;
         let paid = pay(state, &inv, &key(&format!("changed:pay:{id}"))).await?;

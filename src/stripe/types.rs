@@ -107,6 +107,9 @@ pub struct Customer {
     pub deleted: bool,
     #[serde(default, deserialize_with = "nullable")]
     pub invoice_settings: InvoiceSettings,
+    /// This copy is the answer Stripe saved under a write's idempotency key, not a new one.
+    #[serde(rename = "_replayed", default)]
+    pub replayed: bool,
 }
 
 /// The customer's defaults for invoices: the payment method an invoice without its own, and without a
@@ -245,6 +248,9 @@ pub struct Subscription {
     /// Stripe's clock when this copy was read (its answer's `Date`), when known.
     #[serde(rename = "_stripe_time", default)]
     pub stripe_time: Option<i64>,
+    /// This copy is the answer Stripe saved under a write's idempotency key, not a new one.
+    #[serde(rename = "_replayed", default)]
+    pub replayed: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

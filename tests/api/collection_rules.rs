@@ -1,7 +1,8 @@
 //! The rules the service's own collection keeps, on both stores: one invoice that fails never stops
 //! another's retry or payment at once; no retry where it cannot help or is forbidden (a card declined
 //! as lost or stolen, a bank account returned closed, a bank debit presented as often as NACHA allows,
-//! an invoice sent for the customer to pay).
+//! an invoice sent for the customer to pay); and a payment method Stripe has is replaced only by a
+//! change event, never by a reading of an older record.
 
 use crate::collection::{
     closed, customer_of, portal_card, run, stripe, subscribe_by_bank, usage_in, DAY, DECLINING,
@@ -18,6 +19,8 @@ store_tests!(
     a_refused_invoice_does_not_stop_the_others_being_paid_at_once,
     a_card_declined_as_lost_or_stolen_is_not_retried,
     bank_debits_are_presented_again_only_as_nacha_allows,
+    a_payment_method_stripe_has_is_replaced_only_by_a_change,
+    copying_writes_are_keyed_by_the_value_they_replace,
 );
 
 const LOST: &str = "4000000000009987";
@@ -72,6 +75,24 @@ async fn attach(app: &TestApp, customer: &str, token: &str) -> String {
         .as_str()
         .unwrap()
         .to_owned()
+}
+
+/// A write in Stripe whose event the service does not take for the tenant's change (it carries a key
+/// of the service's own copying writes), as when the endpoint is not subscribed to that event or its
+/// delivery is still pending; then its events are let through.
+async fn unseen_write(app: &TestApp, path: &str, field: (&str, &str)) {
+    let key = format!("pm-follow:unseen:{path}:{}", field.1);
+    let r = app
+        .client
+        .post(format!("{}{path}", app.sim))
+        .bearer_auth("sk_test_api_tests")
+        .header("Idempotency-Key", key)
+        .form(&[field])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    app.settle().await;
 }
 
 /// A tenant paying by card whose usage invoice for the closed period `p` is declined by `card`.
@@ -351,6 +372,144 @@ async fn bank_debits_are_presented_again_only_as_nacha_allows(app: TestApp) {
     assert!(with_reason(&rows_of(&app, &closed_inv).await, "retry").is_empty());
     let closed = stripe(&app, &format!("/v1/invoices/{closed_inv}")).await;
     assert_eq!(closed["attempt_count"], 1, "never debited again");
+}
+
+/// The tenant's new card is on its customer in Stripe, but the event saying so was never applied as
+/// a change (an endpoint set up before `customer.updated` was handled, or a delivery still pending):
+/// a subscription's update and the monthly run read the subscription, and neither writes the older
+/// recorded card back over it; the usage invoice is charged on the new card. Once the change arrives,
+/// it is copied onto the subscription.
+async fn a_payment_method_stripe_has_is_replaced_only_by_a_change(app: TestApp) {
+    let p = closed();
+    app.add_tenant("acme").await;
+    app.subscribe("acme", None, GOOD).await;
+    let customer = customer_of(&app, "acme").await;
+    let sub = app
+        .live_subscription("acme")
+        .await
+        .unwrap()
+        .stripe_subscription_id;
+    let old = stripe(&app, &format!("/v1/customers/{customer}")).await["invoice_settings"]
+        ["default_payment_method"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let new = attach(&app, &customer, "pm_card_mastercard").await;
+    unseen_write(
+        &app,
+        &format!("/v1/customers/{customer}"),
+        ("invoice_settings[default_payment_method]", &new),
+    )
+    .await;
+    let default = || async {
+        stripe(&app, &format!("/v1/customers/{customer}")).await["invoice_settings"]
+            ["default_payment_method"]
+            .as_str()
+            .map(str::to_owned)
+    };
+
+    // A subscription event (its update), then the monthly run: readings, not changes.
+    app.sim_post(
+        &format!("/v1/subscriptions/{sub}"),
+        &[("metadata[note]", "renewed")],
+    )
+    .await
+    .expect(200);
+    app.settle().await;
+    assert_eq!(default().await.as_deref(), Some(new.as_str()));
+    usage_in(&app, "acme", p).await;
+    let report = run(&app, p).await;
+    assert_eq!(billed_entry(&report, "acme")["payment"], "paid", "{report}");
+    assert_eq!(default().await.as_deref(), Some(new.as_str()));
+    let usage = app.usage_invoices("acme", p).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let paid = stripe(
+        &app,
+        &format!(
+            "/v1/invoices/{usage}?expand[]=payments&expand[]=payments.data.payment.payment_intent"
+        ),
+    )
+    .await;
+    assert_eq!(
+        paid["payments"]["data"][0]["payment"]["payment_intent"]["payment_method"],
+        new.as_str(),
+        "charged on the new card"
+    );
+    let s = stripe(&app, &format!("/v1/subscriptions/{sub}")).await;
+    assert_eq!(
+        s["default_payment_method"],
+        old.as_str(),
+        "not a change yet"
+    );
+
+    // The change arrives: it replaces the subscription's card.
+    let at = stripe(&app, "/_sim/clock").await["now"].as_i64().unwrap();
+    thanotopolis_billing::subscriptions::payment_method::changed(&app.state(), "acme", &new, at)
+        .await
+        .unwrap();
+    let s = stripe(&app, &format!("/v1/subscriptions/{sub}")).await;
+    assert_eq!(s["default_payment_method"], new.as_str());
+}
+
+/// The writes copying the tenant's card are keyed by the value each replaces: a retry is the same
+/// write, and the same correction needed again (the old card set back meanwhile, within Stripe's 24
+/// hours) is made under the key's next generation rather than answered with the first one's reply.
+async fn copying_writes_are_keyed_by_the_value_they_replace(app: TestApp) {
+    app.add_tenant("acme").await;
+    app.subscribe("acme", None, GOOD).await;
+    let customer = customer_of(&app, "acme").await;
+    let sub = app
+        .live_subscription("acme")
+        .await
+        .unwrap()
+        .stripe_subscription_id;
+    let old = stripe(&app, &format!("/v1/subscriptions/{sub}")).await["default_payment_method"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let new = portal_card(&app, &customer, NEW_CARD).await;
+    app.settle().await;
+    assert_eq!(
+        stripe(&app, &format!("/v1/subscriptions/{sub}")).await["default_payment_method"],
+        new.as_str()
+    );
+    // The old card set back on the subscription, unseen as a change.
+    unseen_write(
+        &app,
+        &format!("/v1/subscriptions/{sub}"),
+        ("default_payment_method", &old),
+    )
+    .await;
+    thanotopolis_billing::subscriptions::payment_method::settle(&app.state(), "acme")
+        .await
+        .unwrap();
+    assert_eq!(
+        stripe(&app, &format!("/v1/subscriptions/{sub}")).await["default_payment_method"],
+        new.as_str()
+    );
+    let events = stripe(
+        &app,
+        "/v1/events?type=customer.subscription.updated&limit=100",
+    )
+    .await;
+    let keys: Vec<&str> = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["request"]["idempotency_key"].as_str())
+        .filter(|k| k.starts_with("pm-follow:acme:"))
+        .collect();
+    let first = format!(":{sub}:{old}");
+    assert!(
+        keys.iter().any(|k| k.ends_with(&first)),
+        "a key naming the value replaced: {keys:?}"
+    );
+    assert!(
+        keys.iter().any(|k| k.ends_with(&format!("{first}:g1"))),
+        "the same correction again, under the next generation: {keys:?}"
+    );
 }
 
 /// With `BILLING_COLLECTION_METHOD=send_invoice` the customer pays the usage invoice on its hosted
