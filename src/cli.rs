@@ -321,6 +321,16 @@ async fn serve(mut settings: Settings, stripe_sim: bool) -> anyhow::Result<()> {
     };
     let jwt_secret: Secret = settings.require_jwt_secret()?.clone();
     let app = Application::build(settings.clone(), jwt_secret.clone()).await?;
+    if app.state().stripe.is_configured() {
+        // An endpoint registered before an upgrade may lack events this version acts on.
+        let (stripe, public) = (
+            app.state().stripe.clone(),
+            settings.http.public_base_url.clone(),
+        );
+        tokio::spawn(async move {
+            crate::stripe::setup::warn_if_events_missing(&stripe, &public).await
+        });
+    }
     let base = format!("http://{}", app.local_addr());
     tracing::info!(
         address = %app.local_addr(),

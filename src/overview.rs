@@ -74,6 +74,18 @@ pub struct PaymentFlag {
     pub failed_invoices: Vec<String>,
     /// What those invoices still ask for.
     pub amount_due_cents: Cents,
+    /// Those of them the service no longer retries with the organization's payment method (a card
+    /// declined as lost or stolen, a bank account returned closed, Stripe refusing the payment): only a
+    /// new payment method, or the customer, pays them.
+    pub retries_stopped: Vec<RetriesStopped>,
+}
+
+/// A usage invoice whose retries stopped, and why.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct RetriesStopped {
+    pub stripe_invoice_id: String,
+    /// Why, in a sentence.
+    pub reason: String,
 }
 
 /// A failed payment behind `failed_payments_30d`: one `invoice.payment_failed` event.
@@ -225,13 +237,14 @@ pub async fn build(state: &AppState, now: DateTime<Utc>) -> Result<Overview, sql
     let first = (1..HISTORY_MONTHS).fold(period, |p, _| p.prev());
     let since_30d = now - Duration::days(FAILED_PAYMENTS_DAYS);
 
-    let (orgs, last_invoices, paid, daily, failed, unpaid) = tokio::try_join!(
+    let (orgs, last_invoices, paid, daily, failed, unpaid, stopped) = tokio::try_join!(
         organizations_at(state, now),
         latest_invoice_per_tenant(db),
         db_overview::paid_invoices_since(db, first.bounds(tz).0),
         db_overview::usage_by_day_since(db, first.first_day()),
         webhook_events::count_since(db, crate::stripe::PAYMENT_FAILED, since_30d),
         db_overview::open_invoices_with_failed_payment(db),
+        crate::billing::attempts::stopped(db),
     )?;
     let subs = &orgs.subscriptions;
     let demo: HashMap<&str, bool> = orgs
@@ -279,7 +292,7 @@ pub async fn build(state: &AppState, now: DateTime<Utc>) -> Result<Overview, sql
                     amount_due_cents: Cents(i.amount_due_cents),
                     hosted_invoice_url: i.hosted_invoice_url.clone(),
                 }),
-                payment_flag: payment_flag(shown, &t.id, &unpaid),
+                payment_flag: payment_flag(shown, &t.id, &unpaid, &stopped),
             }
         })
         .collect();
@@ -334,11 +347,12 @@ pub async fn build(state: &AppState, now: DateTime<Utc>) -> Result<Overview, sql
 }
 
 /// Whether a tenant's money is not coming in: its shown subscription past due, or open invoices whose
-/// payment failed (`unpaid`: tenant, invoice, amount due).
+/// payment failed (`unpaid`: tenant, invoice, amount due), with those whose retries `stopped`.
 fn payment_flag(
     shown: Option<&SubscriptionRow>,
     tenant: &str,
     unpaid: &[db_overview::UnpaidInvoice],
+    stopped: &[crate::billing::attempts::Stopped],
 ) -> Option<PaymentFlag> {
     let mine: Vec<&db_overview::UnpaidInvoice> =
         unpaid.iter().filter(|u| u.tenant_id == tenant).collect();
@@ -362,6 +376,18 @@ fn payment_flag(
         reason,
         failed_invoices: mine.iter().map(|u| u.stripe_invoice_id.clone()).collect(),
         amount_due_cents: mine.iter().map(|u| Cents(u.amount_due_cents)).sum(),
+        retries_stopped: stopped
+            .iter()
+            .filter(|s| s.tenant_id == tenant)
+            .filter(|s| {
+                mine.iter()
+                    .any(|u| u.stripe_invoice_id == s.stripe_invoice_id)
+            })
+            .map(|s| RetriesStopped {
+                stripe_invoice_id: s.stripe_invoice_id.clone(),
+                reason: s.why.clone(),
+            })
+            .collect(),
     })
 }
 

@@ -479,7 +479,8 @@ def _():
 
 
 def invoice_intent(invoice_id):
-    inv = stripe.Invoice.retrieve(invoice_id, expand=["payments.data.payment.payment_intent"])
+    # `payments` is includable: asked for by name, then expanded inside.
+    inv = stripe.Invoice.retrieve(invoice_id, expand=["payments", "payments.data.payment.payment_intent"])
     return inv, inv.payments.data[0].payment.payment_intent
 
 
@@ -499,9 +500,10 @@ def _():
         stripe.Invoice.pay(inv.id)
         raise AssertionError("charged without authentication")
     except stripe.CardError as e:
-        assert e.http_status == 402 and e.code == "authentication_required", (e.http_status, e.code)
+        assert e.http_status == 402 and e.code == "invoice_payment_intent_requires_action", (e.http_status, e.code)
     inv, pi = invoice_intent(inv.id)
     assert inv.status == "open" and pi.status == "requires_action", (inv.status, pi.status)
+    assert pi.last_payment_error.code == "authentication_required", pi.last_payment_error
     assert stripe.PaymentIntent.retrieve(pi.id).status == "requires_action"
     kinds = [e.type for e in stripe.Event.list(type="invoice.payment_action_required", limit=100).data]
     assert kinds, "no invoice.payment_action_required"
@@ -587,6 +589,57 @@ def _():
     date = listed.last_response.headers["Date"]
     at = email.utils.parsedate_to_datetime(date).timestamp()
     assert abs(at - now) <= 2, (date, now)
+
+
+@check("rule 20: a bank account returned closed is blocked; one short of funds is debited again")
+def _():
+    invoices = {}
+    for account in ["000111111113", "000222222227"]:
+        cs = monthly_session(["us_bank_account"])
+        done = sim_post(f"/_sim/checkout/sessions/{cs.id}/complete",
+                        {"payment_method_type": "us_bank_account", "account_number": account})
+        invoices[account] = done["invoice"]
+    advance_days(4)
+    _, pi = invoice_intent(invoices["000111111113"])
+    err = pi.last_payment_error
+    assert err.code == "account_closed" and err.decline_code == "bank_account_closed", err
+    try:
+        stripe.Invoice.pay(invoices["000111111113"])
+        raise AssertionError("a blocked account was debited")
+    except stripe.CardError as e:
+        assert e.code == "payment_method_bank_account_blocked", e.code
+    inv, pi = invoice_intent(invoices["000111111113"])
+    assert inv.status == "open" and pi.status == "requires_payment_method", (inv.status, pi.status)
+    stripe.Invoice.pay(invoices["000222222227"])
+    _, pi = invoice_intent(invoices["000222222227"])
+    assert pi.status == "processing", pi.status
+
+
+@check("rule 21: declining test cards give their decline code")
+def _():
+    for card, reason in [("4000000000009987", "lost_card"), ("4000000000009979", "stolen_card"),
+                         ("4000000000009995", "insufficient_funds")]:
+        cus = stripe.Customer.create(email="declines@example.com")
+        sim_post(f"/_sim/customers/{cus.id}/card", {"card": card})
+        inv = one_off_invoice(cus.id, 900)
+        try:
+            stripe.Invoice.pay(inv.id)
+            raise AssertionError(f"{card} paid")
+        except stripe.CardError as e:
+            assert e.code == "card_declined" and e.error.decline_code == reason, (card, e.code, e.error.decline_code)
+        _, pi = invoice_intent(inv.id)
+        assert pi.last_payment_error.decline_code == reason, (card, pi.last_payment_error)
+
+
+@check("rule 22: an invoice's payments are included only when asked for by name")
+def _():
+    cus = stripe.Customer.create(email="payments@example.com", payment_method="pm_card_visa")
+    inv = one_off_invoice(cus.id, 800)
+    assert "payments" not in stripe.Invoice.retrieve(inv.id).to_dict()
+    nested = stripe.Invoice.retrieve(inv.id, expand=["payments.data.payment.payment_intent"])
+    assert "payments" not in nested.to_dict()
+    named = stripe.Invoice.retrieve(inv.id, expand=["payments"])
+    assert isinstance(named.payments.data[0].payment.payment_intent, str)
 
 
 print(f"sdk-check: {passed} passed, {failed} failed")

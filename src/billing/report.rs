@@ -19,7 +19,8 @@ pub struct Billed {
     pub total_cents: i64,
     /// How the charge went: `paid`, `processing` (a bank debit: neither paid nor failed until the bank
     /// answers), `declined`, `action_required` (the bank asks the customer to confirm), `sent`
-    /// (emailed). Absent in a dry run.
+    /// (emailed), or, when the invoice was settled otherwise before the charge, `void` or
+    /// `uncollectible` (counted in none of the totals below). Absent in a dry run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment: Option<String>,
 }

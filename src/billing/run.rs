@@ -561,7 +561,7 @@ async fn continue_invoice_steps(
                 "not paid; the invoice stays open"
             );
         }
-        Collected::AlreadySettled => {}
+        Collected::AlreadySettled(_) => {}
     }
     drop(one_at_a_time);
     ledger::advance(db, tenant, period, Step::Done, None).await?;

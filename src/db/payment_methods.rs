@@ -36,7 +36,7 @@ pub struct Choice {
 /// Records that the tenant set `payment_method_id` at `changed_at` (Stripe's clock), unless a change
 /// at least as recent is stored (a change in the same second replaces another method: the later
 /// news wins). A different payment method than before makes the open invoices due for collection.
-/// Returns whether the stored payment method is now a different one.
+/// Returns whether it was recorded (it is the latest change known), in the one statement that decides.
 pub async fn record_change(
     db: &Db,
     tenant: &str,
@@ -44,7 +44,6 @@ pub async fn record_change(
     pm: &PaymentMethodView,
     changed_at: i64,
 ) -> Result<bool, sqlx::Error> {
-    let before = choice(db, tenant).await?;
     let newer = "ON CONFLICT (tenant_id) DO UPDATE SET stripe_payment_method_id = excluded.stripe_payment_method_id,
                 kind = excluded.kind, brand = excluded.brand, last4 = excluded.last4,
                 exp_month = excluded.exp_month, exp_year = excluded.exp_year, updated_at = excluded.updated_at,
@@ -53,10 +52,10 @@ pub async fn record_change(
                     OR payment_methods.stripe_payment_method_id <> excluded.stripe_payment_method_id)
              WHERE payment_methods.changed_at < excluded.changed_at
                 OR (payment_methods.changed_at = excluded.changed_at
-                    AND payment_methods.stripe_payment_method_id <> excluded.stripe_payment_method_id)";
-    insert(db, tenant, payment_method_id, pm, changed_at, true, newer).await?;
-    let after = choice(db, tenant).await?;
-    Ok(after.map(|c| c.stripe_payment_method_id) != before.map(|c| c.stripe_payment_method_id))
+                    AND payment_methods.stripe_payment_method_id <> excluded.stripe_payment_method_id)
+             RETURNING tenant_id";
+    let written = insert(db, tenant, payment_method_id, pm, changed_at, true, newer).await?;
+    Ok(written > 0)
 }
 
 /// Records `payment_method_id` as the tenant's when none is recorded: a reading, not a change (any
@@ -74,12 +73,14 @@ pub async fn fill(
         pm,
         0,
         false,
-        "ON CONFLICT (tenant_id) DO NOTHING",
+        "ON CONFLICT (tenant_id) DO NOTHING RETURNING tenant_id",
     )
     .await
+    .map(|_| ())
 }
 
-/// Inserts the tenant's payment method, or does `on_conflict` when it has one.
+/// Inserts the tenant's payment method, or does `on_conflict` (which ends `RETURNING tenant_id`) when
+/// it has one. Returns the rows written (0 or 1).
 async fn insert(
     db: &Db,
     tenant: &str,
@@ -88,14 +89,14 @@ async fn insert(
     changed_at: i64,
     collect_due: bool,
     on_conflict: &str,
-) -> Result<(), sqlx::Error> {
+) -> Result<usize, sqlx::Error> {
     let sql = format!(
         "INSERT INTO payment_methods (tenant_id, stripe_payment_method_id, kind, brand, last4, exp_month,
             exp_year, updated_at, changed_at, collect_due)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) {on_conflict}"
     );
-    with_pool!(db, pool => {
-        sqlx::query(&sql)
+    let rows: Vec<(String,)> = with_pool!(db, pool => {
+        sqlx::query_as(&sql)
             .bind(tenant)
             .bind(payment_method_id)
             .bind(&pm.kind)
@@ -106,10 +107,10 @@ async fn insert(
             .bind(now())
             .bind(changed_at)
             .bind(collect_due)
-            .execute(pool)
+            .fetch_all(pool)
             .await
-            .map(|_| ())
-    })
+    })?;
+    Ok(rows.len())
 }
 
 /// The tenant's chosen payment method, if any.

@@ -5,8 +5,8 @@
 
 use super::check_collection::{authentication, card_changed_after_decline, usage_invoice};
 use super::gateway::{Collected, Collection, InvoiceStatus};
-use super::setup::{webhook_events, PRICE_LOOKUP_KEY};
-use super::{List, Params, STRIPE_VERSION};
+use super::setup::PRICE_LOOKUP_KEY;
+use super::{Params, STRIPE_VERSION};
 use crate::state::AppState;
 
 /// One line of the checklist.
@@ -145,18 +145,14 @@ pub async fn run(state: &AppState) -> CheckReport {
     );
 
     let url = format!("{}/api/billing/webhook", settings.http.public_base_url);
-    let endpoint = stripe
-        .get::<List<super::WebhookEndpoint>>("webhook_endpoints", &Params::new().set("limit", 100))
+    let endpoint = super::setup::endpoint_for(stripe, &url)
         .await
         .map_err(|e| format!("webhook endpoints: {e}"))
-        .and_then(|list| {
-            let e = list.data.into_iter().find(|e| e.url == url).ok_or_else(|| {
+        .and_then(|found| {
+            let e = found.ok_or_else(|| {
                 format!("no webhook endpoint for {url}: run `stripe setup` with this PUBLIC_BASE_URL")
             })?;
-            let missing: Vec<&str> = webhook_events()
-                .into_iter()
-                .filter(|ev| !e.enabled_events.iter().any(|h| h == ev || h == "*"))
-                .collect();
+            let missing = super::setup::missing_events(&e);
             if !missing.is_empty() {
                 return Err(format!("{} lacks events {}: run `stripe setup`", e.id, missing.join(", ")));
             }
@@ -321,9 +317,15 @@ async fn bill_one_dollar(
 ) -> Result<String, String> {
     let stripe = &state.stripe;
     if let Some(pm) = sub.payment_method_id() {
-        crate::subscriptions::payment_method::follow(stripe, customer, pm, &key("payment-method"))
-            .await
-            .map_err(|e| format!("payment method: {e}"))?;
+        crate::subscriptions::payment_method::follow(
+            stripe,
+            customer,
+            pm,
+            &key("payment-method"),
+            crate::subscriptions::payment_method::Writes::OverDifferent,
+        )
+        .await
+        .map_err(|e| format!("payment method: {e}"))?;
     }
     let inv = usage_invoice(state, customer, tenant, "usage", key).await?;
     match stripe
@@ -331,7 +333,7 @@ async fn bill_one_dollar(
         .await
         .map_err(|e| format!("pay: {e}"))?
     {
-        Collected::Done(_) | Collected::AlreadySettled => {}
+        Collected::Done(_) | Collected::AlreadySettled(_) => {}
         other => {
             return Err(format!(
                 "{}: the test card's payment is {}",

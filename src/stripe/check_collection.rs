@@ -85,9 +85,12 @@ async fn simulator(state: &AppState) -> bool {
     matches!(reqwest::get(&url).await, Ok(r) if r.status().is_success())
 }
 
-/// A card that needs authentication: its off-session charge fails with `authentication_required` and the
-/// invoice waits for the customer; confirmed, it is paid. The simulator confirms through its control
-/// route; on Stripe only a person can, on the hosted invoice page, whose address the line gives.
+/// A card that needs authentication: its off-session charge is refused (Stripe answers `/pay` with
+/// `invoice_payment_intent_requires_action`) and the invoice waits for the customer; confirmed, it is
+/// paid. On the way, the invoice read with its payments must hold them (`payments` is includable: the
+/// service asks for it by name), or a debit processing and a payment waiting for the customer would go
+/// unseen. The simulator confirms through its control route; on Stripe only a person can, on the hosted
+/// invoice page, whose address the line gives.
 pub(super) async fn authentication(
     state: &AppState,
     customer: &str,
@@ -118,13 +121,20 @@ pub(super) async fn authentication(
         .invoice_with_payment(&inv.id)
         .await
         .map_err(|e| e.to_string())?;
+    if waiting.payments.is_none() {
+        return Err(format!(
+            "{}: Stripe did not include the invoice's payments when asked for them (expand[]=payments): \
+             a bank debit processing or a payment waiting for the customer would go unseen",
+            inv.id
+        ));
+    }
     if waiting.payment_state() != Some("requires_action") {
         return Err(format!("{}: its payment does not require action", inv.id));
     }
     if !simulator(state).await {
         let page = waiting.hosted_invoice_url.unwrap_or_default();
         return Ok(format!(
-            "{} requires authentication (402 authentication_required); a person confirms it at {page}",
+            "{} requires authentication (its payments read, the payment waiting for the customer); a person confirms it at {page}",
             inv.id
         ));
     }
@@ -205,9 +215,15 @@ pub(super) async fn card_changed_after_decline(
         }
     }
     let good = customer_card(state, customer, "pm_card_visa", &key("changed:card")).await?;
-    crate::subscriptions::payment_method::follow(stripe, customer, &good, &key("changed:follow"))
-        .await
-        .map_err(|e| format!("copy the new card: {e}"))?;
+    crate::subscriptions::payment_method::follow(
+        stripe,
+        customer,
+        &good,
+        &key("changed:follow"),
+        crate::subscriptions::payment_method::Writes::OverDifferent,
+    )
+    .await
+    .map_err(|e| format!("copy the new card: {e}"))?;
     for id in &ids {
         let inv = stripe.invoice(id).await.map_err(|e| e.to_string())?;
         let paid = pay(state, &inv, &key(&format!("changed:pay:{id}"))).await?;

@@ -188,14 +188,15 @@ impl StripeClient {
             };
             crate::metrics::stripe_call(method.as_str(), path, &outcome, elapsed);
             match result {
-                Ok((body, date)) => {
+                Ok(answer) => {
                     tracing::debug!(
                         method = method.as_str(),
                         path,
                         ms = elapsed.as_millis() as u64,
+                        replayed = answer.replayed,
                         "stripe call"
                     );
-                    return decode_dated(&body, date);
+                    return decode_dated(&answer);
                 }
                 Err((err, _)) if attempt < self.0.options.max_retries && err.is_retryable() => {
                     let delay = retry_after.unwrap_or_else(|| self.backoff(attempt));
@@ -229,7 +230,7 @@ impl StripeClient {
         half + half.mul_f64(rand::rng().random::<f64>())
     }
 
-    /// One attempt: the raw body on 2xx, or the error and any `Retry-After` Stripe asked for.
+    /// One attempt: the answer on 2xx, or the error and any `Retry-After` Stripe asked for.
     async fn send_once(
         &self,
         method: Method,
@@ -237,7 +238,7 @@ impl StripeClient {
         key: &Secret,
         params: &Params,
         idempotency_key: Option<&str>,
-    ) -> Result<(Vec<u8>, Option<i64>), (StripeError, Option<Duration>)> {
+    ) -> Result<Answer, (StripeError, Option<Duration>)> {
         let http = &self.0.http;
         let mut req = match method {
             Method::Get => {
@@ -276,28 +277,55 @@ impl StripeClient {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok())
                 .map(|d| d.timestamp());
-            return Ok((body.to_vec(), date));
+            return Ok(Answer {
+                body: body.to_vec(),
+                date,
+                replayed: replayed(&headers),
+            });
         }
         Err((api_error(status, &headers, &body), retry_after(&headers)))
     }
 }
 
+/// A 2xx answer: its body, Stripe's clock at it (`Date`, in seconds), and whether it is the answer
+/// saved under the request's idempotency key (`Idempotent-Replayed: true`) rather than a new one.
+struct Answer {
+    body: Vec<u8>,
+    date: Option<i64>,
+    replayed: bool,
+}
+
 /// The answer as `T`, with Stripe's clock at the answer (its `Date` header, in seconds) given to objects
-/// that keep it (`_stripe_time`): our copies of an object are ordered by Stripe's clock, not ours.
-fn decode_dated<T: DeserializeOwned>(body: &[u8], date: Option<i64>) -> Result<T, StripeError> {
+/// that keep it (`_stripe_time`): our copies of an object are ordered by Stripe's clock, not ours; and
+/// a replayed answer marked (`_replayed`) for the objects that say whether it was.
+fn decode_dated<T: DeserializeOwned>(answer: &Answer) -> Result<T, StripeError> {
     let decode = |e: serde_json::Error| StripeError::Decode(e.to_string());
-    let Some(date) = date else {
-        return serde_json::from_slice(body).map_err(decode);
-    };
-    let mut value: serde_json::Value = serde_json::from_slice(body).map_err(decode)?;
+    if answer.date.is_none() && !answer.replayed {
+        return serde_json::from_slice(&answer.body).map_err(decode);
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(&answer.body).map_err(decode)?;
     if let Some(object) = value.as_object_mut() {
-        object.insert(STRIPE_TIME.to_owned(), date.into());
+        if let Some(date) = answer.date {
+            object.insert(STRIPE_TIME.to_owned(), date.into());
+        }
+        if answer.replayed {
+            object.insert(REPLAYED.to_owned(), true.into());
+        }
     }
     serde_json::from_value(value).map_err(decode)
 }
 
-/// The field [`decode_dated`] adds; never one of Stripe's own (theirs have no leading underscore).
+/// The fields [`decode_dated`] adds; never one of Stripe's own (theirs have no leading underscore).
 pub const STRIPE_TIME: &str = "_stripe_time";
+pub const REPLAYED: &str = "_replayed";
+
+/// Whether Stripe answered with what it saved under the idempotency key.
+fn replayed(headers: &reqwest::header::HeaderMap) -> bool {
+    headers
+        .get("idempotent-replayed")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == "true")
+}
 
 /// Stripe accepts idempotency keys of 1 to 255 characters. Ours are derived from what a write does
 /// and are normally far shorter; one that is not (a long list of webhook events, say) keeps a readable
@@ -386,10 +414,7 @@ fn api_error(status: u16, headers: &HeaderMap, body: &[u8]) -> StripeError {
             None,
         ),
     };
-    let replayed = headers
-        .get("idempotent-replayed")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == "true");
+    let replayed = replayed(headers);
     StripeError::Api {
         status,
         kind,
@@ -406,16 +431,34 @@ fn api_error(status: u16, headers: &HeaderMap, body: &[u8]) -> StripeError {
 mod tests {
     use super::*;
 
+    fn answer(body: &[u8], date: Option<i64>, replayed: bool) -> Answer {
+        Answer {
+            body: body.to_vec(),
+            date,
+            replayed,
+        }
+    }
+
     #[test]
     fn objects_keep_stripes_clock_at_the_answer() {
         let body = br#"{"id": "sub_1", "status": "active"}"#;
-        let v: serde_json::Value = decode_dated(body, Some(1_800_000_000)).unwrap();
+        let v: serde_json::Value = decode_dated(&answer(body, Some(1_800_000_000), false)).unwrap();
         assert_eq!(v[STRIPE_TIME], 1_800_000_000);
-        let v: serde_json::Value = decode_dated(body, None).unwrap();
+        assert!(v.get(REPLAYED).is_none());
+        let v: serde_json::Value = decode_dated(&answer(body, None, false)).unwrap();
         assert!(v.get(STRIPE_TIME).is_none());
         // A list is left as it is (its objects are read one by one where the order matters).
-        let v: Vec<i32> = decode_dated(b"[1, 2]", Some(1)).unwrap();
+        let v: Vec<i32> = decode_dated(&answer(b"[1, 2]", Some(1), true)).unwrap();
         assert_eq!(v, vec![1, 2]);
+    }
+
+    #[test]
+    fn a_replayed_answer_says_so() {
+        let body = br#"{"id": "cus_1", "object": "customer"}"#;
+        let c: crate::stripe::Customer = decode_dated(&answer(body, None, true)).unwrap();
+        assert!(c.replayed);
+        let c: crate::stripe::Customer = decode_dated(&answer(body, Some(1), false)).unwrap();
+        assert!(!c.replayed);
     }
 
     #[test]

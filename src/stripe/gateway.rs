@@ -150,8 +150,9 @@ pub enum Collected {
     /// The bank asks the customer to authenticate the payment (3-D Secure): only the customer can,
     /// on the invoice's hosted page.
     ActionRequired,
-    /// The invoice was already settled (a $0 invoice is paid at finalization).
-    AlreadySettled,
+    /// The invoice was already settled (a $0 invoice is paid at finalization), as the status says:
+    /// paid, voided or marked uncollectible.
+    AlreadySettled(InvoiceStatus),
 }
 
 impl Collected {
@@ -163,7 +164,34 @@ impl Collected {
             Collected::Processing(_) => "processing",
             Collected::Declined => "declined",
             Collected::ActionRequired => "action_required",
-            Collected::AlreadySettled => "paid",
+            Collected::AlreadySettled(InvoiceStatus::Void) => "void",
+            Collected::AlreadySettled(InvoiceStatus::Uncollectible) => "uncollectible",
+            Collected::AlreadySettled(_) => "paid",
+        }
+    }
+
+    /// What Stripe's refusal of `/pay` (or `/send`), `refusal`, came to, from the invoice as read just
+    /// after it (`now`, with its payments): settled meanwhile, a bank debit in flight, the customer's
+    /// authentication awaited, or (402) a decline; any other refusal is the caller's error. Read from
+    /// the invoice's state rather than the code alone: Stripe answers `/pay` for a payment that needs
+    /// authentication with `invoice_payment_intent_requires_action` (a PaymentIntent's own confirm says
+    /// `authentication_required`), and its HTTP status for it is not documented.
+    pub fn after_refusal(refusal: StripeError, now: Invoice) -> Result<Collected, StripeError> {
+        let status = InvoiceStatus::of(&now);
+        if status.is_settled() {
+            return Ok(Collected::AlreadySettled(status));
+        }
+        let asks_action = matches!(
+            refusal.code(),
+            Some("invoice_payment_intent_requires_action" | "authentication_required")
+        );
+        match now.payment_state() {
+            Some("processing") => Ok(Collected::Processing(Box::new(now))),
+            Some("requires_action") => Ok(Collected::ActionRequired),
+            // The payments were not in the answer: the code is all there is.
+            None if asks_action && now.payments.is_none() => Ok(Collected::ActionRequired),
+            _ if refusal.status() == Some(402) => Ok(Collected::Declined),
+            _ => Err(refusal),
         }
     }
 }
@@ -226,11 +254,15 @@ impl StripeClient {
     }
 
     /// The invoice with its payments' PaymentIntents, which say whether a payment is processing or
-    /// waits for the customer's authentication ([`Invoice::payment_state`]).
+    /// waits for the customer's authentication ([`Invoice::payment_state`]) and why the last attempt
+    /// failed ([`Invoice::last_failure`]). `payments` is includable: asked for by name, then expanded
+    /// inside (a nested path alone is not documented to include it).
     pub async fn invoice_with_payment(&self, id: &str) -> Result<Invoice, StripeError> {
         self.get(
             &format!("invoices/{id}"),
-            &Params::new().expand("payments.data.payment.payment_intent"),
+            &Params::new()
+                .expand("payments")
+                .expand("payments.data.payment.payment_intent"),
         )
         .await
     }
@@ -532,8 +564,9 @@ impl StripeClient {
         collection: Collection,
         key: &str,
     ) -> Result<Collected, StripeError> {
-        if InvoiceStatus::of(invoice).is_settled() {
-            return Ok(Collected::AlreadySettled);
+        let status = InvoiceStatus::of(invoice);
+        if status.is_settled() {
+            return Ok(Collected::AlreadySettled(status));
         }
         let path = match collection {
             Collection::ChargeAutomatically => format!("invoices/{}/pay", invoice.id),
@@ -546,24 +579,15 @@ impl StripeClient {
                 Ok(Collected::Processing(Box::new(inv)))
             }
             Ok(inv) => Ok(Collected::Done(Box::new(inv))),
-            Err(e @ StripeError::Api { status: 402, .. }) => {
-                Ok(if e.code() == Some("authentication_required") {
-                    Collected::ActionRequired
-                } else {
-                    Collected::Declined
-                })
-            }
-            // Settled meanwhile (paid at finalization, or by Stripe's own retry), or a debit in
-            // flight that refuses a second payment: nothing to do now.
-            Err(e @ StripeError::Api { status: 400, .. }) => {
+            // Refused (declined, settled meanwhile, a debit in flight, the bank asking for the
+            // customer's authentication, ...): what the invoice says now decides. A 409 or 429 that
+            // outlived the client's retries is not a refusal.
+            Err(e)
+                if e.status()
+                    .is_some_and(|s| (400..500).contains(&s) && !e.is_retryable()) =>
+            {
                 let now = self.invoice_with_payment(&invoice.id).await?;
-                if InvoiceStatus::of(&now).is_settled() {
-                    Ok(Collected::AlreadySettled)
-                } else if now.payment_state() == Some("processing") {
-                    Ok(Collected::Processing(Box::new(now)))
-                } else {
-                    Err(e)
-                }
+                Collected::after_refusal(e, now)
             }
             Err(e) => Err(e),
         }
@@ -774,5 +798,114 @@ impl Customer {
             .default_payment_method
             .as_ref()
             .map(|p| p.id())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(status: u16, kind: &str, code: Option<&str>) -> StripeError {
+        StripeError::Api {
+            status,
+            kind: kind.to_owned(),
+            code: code.map(str::to_owned),
+            message: "refused".to_owned(),
+            param: None,
+            request_id: None,
+            should_retry: None,
+            replayed: false,
+        }
+    }
+
+    /// The invoice as read after the refusal: its status and, when its payments were expanded, its
+    /// PaymentIntent's status.
+    fn read(status: &str, payment: Option<&str>) -> Invoice {
+        let mut v = serde_json::json!({
+            "id": "in_1", "object": "invoice", "status": status, "currency": "usd", "created": 1,
+            "amount_remaining": 300,
+        });
+        if let Some(p) = payment {
+            v["payments"] = serde_json::json!({"object": "list", "has_more": false, "data": [
+                {"status": "open", "payment": {"type": "payment_intent",
+                    "payment_intent": {"id": "pi_1", "status": p}}}]});
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn label(r: Result<Collected, StripeError>) -> String {
+        match r {
+            Ok(c) => c.label().to_owned(),
+            Err(e) => format!("error {}", e.status().unwrap_or(0)),
+        }
+    }
+
+    #[test]
+    fn a_payment_that_asks_for_authentication_is_action_required_whatever_the_status() {
+        for status in [400, 402] {
+            for kind in ["card_error", "invalid_request_error"] {
+                for code in [
+                    "invoice_payment_intent_requires_action",
+                    "authentication_required",
+                ] {
+                    let e = || refusal(status, kind, Some(code));
+                    let open = read("open", Some("requires_action"));
+                    assert_eq!(
+                        label(Collected::after_refusal(e(), open)),
+                        "action_required",
+                        "{status} {kind} {code}"
+                    );
+                    // The payments not in the answer: the code says it.
+                    assert_eq!(
+                        label(Collected::after_refusal(e(), read("open", None))),
+                        "action_required",
+                        "{status} {code}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_refusal_is_read_from_the_invoice_after_it() {
+        let declined = || refusal(402, "card_error", Some("card_declined"));
+        let bad = || refusal(400, "invalid_request_error", Some("resource_missing"));
+        let open = || read("open", Some("requires_payment_method"));
+        assert_eq!(
+            label(Collected::after_refusal(declined(), open())),
+            "declined"
+        );
+        assert_eq!(label(Collected::after_refusal(bad(), open())), "error 400");
+        // Settled meanwhile: what it became, not "paid" for every one.
+        for (status, label_) in [
+            ("paid", "paid"),
+            ("void", "void"),
+            ("uncollectible", "uncollectible"),
+        ] {
+            assert_eq!(
+                label(Collected::after_refusal(bad(), read(status, None))),
+                label_
+            );
+            assert_eq!(
+                label(Collected::after_refusal(declined(), read(status, None))),
+                label_
+            );
+        }
+        // A bank debit in flight refuses a second payment.
+        assert_eq!(
+            label(Collected::after_refusal(
+                bad(),
+                read("open", Some("processing"))
+            )),
+            "processing"
+        );
+        // The bank asked for authentication earlier, but this refusal is another: still waiting.
+        assert_eq!(
+            label(Collected::after_refusal(
+                bad(),
+                read("open", Some("requires_action"))
+            )),
+            "action_required"
+        );
     }
 }

@@ -30,6 +30,53 @@ pub fn webhook_events() -> Vec<&'static str> {
     events
 }
 
+/// The events we act on that a webhook endpoint is not subscribed to.
+pub fn missing_events(endpoint: &stripe::WebhookEndpoint) -> Vec<&'static str> {
+    webhook_events()
+        .into_iter()
+        .filter(|ev| {
+            !endpoint
+                .enabled_events
+                .iter()
+                .any(|have| have == ev || have == "*")
+        })
+        .collect()
+}
+
+/// The webhook endpoint registered for `url`, if any.
+pub async fn endpoint_for(
+    client: &StripeClient,
+    url: &str,
+) -> Result<Option<stripe::WebhookEndpoint>, StripeError> {
+    let list: List<stripe::WebhookEndpoint> = client
+        .get("webhook_endpoints", &Params::new().set("limit", 100))
+        .await?;
+    Ok(list.data.into_iter().find(|e| e.url == url))
+}
+
+/// For `serve`: warns when the endpoint registered for this service lacks events it acts on (one
+/// made before an upgrade that handles more, such as migration 0008's `customer.updated` and
+/// `invoice.payment_action_required`), saying to run `stripe setup` again. One request; an endpoint
+/// not found (events may reach the service through another address) or an error is only noted.
+pub async fn warn_if_events_missing(client: &StripeClient, public_base_url: &str) {
+    let url = format!("{public_base_url}/api/billing/webhook");
+    match endpoint_for(client, &url).await {
+        Ok(Some(e)) => {
+            let missing = missing_events(&e);
+            if !missing.is_empty() {
+                tracing::warn!(
+                    endpoint = %e.id,
+                    url,
+                    missing = %missing.join(", "),
+                    "the webhook endpoint is not subscribed to events this service acts on: run `stripe setup` again"
+                );
+            }
+        }
+        Ok(None) => tracing::info!(url, "no webhook endpoint is registered for this address"),
+        Err(e) => tracing::info!(error = %e, "could not check the webhook endpoint's events"),
+    }
+}
+
 /// What `stripe setup` found or made.
 #[derive(Debug, Clone)]
 pub struct SetupResult {
@@ -164,18 +211,8 @@ async fn webhook(
     log: &mut Vec<String>,
 ) -> Result<(String, Option<String>), StripeError> {
     let events = webhook_events();
-    let list: List<stripe::WebhookEndpoint> = client
-        .get("webhook_endpoints", &Params::new().set("limit", 100))
-        .await?;
-    if let Some(e) = list.data.iter().find(|e| e.url == url) {
-        let missing: Vec<&&str> = events
-            .iter()
-            .filter(|ev| {
-                !e.enabled_events
-                    .iter()
-                    .any(|have| have == **ev || have == "*")
-            })
-            .collect();
+    if let Some(e) = endpoint_for(client, url).await? {
+        let missing = missing_events(&e);
         if !missing.is_empty() {
             let mut params = Params::new();
             for (i, ev) in events.iter().enumerate() {

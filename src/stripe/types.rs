@@ -107,6 +107,9 @@ pub struct Customer {
     pub deleted: bool,
     #[serde(default, deserialize_with = "nullable")]
     pub invoice_settings: InvoiceSettings,
+    /// This copy is the answer Stripe saved under a write's idempotency key, not a new one.
+    #[serde(rename = "_replayed", default)]
+    pub replayed: bool,
 }
 
 /// The customer's defaults for invoices: the payment method an invoice without its own, and without a
@@ -245,6 +248,9 @@ pub struct Subscription {
     /// Stripe's clock when this copy was read (its answer's `Date`), when known.
     #[serde(rename = "_stripe_time", default)]
     pub stripe_time: Option<i64>,
+    /// This copy is the answer Stripe saved under a write's idempotency key, not a new one.
+    #[serde(rename = "_replayed", default)]
+    pub replayed: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -409,12 +415,38 @@ pub struct InvoicePaymentRef {
 }
 
 /// A PaymentIntent, as far as its state: `processing` (a bank debit in flight), `requires_action`
-/// (the bank asks the customer to authenticate), `succeeded`, ...
+/// (the bank asks the customer to authenticate), `succeeded`, ...; and why its last attempt failed.
 #[derive(Debug, Clone, Deserialize)]
 pub struct PaymentIntent {
     pub id: String,
     #[serde(default)]
     pub status: Option<String>,
+    #[serde(default)]
+    pub last_payment_error: Option<PaymentError>,
+}
+
+/// Why a payment failed (a PaymentIntent's `last_payment_error`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct PaymentError {
+    /// `card_declined`, `authentication_required`, `account_closed`, `insufficient_funds`, ...
+    #[serde(default)]
+    pub code: Option<String>,
+    /// The issuer's or the bank's reason: `lost_card`, `stolen_card`, `insufficient_funds`,
+    /// `bank_account_closed`, ...
+    #[serde(default)]
+    pub decline_code: Option<String>,
+    /// The payment method that failed (Stripe sends it whole).
+    #[serde(default)]
+    pub payment_method: Option<FailedPaymentMethod>,
+}
+
+/// The payment method of a failure, as far as which one and of what kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct FailedPaymentMethod {
+    pub id: String,
+    /// `card`, `us_bank_account`, `sepa_debit`, ...
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
 }
 
 impl Invoice {
@@ -439,6 +471,20 @@ impl Invoice {
             }
         }
         state
+    }
+
+    /// Why the invoice's last payment attempt failed, when its payments were expanded and one of them
+    /// failed (the default payment's PaymentIntent keeps its last error until it succeeds).
+    pub fn last_failure(&self) -> Option<&PaymentError> {
+        self.payments.as_ref()?.data.iter().find_map(|p| {
+            p.payment
+                .as_ref()?
+                .payment_intent
+                .as_ref()?
+                .object()?
+                .last_payment_error
+                .as_ref()
+        })
     }
 
     pub fn customer_id(&self) -> Option<&str> {
@@ -632,6 +678,30 @@ mod tests {
         inv["payments"] = serde_json::json!({"data": [{"payment": {"payment_intent": "pi_1"}}]});
         let i: Invoice = serde_json::from_value(inv).unwrap();
         assert_eq!(i.payment_state(), None);
+    }
+
+    #[test]
+    fn an_invoices_last_failure_comes_from_its_payment_intent() {
+        let mut inv = fixture("invoice");
+        let i: Invoice = serde_json::from_value(inv.clone()).unwrap();
+        assert_eq!(i.last_failure(), None, "payments not expanded");
+        inv["payments"] = serde_json::json!({"object": "list", "has_more": false, "data": [
+            {"object": "invoice_payment", "status": "open", "payment": {"type": "payment_intent",
+             "payment_intent": {"id": "pi_1", "status": "requires_payment_method",
+               "last_payment_error": {"type": "card_error", "code": "card_declined",
+                 "decline_code": "lost_card", "message": "Your card was declined.",
+                 "payment_method": {"id": "pm_1", "object": "payment_method", "type": "card"}}}}}]});
+        let i: Invoice = serde_json::from_value(inv.clone()).unwrap();
+        let f = i.last_failure().unwrap();
+        assert_eq!(f.code.as_deref(), Some("card_declined"));
+        assert_eq!(f.decline_code.as_deref(), Some("lost_card"));
+        let pm = f.payment_method.as_ref().unwrap();
+        assert_eq!((pm.id.as_str(), pm.kind.as_deref()), ("pm_1", Some("card")));
+        // Paid since: no error left.
+        inv["payments"]["data"][0]["payment"]["payment_intent"] =
+            serde_json::json!({"id": "pi_1", "status": "succeeded", "last_payment_error": null});
+        let i: Invoice = serde_json::from_value(inv).unwrap();
+        assert_eq!(i.last_failure(), None);
     }
 
     #[test]

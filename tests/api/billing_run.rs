@@ -789,6 +789,47 @@ async fn the_card_given_at_checkout_pays_the_usage_invoice(app: TestApp) {
     assert_eq!(invs[0]["status"], "open", "{}", invs[0]);
 }
 
+store_tests!(an_invoice_settled_otherwise_before_the_charge_is_not_reported_paid);
+
+/// The run stops before charging (Stripe down at `/pay`); meanwhile one tenant's invoice is voided and
+/// another's marked uncollectible. The run that finishes them reports each as what it became, and
+/// counts neither as paid.
+async fn an_invoice_settled_otherwise_before_the_charge_is_not_reported_paid(app: TestApp) {
+    let (p, _) = closed_periods();
+    let tenants = [("voided", "void"), ("written-off", "mark_uncollectible")];
+    for (t, _) in tenants {
+        paying_tenant_with_usage(&app, t, p).await;
+    }
+    // A first run stops at the items; the next one finalizes, then stops at `/pay`.
+    fault(&app, "/v1/invoiceitems", "500", "before", "50").await;
+    run(&app, p, false).await.expect(200);
+    clear_faults(&app).await;
+    for (t, _) in tenants {
+        let path = step_path(&app, t, p, "pay").await;
+        fault(&app, &path, "500", "before", "50").await;
+    }
+    let first = run(&app, p, false).await.expect(200).body;
+    assert_eq!(first["failed"].as_array().unwrap().len(), 2, "{first}");
+    clear_faults(&app).await;
+    for (t, action) in tenants {
+        let invs = app.usage_invoices(t, p).await;
+        assert_eq!(invs[0]["status"], "open", "{t}");
+        let id = invs[0]["id"].as_str().unwrap();
+        app.sim_post(&format!("/v1/invoices/{id}/{action}"), &[])
+            .await
+            .expect(200);
+    }
+    let r = run(&app, p, false).await.expect(200).body;
+    assert_eq!(billed(&r, "voided")["payment"], "void", "{r}");
+    assert_eq!(billed(&r, "written-off")["payment"], "uncollectible", "{r}");
+    assert_eq!(r["totals"]["paid_cents"], 0, "{r}");
+    assert_eq!(r["totals"]["unpaid_cents"], 0, "{r}");
+    assert_eq!(
+        r["totals"]["billed_cents"],
+        2 * expected().iter().map(|(_, c)| c).sum::<i64>()
+    );
+}
+
 store_tests!(voice_is_rounded_once_per_period);
 
 async fn stt(app: &TestApp, id: &str, tenant: &str, words: i64, p: BillingPeriod) {

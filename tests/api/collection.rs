@@ -17,16 +17,16 @@ store_tests!(
     an_invoice_with_30_lines_is_mirrored_whole,
 );
 
-const GOOD: &str = "4242424242424242";
-const DECLINING: &str = "4000000000000341";
-const AUTHENTICATE: &str = "4000002760003184";
-const DAY: i64 = 86_400;
+pub(crate) const GOOD: &str = "4242424242424242";
+pub(crate) const DECLINING: &str = "4000000000000341";
+pub(crate) const AUTHENTICATE: &str = "4000002760003184";
+pub(crate) const DAY: i64 = 86_400;
 
-fn closed() -> BillingPeriod {
+pub(crate) fn closed() -> BillingPeriod {
     BillingPeriod::containing(chrono::Utc::now(), chrono_tz::UTC).prev()
 }
 
-async fn usage_in(app: &TestApp, tenant: &str, p: BillingPeriod) {
+pub(crate) async fn usage_in(app: &TestApp, tenant: &str, p: BillingPeriod) {
     app.record_usage(json!([
         {"event_id": format!("{tenant}-words"), "tenant_id": tenant, "type": "stt_words",
          "quantity": 2_000, "occurred_at": format!("{p}-10T12:00:00Z")},
@@ -37,9 +37,9 @@ async fn usage_in(app: &TestApp, tenant: &str, p: BillingPeriod) {
 }
 
 /// The usage above, rated: 2,000 words ($2.00) and a call ($1.00).
-const USAGE_CENTS: i64 = 300;
+pub(crate) const USAGE_CENTS: i64 = 300;
 
-async fn run(app: &TestApp, p: BillingPeriod) -> Value {
+pub(crate) async fn run(app: &TestApp, p: BillingPeriod) -> Value {
     app.post(
         "/api/admin/billing/runs",
         Some(&super_admin()),
@@ -50,7 +50,7 @@ async fn run(app: &TestApp, p: BillingPeriod) -> Value {
     .body
 }
 
-async fn customer_of(app: &TestApp, tenant: &str) -> String {
+pub(crate) async fn customer_of(app: &TestApp, tenant: &str) -> String {
     thanotopolis_billing::db::customers::customer_of(&app.db, tenant)
         .await
         .unwrap()
@@ -59,7 +59,7 @@ async fn customer_of(app: &TestApp, tenant: &str) -> String {
 
 /// What the portal's card update does (written where `/_sim/portal/card_update_writes` says); the new
 /// payment method's id.
-async fn portal_card(app: &TestApp, customer: &str, card: &str) -> String {
+pub(crate) async fn portal_card(app: &TestApp, customer: &str, card: &str) -> String {
     let pm = app
         .sim_post(
             "/_sim/portal/update_card",
@@ -71,11 +71,11 @@ async fn portal_card(app: &TestApp, customer: &str, card: &str) -> String {
     pm["id"].as_str().unwrap().to_owned()
 }
 
-async fn stripe(app: &TestApp, path: &str) -> Value {
+pub(crate) async fn stripe(app: &TestApp, path: &str) -> Value {
     app.sim_get(path).await.expect(200).body
 }
 
-async fn access(app: &TestApp, tenant: &str) -> Value {
+pub(crate) async fn access(app: &TestApp, tenant: &str) -> Value {
     app.get("/api/billing/access", Some(&token(tenant, "member")))
         .await
         .expect(200)
@@ -83,7 +83,7 @@ async fn access(app: &TestApp, tenant: &str) -> Value {
 }
 
 /// Our copy of the tenant's invoices, by Stripe id: (status, lines).
-async fn mirrored(app: &TestApp, tenant: &str) -> Vec<Value> {
+pub(crate) async fn mirrored(app: &TestApp, tenant: &str) -> Vec<Value> {
     app.get(
         "/api/billing/invoices?limit=50",
         Some(&token(tenant, "member")),
@@ -218,6 +218,16 @@ async fn a_card_that_needs_authentication_waits_for_the_customers_confirmation(a
     assert_eq!(b["payment"], "action_required", "{report}");
     assert_eq!(report["totals"]["unpaid_cents"], USAGE_CENTS);
     assert_eq!(report["totals"]["paid_cents"], 0);
+    // Stripe refuses `/pay` (invoice_payment_intent_requires_action): the tenant is billed, not
+    // failed, and the period is done, so later months are billed too.
+    assert_eq!(report["failed"], json!([]), "{report}");
+    assert!(
+        thanotopolis_billing::billing::lease::completed_at(&app.db, p)
+            .await
+            .unwrap()
+            .is_some(),
+        "the period is complete"
+    );
     app.settle().await;
     // The trial ends: the renewal needs authentication too.
     app.advance_clock(2 * DAY).await;
@@ -295,7 +305,7 @@ async fn a_card_that_needs_authentication_waits_for_the_customers_confirmation(a
 }
 
 /// Subscribes `tenant` through our Checkout session, paying by ACH Direct Debit from `account`.
-async fn subscribe_by_bank(app: &TestApp, tenant: &str, account: &str) {
+pub(crate) async fn subscribe_by_bank(app: &TestApp, tenant: &str, account: &str) {
     let session = app
         .post(
             "/api/billing/create-checkout-session",

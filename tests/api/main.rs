@@ -11,6 +11,7 @@ mod billing_page;
 mod billing_run;
 mod billing_run_detached;
 mod collection;
+mod collection_rules;
 mod hardening;
 mod health;
 mod hostile_input;

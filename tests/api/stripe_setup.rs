@@ -296,3 +296,88 @@ async fn the_items_of_a_long_invoice_are_read_page_by_page() {
     found.sort();
     assert_eq!(found, (1..=120).collect::<Vec<i32>>());
 }
+
+/// An endpoint registered before an upgrade (here without `customer.updated` and
+/// `invoice.payment_action_required`, which migration 0008's collection acts on): `serve` says at start
+/// which events it lacks and to run `stripe setup` again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_warns_when_the_endpoint_lacks_events_it_acts_on() {
+    let sim = stripe_sim::spawn(
+        "127.0.0.1:0".parse().unwrap(),
+        stripe_sim::SimConfig::default(),
+    )
+    .await
+    .unwrap();
+    let public = "https://billing.example.com";
+    let mut form = vec![
+        ("url".to_owned(), format!("{public}/api/billing/webhook")),
+        (
+            "api_version".to_owned(),
+            thanotopolis_billing::stripe::STRIPE_VERSION.to_owned(),
+        ),
+    ];
+    for (i, e) in [
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+        "invoice.payment_succeeded",
+        "invoice.payment_failed",
+        "checkout.session.completed",
+    ]
+    .iter()
+    .enumerate()
+    {
+        form.push((format!("enabled_events[{i}]"), (*e).to_owned()));
+    }
+    let created = reqwest::Client::new()
+        .post(format!("{}/v1/webhook_endpoints", sim.base_url))
+        .bearer_auth("sk_test_setup")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success());
+    let base = sim.base_url.clone();
+    let (_app, service) = crate::helpers::spawn_process_with(|vars| {
+        vars.insert("STRIPE_API_BASE".into(), base);
+        vars.insert("PUBLIC_BASE_URL".into(), public.into());
+    })
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !std::fs::read_to_string(&service.log)
+        .unwrap_or_default()
+        .contains("run `stripe setup` again")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no warning; the log: {}",
+            std::fs::read_to_string(&service.log).unwrap_or_default()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let log = service.stop().await;
+    let line = log
+        .lines()
+        .find(|l| l.contains("run `stripe setup` again"))
+        .unwrap();
+    assert!(line.contains("customer.updated"), "{line}");
+    assert!(line.contains("invoice.payment_action_required"), "{line}");
+    assert!(!line.contains("invoice.payment_failed"), "{line}");
+
+    // `stripe setup` again: the same endpoint now lacks nothing.
+    let key = Some(thanotopolis_billing::config::Secret::new("sk_test_setup"));
+    let client = StripeClient::new(&sim.base_url, key, ClientOptions::default());
+    let url = format!("{public}/api/billing/webhook");
+    let before = stripe_setup::endpoint_for(&client, &url)
+        .await
+        .unwrap()
+        .unwrap();
+    let methods = vec!["card".to_owned()];
+    stripe_setup::run(&client, public, &methods).await.unwrap();
+    let after = stripe_setup::endpoint_for(&client, &url)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.id, before.id);
+    assert!(stripe_setup::missing_events(&after).is_empty());
+}

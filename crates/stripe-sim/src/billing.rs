@@ -674,7 +674,8 @@ enum Charge {
     ActionRequired(ApiError),
 }
 
-/// Stripe's answer to an off-session charge of a card that needs authentication.
+/// Stripe's answer to an off-session charge of a card that needs authentication (a renewal, a retry):
+/// the reason the invoice's PaymentIntent keeps as its `last_payment_error`.
 pub fn authentication_required() -> ApiError {
     ApiError::new(
         402,
@@ -682,6 +683,45 @@ pub fn authentication_required() -> ApiError {
         "Your card was declined. This transaction requires authentication.",
     )
     .code("authentication_required")
+}
+
+/// Stripe's answer to `POST /v1/invoices/{id}/pay` when the payment needs the customer's
+/// authentication: its own code, not the PaymentIntent's, and no decline code. Not confirmed: the
+/// HTTP status (402, the status of Stripe's `card_error`s).
+pub fn invoice_requires_action() -> ApiError {
+    ApiError::new(
+        402,
+        "card_error",
+        "This payment requires additional user action before it can be completed successfully. \
+         Payment can be completed using the PaymentIntent associated with the invoice. For more \
+         details see: https://stripe.com/docs/billing/subscriptions/payment#handling-action-required",
+    )
+    .code("invoice_payment_intent_requires_action")
+}
+
+/// A debit of a bank account Stripe has blocked after a return (see
+/// [`Store::blocked_bank_accounts`]): the payment fails at once. Not confirmed: the status and type
+/// of the answer to `/pay` (402 `card_error` here, as for other failed payments).
+fn bank_account_blocked() -> ApiError {
+    ApiError::new(
+        402,
+        "card_error",
+        "This bank account has failed verification in the past and can not be used. Contact us if \
+         you wish to attempt to use these bank account credentials.",
+    )
+    .code("payment_method_bank_account_blocked")
+}
+
+/// A declined charge of one of Stripe's declining test cards, with its decline code.
+fn declined(decline_code: &'static str) -> ApiError {
+    let e = ApiError::card_declined().decline(decline_code);
+    match decline_code {
+        "insufficient_funds" => ApiError {
+            message: "Your card has insufficient funds.".into(),
+            ..e
+        },
+        _ => e,
+    }
 }
 
 /// Charges an open invoice with the payment method [`invoice_pm`] finds now (or `pm_override`).
@@ -712,9 +752,16 @@ pub fn attempt_payment(
     let charge = match pm_id.as_ref().map(|p| (p, s.payment_methods.get(p))) {
         None => Charge::Failed(no_payment_method()),
         Some((p, None)) => Charge::Failed(ApiError::no_such("PaymentMethod", p, "payment_method")),
-        Some((_, Some(pm))) if pm.charge_fails() => Charge::Failed(ApiError::card_declined()),
+        Some((_, Some(pm))) if pm.decline_code().is_some() => {
+            Charge::Failed(declined(pm.decline_code().unwrap_or("generic_decline")))
+        }
         Some((_, Some(pm))) if pm.needs_authentication() && attempt != Attempt::OnSession => {
             Charge::ActionRequired(authentication_required())
+        }
+        Some((_, Some(pm)))
+            if pm.is_bank_debit() && s.blocked_bank_accounts.contains(&pm.number) =>
+        {
+            Charge::Failed(bank_account_blocked())
         }
         Some((_, Some(pm))) if pm.is_bank_debit() => Charge::Processing,
         Some(_) => Charge::Paid,
@@ -748,13 +795,17 @@ pub fn attempt_payment(
             Ok(())
         }
         Charge::ActionRequired(e) => {
-            record_failed_attempt(s, id, "requires_action", &e);
+            record_failed_attempt(s, id, "requires_action", &e, true);
             let v = s.render_id(id).unwrap_or_default();
             s.emit("invoice.payment_action_required", v, None);
-            Err(e)
+            // `/pay` answers with the invoice's code; the PaymentIntent keeps the card's.
+            Err(match attempt {
+                Attempt::Api => invoice_requires_action(),
+                _ => e,
+            })
         }
         Charge::Failed(e) if e.status == 402 || attempt == Attempt::Automatic => {
-            record_failed_attempt(s, id, "requires_payment_method", &e);
+            record_failed_attempt(s, id, "requires_payment_method", &e, true);
             Err(e)
         }
         Charge::Failed(e) => Err(e),
@@ -768,25 +819,28 @@ fn payment_processing() -> ApiError {
     )
 }
 
-/// A failed charge: the invoice stays open, the attempt is counted, `invoice.payment_failed`,
+/// A failed charge: the invoice stays open, the attempt is counted (unless it was when it started: a
+/// bank debit), `invoice.payment_failed`,
 /// subscription `past_due`. The next automatic retry is scheduled 3 days on (up to 4 attempts) for
 /// a subscription's invoice, and for a one-off invoice only when the account retries those
 /// (`/_sim/settings`, off by default, as in Stripe's dashboard).
-fn record_failed_attempt(s: &mut Store, id: &str, pi_status: &str, e: &ApiError) {
+fn record_failed_attempt(s: &mut Store, id: &str, pi_status: &str, e: &ApiError, counted: bool) {
     let now = s.now();
     let retry_one_off = s.settings.retry_one_off_invoices;
     let sub_id = match s.invoices.get_mut(id) {
         Some(mut inv) => {
-            inv.attempt_count += 1;
+            if counted {
+                inv.attempt_count += 1;
+            }
             inv.attempted = true;
             inv.processing_until = None;
             inv.pi_status = pi_status.into();
             let code = e.code.unwrap_or("card_declined");
-            let decline = if code == "card_declined" {
+            let decline = e.decline_code.unwrap_or(if code == "card_declined" {
                 "generic_decline"
             } else {
                 code
-            };
+            });
             inv.pi_error = Some((code.to_string(), decline.to_string(), e.message.clone()));
             let retried = inv.subscription.is_some() || retry_one_off;
             // Smart retries, simplified: a few more tries a few days apart while auto-advancing.
@@ -826,9 +880,24 @@ fn settle_debit(s: &mut Store, id: &str) {
     let succeeded = failure.is_none();
     match failure {
         None => mark_paid(s, id, false),
-        Some((code, message)) => {
-            let e = ApiError::new(402, "card_error", message).code(code_of(code));
-            record_failed_attempt(s, id, "requires_payment_method", &e);
+        Some((code, decline, message)) => {
+            let e = ApiError::new(402, "card_error", message)
+                .code(code)
+                .decline(decline);
+            // The debit was counted as an attempt when it started.
+            record_failed_attempt(s, id, "requires_payment_method", &e, false);
+            // Returned for a reason other than insufficient funds: NACHA's rules forbid a new
+            // debit until the customer has fixed it, so Stripe blocks the account.
+            if code != "insufficient_funds" {
+                if let Some(number) = s
+                    .invoices
+                    .get(id)
+                    .and_then(|i| i.pi_payment_method.clone())
+                    .and_then(|p| s.payment_methods.get(&p).map(|pm| pm.number.clone()))
+                {
+                    s.blocked_bank_accounts.insert(number);
+                }
+            }
         }
     }
     let session = s
@@ -850,15 +919,6 @@ fn settle_debit(s: &mut Store, id: &str) {
         };
         s.emit(kind, v, None);
     }
-}
-
-/// The static error codes of the failing test accounts.
-fn code_of(code: &str) -> &'static str {
-    crate::model::FAILING_BANK_ACCOUNTS
-        .iter()
-        .map(|(_, c, _)| *c)
-        .find(|c| *c == code)
-        .unwrap_or("payment_failed")
 }
 
 /// What the hosted invoice page's confirm button does after the customer authenticated: the

@@ -8,7 +8,10 @@ pub struct ApiError {
     pub kind: &'static str,
     pub code: Option<&'static str>,
     pub message: String,
-    pub param: Option<String>,
+    /// Boxed: the error travels in every `Result` of the simulator, and is kept small.
+    pub param: Option<Box<str>>,
+    /// A decline's reason (`decline_code`), when it has one of its own.
+    pub decline_code: Option<&'static str>,
     /// Extra headers Stripe sends with some errors (`Stripe-Should-Retry`).
     pub headers: Vec<(&'static str, String)>,
 }
@@ -21,6 +24,7 @@ impl ApiError {
             code: None,
             message: message.into(),
             param: None,
+            decline_code: None,
             headers: Vec::new(),
         }
     }
@@ -34,8 +38,14 @@ impl ApiError {
         self
     }
 
+    /// The issuer's reason for a decline (`lost_card`, `insufficient_funds`, ...).
+    pub fn decline(mut self, code: &'static str) -> Self {
+        self.decline_code = Some(code);
+        self
+    }
+
     pub fn param(mut self, param: impl Into<String>) -> Self {
-        self.param = Some(param.into());
+        self.param = Some(param.into().into_boxed_str());
         self
     }
 
@@ -121,14 +131,13 @@ impl ApiError {
         if let Some(p) = &self.param {
             err.insert("param".into(), json!(p));
         }
-        match self.code {
-            Some("card_declined") => {
-                err.insert("decline_code".into(), json!("generic_decline"));
-            }
-            Some("authentication_required") => {
-                err.insert("decline_code".into(), json!("authentication_required"));
-            }
-            _ => {}
+        let decline = self.decline_code.or(match self.code {
+            Some("card_declined") => Some("generic_decline"),
+            Some("authentication_required") => Some("authentication_required"),
+            _ => None,
+        });
+        if let Some(d) = decline {
+            err.insert("decline_code".into(), json!(d));
         }
         err.insert(
             "request_log_url".into(),

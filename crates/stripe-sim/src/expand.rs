@@ -8,6 +8,7 @@ use crate::error::ApiError;
 use crate::store::Store;
 
 pub fn apply(s: &Store, v: &mut Value, paths: &[String]) -> Result<(), ApiError> {
+    let mut segments: Vec<Vec<&str>> = Vec::with_capacity(paths.len());
     for path in paths {
         let segs: Vec<&str> = path.split('.').collect();
         if segs.len() > 4 {
@@ -16,12 +17,20 @@ pub fn apply(s: &Store, v: &mut Value, paths: &[String]) -> Result<(), ApiError>
             ))
             .param("expand"));
         }
-        expand_at(s, v, &segs);
+        segments.push(segs);
+    }
+    // Shorter paths first: `payments` is included before `payments.data.payment.payment_intent`
+    // expands inside it, whatever order they were asked in.
+    segments.sort_by_key(Vec::len);
+    for segs in &segments {
+        expand_at(s, v, segs);
     }
     Ok(())
 }
 
-/// An invoice's `payments` is includable: present only when asked for with `expand[]`.
+/// An invoice's `payments` is includable: present only when asked for by name (`expand[]=payments`).
+/// A path through it (`payments.data.payment.payment_intent`) expands inside it once it is included,
+/// and does not include it by itself: the strict reading of Stripe's "includable".
 fn include_payments(s: &Store, map: &mut serde_json::Map<String, Value>) {
     if map.contains_key("payments") {
         return;
@@ -46,7 +55,9 @@ fn expand_at(s: &Store, v: &mut Value, segs: &[&str]) {
             }
         }
         Value::Object(map) => {
-            if *first == "payments" && map.get("object").and_then(Value::as_str) == Some("invoice")
+            if *first == "payments"
+                && rest.is_empty()
+                && map.get("object").and_then(Value::as_str) == Some("invoice")
             {
                 include_payments(s, map);
             }

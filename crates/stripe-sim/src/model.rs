@@ -259,28 +259,45 @@ impl PmKind {
 }
 
 /// Stripe's ACH test account numbers that fail once the debit has been processing
-/// (https://docs.stripe.com/testing#ach-direct-debit), with the failure each gives.
-pub const FAILING_BANK_ACCOUNTS: &[(&str, &str, &str)] = &[
+/// (https://docs.stripe.com/testing#ach-direct-debit), with the failure each gives: its error code and
+/// decline code (the return's reason, https://docs.stripe.com/declines/network-codes: R01/R09
+/// `insufficient_funds`, R02 `bank_account_closed`, R03/R04 `bank_account_invalid_details`, R10 and the
+/// other unauthorized returns `debit_not_authorized`) and message.
+pub const FAILING_BANK_ACCOUNTS: &[(&str, &str, &str, &str)] = &[
     (
         "000111111113",
         "account_closed",
+        "bank_account_closed",
         "The customer's bank account has been closed.",
     ),
     (
         "000111111116",
         "no_account",
+        "bank_account_invalid_details",
         "The customer's bank account could not be located.",
     ),
     (
         "000222222227",
+        "insufficient_funds",
         "insufficient_funds",
         "The customer's account has insufficient funds to cover this payment.",
     ),
     (
         "000333333335",
         "debit_not_authorized",
+        "debit_not_authorized",
         "The customer has notified their bank that this payment was unauthorized.",
     ),
+];
+
+/// Stripe's declining test cards that still attach (so that a later charge can fail), with the
+/// decline code each gives (https://docs.stripe.com/testing#declined-payments).
+pub const DECLINING_CARDS: &[(&str, &str)] = &[
+    ("4000000000000341", "generic_decline"),
+    ("4000000000000002", "generic_decline"),
+    ("4000000000009995", "insufficient_funds"),
+    ("4000000000009987", "lost_card"),
+    ("4000000000009979", "stolen_card"),
 ];
 
 /// The routing number of Stripe's ACH test bank.
@@ -304,11 +321,17 @@ impl PaymentMethod {
     }
     /// Stripe's "charge fails after attach" test cards (a bank debit fails later, not at once).
     pub fn charge_fails(&self) -> bool {
-        self.kind == PmKind::Card
-            && matches!(
-                self.number.as_str(),
-                "4000000000000341" | "4000000000000002" | "4000000000009995"
-            )
+        self.decline_code().is_some()
+    }
+    /// Why a charge of this card is declined, when it is one of [`DECLINING_CARDS`].
+    pub fn decline_code(&self) -> Option<&'static str> {
+        if self.kind != PmKind::Card {
+            return None;
+        }
+        DECLINING_CARDS
+            .iter()
+            .find(|(n, _)| *n == self.number)
+            .map(|(_, code)| *code)
     }
     /// Stripe's "always authenticate" test card: every charge needs 3-D Secure, so an off-session
     /// charge (an invoice payment) fails with `authentication_required`.
@@ -319,12 +342,13 @@ impl PaymentMethod {
     pub fn is_bank_debit(&self) -> bool {
         self.kind == PmKind::UsBankAccount
     }
-    /// How a processing debit from this account ends: `None` succeeds, else (code, message).
-    pub fn debit_failure(&self) -> Option<(&'static str, &'static str)> {
+    /// How a processing debit from this account ends: `None` succeeds, else (code, decline code,
+    /// message).
+    pub fn debit_failure(&self) -> Option<(&'static str, &'static str, &'static str)> {
         FAILING_BANK_ACCOUNTS
             .iter()
-            .find(|(n, _, _)| *n == self.number)
-            .map(|(_, code, message)| (*code, *message))
+            .find(|(n, ..)| *n == self.number)
+            .map(|(_, code, decline, message)| (*code, *decline, *message))
     }
     pub fn brand(&self) -> &'static str {
         match self.number.as_bytes().first() {

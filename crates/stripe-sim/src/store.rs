@@ -114,6 +114,9 @@ pub struct Store {
     pub settings: SimSettings,
     /// Each invoice's default PaymentIntent: its id, to the invoice that holds its state.
     pub payment_intents: HashMap<String, String>,
+    /// Bank account numbers Stripe no longer debits: a debit of each came back for a reason other
+    /// than insufficient funds (closed, not found, not authorized), as NACHA's rules require.
+    pub blocked_bank_accounts: std::collections::HashSet<String>,
 }
 
 fn md(m: &Metadata) -> Value {
@@ -142,6 +145,7 @@ impl Store {
             sub_limits: None,
             settings: SimSettings::default(),
             payment_intents: HashMap::new(),
+            blocked_bank_accounts: Default::default(),
         }
     }
 

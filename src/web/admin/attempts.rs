@@ -15,6 +15,11 @@ pub(super) fn outcome_badge(outcome: &str) -> Markup {
         "action_required" => ("warn", "bank asks the customer to confirm"),
         "declined" => ("bad", "declined"),
         "sent" => ("info", "sent"),
+        "void" => ("neutral", "voided"),
+        "uncollectible" => ("neutral", "marked uncollectible"),
+        "refused" => ("bad", "refused by Stripe"),
+        "error" => ("warn", "error: made again at the next wake-up"),
+        "stopped" => ("bad", "retries stopped"),
         other => ("neutral", other),
     };
     html! { span class={ "badge payment " (class) } { (text) } }
@@ -25,6 +30,7 @@ fn why(a: &Attempt) -> String {
     match a.reason.as_str() {
         "retry" => format!("retry {} of the usage invoice", a.attempt_no),
         "payment_method_changed" => "paid at once: new payment method".to_owned(),
+        "retries_stopped" => format!("usage invoice retries ({} made)", a.attempt_no),
         other => other.to_owned(),
     }
 }

@@ -535,6 +535,15 @@ pub(super) fn organization_row(org: &overview::Organization) -> Markup {
                                 }
                             }
                         }
+                        @for stopped in &flag.retries_stopped {
+                            div class="retries-stopped" {
+                                span class="badge bad" { "retries stopped" } " "
+                                span class="muted" {
+                                    (stopped.stripe_invoice_id) ": " (stopped.reason)
+                                    ". A new payment method, or the customer, pays it."
+                                }
+                            }
+                        }
                     }
                 }
             }

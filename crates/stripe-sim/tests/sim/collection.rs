@@ -11,11 +11,13 @@ const OK: &str = "4242424242424242";
 const AUTH: &str = "4000002760003184";
 const BANK_OK: &str = "000123456789";
 const BANK_NO_FUNDS: &str = "000222222227";
+const BANK_CLOSED: &str = "000111111113";
 
-/// The invoice with its default payment's PaymentIntent expanded (`payments` is includable).
+/// The invoice with its default payment's PaymentIntent expanded (`payments` is includable: asked
+/// for by name, then expanded inside).
 async fn invoice_with_payment(sim: &Sim, inv: &str) -> Value {
     sim.get(&format!(
-        "/v1/invoices/{inv}?expand[]=payments.data.payment.payment_intent"
+        "/v1/invoices/{inv}?expand[]=payments&expand[]=payments.data.payment.payment_intent"
     ))
     .await
     .ok()
@@ -96,12 +98,23 @@ async fn a_card_that_needs_authentication_fails_off_session_until_the_customer_c
     let action = events_of(&sim, "invoice.payment_action_required").await;
     assert_eq!(action.len(), 1);
     assert_eq!(action[0]["data"]["object"]["id"], inv.as_str());
-    // `/pay` is off-session too: 402 authentication_required, one more attempt, one more event.
+    // `/pay` is off-session too: refused with the invoice's own code (the PaymentIntent keeps the
+    // card's), one more attempt, one more event.
     let r = sim.post(&format!("/v1/invoices/{inv}/pay"), &[]).await;
     assert_eq!(r.status, 402);
     assert_eq!(r.err()["type"], "card_error");
-    assert_eq!(r.err()["code"], "authentication_required");
-    assert_eq!(r.err()["decline_code"], "authentication_required");
+    assert_eq!(r.err()["code"], "invoice_payment_intent_requires_action");
+    assert_eq!(r.err()["decline_code"], Value::Null);
+    assert!(r.err()["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("This payment requires additional user action"));
+    let after = invoice_with_payment(&sim, &inv).await;
+    assert_eq!(after["attempt_count"], 2);
+    assert_eq!(
+        intent(&after)["last_payment_error"]["code"],
+        "authentication_required"
+    );
     assert_eq!(
         events_of(&sim, "invoice.payment_action_required")
             .await
@@ -148,7 +161,7 @@ async fn the_confirm_control_route_pays_what_requires_action_and_nothing_else() 
         .await;
     assert_eq!(r.status, 400, "{}", r.body);
     let r = sim.post(&format!("/v1/invoices/{inv}/pay"), &[]).await;
-    assert_eq!(r.err()["code"], "authentication_required");
+    assert_eq!(r.err()["code"], "invoice_payment_intent_requires_action");
     let paid = sim.ctl(&format!("/_sim/invoices/{inv}/confirm"), &[]).await;
     assert_eq!(paid["status"], "paid");
     assert_eq!(paid["amount_paid"], 1500);
@@ -235,6 +248,115 @@ async fn an_ach_debit_from_a_failing_test_account_fails_after_four_days() {
             .len(),
         1
     );
+}
+
+/// Stripe blocks a bank account whose debit came back for a reason other than insufficient funds:
+/// the next debit of it fails at once (no days of processing), with its own code; an account that was
+/// short of funds is debited again as usual.
+#[tokio::test]
+async fn a_bank_account_returned_closed_is_not_debited_again() {
+    let sim = Sim::start().await;
+    let price = sim.monthly_price(29900).await;
+    let mut invoices = Vec::new();
+    for account in [BANK_CLOSED, BANK_NO_FUNDS] {
+        let cs = session(&sim, &price, &["us_bank_account"]).await;
+        let done = pay_by_bank(&sim, &cs, account).await;
+        invoices.push(done["invoice"].as_str().unwrap().to_string());
+    }
+    sim.advance_days(4).await;
+    let closed = invoice_with_payment(&sim, &invoices[0]).await;
+    let error = &intent(&closed)["last_payment_error"];
+    assert_eq!(error["code"], "account_closed", "{error}");
+    assert_eq!(error["decline_code"], "bank_account_closed", "{error}");
+    assert_eq!(error["payment_method"]["type"], "us_bank_account");
+    let failures = events_of(&sim, "invoice.payment_failed").await.len();
+
+    let r = sim
+        .post(&format!("/v1/invoices/{}/pay", invoices[0]), &[])
+        .await;
+    assert_eq!(r.status, 402, "{}", r.body);
+    assert_eq!(r.err()["code"], "payment_method_bank_account_blocked");
+    let refused = invoice_with_payment(&sim, &invoices[0]).await;
+    assert_eq!(refused["status"], "open");
+    assert_eq!(refused["attempt_count"], 2, "the attempt is counted");
+    assert_eq!(intent(&refused)["status"], "requires_payment_method");
+    assert_eq!(
+        intent(&refused)["last_payment_error"]["code"],
+        "payment_method_bank_account_blocked"
+    );
+    assert_eq!(
+        events_of(&sim, "invoice.payment_failed").await.len(),
+        failures + 1
+    );
+
+    // Short of funds: not blocked, the debit starts again.
+    let short = sim
+        .post(&format!("/v1/invoices/{}/pay", invoices[1]), &[])
+        .await
+        .ok();
+    assert_eq!(short["status"], "open");
+    let short = invoice_with_payment(&sim, &invoices[1]).await;
+    assert_eq!(intent(&short)["status"], "processing");
+}
+
+/// Stripe's declining test cards give their issuer's reason (`decline_code`) in the answer and on the
+/// invoice's PaymentIntent.
+#[tokio::test]
+async fn a_declined_card_says_why() {
+    let sim = Sim::start().await;
+    for (card, reason) in [
+        ("4000000000000341", "generic_decline"),
+        ("4000000000009995", "insufficient_funds"),
+        ("4000000000009987", "lost_card"),
+        ("4000000000009979", "stolen_card"),
+    ] {
+        let cid = sim.customer("declines@example.com").await;
+        sim.ctl(&format!("/_sim/customers/{cid}/card"), &[("card", card)])
+            .await;
+        let inv = one_off_invoice(&sim, &cid, "900", false).await;
+        let r = sim.post(&format!("/v1/invoices/{inv}/pay"), &[]).await;
+        assert_eq!(r.status, 402, "{card}");
+        assert_eq!(r.err()["code"], "card_declined", "{card}");
+        assert_eq!(r.err()["decline_code"], reason, "{card}");
+        let after = invoice_with_payment(&sim, &inv).await;
+        let error = &intent(&after)["last_payment_error"];
+        assert_eq!(error["code"], "card_declined", "{card}");
+        assert_eq!(error["decline_code"], reason, "{card}");
+        assert_eq!(error["payment_method"]["type"], "card", "{card}");
+    }
+}
+
+/// An invoice's `payments` is includable: it is there only when asked for by name; a path inside it
+/// expands it further but does not include it by itself.
+#[tokio::test]
+async fn an_invoices_payments_are_included_only_when_asked_for() {
+    let sim = Sim::start().await;
+    let cid = sim.customer("payments@example.com").await;
+    sim.ctl(&format!("/_sim/customers/{cid}/card"), &[("card", OK)])
+        .await;
+    let inv = one_off_invoice(&sim, &cid, "800", false).await;
+    let plain = sim.get(&format!("/v1/invoices/{inv}")).await.ok();
+    assert!(plain.get("payments").is_none(), "{plain}");
+    let nested = sim
+        .get(&format!(
+            "/v1/invoices/{inv}?expand[]=payments.data.payment.payment_intent"
+        ))
+        .await
+        .ok();
+    assert!(nested.get("payments").is_none(), "{nested}");
+    let named = sim
+        .get(&format!("/v1/invoices/{inv}?expand[]=payments"))
+        .await
+        .ok();
+    assert!(named["payments"]["data"][0]["payment"]["payment_intent"].is_string());
+    // Both, in either order: included, then expanded inside.
+    let both = sim
+        .get(&format!(
+            "/v1/invoices/{inv}?expand[]=payments.data.payment.payment_intent&expand[]=payments"
+        ))
+        .await
+        .ok();
+    assert_eq!(intent(&both)["object"], "payment_intent");
 }
 
 #[tokio::test]

@@ -73,7 +73,7 @@ async fn objects_cover_fixture_keys() {
         .ok();
     let with_payment = sim
         .get(&format!(
-            "/v1/invoices/{}?expand[]=payments.data.payment.payment_intent",
+            "/v1/invoices/{}?expand[]=payments&expand[]=payments.data.payment.payment_intent",
             sub["latest_invoice"].as_str().unwrap()
         ))
         .await
