@@ -146,7 +146,7 @@ async fn attempt(
         }
         Err(e) => {
             let detail = Some(e.to_string());
-            if refused_for_good(&e) {
+            if e.refuses_payment() {
                 (Ok(Tried::Refused(e)), attempts::REFUSED, detail)
             } else {
                 (Err(SyncError::from(e)), attempts::ERROR, detail)
@@ -179,13 +179,6 @@ async fn attempt(
         "payment attempted"
     );
     tried
-}
-
-/// Whether Stripe's error refuses the payment for good, whatever is tried again with it: a 400 (no
-/// payment method left, a mandate no longer valid, an idempotency conflict) or a 404. A 401 or 403 is
-/// our key's problem, and a 409, 429 or 5xx a passing one: not the invoice's.
-fn refused_for_good(e: &StripeError) -> bool {
-    matches!(e.status(), Some(400 | 402 | 404)) && !e.is_retryable()
 }
 
 /// What the last failure says, for the record: its code and the issuer's or bank's reason.

@@ -18,7 +18,8 @@ pub struct Billed {
     pub lines: Vec<ReportLine>,
     pub total_cents: i64,
     /// How the charge went: `paid`, `processing` (a bank debit: neither paid nor failed until the bank
-    /// answers), `declined`, `action_required` (the bank asks the customer to confirm), `sent`
+    /// answers), `declined`, `action_required` (the bank asks the customer to confirm), `refused`
+    /// (Stripe would not charge it at all, e.g. no payment method: the invoice stays open), `sent`
     /// (emailed), or, when the invoice was settled otherwise before the charge, `void` or
     /// `uncollectible` (counted in none of the totals below). Absent in a dry run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -49,7 +50,8 @@ pub struct Totals {
     /// Of `billed_cents`: bank debits still processing, neither paid nor failed until the bank answers.
     #[serde(default)]
     pub processing_cents: i64,
-    /// Of `billed_cents`: not paid: declined, or waiting for the customer to confirm with the bank.
+    /// Of `billed_cents`: not paid: declined, refused, or waiting for the customer to confirm with the
+    /// bank.
     #[serde(default)]
     pub unpaid_cents: i64,
 }
@@ -93,7 +95,7 @@ impl RunReport {
             billed_cents: self.billed.iter().map(|b| b.total_cents).sum(),
             paid_cents: cents(&["paid"]),
             processing_cents: cents(&["processing"]),
-            unpaid_cents: cents(&["declined", "action_required"]),
+            unpaid_cents: cents(&["declined", "action_required", "refused"]),
         };
         self
     }

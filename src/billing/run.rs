@@ -4,6 +4,7 @@ use super::ledger::{self, Entry, Step};
 use super::report::{Billed, Failed, ReportLine, RunReport, Skipped};
 use super::{lease, plan};
 use crate::config::CollectionMethod;
+use crate::db::Db;
 use crate::db::{customers, subscriptions, tenants};
 use crate::domain::time::now;
 use crate::domain::Cents;
@@ -545,7 +546,24 @@ async fn continue_invoice_steps(
         .stripe
         .collect_invoice(&invoice, collection, &key(collect_step(collection)))
         .await;
-    let collected = collected?;
+    let collected = match collected {
+        Ok(collected) => collected,
+        // Stripe refuses to charge the invoice for good (a customer with no payment method left): it is
+        // issued all the same and stays open, and the tenant is billed. A period held open for it would
+        // hold every later period of every tenant (the scheduler never runs past an unfinished one); the
+        // tenant's next payment method pays it at once (`collect::after_change`).
+        Err(e) if e.refuses_payment() && e.kind() != Some("idempotency_error") => {
+            tracing::warn!(
+                invoice = %invoice_id,
+                tenant = %tenant,
+                error = %e,
+                "Stripe refused the charge; the invoice stays open"
+            );
+            drop(one_at_a_time);
+            return finish(db, tenant, period, invoice_id, "refused").await;
+        }
+        Err(e) => return Err(e.into()),
+    };
     match &collected {
         // Paid, sent, or a bank debit processing (neither paid nor failed until the bank answers).
         Collected::Done(inv) | Collected::Processing(inv) => {
@@ -564,6 +582,18 @@ async fn continue_invoice_steps(
         Collected::AlreadySettled(_) => {}
     }
     drop(one_at_a_time);
+    finish(db, tenant, period, invoice_id, collected.label()).await
+}
+
+/// The tenant's invoice is issued and its charge made (or refused, as `payment` says): the entry is
+/// done, and the report bills its lines.
+async fn finish(
+    db: &Db,
+    tenant: &str,
+    period: BillingPeriod,
+    invoice_id: String,
+    payment: &str,
+) -> Result<Outcome, TenantError> {
     ledger::advance(db, tenant, period, Step::Done, None).await?;
     let entry = ledger::get(db, tenant, period)
         .await?
@@ -574,7 +604,7 @@ async fn continue_invoice_steps(
         entry.lines.into_iter().map(|l| l.line),
     );
     if let Outcome::Billed(b) = &mut outcome {
-        b.payment = Some(collected.label().to_owned());
+        b.payment = Some(payment.to_owned());
     }
     Ok(outcome)
 }

@@ -52,6 +52,13 @@ impl StripeError {
         }
     }
 
+    /// Whether Stripe refuses a payment for good, whatever is tried again with it: a 400 (no payment
+    /// method left, a mandate no longer valid, an idempotency conflict), a 402 it will not take back, or a
+    /// 404. A 401 or 403 is our key's problem, and a 409, 429 or 5xx a passing one: not the invoice's.
+    pub fn refuses_payment(&self) -> bool {
+        matches!(self.status(), Some(400 | 402 | 404)) && !self.is_retryable()
+    }
+
     /// Whether sending the same request again (with the same idempotency key) may succeed. As Stripe's
     /// own clients decide (stripe-node `RequestSender._shouldRetry`, stripe-python `_should_retry`):
     /// `Stripe-Should-Retry` first; without it 409 (`lock_timeout`, the same key in flight), 429 and

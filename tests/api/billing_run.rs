@@ -1105,3 +1105,56 @@ async fn a_runner_that_lost_its_lease_stops_writing(app: TestApp) {
     app.assert_one_paid_usage_invoice("acme", p, 2, "after the lease was lost")
         .await;
 }
+
+store_tests!(a_tenant_stripe_will_not_charge_is_billed_and_the_period_completes);
+
+/// A customer made by hand in Stripe with a trial subscription and no payment method (as a deployment
+/// moved over may have): Stripe refuses `/pay` for good (400 `resource_missing`). Its invoice is issued
+/// and stays open, the tenant is billed with the charge `refused`, and the period completes, so the
+/// scheduler goes on to later periods; a repeat bills nothing more.
+async fn a_tenant_stripe_will_not_charge_is_billed_and_the_period_completes(app: TestApp) {
+    let (p, _) = closed_periods();
+    paying_tenant_with_usage(&app, "paying", p).await;
+    app.add_tenant("cardless").await;
+    let price = app.plan_price_id().await;
+    let customer = app
+        .sim_create(
+            "/v1/customers",
+            &[("name", "Cardless"), ("metadata[tenant_id]", "cardless")],
+        )
+        .await;
+    app.sim_create(
+        "/v1/subscriptions",
+        &[
+            ("customer", customer.as_str()),
+            ("items[0][price]", price.as_str()),
+            ("trial_period_days", "30"),
+        ],
+    )
+    .await;
+    thanotopolis_billing::stripe_sync::run(&app.state(), None)
+        .await
+        .unwrap();
+    standard_usage(&app, "cardless", p).await;
+
+    let r = run(&app, p, false).await.expect(200).body;
+    assert!(r["failed"].as_array().unwrap().is_empty(), "{r}");
+    let cardless = billed(&r, "cardless");
+    assert_eq!(cardless["payment"], "refused", "{r}");
+    assert_eq!(lines_of(cardless), expected());
+    assert_eq!(billed(&r, "paying")["payment"], "paid", "{r}");
+    let total: i64 = expected().iter().map(|(_, c)| c).sum();
+    assert_eq!(r["totals"]["unpaid_cents"], total, "{r}");
+    assert_eq!(r["totals"]["paid_cents"], total, "{r}");
+    let invs = app.usage_invoices("cardless", p).await;
+    assert_eq!(invs.len(), 1);
+    assert_eq!(invs[0]["status"], "open");
+
+    let due = thanotopolis_billing::billing::scheduler::due_periods(&app.state())
+        .await
+        .unwrap();
+    assert!(!due.contains(&p), "{p} still due: {due:?}");
+    let again = run(&app, p, false).await.expect(200).body;
+    assert_already_billed_among(&again, "cardless");
+    assert_eq!(app.usage_invoices("cardless", p).await.len(), 1);
+}

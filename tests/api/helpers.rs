@@ -396,6 +396,25 @@ impl TestApp {
         Reply::from(resp).await
     }
 
+    /// Creates an object in the simulator (as made by hand in Stripe's dashboard) and returns its id.
+    pub async fn sim_create(&self, path: &str, form: &[(&str, &str)]) -> String {
+        self.sim_post(path, form).await.expect(200).body["id"]
+            .as_str()
+            .expect("the created object's id")
+            .to_owned()
+    }
+
+    /// The monthly plan's Stripe price, as the plans route lists it.
+    pub async fn plan_price_id(&self) -> String {
+        self.get("/api/billing/subscription-plans", None)
+            .await
+            .expect(200)
+            .body["plans"][0]["price_id"]
+            .as_str()
+            .expect("a price id")
+            .to_owned()
+    }
+
     pub async fn sim_get(&self, path: &str) -> Reply {
         let resp = self
             .client

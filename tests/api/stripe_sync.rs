@@ -254,28 +254,16 @@ async fn lost_webhooks_are_rebuilt_as_stripe_has_them(app: TestApp) {
 async fn a_customer_made_before_this_service_is_found_and_linked(app: TestApp) {
     app.add_tenant("legacy").await;
     app.add_tenant("newcomer").await;
-    let price = app
-        .get("/api/billing/subscription-plans", None)
-        .await
-        .expect(200)
-        .body["plans"][0]["price_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let price = app.plan_price_id().await;
     // Made by hand in Stripe's dashboard: a customer carrying the tenant id, a subscription without it.
     let customer = app
-        .sim_post(
+        .sim_create(
             "/v1/customers",
             &[("name", "Legacy Org"), ("metadata[tenant_id]", "legacy")],
         )
-        .await
-        .expect(200)
-        .body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .await;
     let sub_id = app
-        .sim_post(
+        .sim_create(
             "/v1/subscriptions",
             &[
                 ("customer", customer.as_str()),
@@ -283,27 +271,17 @@ async fn a_customer_made_before_this_service_is_found_and_linked(app: TestApp) {
                 ("trial_period_days", "30"),
             ],
         )
-        .await
-        .expect(200)
-        .body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .await;
     // A later duplicate with nothing on it: the customer with the live subscription is the one.
     let duplicate = app
-        .sim_post(
+        .sim_create(
             "/v1/customers",
             &[
                 ("name", "Legacy Org (dup)"),
                 ("metadata[tenant_id]", "legacy"),
             ],
         )
-        .await
-        .expect(200)
-        .body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .await;
     // The webhooks arrive, but name no customer of ours: nothing is stored.
     app.settle().await;
     assert_eq!(
