@@ -6,16 +6,21 @@
 //! cargo run --release --example billing_bench -- --tenants 10000 --rps 100 --latency-ms 30
 //! ```
 //! Add `--postgres postgres://postgres@127.0.0.1:5432/billing_bench` to run on PostgreSQL (the database
-//! must exist; its tables are dropped and recreated).
+//! must exist; its tables are dropped and recreated). With `--http` the run is started as an operator
+//! starts it: `POST /api/admin/billing/runs` with `wait: true` to the service serving on loopback, then
+//! its page (`GET /api/admin/billing/runs/{run_id}`) read every second until it ends when the start
+//! answers 202; the time counts from the POST to the end the page shows.
 
 use chrono::Utc;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
-use thanotopolis_billing::billing::{run_period, RunOptions};
+use thanotopolis_billing::auth::jwt::{self, Claims};
+use thanotopolis_billing::billing::{run_period, RunOptions, RunReport};
 use thanotopolis_billing::config::{Secret, Settings};
 use thanotopolis_billing::db::{self, customers, subscriptions, tenants, Db};
 use thanotopolis_billing::domain::{BillingPeriod, TenantId};
+use thanotopolis_billing::startup::Application;
 use thanotopolis_billing::state::AppState;
 use thanotopolis_billing::usage::{fold, ingest, NewEvent, UsageType};
 
@@ -33,6 +38,7 @@ async fn main() -> anyhow::Result<()> {
     let rps: u32 = arg("--rps", "100").parse()?;
     let latency: u64 = arg("--latency-ms", "30").parse()?;
     let postgres = arg("--postgres", "");
+    let over_http = std::env::args().any(|a| a == "--http");
 
     let sim = stripe_sim::spawn("127.0.0.1:0".parse()?, stripe_sim::SimConfig::default()).await?;
     let dir = std::env::temp_dir().join(format!("billing-bench-{}", std::process::id()));
@@ -52,8 +58,11 @@ async fn main() -> anyhow::Result<()> {
         ("STRIPE_API_BASE".into(), sim.base_url.clone()),
         ("STRIPE_SECRET_KEY".into(), "sk_test_bench".into()),
         ("STRIPE_MAX_REQUESTS_PER_SECOND".into(), rps.to_string()),
+        ("BIND".into(), "127.0.0.1:0".into()),
+        ("JWT_SECRET".into(), "bench".into()),
     ]);
     let settings = Settings::from_vars(&vars).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let settings_for_http = settings.clone();
     let db = Db::connect(&database_url).await?;
     db::migrate(&db).await?;
     let state = AppState::new(db.clone(), Arc::new(settings), Secret::new("bench"));
@@ -154,17 +163,21 @@ async fn main() -> anyhow::Result<()> {
         .await?;
 
     let started = Instant::now();
-    let mut opts = RunOptions::new(&state, false);
-    let total = n as u64;
-    opts.progress = Some(Arc::new(move |done, _| {
-        if done % 1000 == 0 || done == total {
-            eprintln!(
-                "  {done}/{total} tenants after {:.0} s",
-                started.elapsed().as_secs_f64()
-            );
-        }
-    }));
-    let report = run_period(&state, period, opts).await?;
+    let report = if over_http {
+        run_over_http(settings_for_http, &period, &http).await?
+    } else {
+        let mut opts = RunOptions::new(&state, false);
+        let total = n as u64;
+        opts.progress = Some(Arc::new(move |done, _| {
+            if done % 1000 == 0 || done == total {
+                eprintln!(
+                    "  {done}/{total} tenants after {:.0} s",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }));
+        run_period(&state, period, opts).await?
+    };
     let secs = started.elapsed().as_secs_f64();
     let stats: serde_json::Value = http
         .get(format!("{}/_sim/stats", sim.base_url))
@@ -191,16 +204,79 @@ async fn main() -> anyhow::Result<()> {
         busiest_calls as f64 / per_endpoint
     );
     println!(
-        "tenants={n} billed={} failed={} billed_cents={} stripe_calls={calls} run_s={secs:.1} bound_s={bound:.1} ratio={:.3} store={} rps={rps} latency_ms={latency}",
+        "tenants={n} billed={} failed={} billed_cents={} stripe_calls={calls} run_s={secs:.1} bound_s={bound:.1} ratio={:.3} store={} over={} rps={rps} latency_ms={latency}",
         report.totals.tenants_billed,
         report.failed.len(),
         report.totals.billed_cents,
         secs / bound,
         if postgres.is_empty() { "sqlite" } else { "postgres" },
+        if over_http { "http" } else { "in-process" },
     );
     for f in report.failed.iter().take(3) {
         eprintln!("failed: {} {}", f.tenant_id, f.error);
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// Starts the service on loopback and the run through its API, as an operator does: the POST waits
+/// (`wait: true`) and answers the report, or 202 once the wait is over, and then the run's page is
+/// read until it ends.
+async fn run_over_http(
+    settings: Settings,
+    period: &BillingPeriod,
+    http: &reqwest::Client,
+) -> anyhow::Result<RunReport> {
+    let app = Application::build(settings, Secret::new("bench")).await?;
+    let base = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until(std::future::pending()));
+    let token = jwt::sign(
+        &Claims {
+            sub: "bench".into(),
+            tenant_id: "platform".into(),
+            role: "super_admin".into(),
+            exp: Utc::now().timestamp() + 86_400,
+            email: None,
+        },
+        b"bench",
+    );
+    let started = Instant::now();
+    let reply = http
+        .post(format!("{base}/api/admin/billing/runs"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"period": period.to_string(), "wait": true}))
+        .send()
+        .await?;
+    let status = reply.status().as_u16();
+    let body: serde_json::Value = reply.json().await?;
+    eprintln!(
+        "  POST answered {status} after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let report = match status {
+        200 => body,
+        202 => {
+            let id = body["run_id"].as_str().unwrap_or_default().to_owned();
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                let run: serde_json::Value = http
+                    .get(format!("{base}/api/admin/billing/runs/{id}"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                if run["status"] != "running" {
+                    eprintln!(
+                        "  the run's page shows it {} after {:.1} s",
+                        run["status"],
+                        started.elapsed().as_secs_f64()
+                    );
+                    break run["report"].clone();
+                }
+            }
+        }
+        _ => anyhow::bail!("the run did not start: {status} {body}"),
+    };
+    Ok(serde_json::from_value(report)?)
 }

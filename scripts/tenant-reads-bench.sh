@@ -6,6 +6,8 @@
 #
 #   scripts/tenant-reads-bench.sh [EVENTS=10000000] [TAIL=200000] [SECONDS=20]
 #
+# ANALYZE=1 runs ANALYZE after the load, for the figures with fresh statistics.
+#
 # EVENTS are folded (a burst the fold kept up with), TAIL more are above the mark (the last seconds of
 # the burst). Runs in the database tenant_reads_bench on PGHOST (127.0.0.1), recreated each time. Prints
 # the latency percentiles of each read.
@@ -54,6 +56,7 @@ SELECT 'tail-' || i, 'tenant-' || lpad((i % 1000)::text, 4, '0'), 'stt_words', 3
        1 + (i % 1000) * 30 + 29
 FROM generate_series(0, $TAIL - 1) i;
 SQL
+if [ "${ANALYZE:-0}" = 1 ]; then psql -qX -d $DB -c ANALYZE; fi
 psql -qXAt -d $DB -c "SELECT 'statistics: ' || COALESCE(MAX(last_analyze)::text, 'none') || ', events ' || (SELECT COUNT(*) FROM usage_events) || ', tail ' || (SELECT SUM(event_count) FROM usage_tail) FROM pg_stat_user_tables"
 
 month_start="date_trunc('month', current_date)::date"

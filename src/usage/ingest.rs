@@ -312,15 +312,19 @@ impl RollupIds {
         ids.get(tenant)?.get(&day).copied()
     }
 
-    /// Whether an id is remembered for every group of the plan, under whatever generation: if not,
-    /// the batch has rollups to create. (A generation moved on is found out holding the buckets.)
-    fn knows_all(&self, plan: &Plan<'_>) -> bool {
-        plan.groups.iter().all(|(tenant, day)| {
-            self.buckets
-                .get(&bucket(tenant))
-                .and_then(|(_, ids)| ids.get(tenant))
-                .is_some_and(|days| days.contains_key(day))
-        })
+    /// The plan's groups with no id remembered.
+    fn missing(&self, plan: &Plan<'_>) -> Vec<GroupKey> {
+        plan.groups
+            .iter()
+            .filter(|(tenant, day)| {
+                !self
+                    .buckets
+                    .get(&bucket(tenant))
+                    .and_then(|(_, ids)| ids.get(tenant))
+                    .is_some_and(|days| days.contains_key(day))
+            })
+            .cloned()
+            .collect()
     }
 
     fn remember(&mut self, bucket: i32, generation: i64, tenant: &str, day: NaiveDate, id: i64) {
@@ -346,6 +350,14 @@ static ROLLUP_IDS: std::sync::LazyLock<std::sync::Mutex<RollupIds>> =
         })
     });
 
+/// Rollups this process's batches wait for, created together: a batch with groups to create adds them
+/// here, then takes its turn at [`CREATING`]; whichever batch's turn comes first creates every group
+/// added so far in one call, so the batches after it usually find theirs made. One creator at a time
+/// also means batches of this process never wait on each other's uncommitted rollups in PostgreSQL.
+static WANTED: std::sync::LazyLock<std::sync::Mutex<std::collections::BTreeSet<GroupKey>>> =
+    std::sync::LazyLock::new(Default::default);
+static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// PostgreSQL: each step is one call or one `COPY`, so a batch costs a few round trips whatever its
 /// size, and the statements' text never changes (prepared once per connection).
 mod postgres {
@@ -365,10 +377,27 @@ mod postgres {
         plan: &Plan<'_>,
         received_at: DateTime<Utc>,
     ) -> Result<(), sqlx::Error> {
-        let mut conn = pool.acquire().await?;
-        if !ROLLUP_IDS.lock().expect("rollup ids").knows_all(plan) {
-            create_rollups(&mut conn, plan).await?;
+        let missing = ROLLUP_IDS.lock().expect("rollup ids").missing(plan);
+        if !missing.is_empty() {
+            WANTED.lock().expect("wanted rollups").extend(missing);
+            let _turn = CREATING.lock().await;
+            let still = ROLLUP_IDS.lock().expect("rollup ids").missing(plan);
+            if !still.is_empty() {
+                // Every batch's groups waiting, ours among them (a creator that failed took them).
+                let mut groups = std::mem::take(&mut *WANTED.lock().expect("wanted rollups"));
+                let only_ours = groups.iter().all(|g| still.contains(g));
+                groups.extend(still.iter().cloned());
+                let mut conn = pool.acquire().await?;
+                match create_rollups(&mut conn, groups.into_iter().collect()).await {
+                    Ok(()) => {}
+                    // Another batch's group may be what failed (its tenant not registered yet):
+                    // ours alone decide this batch's answer.
+                    Err(_) if !only_ours => create_rollups(&mut conn, still).await?,
+                    Err(e) => return Err(e),
+                }
+            }
         }
+        let mut conn = pool.acquire().await?;
         let mut tx = conn.begin().await?;
         let (ids, read) = open_rollup_ids(&mut tx, plan).await?;
         copy_events(&mut tx, plan, &ids, received_at).await?;
@@ -377,16 +406,25 @@ mod postgres {
         Ok(())
     }
 
-    /// The batch's open rollups, created where missing, in a transaction of their own before the
-    /// events'. A concurrent batch creating the same rollup waits for the creator's commit: for this
-    /// short transaction, not for the creator's `COPY` of a thousand events, so batches of a day whose
-    /// rollups do not exist yet (the first calls after midnight, a backfill) still run side by side.
+    /// The open rollups of the batches waiting ([`WANTED`]), created where missing, in a transaction of
+    /// their own before the events'. Another replica creating the same rollup waits for this short
+    /// transaction's commit, not for a `COPY` of a thousand events, so batches of a day whose rollups
+    /// do not exist yet (the first calls after midnight, a backfill) still run side by side.
     /// A rollup created here stays if the events' transaction then fails: empty, it counts nothing.
-    async fn create_rollups(conn: &mut PgConnection, plan: &Plan<'_>) -> Result<(), sqlx::Error> {
+    async fn create_rollups(
+        conn: &mut PgConnection,
+        groups: Vec<GroupKey>,
+    ) -> Result<(), sqlx::Error> {
+        // In lock order, as a batch's own groups are.
+        let groups = Plan {
+            events: Vec::new(),
+            groups,
+            sums: Vec::new(),
+        };
         let mut tx = conn.begin().await?;
-        let (ids, read) = open_rollup_ids(&mut tx, plan).await?;
+        let (ids, read) = open_rollup_ids(&mut tx, &groups).await?;
         tx.commit().await?;
-        remember(plan, &ids, read);
+        remember(&groups, &ids, read);
         Ok(())
     }
 

@@ -13,6 +13,7 @@ store_tests!(
     racing_duplicate_batches_count_once,
     a_batch_rolled_back_leaves_no_stale_rollup_id,
     concurrent_single_events_share_commits_and_keep_their_answers,
+    batches_creating_rollups_at_once_each_get_their_own_answer,
     an_invalid_batch_names_each_bad_index_and_stores_nothing,
     only_services_and_super_admins_may_post_usage,
     dashboard_shows_usage_and_charges_right_after_the_post,
@@ -237,6 +238,50 @@ async fn concurrent_single_events_share_commits_and_keep_their_answers(app: Test
     let d = dashboard(&app, "acme").await;
     assert_eq!(d["current_period_usage"]["total_phone_calls"], 150);
     assert_eq!(d["upcoming_charges"]["call_charges_cents"], 15_000);
+}
+
+/// Batches whose rollups do not exist yet, posted at once (their rollups are created together), with
+/// batches naming an unknown tenant among them: every good batch is stored and answered 200 on its first
+/// try, whatever batch's rollups were created with its own, and only the unknown tenant's are refused.
+async fn batches_creating_rollups_at_once_each_get_their_own_answer(app: TestApp) {
+    for t in 0..6 {
+        app.add_tenant(&format!("org-{t}")).await;
+    }
+    let start = time::now() - Duration::days(20);
+    // 40 events a batch (stored as a batch, not one by one), each on its own day: 40 rollups to create.
+    let batch = |name: &str, tenant: &str| -> Vec<Value> {
+        (0..40)
+            .map(|d| {
+                let at = start + Duration::hours(d * 12);
+                ev_at(&format!("{name}-{d}"), tenant, "stt_words", 10, at)
+            })
+            .collect()
+    };
+    for round in 0..5 {
+        let mut requests = Vec::new();
+        for t in 0..6 {
+            let name = format!("r{round}-org-{t}");
+            requests.push(post_detached(&app, batch(&name, &format!("org-{t}"))));
+        }
+        for g in 0..2 {
+            requests.push(post_detached(
+                &app,
+                batch(&format!("r{round}-ghost-{g}"), "ghost"),
+            ));
+        }
+        let replies = futures_join_all(requests).await;
+        for (i, r) in replies.iter().enumerate() {
+            if i < 6 {
+                assert_eq!(r.status, 200, "round {round}, batch {i}: {}", r.text);
+                assert_eq!(r.body["accepted"], 40, "{}", r.text);
+            } else {
+                assert_eq!(r.status, 422, "round {round}, ghost batch: {}", r.text);
+                let detail = r.body["detail"].as_str().unwrap();
+                assert!(detail.contains(r#"no tenant "ghost""#), "{detail}");
+            }
+        }
+    }
+    assert_eq!(stored_events(&app).await, 5 * 6 * 40);
 }
 
 /// A post of usage that borrows nothing from the test, so that many can run as tasks at once.
