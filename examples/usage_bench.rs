@@ -85,6 +85,10 @@ struct Args {
     /// through the month; without it each round starts from an empty schema and creates them.
     #[arg(long)]
     warm: bool,
+    /// Leave the dashboard's seeded schema without statistics (no `VACUUM ANALYZE` after seeding), as a
+    /// database is right after a burst with autovacuum off or not yet run.
+    #[arg(long)]
+    no_statistics: bool,
 }
 
 struct App {
@@ -533,7 +537,7 @@ async fn single_events(app: &App, label: &str, args: &Args) -> anyhow::Result<La
 /// per tenant and day (as ingestion and `serve`'s fold leave them): older months claimed by earlier
 /// runs, the previous month still open for half the tenants (late usage), a subscription per tenant (a
 /// tenth still in trial this month), demo tenants, and invoices.
-async fn seed_dashboard(url: &str, n: i64, tenants: i64) -> anyhow::Result<()> {
+async fn seed_dashboard(url: &str, n: i64, tenants: i64, statistics: bool) -> anyhow::Result<()> {
     let mut c = sqlx::PgConnection::connect(url).await?;
     let seeded: Option<i64> = sqlx::query_scalar("SELECT COUNT(*) FROM usage_events")
         .fetch_optional(&mut c)
@@ -560,6 +564,10 @@ async fn seed_dashboard(url: &str, n: i64, tenants: i64) -> anyhow::Result<()> {
         "DROP INDEX usage_events_rollup_tx",
         "DROP INDEX usage_events_tx",
     ] {
+        if s == "VACUUM ANALYZE" && !statistics {
+            eprintln!("  ... no VACUUM ANALYZE: the reads run without statistics");
+            continue;
+        }
         sqlx::query(s).execute(&mut c).await?;
     }
     let chunk = 1_000_000i64;
@@ -637,6 +645,10 @@ async fn seed_dashboard(url: &str, n: i64, tenants: i64) -> anyhow::Result<()> {
         // The steady state autovacuum keeps: index entries of claimed rollups' old versions cleaned.
         "VACUUM ANALYZE",
     ] {
+        if s == "VACUUM ANALYZE" && !statistics {
+            eprintln!("  ... no VACUUM ANALYZE: the reads run without statistics");
+            continue;
+        }
         sqlx::query(s).execute(&mut c).await?;
         eprintln!("  ... ({:.0}s)", started.elapsed().as_secs_f64());
     }
@@ -899,7 +911,13 @@ async fn main() -> anyhow::Result<()> {
             args.dashboard_events, args.dashboard_tenants
         );
         let seeding = Instant::now();
-        seed_dashboard(&url, args.dashboard_events, args.dashboard_tenants).await?;
+        seed_dashboard(
+            &url,
+            args.dashboard_events,
+            args.dashboard_tenants,
+            !args.no_statistics,
+        )
+        .await?;
         let (per_event, rollups_per_event) = bytes_per_event(&url, args.dashboard_events).await?;
         println!(
             "{:<44} {:.0} s; {per_event:.0} bytes per event (events and their indexes), {rollups_per_event:.1} (rollups); load {}",
