@@ -106,7 +106,11 @@ impl Db {
             Ok(Db::Sqlite(pool))
         } else {
             let options = PgConnectOptions::from_str(url)
-                .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))?
+                // Every statement here reads or writes a few rows. Without statistics (autovacuum
+                // not run yet after a burst, or a restore) the planner can estimate thousands, past
+                // jit_above_cost, and compile a 1 ms read for 10-80 ms on each call.
+                .options([("jit", "off")]);
             // A quick look first: a refused or silent server is said at once, naming where it was
             // looked for, rather than after the pool's 10 s of retries.
             probe_postgres(&options).await?;

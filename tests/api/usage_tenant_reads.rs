@@ -247,3 +247,33 @@ async fn the_claim_bills_the_tenant_tail_and_nothing_of_the_others() {
     let beta = from_events(&app, "beta").await;
     assert_eq!(figures(&app, "beta").await, [beta, beta]);
 }
+
+/// Without statistics the planner may estimate a tenant's read at thousands of rows, past
+/// `jit_above_cost`, and compile it on every call (10-80 ms for a 1 ms read); the service's connections
+/// have JIT off, and a read with such an estimate runs without compiling.
+#[tokio::test]
+async fn the_service_connections_never_compile_a_read() {
+    let app = spawn_app(Store::Postgres).await;
+    let mut conn = pool(&app).acquire().await.unwrap();
+    let jit: String = sqlx::query_scalar("SHOW jit")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(jit, "off");
+    // An estimate far past the threshold: the plan says so, and no JIT section follows.
+    sqlx::query("SET jit_above_cost = 0")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN (ANALYZE, FORMAT TEXT) SELECT occurred_at, usage_type, quantity FROM usage_events WHERE rollup_id = 1",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    assert!(!plan.iter().any(|l| l.contains("JIT")), "{plan:#?}");
+    sqlx::query("RESET jit_above_cost")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+}
