@@ -315,7 +315,7 @@ async fn serve(mut settings: Settings, stripe_sim: bool) -> anyhow::Result<()> {
             }
         }
         settings.auth.dev_sign_in = true;
-        Some(crate::demo::start_simulator(&mut settings).await?)
+        Some(crate::ops::simulator::start_simulator(&mut settings).await?)
     } else {
         None
     };
@@ -328,7 +328,7 @@ async fn serve(mut settings: Settings, stripe_sim: bool) -> anyhow::Result<()> {
             settings.http.public_base_url.clone(),
         );
         tokio::spawn(async move {
-            crate::stripe::setup::warn_if_events_missing(&stripe, &public).await
+            crate::ops::stripe_setup::warn_if_events_missing(&stripe, &public).await
         });
     }
     let base = format!("http://{}", app.local_addr());
@@ -340,16 +340,16 @@ async fn serve(mut settings: Settings, stripe_sim: bool) -> anyhow::Result<()> {
     );
     if let Some(sim) = &sim {
         let (base, sim_url) = (base.clone(), sim.base_url.clone());
-        let signer = crate::demo::Signer {
+        let signer = crate::ops::simulator::Signer {
             secret: jwt_secret.clone(),
             expected: settings.auth.jwt_expected.clone(),
         };
         let database_url = database_label(&settings.database.url);
         tokio::spawn(async move {
-            match crate::demo::seed(&base, &sim_url, &signer).await {
+            match crate::ops::simulator::seed(&base, &sim_url, &signer).await {
                 Ok(()) => println!(
                     "{}",
-                    crate::demo::banner(&base, &sim_url, &signer, &database_url)
+                    crate::ops::simulator::banner(&base, &sim_url, &signer, &database_url)
                 ),
                 Err(e) => tracing::error!(error = %e, "demo seeding failed"),
             }
@@ -425,7 +425,7 @@ async fn stripe_setup(settings: Settings) -> anyhow::Result<()> {
     }
     // The simulator on this machine can deliver to a loopback address; Stripe cannot.
     if settings.stripe.api_base == "https://api.stripe.com" {
-        crate::stripe::setup::check_public_url(&settings.http.public_base_url)
+        crate::ops::stripe_setup::check_public_url(&settings.http.public_base_url)
             .map_err(|e| anyhow::anyhow!(e))?;
     }
     let client = crate::stripe::StripeClient::new(
@@ -433,7 +433,7 @@ async fn stripe_setup(settings: Settings) -> anyhow::Result<()> {
         settings.stripe.secret_key.clone(),
         crate::stripe::ClientOptions::from_settings(&settings.stripe),
     );
-    let result = crate::stripe::setup::run(
+    let result = crate::ops::stripe_setup::run(
         &client,
         &settings.http.public_base_url,
         &settings.stripe.payment_methods,
@@ -450,9 +450,9 @@ async fn stripe_check(settings: Settings) -> anyhow::Result<()> {
     let Some(key) = settings.stripe.secret_key.as_ref() else {
         anyhow::bail!("STRIPE_SECRET_KEY is not set: use your test-mode secret key (sk_test_...)");
     };
-    crate::stripe::check::refuse_live_key(key.expose()).map_err(|e| anyhow::anyhow!(e))?;
+    crate::ops::stripe_check::refuse_live_key(key.expose()).map_err(|e| anyhow::anyhow!(e))?;
     if settings.stripe.api_base == "https://api.stripe.com" {
-        crate::stripe::setup::check_public_url(&settings.http.public_base_url)
+        crate::ops::stripe_setup::check_public_url(&settings.http.public_base_url)
             .map_err(|e| anyhow::anyhow!(e))?;
     }
     println!(
@@ -462,7 +462,7 @@ async fn stripe_check(settings: Settings) -> anyhow::Result<()> {
     // The check writes nothing to our database: an in-memory one satisfies the shared state.
     let db = Db::connect("sqlite::memory:").await?;
     let state = crate::state::AppState::new(db, std::sync::Arc::new(settings), Secret::new(""));
-    let report = crate::stripe::check::run(&state).await;
+    let report = crate::ops::stripe_check::run(&state).await;
     print!("\n{}", report.render());
     if !report.passed() {
         anyhow::bail!("stripe check failed: fix what the FAIL lines say, then run it again");
@@ -486,7 +486,7 @@ async fn stripe_sync(settings: Settings, tenant: Option<&str>) -> anyhow::Result
         settings.stripe.api_base
     );
     let state = crate::state::AppState::new(db, std::sync::Arc::new(settings), Secret::new(""));
-    let report = crate::stripe_sync::run(&state, tenant.as_ref()).await;
+    let report = crate::ops::stripe_sync::run(&state, tenant.as_ref()).await;
     state.db.close().await;
     let report = report?;
     print!("\n{}", report.to_table());

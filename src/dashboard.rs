@@ -4,9 +4,10 @@
 use crate::billing::ledger;
 use crate::billing::plan::BilledByPeriod;
 use crate::db::invoices::{self, InvoiceLine, InvoiceRow};
-use crate::db::payment_methods::{self, PaymentMethodView};
+use crate::db::payment_methods;
 use crate::db::subscriptions::{self, CurrentSubscription};
 use crate::db::{tenants, Db};
+use crate::domain::PaymentMethodView;
 use crate::domain::{time, BillingPeriod, Cents, TenantId};
 use crate::state::AppState;
 use crate::usage::billable;

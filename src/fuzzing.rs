@@ -61,7 +61,7 @@ pub fn webhook_event(data: &[u8]) {
 pub fn usage_batch(data: &[u8]) {
     let received_at = Utc.with_ymd_and_hms(2026, 10, 5, 12, 0, 0).unwrap();
     let fast = validate::decode_valid_batch(data, received_at);
-    let Ok(body) = crate::extract::parse_json::<Value>(data) else {
+    let Ok(body) = crate::http::extract::parse_json::<Value>(data) else {
         assert!(
             fast.is_none(),
             "the typed decoding took a body that is not JSON"

@@ -2,8 +2,8 @@
 
 use crate::config::{Secret, Settings};
 use crate::db::{self, Db};
-use crate::error::ErrorCode;
-use crate::routes;
+use crate::http::error::ErrorCode;
+use crate::http::routes;
 use crate::state::AppState;
 use axum::extract::MatchedPath;
 use axum::http::{HeaderName, Request};
@@ -98,8 +98,12 @@ impl Application {
         let mut tasks = tokio::task::JoinSet::new();
         if background {
             tasks.spawn(crate::billing::scheduler::run(state.clone(), stop.clone()));
-            tasks.spawn(crate::usage::compact::run(state.clone(), stop.clone()));
-            tasks.spawn(crate::usage::fold::run(state.clone(), stop.clone()));
+            tasks.spawn(crate::usage::compact::run(
+                state.db.clone(),
+                state.settings.billing.timezone,
+                stop.clone(),
+            ));
+            tasks.spawn(crate::usage::fold::run(state.db.clone(), stop.clone()));
             if let Some(url) = &state.settings.platform.database_url {
                 // A bad URL is refused when settings load; a platform that is down is retried inside.
                 match crate::platform::Source::connect_lazy(url.expose()) {
@@ -167,9 +171,9 @@ pub fn app(state: AppState) -> Router {
         // The path only, never the query string: it may carry return URLs or other caller data.
         tracing::info_span!("request", method = %req.method(), route = %route, request_id = %request_id)
     });
-    let pages = crate::web::router(&state.settings, &routes::openapi::DOCUMENT_JSON);
-    let cors = crate::cors::layer(&state.settings.http.cors_allowed_origins);
-    let allowed = crate::cors::Allowed::new(&state.settings.http.cors_allowed_origins);
+    let pages = crate::http::web::router(&state.settings, &routes::openapi::DOCUMENT_JSON);
+    let cors = crate::http::cors::layer(&state.settings.http.cors_allowed_origins);
+    let allowed = crate::http::cors::Allowed::new(&state.settings.http.cors_allowed_origins);
     let mut router = routes::router()
         .merge(pages)
         .route_layer(axum::middleware::from_fn(record_metrics))
@@ -181,7 +185,7 @@ pub fn app(state: AppState) -> Router {
             .layer(cors)
             .layer(axum::middleware::from_fn_with_state(
                 allowed,
-                crate::cors::strip_for_strangers,
+                crate::http::cors::strip_for_strangers,
             ));
     }
     router.layer(
@@ -247,7 +251,7 @@ pub async fn shutdown_signal() {
 async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
     use axum::response::IntoResponse;
     if uri.path().starts_with("/api/") {
-        crate::error::ApiError::not_found(
+        crate::http::error::ApiError::not_found(
             ErrorCode::NotFound,
             format!(
                 "There is no {} in this API; /api/openapi.json lists every route.",

@@ -1,10 +1,20 @@
-//! Authentication and authorization: the platform's HS256 JWTs, verified once per request.
-//!
-//! Extractors say who may call a handler: [`TenantUser`], [`TenantAdmin`], [`SuperAdmin`], [`UsageWriter`].
-//! A missing or bad token is 401; a valid token whose role may not do this is 403.
+//! Authentication: the platform's HS256 JWTs (`jwt`) and who a verified token says is calling
+//! ([`Caller`]). The HTTP extractors that check them per request are in `http::auth`.
 
-mod extract;
 pub mod jwt;
 
-pub use extract::{AccessReader, Caller, SuperAdmin, TenantAdmin, TenantUser, UsageWriter};
 pub use jwt::{Claims, Role};
+
+/// Any caller with a valid token.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub claims: Claims,
+    pub role: Role,
+}
+
+impl Caller {
+    /// A short label for logs and the audit trail (never the token).
+    pub fn actor(&self) -> String {
+        format!("{}:{}", self.role.as_str(), self.claims.sub)
+    }
+}

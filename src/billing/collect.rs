@@ -20,12 +20,15 @@
 //! charged at once, and retried again if it fails.
 
 use super::attempts::{self, Attempt, Reason, RetryCandidate};
-use crate::db::payment_methods::Choice;
-use crate::db::subscriptions;
+use crate::db::payment_methods::{self, Choice};
+use crate::db::{subscriptions, tenants};
 use crate::domain::time::now;
+use crate::domain::TenantId;
 use crate::state::AppState;
 use crate::stripe::{Collected, Collection, Invoice, InvoiceStatus, PaymentError, StripeError};
-use crate::subscriptions::sync::{self, PaymentMethodStep, SyncError};
+use crate::subscriptions::error::SyncError;
+use crate::subscriptions::payment_method;
+use crate::subscriptions::sync::{self, PaymentMethodStep};
 use chrono::{DateTime, Utc};
 
 const DAY: i64 = 86_400;
@@ -395,13 +398,43 @@ async fn stop(
     Ok(())
 }
 
+/// Settles a change of the tenant's payment method: copies it onto the customer and every live
+/// subscription (`payment_method::align`), then, if the change left them due, pays the open invoices.
+pub async fn settle(state: &AppState, tenant: &str) -> Result<(), SyncError> {
+    let Some((customer, choice)) = payment_method::align(state, tenant).await? else {
+        return Ok(());
+    };
+    if choice.collect_due {
+        let demo = match TenantId::parse(tenant) {
+            Ok(t) => tenants::get(&state.db, &t)
+                .await?
+                .is_some_and(|t| t.is_demo),
+            Err(_) => false,
+        };
+        // A demo account is not collected (API.md); its invoices wait until it is not one.
+        if !demo {
+            after_change(state, tenant, &customer, &choice).await?;
+        }
+        payment_methods::collected(&state.db, tenant, &choice).await?;
+    }
+    Ok(())
+}
+
+/// [`settle`]s a change recorded and not collected yet (a crash or a Stripe error stopped it), if any.
+pub async fn settle_if_due(state: &AppState, tenant: &str) -> Result<(), SyncError> {
+    match payment_methods::choice(&state.db, tenant).await? {
+        Some(c) if c.collect_due => settle(state, tenant).await,
+        _ => Ok(()),
+    }
+}
+
 /// One wake-up of the collection work: open invoices still due after a change of payment method (a
 /// crash, or a Stripe error, left them), then the retries.
 pub async fn tick(state: &AppState) {
-    match crate::db::payment_methods::collect_due(&state.db).await {
+    match payment_methods::collect_due(&state.db).await {
         Ok(tenants) => {
             for tenant in tenants {
-                if let Err(e) = crate::subscriptions::payment_method::settle(state, &tenant).await {
+                if let Err(e) = settle(state, &tenant).await {
                     tracing::warn!(tenant_id = %tenant, error = %e, "open invoices not collected yet");
                 }
             }

@@ -8,6 +8,12 @@ use crate::domain::BillingPeriod;
 use crate::with_pool;
 use sqlx::Row;
 
+/// The key of the tenant's invoice for the period: the ledger's entry, the Stripe writes' idempotency
+/// keys and the claim of the usage it bills all start from it.
+pub fn invoice_key(tenant: &str, period: BillingPeriod) -> String {
+    format!("invoice:{tenant}:{period}")
+}
+
 /// How far a tenant's invoice for a period has come. Ordered: a later step implies the earlier ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Step {
@@ -316,7 +322,7 @@ pub async fn billed_voice(
     let keys: BTreeSet<String> = entries
         .iter()
         .filter_map(|p| p.parse().ok())
-        .map(|p| super::run::invoice_key(tenant, p))
+        .map(|p| invoice_key(tenant, p))
         .collect();
     for period in periods {
         let words: Vec<(String, i64)> = with_pool!(db, pool => {

@@ -17,6 +17,7 @@ pub mod run;
 pub mod runs;
 pub mod scheduler;
 pub mod start;
+pub mod webhook;
 
 pub use report::RunReport;
 pub use run::{run_period, RunOptions};

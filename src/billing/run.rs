@@ -12,6 +12,7 @@ use crate::domain::{BillingPeriod, TenantId};
 use crate::metrics;
 use crate::state::AppState;
 use crate::stripe::{Collected, Collection, InvoiceStatus, StripeError, UsageInvoice, UsageLine};
+use crate::subscriptions::error::SyncError;
 use crate::subscriptions::sync;
 use crate::usage::billable;
 use crate::usage::rating::Rates;
@@ -190,11 +191,6 @@ async fn run_tenants(
     Ok(report.finish())
 }
 
-/// The key of the tenant's invoice for the period; the usage it bills is claimed under it.
-pub fn invoice_key(tenant: &str, period: BillingPeriod) -> String {
-    format!("invoice:{tenant}:{period}")
-}
-
 async fn bill_tenant(
     state: &AppState,
     tenant: &tenants::Tenant,
@@ -233,11 +229,11 @@ enum TenantError {
     Db(#[from] sqlx::Error),
 }
 
-impl From<sync::SyncError> for TenantError {
-    fn from(e: sync::SyncError) -> TenantError {
+impl From<SyncError> for TenantError {
+    fn from(e: SyncError) -> TenantError {
         match e {
-            sync::SyncError::Stripe(e) => TenantError::Stripe(e),
-            sync::SyncError::Db(e) => TenantError::Db(e),
+            SyncError::Stripe(e) => TenantError::Stripe(e),
+            SyncError::Db(e) => TenantError::Db(e),
         }
     }
 }
@@ -315,11 +311,15 @@ async fn bill_tenant_inner(
             };
             match sync::refresh_subscription(state, id, step).await {
                 // Gone from Stripe (deleted long ago): our copy is what there is.
-                Err(sync::SyncError::Stripe(e)) if e.is_missing() => {}
+                Err(SyncError::Stripe(e)) if e.is_missing() => {}
                 other => {
                     other?;
                 }
             }
+        }
+        if !dry_run {
+            // A change of payment method not settled yet is, before the charge.
+            super::collect::settle_if_due(state, &tenant.id).await?;
         }
         subs = subscriptions::for_tenant(db, &tenant.id).await?;
     }
@@ -330,7 +330,7 @@ async fn bill_tenant_inner(
     let usage = if dry_run {
         billable::unbilled(db, &id, end, tz).await?
     } else {
-        billable::claim_unbilled(db, &id, end, tz, &invoice_key(&tenant.id, period)).await?
+        billable::claim_unbilled(db, &id, end, tz, &ledger::invoice_key(&tenant.id, period)).await?
     };
     // What the tenant's other invoices billed of these periods: a period billed in slices is rounded once.
     let billed_before = ledger::billed_voice(db, &tenant.id, period, usage.keys().copied()).await?;
@@ -425,7 +425,7 @@ async fn continue_invoice_steps(
     let db = &state.db;
     // Before every Stripe write: a runner that lost its lease leaves the rest to the new holder.
     let may_write = || guard.holds().then_some(()).ok_or(LeaseLost);
-    let base_key = invoice_key(tenant, period);
+    let base_key = ledger::invoice_key(tenant, period);
     let key = |step: &str| step_key(&base_key, entry.key_generation, step);
     // After an earlier failed attempt, a reply may have been lost: look in Stripe before writing again.
     let recovering = entry.attempts > 0;

@@ -25,7 +25,7 @@ pub enum RunStarted {
     Accepted(RunAccepted),
 }
 
-/// Why a run was not started. The text is the sentence a person reads; `crate::error` picks the status.
+/// Why a run was not started. The text is the sentence a person reads; `crate::http::error` picks the status.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("period: {0}; write it as YYYY-MM.")]

@@ -303,7 +303,7 @@ pub async fn failed_payments(
     let mut out: Vec<FailedPayment> = Vec::new();
     let mut latest: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
     for (id, number, billing_period, due, paid, url, kind, at) in rows {
-        let failed = kind == crate::stripe::PAYMENT_FAILED;
+        let failed = kind == "invoice.payment_failed";
         let i = match out.iter().position(|f| f.stripe_invoice_id == id) {
             Some(i) => i,
             None => {

@@ -4,24 +4,8 @@
 
 use super::Db;
 use crate::domain::time::now;
+use crate::domain::PaymentMethodView;
 use crate::with_pool;
-use serde::Serialize;
-
-/// A card or bank account, as a person recognizes it; never more than Stripe shows in its portal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct PaymentMethodView {
-    /// `card`, `us_bank_account`, `sepa_debit`.
-    #[serde(rename = "type")]
-    #[schema(example = "card")]
-    pub kind: String,
-    /// The card brand (`visa`, ...) or the bank's name.
-    #[schema(example = "visa")]
-    pub brand: Option<String>,
-    #[schema(example = "4242")]
-    pub last4: Option<String>,
-    pub exp_month: Option<i32>,
-    pub exp_year: Option<i32>,
-}
 
 /// The tenant's payment method as last chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]

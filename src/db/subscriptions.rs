@@ -2,8 +2,8 @@
 
 use super::Db;
 use crate::domain::time::now;
+use crate::domain::SubscriptionStatus;
 use crate::domain::TenantId;
-use crate::stripe::SubscriptionStatus;
 use crate::with_pool;
 use chrono::{DateTime, Utc};
 use serde::Serialize;

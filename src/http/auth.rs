@@ -1,26 +1,14 @@
-//! Axum extractors that turn the `Authorization` header into a checked caller.
+//! Axum extractors that turn the `Authorization` header into a checked caller: who may call a handler
+//! ([`TenantUser`], [`TenantAdmin`], [`SuperAdmin`], [`UsageWriter`], [`AccessReader`]). A missing or bad
+//! token is 401; a valid token whose role may not do this is 403.
 
-use super::jwt::{self, Claims, JwtError, Role};
+use super::error::{ApiError, ErrorCode};
+use crate::auth::jwt::{self, JwtError};
+use crate::auth::{Caller, Role};
 use crate::domain::TenantId;
-use crate::error::ApiError;
-use crate::error::ErrorCode;
 use crate::state::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-
-/// Any caller with a valid token.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub claims: Claims,
-    pub role: Role,
-}
-
-impl Caller {
-    /// A short label for logs and the audit trail (never the token).
-    pub fn actor(&self) -> String {
-        format!("{}:{}", self.role.as_str(), self.claims.sub)
-    }
-}
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;

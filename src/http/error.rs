@@ -330,11 +330,11 @@ impl From<crate::stripe::StripeError> for ApiError {
     }
 }
 
-impl From<crate::subscriptions::sync::SyncError> for ApiError {
-    fn from(e: crate::subscriptions::sync::SyncError) -> ApiError {
+impl From<crate::subscriptions::error::SyncError> for ApiError {
+    fn from(e: crate::subscriptions::error::SyncError) -> ApiError {
         match e {
-            crate::subscriptions::sync::SyncError::Stripe(e) => e.into(),
-            crate::subscriptions::sync::SyncError::Db(e) => e.into(),
+            crate::subscriptions::error::SyncError::Stripe(e) => e.into(),
+            crate::subscriptions::error::SyncError::Db(e) => e.into(),
         }
     }
 }

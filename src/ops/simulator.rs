@@ -1,9 +1,9 @@
 //! `serve --stripe-sim`: the one-command demo. An in-process Stripe simulator, set up as `stripe setup`
 //! would set up real Stripe, and a few organizations with a month of plausible usage.
 
+use super::stripe_setup;
 use crate::auth::jwt::{self, Claims};
 use crate::config::{Secret, Settings};
-use crate::stripe::setup as stripe_setup;
 use crate::stripe::{ClientOptions, StripeClient};
 use serde_json::{json, Value};
 

@@ -3,11 +3,11 @@
 //! makes, with its card placed where Checkout puts it (on the subscription), walks a card whose bank asks
 //! for authentication and a card changed after a decline (`check_collection`), and cleans up.
 
-use super::check_collection::{authentication, card_changed_after_decline, usage_invoice};
-use super::gateway::{Collected, Collection, InvoiceStatus};
-use super::setup::PRICE_LOOKUP_KEY;
-use super::{Params, STRIPE_VERSION};
+use super::stripe_check_collection::{authentication, card_changed_after_decline, usage_invoice};
+use super::stripe_setup::PRICE_LOOKUP_KEY;
 use crate::state::AppState;
+use crate::stripe::gateway::{Collected, Collection, InvoiceStatus};
+use crate::stripe::{Params, STRIPE_VERSION};
 
 /// One line of the checklist.
 #[derive(Debug, Clone)]
@@ -99,7 +99,7 @@ pub async fn run(state: &AppState) -> CheckReport {
     let price = match &price_id {
         None => Err("STRIPE_MONTHLY_PRICE_ID is not set: run `stripe setup` and add its lines to .env".to_owned()),
         Some(id) => stripe
-            .get::<super::Price>(&format!("prices/{id}"), &Params::new())
+            .get::<crate::stripe::Price>(&format!("prices/{id}"), &Params::new())
             .await
             .map_err(|e| format!("price {id}: {e}"))
             .and_then(|p| {
@@ -124,7 +124,7 @@ pub async fn run(state: &AppState) -> CheckReport {
     let portal = match &settings.stripe.portal_configuration_id {
         None => Err("STRIPE_PORTAL_CONFIGURATION_ID is not set: run `stripe setup`".to_owned()),
         Some(id) => stripe
-            .get::<super::PortalConfiguration>(
+            .get::<crate::stripe::PortalConfiguration>(
                 &format!("billing_portal/configurations/{id}"),
                 &Params::new(),
             )
@@ -145,14 +145,14 @@ pub async fn run(state: &AppState) -> CheckReport {
     );
 
     let url = format!("{}/api/billing/webhook", settings.http.public_base_url);
-    let endpoint = super::setup::endpoint_for(stripe, &url)
+    let endpoint = super::stripe_setup::endpoint_for(stripe, &url)
         .await
         .map_err(|e| format!("webhook endpoints: {e}"))
         .and_then(|found| {
             let e = found.ok_or_else(|| {
                 format!("no webhook endpoint for {url}: run `stripe setup` with this PUBLIC_BASE_URL")
             })?;
-            let missing = super::setup::missing_events(&e);
+            let missing = super::stripe_setup::missing_events(&e);
             if !missing.is_empty() {
                 return Err(format!("{} lacks events {}: run `stripe setup`", e.id, missing.join(", ")));
             }
@@ -272,7 +272,7 @@ async fn walk_through(state: &AppState, price_id: &str, report: &mut CheckReport
 
     let checkout = stripe
         .open_checkout(
-            &super::NewCheckout {
+            &crate::stripe::NewCheckout {
                 customer: &customer,
                 tenant: &tenant,
                 price: price_id,
@@ -310,7 +310,7 @@ async fn walk_through(state: &AppState, price_id: &str, report: &mut CheckReport
 /// The monthly run's calls, in its order, for one $1.00 line.
 async fn bill_one_dollar(
     state: &AppState,
-    sub: &super::Subscription,
+    sub: &crate::stripe::Subscription,
     customer: &str,
     tenant: &str,
     key: &impl Fn(&str) -> String,

@@ -2,11 +2,11 @@
 //! bank asks for authentication, and a card changed after a decline. Each step is made as the service
 //! makes it, on the throw-away customer, under keys unique to the check.
 
-use super::gateway::{Collected, Collection, InvoiceStatus, UsageInvoice, UsageLine};
-use super::{Invoice, Params, PaymentMethod, Subscription};
 use crate::domain::time::now;
 use crate::domain::{BillingPeriod, Cents};
 use crate::state::AppState;
+use crate::stripe::gateway::{Collected, Collection, InvoiceStatus, UsageInvoice, UsageLine};
+use crate::stripe::{Invoice, Params, PaymentMethod, Subscription};
 
 /// A $1.00 usage invoice for the throw-away customer, created and finalized as the monthly run does,
 /// under `key("{step}:...")`.

@@ -2,7 +2,7 @@
 //! through the API and idempotently: each object is found first (by lookup key, metadata or URL) and only
 //! created when missing, so a second run changes nothing.
 
-use super::HANDLED;
+use crate::stripe::HANDLED;
 use crate::stripe::{self, List, Params, StripeClient, StripeError, STRIPE_VERSION};
 use crate::subscriptions::plan::{PLAN_AMOUNT_CENTS, PLAN_DESCRIPTION, PLAN_NAME};
 

@@ -11,6 +11,7 @@ use crate::domain::TenantId;
 use crate::state::AppState;
 use crate::stripe::gateway::Listing;
 use crate::stripe::{self, HasId, Metadata, StripeError};
+use crate::subscriptions::error::SyncError;
 use crate::subscriptions::sync;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -323,11 +324,11 @@ enum TenantError {
     Db(#[from] sqlx::Error),
 }
 
-impl From<sync::SyncError> for TenantError {
-    fn from(e: sync::SyncError) -> TenantError {
+impl From<SyncError> for TenantError {
+    fn from(e: SyncError) -> TenantError {
         match e {
-            sync::SyncError::Stripe(e) => TenantError::Stripe(e),
-            sync::SyncError::Db(e) => TenantError::Db(e),
+            SyncError::Stripe(e) => TenantError::Stripe(e),
+            SyncError::Db(e) => TenantError::Db(e),
         }
     }
 }
@@ -415,7 +416,7 @@ async fn find_and_link(
         let subs = subscriptions_of(state, &c.id).await?;
         let newest_live = subs
             .iter()
-            .filter(|(s, _)| stripe::SubscriptionStatus::parse(&s.status).is_live())
+            .filter(|(s, _)| crate::domain::SubscriptionStatus::parse(&s.status).is_live())
             .map(|(s, _)| s.created)
             .max();
         let newest_any = subs.iter().map(|(s, _)| s.created).max();

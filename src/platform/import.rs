@@ -239,7 +239,7 @@ async fn read_stripe(state: &AppState) -> Result<StripeView, StripeError> {
         .await?
         .into_iter()
         .map(|(s, _)| s)
-        .filter(|s| stripe::SubscriptionStatus::parse(&s.status).is_live())
+        .filter(|s| crate::domain::SubscriptionStatus::parse(&s.status).is_live())
         .collect();
     Ok(StripeView { customers, live })
 }
@@ -479,7 +479,7 @@ async fn apply_org(
     }
     customers::link(&state.db, &t.id, &customer, None).await?;
     let id = TenantId::parse(&t.id).map_err(anyhow::Error::msg)?;
-    plan.synced = Some(match crate::stripe_sync::run(state, Some(&id)).await {
+    plan.synced = Some(match crate::ops::stripe_sync::run(state, Some(&id)).await {
         Ok(report) => match report.tenant(&t.id) {
             Some(s) if s.error.is_some() => Err(s.error.clone().unwrap_or_default()),
             Some(s) => Ok((s.subscriptions.found, s.invoices.found)),

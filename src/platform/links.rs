@@ -106,7 +106,7 @@ async fn link(state: &AppState, row: &PlatformCustomer) -> anyhow::Result<Option
     tracing::info!(tenant_id = %tenant, customer = %id, "the platform's Stripe customer linked");
     let tenant_id = TenantId::parse(tenant).map_err(anyhow::Error::msg)?;
     // Its subscriptions and invoices, from Stripe itself; a failure here is `stripe sync`'s to repeat.
-    match crate::stripe_sync::run(state, Some(&tenant_id)).await {
+    match crate::ops::stripe_sync::run(state, Some(&tenant_id)).await {
         Ok(report) => {
             if let Some(e) = report.tenant(tenant).and_then(|t| t.error.clone()) {
                 tracing::warn!(tenant_id = %tenant, error = %e,

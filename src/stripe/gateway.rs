@@ -57,57 +57,6 @@ impl InvoiceStatus {
     }
 }
 
-/// A subscription's state (Stripe's `status`). Our copy keeps Stripe's word; code reads it through this.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SubscriptionStatus {
-    Incomplete,
-    IncompleteExpired,
-    Trialing,
-    Active,
-    PastDue,
-    Canceled,
-    Unpaid,
-    Paused,
-    /// A state this version does not know (Stripe adds states rarely; treated as not live).
-    Other,
-}
-
-impl SubscriptionStatus {
-    pub fn parse(status: &str) -> SubscriptionStatus {
-        match status {
-            "incomplete" => SubscriptionStatus::Incomplete,
-            "incomplete_expired" => SubscriptionStatus::IncompleteExpired,
-            "trialing" => SubscriptionStatus::Trialing,
-            "active" => SubscriptionStatus::Active,
-            "past_due" => SubscriptionStatus::PastDue,
-            "canceled" => SubscriptionStatus::Canceled,
-            "unpaid" => SubscriptionStatus::Unpaid,
-            "paused" => SubscriptionStatus::Paused,
-            _ => SubscriptionStatus::Other,
-        }
-    }
-
-    /// Still standing: paid for, or to be asked for payment.
-    pub fn is_live(self) -> bool {
-        matches!(
-            self,
-            SubscriptionStatus::Active
-                | SubscriptionStatus::Trialing
-                | SubscriptionStatus::PastDue
-                | SubscriptionStatus::Incomplete
-                | SubscriptionStatus::Unpaid
-        )
-    }
-
-    /// Counted in MRR: paying or owing, not in a free trial.
-    pub fn is_recurring_revenue(self) -> bool {
-        matches!(
-            self,
-            SubscriptionStatus::Active | SubscriptionStatus::PastDue
-        )
-    }
-}
-
 /// How an invoice is collected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Collection {
@@ -756,7 +705,7 @@ impl Subscription {
 
 impl super::PaymentMethod {
     /// What a person recognizes the payment method by.
-    pub fn view(&self) -> crate::db::payment_methods::PaymentMethodView {
+    pub fn view(&self) -> crate::domain::PaymentMethodView {
         let (brand, last4, exp_month, exp_year) =
             match (&self.card, &self.us_bank_account, &self.sepa_debit) {
                 (Some(c), _, _) => (c.brand.clone(), c.last4.clone(), c.exp_month, c.exp_year),
@@ -765,7 +714,7 @@ impl super::PaymentMethod {
                 }
                 _ => (None, None, None, None),
             };
-        crate::db::payment_methods::PaymentMethodView {
+        crate::domain::PaymentMethodView {
             kind: self.kind.clone(),
             brand,
             last4,

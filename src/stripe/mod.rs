@@ -4,15 +4,12 @@
 //! other field (Stripe adds fields without notice), builds quickly, and points at any Stripe-compatible
 //! server through `STRIPE_API_BASE` (the simulator in tests and in the demo).
 
-pub mod check;
-mod check_collection;
 mod client;
 mod error;
 mod events;
 pub mod gateway;
 mod params;
 mod ratelimit;
-pub mod setup;
 pub mod types;
 pub mod webhook;
 
@@ -20,8 +17,7 @@ pub use client::{idempotency_key_for, ClientOptions, StripeClient};
 pub use error::StripeError;
 pub use events::{Topic, FOLLOW_KEY_PREFIX, HANDLED, PAYMENT_ACTION_REQUIRED, PAYMENT_FAILED};
 pub use gateway::{
-    Collected, Collection, InvoiceStatus, NewCheckout, Pause, SubscriptionStatus, UsageInvoice,
-    UsageLine,
+    Collected, Collection, InvoiceStatus, NewCheckout, Pause, UsageInvoice, UsageLine,
 };
 pub use params::Params;
 pub use types::*;

@@ -2,8 +2,8 @@
 //! features on (`GET /api/billing/access`). Read from our copy only, so it is cheap and never waits on Stripe.
 
 use crate::db::{self, subscriptions::SubscriptionRow, Db};
+use crate::domain::SubscriptionStatus as Status;
 use crate::domain::TenantId;
-use crate::stripe::SubscriptionStatus as Status;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;

@@ -1,10 +1,10 @@
 //! Exactly one Stripe customer per tenant, even when several requests (or replicas) ask at once.
 
+use super::error::SyncError;
 use crate::db::customers;
 use crate::db::tenants::Tenant;
 use crate::state::AppState;
 use crate::stripe;
-use crate::subscriptions::sync::SyncError;
 use std::time::Duration;
 
 /// The tenant's Stripe customer, created on first need.

@@ -2,7 +2,8 @@
 //! still end with two live subscriptions (a session completed before the other was expired, one made in
 //! the dashboard): the newer is canceled at once, and the audit log (shown on the admin page) says so.
 
-use super::sync::{self, SyncError};
+use super::error::SyncError;
+use super::sync;
 use crate::db::{audit, subscriptions};
 use crate::state::AppState;
 

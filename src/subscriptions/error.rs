@@ -1,7 +1,6 @@
 //! What the subscription services refuse, in their own words. Each variant's text is the sentence a
-//! person reads (the API's `detail`, the page's notice); `crate::error` decides the HTTP status.
+//! person reads (the API's `detail`, the page's notice); `crate::http::error` decides the HTTP status.
 
-use super::sync::SyncError;
 use crate::stripe::StripeError;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,3 +56,12 @@ impl From<StripeError> for SubscriptionError {
 }
 
 pub type SubscriptionResult<T> = Result<T, SubscriptionError>;
+
+/// Why a sync from Stripe failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Stripe(#[from] StripeError),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}

@@ -16,14 +16,14 @@
 //! events they cause carry back (`request.idempotency_key`): they are not the tenant's changes. When
 //! the payment method changes, the tenant's open invoices are paid with it at once (`billing::collect`).
 
-use super::sync::SyncError;
-use crate::db::{customers, payment_methods, tenants};
-use crate::domain::TenantId;
+use super::error::SyncError;
+use crate::db::{customers, payment_methods};
 use crate::state::AppState;
 use crate::stripe::{StripeClient, StripeError, Subscription, FOLLOW_KEY_PREFIX};
 
-/// The tenant set `payment_method` at `at` (Stripe's clock): recorded unless a later change is, then
-/// copied onto the customer and the subscriptions, and the open invoices collected.
+/// The tenant set `payment_method` at `at` (Stripe's clock): recorded unless a later change is. The
+/// caller then settles the change (`billing::collect::settle`): copied onto the customer and the
+/// subscriptions, and the open invoices collected.
 pub async fn changed(
     state: &AppState,
     tenant: &str,
@@ -39,7 +39,7 @@ pub async fn changed(
     if payment_methods::record_change(&state.db, tenant, &pm.id, &pm.view(), at).await? {
         tracing::info!(tenant_id = tenant, payment_method = %pm.id, at, "the tenant's payment method recorded as changed");
     }
-    settle(state, tenant).await
+    Ok(())
 }
 
 /// Records the payment method a subscription is paid with (the customer's default, else the
@@ -48,14 +48,15 @@ pub async fn changed(
 /// subscription's default). Nothing is collected and nothing Stripe has is replaced: this is a
 /// reading, not a change, and a value that differs from our record may be newer than it (a change
 /// whose event has not been applied yet, or never comes). Only a change event replaces ([`changed`]).
-/// A change recorded and not collected yet (a crash, a Stripe error) is finished.
+/// A change recorded and not collected yet (a crash, a Stripe error) is left to its settling
+/// (`billing::collect::settle`), which copies it over whatever Stripe has.
 pub async fn fill_if_missing(
     state: &AppState,
     tenant: &str,
     sub: &Subscription,
 ) -> Result<(), SyncError> {
     let choice = match payment_methods::choice(&state.db, tenant).await? {
-        Some(c) if c.collect_due => return settle(state, tenant).await,
+        Some(c) if c.collect_due => return Ok(()),
         Some(c) => c,
         None => {
             let Some(pm) = sub.paying_method() else {
@@ -111,29 +112,18 @@ async fn copy(
 }
 
 /// Brings Stripe in line with the tenant's payment method, a change the tenant made: the customer's
-/// invoice default and every live subscription's default; then, if the change left them due, pays the
-/// open invoices.
-pub async fn settle(state: &AppState, tenant: &str) -> Result<(), SyncError> {
+/// invoice default and every live subscription's default. Returns the customer and the choice copied
+/// (None: the tenant has no payment method or no customer), for `billing::collect::settle` to pay what
+/// the change left due.
+pub async fn align(
+    state: &AppState,
+    tenant: &str,
+) -> Result<Option<(String, payment_methods::Choice)>, SyncError> {
     let Some(choice) = payment_methods::choice(&state.db, tenant).await? else {
-        return Ok(());
+        return Ok(None);
     };
-    let Some(customer) = copy(state, tenant, &choice, Writes::OverDifferent).await? else {
-        return Ok(());
-    };
-    if choice.collect_due {
-        let demo = match TenantId::parse(tenant) {
-            Ok(t) => tenants::get(&state.db, &t)
-                .await?
-                .is_some_and(|t| t.is_demo),
-            Err(_) => false,
-        };
-        // A demo account is not collected (API.md); its invoices wait until it is not one.
-        if !demo {
-            crate::billing::collect::after_change(state, tenant, &customer, &choice).await?;
-        }
-        payment_methods::collected(&state.db, tenant, &choice).await?;
-    }
-    Ok(())
+    let customer = copy(state, tenant, &choice, Writes::OverDifferent).await?;
+    Ok(customer.map(|c| (c, choice)))
 }
 
 /// Which of Stripe's values a copy of the tenant's payment method writes over.

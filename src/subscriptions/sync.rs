@@ -1,13 +1,14 @@
 //! Turning Stripe's objects into our rows. Every write carries the time we read the object, and an older
 //! reading never replaces a newer one, so webhooks may arrive in any order, any number of times.
 
+use super::error::SyncError;
 use crate::db::invoices::{self, InvoiceLineRow, InvoiceRow};
 use crate::db::subscriptions::{self, SubscriptionRow};
 use crate::db::{customers, tenants};
 use crate::domain::time::now;
 use crate::domain::TenantId;
 use crate::state::AppState;
-use crate::stripe::{self, StripeError};
+use crate::stripe;
 use chrono::{DateTime, Utc};
 
 pub fn ts(secs: Option<i64>) -> Option<DateTime<Utc>> {
@@ -141,15 +142,6 @@ pub async fn invoice(
         invoices::set_payment_state(&state.db, &row.stripe_invoice_id, inv.payment_state()).await?;
     }
     Ok(invoices::get(&state.db, &row.stripe_invoice_id).await?)
-}
-
-/// Why a sync from Stripe failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SyncError {
-    #[error(transparent)]
-    Stripe(#[from] StripeError),
-    #[error(transparent)]
-    Db(#[from] sqlx::Error),
 }
 
 /// What a refresh of a subscription does about the tenant's payment method.

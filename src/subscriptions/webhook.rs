@@ -1,7 +1,8 @@
 //! Applying Stripe events. We re-read the object from Stripe rather than trusting the event's copy, so an
 //! old event applied late cannot move our state backwards, and a repeated event changes nothing.
 
-use super::sync::{self, PaymentMethodStep, SyncError};
+use super::error::SyncError;
+use super::sync::{self, PaymentMethodStep};
 use crate::domain::time::now;
 use crate::state::AppState;
 use crate::stripe::{self, Event, Topic};
@@ -11,8 +12,22 @@ use crate::stripe::{self, Event, Topic};
 pub enum Applied {
     /// Our copy was brought up to date for this tenant (None: the object belongs to no tenant of ours).
     Synced(Option<String>),
+    /// As `Synced`, and the tenant set a payment method: the change is recorded, and is to be settled
+    /// (`billing::collect::settle`).
+    PaymentMethodChanged(String),
     /// A type we do not act on.
     Ignored,
+}
+
+impl Applied {
+    /// The tenant the event was about, if one of ours.
+    pub fn tenant(&self) -> Option<&str> {
+        match self {
+            Applied::Synced(t) => t.as_deref(),
+            Applied::PaymentMethodChanged(t) => Some(t),
+            Applied::Ignored => None,
+        }
+    }
 }
 
 pub async fn apply(state: &AppState, event: &Event) -> Result<Applied, SyncError> {
@@ -41,6 +56,7 @@ pub async fn apply(state: &AppState, event: &Event) -> Result<Applied, SyncError
                     if let Some(pm) = set {
                         super::payment_method::changed(state, &r.tenant_id, pm, event.created)
                             .await?;
+                        return Ok(Applied::PaymentMethodChanged(r.tenant_id.clone()));
                     }
                 }
                 Ok(Applied::Synced(row.map(|r| r.tenant_id)))
@@ -81,6 +97,7 @@ async fn customer_updated(
     };
     if let Some(pm) = event.payment_method_set() {
         super::payment_method::changed(state, &tenant, pm, event.created).await?;
+        return Ok(Applied::PaymentMethodChanged(tenant));
     }
     Ok(Applied::Synced(Some(tenant)))
 }

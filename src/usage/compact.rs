@@ -14,7 +14,6 @@
 
 use crate::db::Db;
 use crate::domain::time;
-use crate::state::AppState;
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 use std::time::Duration;
@@ -128,9 +127,9 @@ fn today(tz: Tz) -> NaiveDate {
 }
 
 /// Runs until shutdown is asked (between merges: each merge is one transaction).
-pub async fn run(state: AppState, mut shutdown: crate::shutdown::Shutdown) {
+pub async fn run(db: Db, tz: Tz, mut shutdown: crate::shutdown::Shutdown) {
     loop {
-        match compact(&state.db, today(state.settings.billing.timezone)).await {
+        match compact(&db, today(tz)).await {
             Ok(0) => {}
             Ok(merged) => tracing::info!(merged, "rollup shards of past days merged"),
             Err(e) => tracing::warn!(error = %e, "rollup shards could not be merged"),

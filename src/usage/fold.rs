@@ -19,7 +19,6 @@
 //! there is nothing to fold there.
 
 use crate::db::Db;
-use crate::state::AppState;
 use std::time::Duration;
 
 /// How often `serve` folds when folds are quick: the tail readers add up stays about this many
@@ -47,13 +46,13 @@ pub async fn fold(db: &Db) -> Result<u64, sqlx::Error> {
 }
 
 /// Runs until shutdown is asked (between folds: each fold is one transaction).
-pub async fn run(state: AppState, mut shutdown: crate::shutdown::Shutdown) {
-    if let Db::Sqlite(_) = state.db {
+pub async fn run(db: Db, mut shutdown: crate::shutdown::Shutdown) {
+    if let Db::Sqlite(_) = db {
         return;
     }
     loop {
         let started = std::time::Instant::now();
-        if let Err(e) = fold(&state.db).await {
+        if let Err(e) = fold(&db).await {
             tracing::warn!(error = %e, "usage could not be folded into the rollups");
         }
         if shutdown.sleep(pause_after(started.elapsed())).await {

@@ -184,7 +184,7 @@ pub fn check(raw: &RawEvent<'_>, received_at: DateTime<Utc>) -> Result<NewEvent,
     let event_id = keep(&mut errors, event_id(text(raw.event_id)));
     let tenant_id = keep(&mut errors, tenant_id(text(raw.tenant_id)));
     let usage_type = keep(&mut errors, usage_type(text(raw.usage_type)));
-    let given_quantity = raw.quantity.and_then(crate::extract::as_whole_number);
+    let given_quantity = raw.quantity.and_then(crate::domain::json::as_whole_number);
     let quantity = keep(&mut errors, quantity(given_quantity));
     keep(&mut errors, call_quantity(usage_type, quantity));
     let occurred_at = match raw.occurred_at {

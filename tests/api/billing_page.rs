@@ -7,7 +7,7 @@ use crate::pages::{csrf_of, get, location, post, sign_in};
 use crate::store_tests;
 use serde_json::{json, Value};
 use thanotopolis_billing::domain::BillingPeriod;
-use thanotopolis_billing::web::html::date;
+use thanotopolis_billing::http::web::html::date;
 
 store_tests!(
     usage_invoices_name_their_month,
@@ -155,7 +155,10 @@ async fn a_failed_payment_says_what_failed_and_leads_to_the_portal(app: TestApp)
         banner.contains(&format!(
             "Stripe could not charge $299.00 for invoice {} (subscription) on {}",
             invoice.number.as_deref().unwrap(),
-            thanotopolis_billing::web::html::date_time(invoice.last_failed_at, chrono_tz::UTC)
+            thanotopolis_billing::http::web::html::date_time(
+                invoice.last_failed_at,
+                chrono_tz::UTC
+            )
         )),
         "{banner}"
     );

@@ -1132,7 +1132,7 @@ async fn a_tenant_stripe_will_not_charge_is_billed_and_the_period_completes(app:
         ],
     )
     .await;
-    thanotopolis_billing::stripe_sync::run(&app.state(), None)
+    thanotopolis_billing::ops::stripe_sync::run(&app.state(), None)
         .await
         .unwrap();
     standard_usage(&app, "cardless", p).await;

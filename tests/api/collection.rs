@@ -658,7 +658,7 @@ async fn sepa_debit_with_a_usd_price_is_refused() {
         std::sync::Arc::new(settings),
         thanotopolis_billing::config::Secret::new("x"),
     );
-    let report = thanotopolis_billing::stripe::check::run(&state).await;
+    let report = thanotopolis_billing::ops::stripe_check::run(&state).await;
     assert!(!report.passed());
     let item = report
         .items

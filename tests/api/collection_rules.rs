@@ -449,6 +449,9 @@ async fn a_payment_method_stripe_has_is_replaced_only_by_a_change(app: TestApp) 
     thanotopolis_billing::subscriptions::payment_method::changed(&app.state(), "acme", &new, at)
         .await
         .unwrap();
+    thanotopolis_billing::billing::collect::settle(&app.state(), "acme")
+        .await
+        .unwrap();
     let s = stripe(&app, &format!("/v1/subscriptions/{sub}")).await;
     assert_eq!(s["default_payment_method"], new.as_str());
 }
@@ -482,7 +485,7 @@ async fn copying_writes_are_keyed_by_the_value_they_replace(app: TestApp) {
         ("default_payment_method", &old),
     )
     .await;
-    thanotopolis_billing::subscriptions::payment_method::settle(&app.state(), "acme")
+    thanotopolis_billing::billing::collect::settle(&app.state(), "acme")
         .await
         .unwrap();
     assert_eq!(

@@ -15,6 +15,7 @@ mod collection_rules;
 mod hardening;
 mod health;
 mod hostile_input;
+mod layering;
 mod logs;
 mod metrics;
 mod migrations;

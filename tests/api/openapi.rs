@@ -165,8 +165,8 @@ async fn every_operation_says_who_may_call_it() {
 /// one without documenting it. The pages (src/web) are HTML and are left out on purpose.
 #[test]
 fn api_routes_are_registered_only_through_their_annotations() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/routes");
-    for entry in std::fs::read_dir(&dir).expect("src/routes") {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/http/routes");
+    for entry in std::fs::read_dir(&dir).expect("src/http/routes") {
         let path = entry.unwrap().path();
         let source = std::fs::read_to_string(&path).unwrap();
         for needle in [".route(", ".nest(", ".fallback("] {

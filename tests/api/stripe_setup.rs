@@ -1,6 +1,6 @@
 //! `stripe setup` against the simulator: everything the guide clicks through, and nothing twice.
 
-use thanotopolis_billing::stripe::setup as stripe_setup;
+use thanotopolis_billing::ops::stripe_setup;
 use thanotopolis_billing::stripe::{ClientOptions, StripeClient};
 
 #[tokio::test]
@@ -128,8 +128,8 @@ async fn setup_creates_once_and_finds_on_the_second_run() {
 async fn check_passes_after_setup_and_cleans_up() {
     use std::sync::Arc;
     use thanotopolis_billing::config::{Secret, Settings};
+    use thanotopolis_billing::ops::stripe_check as check;
     use thanotopolis_billing::state::AppState;
-    use thanotopolis_billing::stripe::check;
 
     let sim = stripe_sim::spawn(
         "127.0.0.1:0".parse().unwrap(),

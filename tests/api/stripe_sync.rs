@@ -10,8 +10,8 @@ use std::sync::Arc;
 use thanotopolis_billing::config::{Secret, Settings};
 use thanotopolis_billing::db::{customers, invoices, subscriptions};
 use thanotopolis_billing::domain::TenantId;
+use thanotopolis_billing::ops::stripe_sync::{self, CustomerSource, StripeSyncError};
 use thanotopolis_billing::state::AppState;
-use thanotopolis_billing::stripe_sync::{self, CustomerSource, StripeSyncError};
 
 const GOOD_CARD: &str = "4242424242424242";
 const DAY: i64 = 86_400;

@@ -1,8 +1,8 @@
 //! `GET /api/billing/access`: whether the platform should let a tenant in, from its billing state.
 
-use crate::auth::AccessReader;
 use crate::domain::time::now;
-use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::http::auth::AccessReader;
+use crate::http::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
 use crate::subscriptions::access::{self, AccessReason};
 use axum::extract::State;

@@ -1,10 +1,10 @@
 //! The tenant's subscription: plans, checkout, portal, cancel and reactivate, demo status, invoices.
 
-use crate::auth::{SuperAdmin, TenantAdmin, TenantUser};
 use crate::db::invoices;
 use crate::domain::time::rfc3339;
-use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::http::auth::{SuperAdmin, TenantAdmin, TenantUser};
+use crate::http::error::{ApiError, ApiResult, ErrorCode};
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 // Re-exported while the pages still import them from here.
 pub use crate::subscriptions::cancellation::{cancel_subscription, reactivate_subscription};
@@ -111,7 +111,7 @@ struct CheckoutRequest {
     cancel_url: String,
     /// Days of free trial: up to `MAX_TRIAL_DAYS` (default 30) for an organization admin, up to 730 for
     /// a super admin; only for a tenant's first subscription.
-    #[serde(default, deserialize_with = "crate::extract::whole_number")]
+    #[serde(default, deserialize_with = "crate::domain::json::whole_number")]
     #[schema(minimum = 0, maximum = 730)]
     trial_days: Option<u32>,
 }

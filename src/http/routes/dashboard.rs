@@ -1,9 +1,10 @@
 //! `GET /api/billing/dashboard`: the tenant's billing as of now (see `crate::dashboard`), or for a super
 //! admin who names no tenant, every organization's (`crate::overview::all_organizations`).
 
-use crate::auth::{Caller, Role, TenantUser};
+use crate::auth::{Caller, Role};
 use crate::dashboard::{load, unregistered, Dashboard, DashboardError};
-use crate::error::{ApiError, ApiResult};
+use crate::http::auth::TenantUser;
+use crate::http::error::{ApiError, ApiResult};
 use crate::overview::all_organizations::{self as all, AllOrganizations};
 use crate::state::AppState;
 use axum::extract::{RawQuery, State};

@@ -1,6 +1,6 @@
 //! `GET /api/openapi.json`: the API's OpenAPI document, generated from the handlers' annotations.
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::state::AppState;
 use axum::http::header;
 use axum::response::IntoResponse;

@@ -1,11 +1,11 @@
 //! `GET /api/admin/organizations/{tenant_id}/billing`: one organization's dashboard for a super admin,
 //! with its name and subdomain (the platform's organization billing page).
 
-use crate::auth::SuperAdmin;
 use crate::dashboard::{for_organization, DashboardError, OrganizationBilling};
 use crate::domain::TenantId;
-use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiPath;
+use crate::http::auth::SuperAdmin;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::ApiPath;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::Json;

@@ -1,7 +1,7 @@
 //! `GET /api/admin/billing/overview`: the super admin's revenue figures (definitions in docs/OVERVIEW.md).
 
-use crate::auth::SuperAdmin;
-use crate::error::ApiResult;
+use crate::http::auth::SuperAdmin;
+use crate::http::error::ApiResult;
 use crate::overview::{self, Overview};
 use crate::state::AppState;
 use axum::extract::State;

@@ -1,10 +1,10 @@
 //! Super-admin reports: `GET /api/admin/reports/usage` and `/revenue`, `?month=YYYY-MM` (default: the
 //! current month in the billing time zone).
 
-use crate::auth::SuperAdmin;
 use crate::domain::{time, BillingPeriod};
-use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::extract::ApiQuery;
+use crate::http::auth::SuperAdmin;
+use crate::http::error::{ApiError, ApiResult, ErrorCode};
+use crate::http::extract::ApiQuery;
 use crate::state::AppState;
 use crate::usage::report::{self, RevenueRow, UsageRow};
 use axum::extract::State;

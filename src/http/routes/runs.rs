@@ -1,11 +1,11 @@
 //! `POST/GET /api/admin/billing/runs`: start the monthly run for a period and read its report.
 
-use crate::auth::SuperAdmin;
 use crate::billing::report::RunReport;
 use crate::billing::runs::{self, RunRecord};
 use crate::domain::time::rfc3339;
-use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::http::auth::SuperAdmin;
+use crate::http::error::{ApiError, ApiResult, ErrorCode};
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -1,11 +1,11 @@
 //! `POST/GET /api/admin/tenants`: the organizations the service bills.
 
-use crate::auth::SuperAdmin;
 use crate::db::audit;
 use crate::db::tenants::{self, AddTenantError, Tenant};
 use crate::domain::{Subdomain, TenantId};
-use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::extract::ApiJson;
+use crate::http::auth::SuperAdmin;
+use crate::http::error::{ApiError, ApiResult, ErrorCode};
+use crate::http::extract::ApiJson;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;

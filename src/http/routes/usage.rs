@@ -1,9 +1,9 @@
 //! `POST /api/usage/events`: the voice and telephony services report usage here.
 
-use crate::auth::UsageWriter;
 use crate::domain::time;
-use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::extract::{parse_json, ApiBody};
+use crate::http::auth::UsageWriter;
+use crate::http::error::{ApiError, ApiResult, ErrorCode};
+use crate::http::extract::{parse_json, ApiBody};
 use crate::state::AppState;
 use crate::usage::limit::TokenKey;
 use crate::usage::validate;

@@ -1,12 +1,12 @@
-//! `POST /api/billing/webhook`: Stripe's events, verified on the raw body, recorded once, applied.
+//! `POST /api/billing/webhook`: Stripe's events, verified on the raw body, then received
+//! (`billing::webhook::receive`: recorded once, applied).
 
-use crate::db::webhook_events::{self, Receipt};
-use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::billing::webhook::{receive as receive_event, Delivery};
+use crate::http::error::{ApiError, ApiResult, ErrorCode};
 use crate::metrics;
 use crate::state::AppState;
 use crate::stripe::webhook::{self as signature, SignatureError};
 use crate::stripe::Event;
-use crate::subscriptions::webhook::{self, Applied};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -74,36 +74,17 @@ async fn receive(
             format!("The body is not a Stripe event: {e}."),
         )
     })?;
-    let object_id = event.object_id();
-    let created = crate::subscriptions::sync::ts(Some(event.created))
-        .unwrap_or_else(crate::domain::time::now);
-    match webhook_events::receive(&state.db, &event.id, &event.event_type, object_id, created)
-        .await?
-    {
-        Receipt::AlreadyApplied => {
+    match receive_event(&state, &event).await {
+        Ok(Delivery::Duplicate) => {
             metrics::webhook(&event.event_type, "duplicate");
-            return Ok(Json(Received {
+            Ok(Json(Received {
                 received: true,
                 duplicate: Some(true),
-            }));
+            }))
         }
-        Receipt::Apply => {}
-    }
-    // Applied in a task of its own (`crate::detached`): a delivery that times out or hangs up does not
-    // stop an event half applied (a Stripe write done, its record not yet).
-    let applying = {
-        let (state, event) = (state.clone(), event.clone());
-        async move { webhook::apply(&state, &event).await }
-    };
-    match state.detached.finish(applying).await {
-        Ok(applied) => {
-            let (tenant, outcome) = match &applied {
-                Applied::Synced(t) => (t.as_deref(), "applied"),
-                Applied::Ignored => (None, "ignored"),
-            };
-            webhook_events::mark_applied(&state.db, &event.id, tenant).await?;
+        Ok(Delivery::Applied { tenant, outcome }) => {
             metrics::webhook(&event.event_type, outcome);
-            tracing::info!(event = %event.id, kind = %event.event_type, outcome, tenant_id = tenant.unwrap_or(""), "webhook");
+            tracing::info!(event = %event.id, kind = %event.event_type, outcome, tenant_id = tenant.as_deref().unwrap_or(""), "webhook");
             Ok(Json(Received {
                 received: true,
                 duplicate: None,

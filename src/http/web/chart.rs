@@ -43,7 +43,7 @@ impl Scale {
     fn full(self, v: i64) -> String {
         match self {
             Scale::Cents => Cents(v).to_string(),
-            Scale::Count => crate::web::html::count(v),
+            Scale::Count => crate::http::web::html::count(v),
         }
     }
 
@@ -54,7 +54,7 @@ impl Scale {
                 let s = Cents(v).to_string();
                 s.strip_suffix(".00").map(str::to_owned).unwrap_or(s)
             }
-            Scale::Count => crate::web::html::count(v),
+            Scale::Count => crate::http::web::html::count(v),
         }
     }
 

@@ -104,7 +104,8 @@ pub fn money(c: i64) -> String {
 
 /// A status badge (Stripe's subscription and invoice statuses), with words a person reads.
 pub fn badge(status: &str) -> Markup {
-    use crate::stripe::{InvoiceStatus as I, SubscriptionStatus as S};
+    use crate::domain::SubscriptionStatus as S;
+    use crate::stripe::InvoiceStatus as I;
     let sub = S::parse(status);
     let class = match (sub, I::parse(status)) {
         (S::Active, _) | (_, Some(I::Paid)) => "good",

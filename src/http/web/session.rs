@@ -25,7 +25,7 @@ use crate::auth::jwt::{self, Claims, JwtError, Scope};
 use crate::auth::{Caller, Role};
 use crate::db::{tenants, web_sessions};
 use crate::domain::TenantId;
-use crate::error::{ApiError, ErrorCode};
+use crate::http::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, RawQuery, Request, State};
@@ -751,7 +751,7 @@ async fn dev_sign_in_page(State(state): State<AppState>) -> Response {
     }
     let list = match tenants::list(&state.db).await {
         Ok(l) => l,
-        Err(e) => return crate::error::ApiError::from(e).into_response(),
+        Err(e) => return crate::http::error::ApiError::from(e).into_response(),
     };
     let body = html! {
         div class="card" {

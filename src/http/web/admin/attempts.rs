@@ -3,7 +3,7 @@
 
 use super::encoded;
 use crate::billing::attempts::Attempt;
-use crate::web::html::{self, date_time};
+use crate::http::web::html::{self, date_time};
 use maud::{html, Markup};
 use std::collections::HashMap;
 

@@ -1,10 +1,10 @@
 //! The demo toggle: its confirmation page and the switch.
 
 use super::*;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
+use crate::http::web::html::{self, notice};
+use crate::http::web::session::{PageUser, Posted};
 use crate::state::AppState;
-use crate::web::html::{self, notice};
-use crate::web::session::{PageUser, Posted};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};

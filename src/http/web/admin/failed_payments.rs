@@ -2,11 +2,11 @@
 
 use super::*;
 use crate::domain::time;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
+use crate::http::web::html::{self, badge, date_time};
+use crate::http::web::session::PageUser;
 use crate::overview::{self};
 use crate::state::AppState;
-use crate::web::html::{self, badge, date_time};
-use crate::web::session::PageUser;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

@@ -5,9 +5,9 @@
 //! live run and of the demo toggle.
 
 use crate::auth::Role;
+use crate::http::web::html;
+use crate::http::web::session::{require, PageUser};
 use crate::state::AppState;
-use crate::web::html;
-use crate::web::session::{require, PageUser};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -72,7 +72,7 @@ fn admin_page(
     body: Markup,
 ) -> Response {
     let label = user.label();
-    crate::web::html_response(
+    crate::http::web::html_response(
         status,
         html::page_refreshing(&user.chrome(title, &label), refresh, body),
     )

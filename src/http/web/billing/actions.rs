@@ -3,12 +3,12 @@
 use super::*;
 use crate::db::{subscriptions, tenants};
 use crate::domain::TenantId;
-use crate::error::ApiError;
-use crate::error::ErrorCode;
+use crate::http::error::ApiError;
+use crate::http::error::ErrorCode;
+use crate::http::web::html::{self, date_opt, notice};
+use crate::http::web::session::{require, PageUser, Posted};
 use crate::state::AppState;
 use crate::subscriptions::{cancellation, checkout, portal};
-use crate::web::html::{self, date_opt, notice};
-use crate::web::session::{require, PageUser, Posted};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -145,7 +145,7 @@ pub(super) async fn confirm_cancel(
         }
     };
     let label = user.label();
-    crate::web::html_response(
+    crate::http::web::html_response(
         StatusCode::OK,
         html::page(&user.chrome("Cancel subscription", &label), body),
     )

@@ -2,15 +2,15 @@
 
 use super::*;
 use crate::dashboard::Dashboard;
-use crate::db::payment_methods::PaymentMethodView;
 use crate::db::{invoices, subscriptions, tenants};
+use crate::domain::PaymentMethodView;
+use crate::domain::SubscriptionStatus;
 use crate::domain::{BillingPeriod, Cents};
+use crate::http::web::html::{badge, count, date, date_opt, date_time, money, notice};
+use crate::http::web::session::PageUser;
 use crate::state::AppState;
-use crate::stripe::SubscriptionStatus;
 use crate::subscriptions::checkout;
 use crate::subscriptions::plan::{PLAN_AMOUNT_CENTS, PLAN_NAME};
-use crate::web::html::{badge, count, date, date_opt, date_time, money, notice};
-use crate::web::session::PageUser;
 use maud::{html, Markup};
 
 /// What failed, when, and what to do: open invoices Stripe could not charge (`failed`: declined, not

@@ -4,13 +4,13 @@
 
 use crate::dashboard::{self};
 use crate::db::{invoices, subscriptions, tenants};
+use crate::domain::SubscriptionStatus;
 use crate::domain::TenantId;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
+use crate::http::web::html::{self, notice};
+use crate::http::web::session::{error_page, PageUser};
 use crate::state::AppState;
-use crate::stripe::SubscriptionStatus;
 use crate::subscriptions::access;
-use crate::web::html::{self, notice};
-use crate::web::session::{error_page, PageUser};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -243,7 +243,7 @@ async fn render(
         (None, Some(_)) => StatusCode::UNPROCESSABLE_ENTITY,
         (None, None) => StatusCode::OK,
     };
-    crate::web::html_response(status, html::page(&user.chrome("Billing", &label), body))
+    crate::http::web::html_response(status, html::page(&user.chrome("Billing", &label), body))
 }
 
 /// Whose page the forms act on, for the labels and the links.
