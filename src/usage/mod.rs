@@ -21,6 +21,7 @@ pub mod import;
 pub mod ingest;
 pub mod limit;
 pub mod rating;
+pub mod record;
 pub mod report;
 pub mod stored;
 pub mod validate;

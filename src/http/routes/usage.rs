@@ -6,6 +6,7 @@ use crate::http::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::extract::{parse_json, ApiBody};
 use crate::state::AppState;
 use crate::usage::limit::TokenKey;
+use crate::usage::record::{record_batch, Recorded};
 use crate::usage::validate;
 use crate::usage::IngestOutcome;
 use axum::extract::State;
@@ -95,7 +96,7 @@ async fn post_events(
         total,
         events: batch,
         indexes,
-        mut problems,
+        problems,
     } = decoded;
     // Every event of a well-formed batch counts, valid or not: the limit bounds the work a token causes.
     if let Err(limited) = state.usage_limit.check(TokenKey::of(&caller.claims), total) {
@@ -109,33 +110,18 @@ async fn post_events(
             limited.retry_after_secs(),
         ));
     }
-    let outcome = if problems.is_empty() {
-        match state.usage.ingest(&batch, received_at).await {
-            Ok(outcome) => Some(outcome),
-            // A foreign key failed: some tenant is unknown. Only now is it worth a query to say which.
-            Err(e) if validate::is_unknown_tenant(&e) => None,
-            Err(e) => return Err(e.into()),
-        }
-    } else {
-        None
-    };
-    let outcome = match outcome {
-        Some(outcome) => outcome,
-        None => {
-            let unknown =
-                validate::unknown_tenants(&state.db, batch.iter().map(|e| &e.tenant_id)).await?;
-            for (event, i) in batch.iter().zip(&indexes) {
-                if unknown.contains(event.tenant_id.as_str()) {
-                    let id = event.tenant_id.as_str();
-                    problems.push((*i, format!("events[{i}].tenant_id: no tenant {id:?}")));
-                }
-            }
-            if !problems.is_empty() {
-                return Err(rejected(problems, total));
-            }
-            // The missing tenant was added in between: the batch is valid now.
-            state.usage.ingest(&batch, received_at).await?
-        }
+    let recorded = record_batch(
+        &state.usage,
+        &state.db,
+        &batch,
+        &indexes,
+        problems,
+        received_at,
+    )
+    .await?;
+    let outcome = match recorded {
+        Recorded::Stored(outcome) => outcome,
+        Recorded::Refused(problems) => return Err(rejected(problems, total)),
     };
     crate::metrics::usage_events(outcome.accepted as u64, outcome.duplicates as u64);
     tracing::debug!(
