@@ -52,15 +52,6 @@ pub enum CollectionMethod {
     SendInvoice,
 }
 
-impl CollectionMethod {
-    pub fn as_stripe(self) -> &'static str {
-        match self {
-            CollectionMethod::ChargeAutomatically => "charge_automatically",
-            CollectionMethod::SendInvoice => "send_invoice",
-        }
-    }
-}
-
 /// Every setting, grouped by what uses it: the HTTP server, sign-in, the database, Stripe (which maps
 /// onto the client's options), the billing rules and usage ingestion.
 #[derive(Debug, Clone)]

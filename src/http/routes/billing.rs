@@ -6,14 +6,11 @@ use crate::http::auth::{SuperAdmin, TenantAdmin, TenantUser};
 use crate::http::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
-// Re-exported while the pages still import them from here.
-pub use crate::subscriptions::cancellation::{cancel_subscription, reactivate_subscription};
-pub use crate::subscriptions::checkout::start_checkout;
-pub use crate::subscriptions::demo::set_demo;
-pub use crate::subscriptions::plan::{
-    plan_features, PLAN_AMOUNT_CENTS, PLAN_DESCRIPTION, PLAN_NAME,
-};
-pub use crate::subscriptions::portal::portal_session;
+use crate::subscriptions::cancellation::{cancel_subscription, reactivate_subscription};
+use crate::subscriptions::checkout::start_checkout;
+use crate::subscriptions::demo::set_demo;
+use crate::subscriptions::plan::{plan_features, PLAN_AMOUNT_CENTS, PLAN_DESCRIPTION, PLAN_NAME};
+use crate::subscriptions::portal::portal_session;
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
