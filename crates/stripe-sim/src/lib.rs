@@ -15,6 +15,7 @@ mod error;
 mod expand;
 mod form;
 mod ids;
+mod listing;
 mod model;
 mod pages;
 mod server;
