@@ -18,6 +18,7 @@ mod ids;
 mod listing;
 mod model;
 mod pages;
+mod render;
 mod server;
 mod store;
 mod webhooks;
