@@ -1,5 +1,5 @@
 //! The simulator's objects, kept typed (small in memory) and rendered to Stripe's JSON shapes by
-//! `store.rs`.
+//! `render.rs`.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};

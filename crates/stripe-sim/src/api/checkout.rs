@@ -8,8 +8,9 @@ use crate::enums;
 use crate::error::ApiError;
 use crate::form::{new_metadata, Params};
 use crate::ids::new_id;
+use crate::listing::{created_filter, list_page};
 use crate::model::{CheckoutLine, CheckoutSession};
-use crate::store::{created_filter, list_page, Store};
+use crate::store::Store;
 
 pub(super) const ROUTES: &[Route] = &[
     Route::new("POST /v1/checkout/sessions", |s, _, p| create(s, p)),

@@ -7,8 +7,9 @@ use super::{deleted, ignore, need_customer, retrieve, search, Route};
 use crate::billing;
 use crate::error::ApiError;
 use crate::form::{apply_metadata, new_metadata, Params};
+use crate::listing::{created_filter, list_page};
 use crate::model::Customer;
-use crate::store::{created_filter, list_page, Store};
+use crate::store::Store;
 
 pub(super) const ROUTES: &[Route] = &[
     Route::new("POST /v1/customers", |s, _, p| create(s, p)),

@@ -5,8 +5,9 @@ use serde_json::Value;
 use super::{retrieve, Route};
 use crate::error::ApiError;
 use crate::form::Params;
+use crate::listing::{created_filter, list_page};
 use crate::model::EventRec;
-use crate::store::{created_filter, list_page, Store};
+use crate::store::Store;
 
 pub(super) const ROUTES: &[Route] = &[
     Route::new("GET /v1/events", |s, _, p| list(s, p)),

@@ -7,8 +7,9 @@ use super::{deleted, ignore, need_customer, not_customers, retrieve, Route};
 use crate::error::ApiError;
 use crate::form::{apply_metadata, new_metadata, Params};
 use crate::ids::new_id;
+use crate::listing::{created_filter, list_page};
 use crate::model::InvoiceItem;
-use crate::store::{created_filter, list_page, Store};
+use crate::store::Store;
 
 pub(super) const ROUTES: &[Route] = &[
     Route::new("POST /v1/invoiceitems", |s, _, p| create(s, p)),

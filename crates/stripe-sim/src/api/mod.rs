@@ -7,8 +7,9 @@ use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::form::Params;
+use crate::listing::{search_result, Query};
 use crate::model::{Row, Table};
-use crate::store::{search_result, Query, Store};
+use crate::store::Store;
 
 mod checkout;
 mod customers;

@@ -7,7 +7,8 @@ use super::{need_customer, retrieve, Route};
 use crate::billing;
 use crate::error::ApiError;
 use crate::form::Params;
-use crate::store::{list_page, Store};
+use crate::listing::list_page;
+use crate::store::Store;
 
 pub(super) const ROUTES: &[Route] = &[
     Route::new("GET /v1/customers/{id}/payment_methods", |s, id, p| {

@@ -7,8 +7,9 @@ use super::{ignore, need_customer, retrieve, Route};
 use crate::error::ApiError;
 use crate::form::{apply_metadata, Metadata, Param, Params};
 use crate::ids::new_id;
+use crate::listing::list_page;
 use crate::model::{PortalConfig, PortalSession};
-use crate::store::{list_page, Store};
+use crate::store::Store;
 
 pub(super) const ROUTES: &[Route] = &[
     Route::new("POST /v1/billing_portal/sessions", |s, _, p| {

@@ -7,8 +7,9 @@ use super::{ignore, retrieve, search, Route};
 use crate::error::ApiError;
 use crate::form::{apply_metadata, new_metadata, Metadata, Params};
 use crate::ids::new_id;
+use crate::listing::{created_filter, list_page};
 use crate::model::Product;
-use crate::store::{created_filter, list_page, Store};
+use crate::store::Store;
 
 pub(super) const ROUTES: &[Route] = &[
     Route::new("POST /v1/products", |s, _, p| create(s, p)),

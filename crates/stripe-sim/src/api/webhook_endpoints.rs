@@ -8,8 +8,9 @@ use crate::enums;
 use crate::error::ApiError;
 use crate::form::{apply_metadata, new_metadata, Params};
 use crate::ids::new_id;
+use crate::listing::list_page;
 use crate::model::WebhookEndpoint;
-use crate::store::{list_page, Store, API_VERSION};
+use crate::store::{Store, API_VERSION};
 
 pub(super) const ROUTES: &[Route] = &[
     Route::new("POST /v1/webhook_endpoints", |s, _, p| create(s, p)),
