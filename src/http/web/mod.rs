@@ -14,6 +14,7 @@ mod billing;
 mod chart;
 pub mod html;
 pub mod session;
+mod sign_in;
 
 use crate::config::Settings;
 use crate::state::AppState;
@@ -46,7 +47,7 @@ pub fn router(settings: &Settings, api_document: &'static str) -> Router<AppStat
         ),
     ];
     let mut router = Router::new()
-        .merge(session::router())
+        .merge(sign_in::router())
         .merge(billing::router())
         .merge(admin::router())
         .merge(api_docs::router(api_document))
