@@ -2,7 +2,7 @@
 //! monthly run would bill if it ran now. The JSON route and the billing page show the same figures.
 
 use crate::billing::ledger;
-use crate::billing::plan::BilledByPeriod;
+use crate::billing::lines::BilledByPeriod;
 use crate::db::invoices::{self, InvoiceLine, InvoiceRow};
 use crate::db::payment_methods;
 use crate::db::subscriptions::{self, CurrentSubscription};

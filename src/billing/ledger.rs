@@ -1,7 +1,7 @@
 //! The ledger: per tenant and period, the step the invoice has reached and its lines, so that every
 //! re-run continues where the last one stopped.
 
-use super::plan::PlannedLine;
+use super::lines::PlannedLine;
 use crate::db::Db;
 use crate::domain::time::now;
 use crate::domain::BillingPeriod;
@@ -295,10 +295,10 @@ pub async fn billed_voice(
     tenant: &str,
     run_period: BillingPeriod,
     periods: impl IntoIterator<Item = BillingPeriod>,
-) -> Result<super::plan::BilledByPeriod, sqlx::Error> {
+) -> Result<super::lines::BilledByPeriod, sqlx::Error> {
     use crate::usage::rating::Billed;
     use std::collections::BTreeSet;
-    let mut out = super::plan::BilledByPeriod::new();
+    let mut out = super::lines::BilledByPeriod::new();
     let periods: BTreeSet<BillingPeriod> = periods.into_iter().collect();
     if periods.is_empty() {
         return Ok(out);

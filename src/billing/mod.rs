@@ -2,7 +2,7 @@
 //! and period, exactly once, whatever fails.
 //!
 //! The money path: `usage::billable::claim_unbilled` marks the usage a tenant's invoice will carry
-//! (idempotent by the invoice's key) → `plan` turns it into lines → `ledger` records them → `run` makes the
+//! (idempotent by the invoice's key) → `lines` turns it into invoice lines → `ledger` records them → `run` makes the
 //! Stripe calls step by step, each with an idempotency key derived from tenant, period and step, recording
 //! each step in the ledger so a re-run moves on instead of repeating.
 
@@ -11,7 +11,7 @@ pub mod collect;
 pub mod health;
 pub mod lease;
 pub mod ledger;
-pub mod plan;
+pub mod lines;
 pub mod report;
 pub mod run;
 pub mod runs;

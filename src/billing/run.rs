@@ -2,7 +2,7 @@
 
 use super::ledger::{self, Entry, Step};
 use super::report::{Billed, Failed, ReportLine, RunReport, Skipped};
-use super::{lease, plan};
+use super::{lease, lines};
 use crate::config::CollectionMethod;
 use crate::db::Db;
 use crate::db::{customers, subscriptions, tenants};
@@ -241,7 +241,7 @@ impl From<SyncError> for TenantError {
 fn billed(
     tenant: &str,
     invoice: Option<String>,
-    lines: impl Iterator<Item = plan::PlannedLine>,
+    lines: impl Iterator<Item = lines::PlannedLine>,
 ) -> Outcome {
     let lines: Vec<ReportLine> = lines
         .map(|l| ReportLine {
@@ -334,7 +334,7 @@ async fn bill_tenant_inner(
     };
     // What the tenant's other invoices billed of these periods: a period billed in slices is rounded once.
     let billed_before = ledger::billed_voice(db, &tenant.id, period, usage.keys().copied()).await?;
-    let lines = plan::lines(period, &usage, &billed_before, &rates);
+    let lines = lines::lines(period, &usage, &billed_before, &rates);
     let skip = if lines.is_empty() {
         Some(skip_reason(state, &id, period, &usage, &subs).await?)
     } else {

@@ -1,6 +1,6 @@
 //! Every object in the JSON shape of Stripe's current API, rendered from the typed model when it
 //! is shown rather than kept as JSON, so the model stays small and each shape is written once for
-//! responses, events and `expand[]`. Subscriptions, invoices and their payments are in `billing`.
+//! responses, events and `expand[]`. Subscriptions, invoices and their payments are in `invoicing`.
 
 use serde_json::{json, Value};
 
@@ -8,7 +8,7 @@ use crate::form::Metadata;
 use crate::model::*;
 use crate::store::Store;
 
-mod billing;
+mod invoicing;
 
 fn md(m: &Metadata) -> Value {
     json!(m)
