@@ -325,20 +325,7 @@ pub async fn billed_voice(
         .map(|p| invoice_key(tenant, p))
         .collect();
     for period in periods {
-        let words: Vec<(String, i64)> = with_pool!(db, pool => {
-            sqlx::query_as(
-                "SELECT billed_by, CAST(COALESCE(SUM(COALESCE(billed_stt_words, 0)
-                        + COALESCE(billed_tts_words, 0)), 0) AS BIGINT)
-                 FROM usage_rollups_folded
-                 WHERE tenant_id = $1 AND day >= $2 AND day < $3 AND billed_by IS NOT NULL
-                 GROUP BY billed_by",
-            )
-            .bind(tenant)
-            .bind(period.first_day())
-            .bind(period.end_day())
-            .fetch_all(pool)
-            .await
-        })?;
+        let words = crate::usage::billable::billed_words_by_claim(db, tenant, period).await?;
         let cents: Vec<(String, i64)> = with_pool!(db, pool => {
             sqlx::query_as(
                 "SELECT period, CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM billing_ledger_lines

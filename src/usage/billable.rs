@@ -9,6 +9,7 @@ use super::add_to;
 use super::rating::UsageTotals;
 use crate::db::Db;
 use crate::domain::{local_midnight, time, BillingPeriod, TenantId};
+use crate::with_pool;
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use std::collections::BTreeMap;
@@ -118,6 +119,29 @@ fn by_period(rows: impl IntoIterator<Item = (NaiveDate, UsageTotals)>) -> ByPeri
     }
     out.retain(|_, t| !t.is_empty());
     out
+}
+
+/// The voice words each claim took of the tenant's usage in `period` (a claim by its key), for the
+/// ledger to count what other invoices billed.
+pub async fn billed_words_by_claim(
+    db: &Db,
+    tenant: &str,
+    period: BillingPeriod,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    with_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT billed_by, CAST(COALESCE(SUM(COALESCE(billed_stt_words, 0)
+                    + COALESCE(billed_tts_words, 0)), 0) AS BIGINT)
+             FROM usage_rollups_folded
+             WHERE tenant_id = $1 AND day >= $2 AND day < $3 AND billed_by IS NOT NULL
+             GROUP BY billed_by",
+        )
+        .bind(tenant)
+        .bind(period.first_day())
+        .bind(period.end_day())
+        .fetch_all(pool)
+        .await
+    })
 }
 
 /// The same queries for both engines, over one connection (a pooled one, or a transaction's).

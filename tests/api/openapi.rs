@@ -273,3 +273,19 @@ async fn the_docs_page_renders_every_operation() {
         );
     }
 }
+
+/// The usage event's documented limits are the ones `usage::validate` enforces.
+#[tokio::test]
+async fn the_usage_limits_documented_are_the_enforced_ones() {
+    use thanotopolis_billing::usage::validate::{MAX_BATCH, MAX_EVENT_ID_CHARS, MAX_QUANTITY};
+    let app = spawn_app(Store::Sqlite).await;
+    let (_, doc) = served(&app).await;
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["UsageBatch"]["properties"]["events"]["maxItems"],
+        MAX_BATCH
+    );
+    let event = &schemas["UsageEvent"]["properties"];
+    assert_eq!(event["event_id"]["maxLength"], MAX_EVENT_ID_CHARS);
+    assert_eq!(event["quantity"]["maximum"], MAX_QUANTITY);
+}

@@ -23,7 +23,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 const INVALID: ErrorCode = ErrorCode::InvalidUsageEvents;
 
 // The body is decoded and checked by hand (every problem of every event is reported, by index), so
-// these two types only document its shape.
+// these two types only document its shape. Their limits are `usage::validate`'s (utoipa takes only
+// literals there): tests/api/openapi.rs holds the document to those constants.
 
 /// A batch of usage events: all stored, or none.
 #[derive(ToSchema)]
