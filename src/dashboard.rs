@@ -340,3 +340,66 @@ pub fn upcoming_after(
         late,
     }
 }
+
+/// What the billing page shows beside the dashboard's figures, from our copy of Stripe (API.md's
+/// dashboard does not list these).
+pub struct Standing {
+    /// Open invoices Stripe failed to charge, latest failure first (some waiting for the customer's
+    /// confirmation: `action_required`).
+    pub failed: Vec<crate::db::invoices::FailedPayment>,
+    /// Open invoices whose bank debit is processing.
+    pub processing: Vec<crate::db::invoices::ProcessingPayment>,
+    /// Until when a past-due organization keeps access.
+    pub access_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Whether the organization has had a subscription (a new one then gets no trial).
+    pub subscribed_before: bool,
+}
+
+pub async fn standing(
+    state: &AppState,
+    tenant: &TenantId,
+    live: Option<&crate::db::subscriptions::SubscriptionRow>,
+) -> Result<Standing, sqlx::Error> {
+    let failed = crate::db::invoices::failed_payments(&state.db, tenant).await?;
+    let processing = crate::db::invoices::processing(&state.db, tenant).await?;
+    let past_due = live.is_some_and(|s| s.state() == crate::domain::SubscriptionStatus::PastDue);
+    let access_until = if past_due {
+        let grace = chrono::Duration::days(i64::from(state.settings.billing.past_due_grace_days));
+        crate::subscriptions::access::for_tenant(
+            &state.db,
+            tenant,
+            grace,
+            crate::domain::time::now(),
+        )
+        .await?
+        .filter(|a| {
+            matches!(
+                a.reason,
+                crate::subscriptions::access::AccessReason::PastDue
+                    | crate::subscriptions::access::AccessReason::ActionRequired
+            )
+        })
+        .and_then(|a| a.until)
+    } else {
+        None
+    };
+    let subscribed_before = live.is_some()
+        || !crate::db::subscriptions::for_tenant(&state.db, tenant.as_str())
+            .await?
+            .is_empty();
+    Ok(Standing {
+        failed,
+        processing,
+        access_until,
+        subscribed_before,
+    })
+}
+
+/// The tenant's latest `limit` invoices, newest first, as our copy of Stripe holds them.
+pub async fn invoices(
+    db: &Db,
+    tenant: &TenantId,
+    limit: i64,
+) -> Result<Vec<InvoiceRow>, sqlx::Error> {
+    invoices::for_tenant(db, tenant.as_str(), limit).await
+}

@@ -23,4 +23,5 @@ pub mod state;
 pub mod stripe;
 pub mod subscriptions;
 pub mod telemetry;
+pub mod tenants;
 pub mod usage;

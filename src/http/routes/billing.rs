@@ -489,7 +489,7 @@ async fn list_invoices(
                 )
             })?,
     };
-    let rows = invoices::for_tenant(&state.db, user.tenant_id.as_str(), limit).await?;
+    let rows = crate::dashboard::invoices(&state.db, &user.tenant_id, limit).await?;
     Ok(Json(InvoiceList {
         invoices: rows.iter().map(Invoice::from).collect(),
     }))

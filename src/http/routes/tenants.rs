@@ -1,12 +1,12 @@
 //! `POST/GET /api/admin/tenants`: the organizations the service bills.
 
-use crate::db::audit;
-use crate::db::tenants::{self, AddTenantError, Tenant};
+use crate::db::tenants::{AddTenantError, Tenant};
 use crate::domain::{Subdomain, TenantId};
 use crate::http::auth::SuperAdmin;
 use crate::http::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::extract::ApiJson;
 use crate::state::AppState;
+use crate::tenants;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -72,7 +72,7 @@ async fn add(
     let subdomain = Subdomain::parse(&body.subdomain).map_err(|e| {
         ApiError::unprocessable(ErrorCode::InvalidTenant, format!("subdomain: {e}."))
     })?;
-    let tenant = tenants::add(&state.db, &id, name, subdomain.as_str())
+    let tenant = tenants::add(&state.db, &caller.actor(), &id, name, &subdomain)
         .await
         .map_err(|e| match e {
             AddTenantError::Db(e) => ApiError::from(e),
@@ -81,15 +81,6 @@ async fn add(
                 format!("{}: choose another.", capitalize(&dup.to_string())),
             ),
         })?;
-    audit::record(
-        &state.db,
-        &caller.actor(),
-        "tenant.add",
-        Some(id.as_str()),
-        name,
-    )
-    .await?;
-    tracing::info!(tenant_id = %id, "tenant added");
     Ok((StatusCode::CREATED, Json(tenant)))
 }
 

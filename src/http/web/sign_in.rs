@@ -18,7 +18,7 @@ use super::session::{
 };
 use crate::auth::jwt::{self, Claims, JwtError, Scope};
 use crate::auth::Role;
-use crate::db::{tenants, web_sessions};
+use crate::db::web_sessions;
 use crate::domain::TenantId;
 use crate::http::error::{ApiError, ErrorCode};
 use crate::state::AppState;
@@ -367,7 +367,7 @@ async fn dev_sign_in_page(State(state): State<AppState>) -> Response {
     if !state.settings.auth.dev_sign_in {
         return StatusCode::NOT_FOUND.into_response();
     }
-    let list = match tenants::list(&state.db).await {
+    let list = match crate::tenants::list(&state.db).await {
         Ok(l) => l,
         Err(e) => return crate::http::error::ApiError::from(e).into_response(),
     };

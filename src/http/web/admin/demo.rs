@@ -53,12 +53,7 @@ pub(super) async fn confirm_demo(
     let Ok(id) = crate::domain::TenantId::parse(&tenant_id) else {
         return not_found();
     };
-    let loaded = async {
-        let t = crate::db::tenants::get(&state.db, &id).await?;
-        let live = crate::db::subscriptions::live_for_tenant(&state.db, id.as_str()).await?;
-        Ok::<_, sqlx::Error>((t, live))
-    }
-    .await;
+    let loaded = crate::tenants::with_live_subscription(&state.db, &id).await;
     let (tenant, live) = match loaded {
         Ok((Some(t), live)) => (t, live),
         Ok((None, _)) => return not_found(),

@@ -3,7 +3,6 @@
 use super::runs::{new_run_token, run_token_field, runs_table};
 use super::*;
 use crate::billing::health::{self, Health};
-use crate::db::audit;
 use crate::domain::{time, BillingPeriod, Cents};
 use crate::http::error::ApiError;
 use crate::http::web::chart::{self, Bar, Scale};
@@ -31,10 +30,10 @@ pub(super) async fn demo_notice(
     is_demo: bool,
 ) -> Option<String> {
     let id = crate::domain::TenantId::parse(tenant?).ok()?;
-    let t = crate::db::tenants::get(&state.db, &id).await.ok()??;
-    let live = crate::db::subscriptions::live_for_tenant(&state.db, id.as_str())
+    let (t, live) = crate::tenants::with_live_subscription(&state.db, &id)
         .await
         .ok()?;
+    let t = t?;
     Some(match (is_demo, live) {
         (true, Some(sub)) => format!(
             "{} is now a demo account: exempt from billing charges. Stripe no longer collects its subscription {}: renewal invoices are voided until demo is switched off.",
@@ -82,7 +81,7 @@ pub(super) async fn show(
     let loaded = async {
         let o = overview::now(&state).await?;
         let runs = overview::recent_runs(&state.db, RUNS_SHOWN).await?;
-        let log = audit::recent(&state.db, AUDIT_SHOWN).await?;
+        let log = crate::tenants::audit_trail(&state.db, AUDIT_SHOWN).await?;
         let health = health::check(&state.db, state.settings.billing.timezone, time::now()).await?;
         let attempts = crate::billing::attempts::recent(&state.db, ATTEMPTS_SHOWN).await?;
         Ok::<_, ApiError>((o, runs, log, health, attempts))

@@ -1,7 +1,7 @@
 //! The billing page's actions: subscribe, cancel (with its confirmation), reactivate, the portal.
 
 use super::*;
-use crate::db::{subscriptions, tenants};
+use crate::db::subscriptions;
 use crate::domain::TenantId;
 use crate::http::error::ApiError;
 use crate::http::error::ErrorCode;
@@ -103,17 +103,14 @@ pub(super) async fn confirm_cancel(
         Ok(t) => t,
         Err(r) => return r,
     };
-    let sub = match subscriptions::live_for_tenant(&state.db, tenant.as_str()).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return Redirect::to("/billing").into_response(),
+    let (org, sub) = match crate::tenants::with_live_subscription(&state.db, &tenant).await {
+        Ok((org, Some(s))) => (org, s),
+        Ok((_, None)) => return Redirect::to("/billing").into_response(),
         Err(e) => return ApiError::from(e).into_response(),
     };
     let suffix = tenant_suffix(&user, &tenant);
     let end = date_opt(sub.current_period_end, state.settings.billing.timezone);
-    let other = match tenants::get(&state.db, &tenant).await {
-        Ok(t) => t.and_then(|t| for_other(&user, &t)),
-        Err(e) => return ApiError::from(e).into_response(),
-    };
+    let other = org.and_then(|t| for_other(&user, &t));
     let whose = other
         .as_ref()
         .map_or_else(|| "your".to_owned(), |name| format!("{name}'s"));

@@ -2,15 +2,14 @@
 //! actions (subscribe, cancel with confirmation, reactivate, payment methods). Every action calls the same
 //! functions as the JSON API.
 
-use crate::dashboard::{self};
-use crate::db::{invoices, subscriptions, tenants};
+use crate::dashboard::{self, Standing};
+use crate::db::{invoices, tenants};
 use crate::domain::SubscriptionStatus;
 use crate::domain::TenantId;
 use crate::http::error::ApiError;
 use crate::http::web::html::{self, notice};
 use crate::http::web::session::{error_page, PageUser};
 use crate::state::AppState;
-use crate::subscriptions::access;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -88,54 +87,6 @@ struct TrialInput {
     error: String,
 }
 
-/// What the page shows beside the dashboard's figures, from our copy of Stripe (API.md's dashboard
-/// does not list these, so the page reads them itself).
-struct Standing {
-    /// Open invoices Stripe failed to charge, latest failure first (some waiting for the customer's
-    /// confirmation: `action_required`).
-    failed: Vec<invoices::FailedPayment>,
-    /// Open invoices whose bank debit is processing.
-    processing: Vec<invoices::ProcessingPayment>,
-    /// Until when a past-due organization keeps access.
-    access_until: Option<chrono::DateTime<chrono::Utc>>,
-    /// Whether the organization has had a subscription (a new one then gets no trial).
-    subscribed_before: bool,
-}
-
-async fn standing(
-    state: &AppState,
-    tenant: &TenantId,
-    live: Option<&subscriptions::SubscriptionRow>,
-) -> Result<Standing, sqlx::Error> {
-    let failed = invoices::failed_payments(&state.db, tenant).await?;
-    let processing = invoices::processing(&state.db, tenant).await?;
-    let past_due = live.is_some_and(|s| s.state() == SubscriptionStatus::PastDue);
-    let access_until = if past_due {
-        let grace = chrono::Duration::days(i64::from(state.settings.billing.past_due_grace_days));
-        access::for_tenant(&state.db, tenant, grace, crate::domain::time::now())
-            .await?
-            .filter(|a| {
-                matches!(
-                    a.reason,
-                    access::AccessReason::PastDue | access::AccessReason::ActionRequired
-                )
-            })
-            .and_then(|a| a.until)
-    } else {
-        None
-    };
-    let subscribed_before = live.is_some()
-        || !subscriptions::for_tenant(&state.db, tenant.as_str())
-            .await?
-            .is_empty();
-    Ok(Standing {
-        failed,
-        processing,
-        access_until,
-        subscribed_before,
-    })
-}
-
 /// The whole page, with an optional notice (after an action) or error (an action that failed).
 async fn render(
     state: &AppState,
@@ -145,15 +96,10 @@ async fn render(
     error: Option<ApiError>,
     trial: Option<TrialInput>,
 ) -> Response {
-    let loaded = async {
-        let tenant = tenants::get(&state.db, tenant_id).await?;
-        let live = subscriptions::live_for_tenant(&state.db, tenant_id.as_str()).await?;
-        Ok::<_, ApiError>((tenant, live))
-    }
-    .await;
+    let loaded = crate::tenants::with_live_subscription(&state.db, tenant_id).await;
     let (tenant, live) = match loaded {
         Ok(v) => v,
-        Err(e) => return e.into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
     };
     let Some(tenant) = tenant else {
         if user.caller.role == crate::auth::Role::SuperAdmin {
@@ -169,7 +115,7 @@ async fn render(
         Ok(d) => d,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let standing = match standing(state, tenant_id, live.as_ref()).await {
+    let standing = match crate::dashboard::standing(state, tenant_id, live.as_ref()).await {
         Ok(s) => s,
         Err(e) => return ApiError::from(e).into_response(),
     };
