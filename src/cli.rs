@@ -402,8 +402,8 @@ async fn bill(settings: Settings, period: &str, dry_run: bool, json: bool) -> an
             }
         }));
     }
-    let run_id = crate::billing::runs::new_run_id();
-    let report = crate::billing::runs::execute(&state, &run_id, period, opts, "cli").await?;
+    let run_id = crate::billing::run_log::new_run_id();
+    let report = crate::billing::run_log::execute(&state, &run_id, period, opts, "cli").await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -576,7 +576,7 @@ async fn report_command(
     month: Option<String>,
     json: bool,
 ) -> anyhow::Result<()> {
-    use crate::usage::report as r;
+    use crate::usage::monthly_reports as r;
     let tz = settings.billing.timezone;
     let month: BillingPeriod = match month {
         Some(m) => m.parse().map_err(|e| anyhow::anyhow!("--month: {e}"))?,

@@ -1,8 +1,8 @@
 //! The super admin's revenue overview: MRR, subscription counts, usage revenue, failed payments, churn,
 //! one row per organization and twelve months of history. The definitions are in `docs/OVERVIEW.md`.
 
-use crate::billing::report::RunReport;
-use crate::billing::runs::RunRecord;
+use crate::billing::run_log::RunRecord;
+use crate::billing::run_report::RunReport;
 use crate::dashboard;
 use crate::db::invoices::{self, InvoiceRow};
 use crate::db::overview as db_overview;
@@ -576,7 +576,7 @@ pub const ALREADY_BILLED: &str = "already_billed";
 
 /// The latest monthly runs, newest first.
 pub async fn recent_runs(db: &Db, limit: i64) -> Result<Vec<RunDetail>, sqlx::Error> {
-    Ok(crate::billing::runs::recent(db, limit)
+    Ok(crate::billing::run_log::recent(db, limit)
         .await?
         .into_iter()
         .map(RunDetail::from_record)
@@ -588,7 +588,7 @@ pub async fn run_detail(
     db: &Db,
     run_id: &str,
 ) -> Result<Option<(RunDetail, HashMap<String, String>)>, sqlx::Error> {
-    let Some(record) = crate::billing::runs::get(db, run_id).await? else {
+    let Some(record) = crate::billing::run_log::get(db, run_id).await? else {
         return Ok(None);
     };
     Ok(Some((

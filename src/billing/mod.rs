@@ -12,12 +12,12 @@ pub mod health;
 pub mod lease;
 pub mod ledger;
 pub mod lines;
-pub mod report;
 pub mod run;
-pub mod runs;
+pub mod run_log;
+pub mod run_report;
 pub mod scheduler;
 pub mod start;
 pub mod webhook;
 
-pub use report::RunReport;
 pub use run::{run_period, RunOptions};
+pub use run_report::RunReport;

@@ -1,7 +1,7 @@
 //! One period's run over every tenant: claim, plan, then the Stripe steps, each recorded in the ledger.
 
 use super::ledger::{self, Entry, Step};
-use super::report::{Billed, Failed, ReportLine, RunReport, Skipped};
+use super::run_report::{Billed, Failed, ReportLine, RunReport, Skipped};
 use super::{lease, lines};
 use crate::config::CollectionMethod;
 use crate::db::Db;

@@ -4,7 +4,7 @@
 //! payment method, the usage invoices' retries). Replicas may all run it: the period lease lets one bill a
 //! period at a time, and every payment attempt is one idempotent write.
 
-use super::{lease, runs, RunOptions};
+use super::{lease, run_log, RunOptions};
 use crate::domain::time::now;
 use crate::domain::BillingPeriod;
 use crate::shutdown::Shutdown;
@@ -44,8 +44,8 @@ pub async fn tick(state: &AppState) -> Result<Vec<(BillingPeriod, bool)>, sqlx::
     let mut ran = Vec::new();
     for period in due_periods(state).await? {
         let opts = RunOptions::new(state, false);
-        let run_id = runs::new_run_id();
-        let completed = match runs::execute(state, &run_id, period, opts, "scheduler").await {
+        let run_id = run_log::new_run_id();
+        let completed = match run_log::execute(state, &run_id, period, opts, "scheduler").await {
             Ok(report) => {
                 tracing::info!(%period, %run_id, failed = report.failed.len(), "scheduled run done");
                 report.failed.is_empty()

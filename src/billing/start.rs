@@ -1,9 +1,9 @@
 //! Starting the monthly run for a period from the API or the admin page: only a period that has ended,
 //! audited, waited for or in the background.
 
-use super::report::RunReport;
 use super::run::RunError;
-use super::{runs, RunOptions};
+use super::run_report::RunReport;
+use super::{run_log, RunOptions};
 use crate::db::audit;
 use crate::domain::BillingPeriod;
 use crate::state::AppState;
@@ -82,7 +82,7 @@ async fn start_run_within(
     dry_run: bool,
     wait: Option<Duration>,
 ) -> Result<RunStarted, StartError> {
-    let run_id = runs::new_run_id();
+    let run_id = run_log::new_run_id();
     let opts = RunOptions::new(state, dry_run);
     let (state, actor) = (state.clone(), actor.to_owned());
     let accepted = RunAccepted {
@@ -99,9 +99,9 @@ async fn start_run_within(
                 let state = state.clone();
                 async move {
                     audit_start(&state, &actor, period, dry_run, &run_id).await?;
-                    runs::insert(&state.db, &run_id, period, dry_run, &actor).await?;
+                    run_log::insert(&state.db, &run_id, period, dry_run, &actor).await?;
                     state.detached.clone().spawn(async move {
-                        if let Err(e) = runs::complete(&state, &run_id, period, opts).await {
+                        if let Err(e) = run_log::complete(&state, &run_id, period, opts).await {
                             tracing::warn!(%run_id, error = %e, "run failed");
                         }
                     });
@@ -113,7 +113,7 @@ async fn start_run_within(
     };
     let run = state.detached.clone().spawn(async move {
         audit_start(&state, &actor, period, dry_run, &run_id).await?;
-        let report = runs::execute(&state, &run_id, period, opts, &actor).await;
+        let report = run_log::execute(&state, &run_id, period, opts, &actor).await;
         if let Err(RunError::Db(e)) = &report {
             tracing::warn!(%run_id, error = %e, "run failed");
         }
@@ -191,7 +191,7 @@ pub async fn start_once(
         .detached
         .clone()
         .finish(async move {
-            match runs::insert(&state.db, &run_id, period, dry_run, &actor).await {
+            match run_log::insert(&state.db, &run_id, period, dry_run, &actor).await {
                 Ok(()) => {}
                 Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                     return Ok(Once::AlreadyStarted)
@@ -201,7 +201,7 @@ pub async fn start_once(
             audit_start(&state, &actor, period, dry_run, &run_id).await?;
             let opts = RunOptions::new(&state, dry_run);
             state.detached.clone().spawn(async move {
-                if let Err(e) = runs::complete(&state, &run_id, period, opts).await {
+                if let Err(e) = run_log::complete(&state, &run_id, period, opts).await {
                     tracing::warn!(%run_id, error = %e, "run failed");
                 }
             });

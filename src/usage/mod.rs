@@ -20,9 +20,9 @@ pub mod fold;
 pub mod import;
 pub mod ingest;
 pub mod limit;
+pub mod monthly_reports;
 pub mod rating;
 pub mod record;
-pub mod report;
 pub mod stored;
 pub mod validate;
 

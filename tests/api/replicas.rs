@@ -104,7 +104,7 @@ async fn two_serve_processes_bill_a_period_once() {
     // Give the other scheduler a few more wake-ups to (not) run it again.
     tokio::time::sleep(Duration::from_secs(5)).await;
 
-    let runs = thanotopolis_billing::billing::runs::recent(&app.db, 50)
+    let runs = thanotopolis_billing::billing::run_log::recent(&app.db, 50)
         .await
         .unwrap();
     let for_period: Vec<_> = runs

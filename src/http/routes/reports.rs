@@ -6,7 +6,7 @@ use crate::http::auth::SuperAdmin;
 use crate::http::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::extract::ApiQuery;
 use crate::state::AppState;
-use crate::usage::report::{self, RevenueRow, UsageRow};
+use crate::usage::monthly_reports::{self, RevenueRow, UsageRow};
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -70,7 +70,7 @@ async fn usage(
     let month = month(&state, q)?;
     Ok(Json(UsageReport {
         month,
-        organizations: report::usage_by_organization(&state.db, month).await?,
+        organizations: monthly_reports::usage_by_organization(&state.db, month).await?,
     }))
 }
 
@@ -93,6 +93,6 @@ async fn revenue(
     let tz = state.settings.billing.timezone;
     Ok(Json(RevenueReport {
         month,
-        organizations: report::revenue_by_organization(&state.db, month, tz).await?,
+        organizations: monthly_reports::revenue_by_organization(&state.db, month, tz).await?,
     }))
 }

@@ -1,7 +1,7 @@
 //! `POST/GET /api/admin/billing/runs`: start the monthly run for a period and read its report.
 
-use crate::billing::report::RunReport;
-use crate::billing::runs::{self, RunRecord};
+use crate::billing::run_log::{self, RunRecord};
+use crate::billing::run_report::RunReport;
 use crate::domain::time::rfc3339;
 use crate::http::auth::SuperAdmin;
 use crate::http::error::{ApiError, ApiResult, ErrorCode};
@@ -157,7 +157,9 @@ async fn show(
     if run_id.len() > 64 || !run_id.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(not_found());
     }
-    let run = runs::get(&state.db, &run_id).await?.ok_or_else(not_found)?;
+    let run = run_log::get(&state.db, &run_id)
+        .await?
+        .ok_or_else(not_found)?;
     Ok(Json(RunView::from(&run)))
 }
 
@@ -182,7 +184,7 @@ async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<RunList>> {
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
-    let rows = runs::recent(&state.db, limit).await?;
+    let rows = run_log::recent(&state.db, limit).await?;
     Ok(Json(RunList {
         runs: rows.iter().map(RunView::from).collect(),
     }))

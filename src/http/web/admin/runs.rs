@@ -2,7 +2,7 @@
 //! confirmation, and each run's page.
 
 use super::*;
-use crate::billing::report::RunReport;
+use crate::billing::run_report::RunReport;
 use crate::billing::start::Once;
 use crate::domain::{BillingPeriod, Cents};
 use crate::http::error::ApiError;
@@ -38,7 +38,7 @@ pub(super) fn run_mac(state: &AppState, run_id: &str) -> Hmac<Sha256> {
 }
 
 pub(super) fn new_run_token(state: &AppState) -> String {
-    run_token(state, &crate::billing::runs::new_run_id())
+    run_token(state, &crate::billing::run_log::new_run_id())
 }
 
 /// The run id of a token this service issued.

@@ -1,7 +1,7 @@
 //! The history of runs (`billing_runs`): started from the command line, the API, the pages or the scheduler.
 
-use super::report::RunReport;
 use super::run::{run_period, RunError, RunOptions};
+use super::run_report::RunReport;
 use crate::db::Db;
 use crate::domain::time::now;
 use crate::domain::BillingPeriod;

@@ -2,7 +2,7 @@
 
 use crate::domain::{BillingPeriod, Cents};
 
-pub use crate::db::reports::{
+pub use crate::db::monthly_reports::{
     revenue_by_organization, usage_by_organization, RevenueRow, UsageRow,
 };
 
