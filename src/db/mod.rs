@@ -209,3 +209,30 @@ pub fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
         _ => false,
     }
 }
+
+/// A span of time from its start to its end (None: still going).
+pub type Span = (
+    chrono::DateTime<chrono::Utc>,
+    Option<chrono::DateTime<chrono::Utc>>,
+);
+
+/// Reads a tenant's spans with `sql` (its `$1` the tenant; the table's owner gives it, e.g.
+/// `subscriptions::TRIAL_SPANS`) on whatever connection the caller holds: a pooled one, or the
+/// transaction a claim reads them in, on either engine.
+pub async fn spans<'c, E, DB>(
+    conn: E,
+    sql: &'static str,
+    tenant: &str,
+) -> Result<Vec<Span>, sqlx::Error>
+where
+    DB: sqlx::Database,
+    E: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Span: for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    sqlx::query_as::<DB, Span>(sql)
+        .bind(tenant)
+        .fetch_all(conn)
+        .await
+}

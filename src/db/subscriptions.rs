@@ -269,3 +269,10 @@ pub async fn access_state(db: &Db, tenant: &TenantId) -> Result<Option<AccessSta
         action_required: failed.iter().any(|f| f.action_required),
     }))
 }
+
+/// The tenant's trials, each from its start to its end, for [`super::spans`] to read on the caller's
+/// connection (the monthly run's claim reads them in its transaction). A trial's start is Stripe's
+/// `trial_start`; a row without one (an old copy) starts its trial when the subscription was created.
+pub const TRIAL_SPANS: &str =
+    "SELECT COALESCE(trial_start, stripe_created_at), trial_end FROM subscriptions
+     WHERE tenant_id = $1 AND trial_end IS NOT NULL";

@@ -255,3 +255,8 @@ pub async fn existing(db: &Db, ids: &[&str]) -> Result<Vec<String>, sqlx::Error>
         }
     }
 }
+
+/// The tenant's demo periods, each from its start to its end, for [`super::spans`] (as
+/// `subscriptions::TRIAL_SPANS`).
+pub const DEMO_SPANS: &str =
+    "SELECT started_at, ended_at FROM tenant_demo_periods WHERE tenant_id = $1";

@@ -155,24 +155,11 @@ macro_rules! queries {
                 conn: &mut $conn,
                 tenant: &str,
             ) -> Result<FreeIntervals, sqlx::Error> {
-                // A trial's start is Stripe's `trial_start`; a row without one (an old copy) starts
-                // its trial when the subscription was created.
-                let rows = sqlx::query(
-                    "SELECT started_at AS s, ended_at AS e FROM tenant_demo_periods WHERE tenant_id = $1
-                     UNION ALL
-                     SELECT COALESCE(trial_start, stripe_created_at) AS s, trial_end AS e FROM subscriptions
-                     WHERE tenant_id = $1 AND trial_end IS NOT NULL",
-                )
-                .bind(tenant)
-                .fetch_all(&mut *conn)
-                .await?;
-                let mut spans = Vec::new();
-                for r in rows {
-                    let s: DateTime<Utc> = r.try_get("s")?;
-                    let e: Option<DateTime<Utc>> = r.try_get("e")?;
-                    spans.push((s, e));
-                }
-                Ok(FreeIntervals::new(spans, []))
+                // Demo periods and trials, each read from the table's owner on this connection.
+                use crate::db::{spans, subscriptions::TRIAL_SPANS, tenants::DEMO_SPANS};
+                let mut free = spans(&mut *conn, DEMO_SPANS, tenant).await?;
+                free.extend(spans(&mut *conn, TRIAL_SPANS, tenant).await?);
+                Ok(FreeIntervals::new(free, []))
             }
 
             pub(super) async fn open_rollups(
