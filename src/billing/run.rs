@@ -551,8 +551,14 @@ async fn continue_invoice_steps(
         // Stripe refuses to charge the invoice for good (a customer with no payment method left): it is
         // issued all the same and stays open, and the tenant is billed. A period held open for it would
         // hold every later period of every tenant (the scheduler never runs past an unfinished one); the
-        // tenant's next payment method pays it at once (`collect::after_change`).
-        Err(e) if e.refuses_payment() && e.kind() != Some("idempotency_error") => {
+        // tenant's next payment method pays it at once (`collect::after_change`). Only a 400 about the
+        // charge: a 404 (the invoice or its read gone) or a key conflict stays a failure the next run
+        // retries, never an invoice counted as issued that may not be.
+        Err(e)
+            if e.status() == Some(400)
+                && !e.is_retryable()
+                && e.kind() != Some("idempotency_error") =>
+        {
             tracing::warn!(
                 invoice = %invoice_id,
                 tenant = %tenant,
