@@ -381,14 +381,7 @@ async fn bank_debits_are_presented_again_only_as_nacha_allows(app: TestApp) {
 /// it is copied onto the subscription.
 async fn a_payment_method_stripe_has_is_replaced_only_by_a_change(app: TestApp) {
     let p = closed();
-    app.add_tenant("acme").await;
-    app.subscribe("acme", None, GOOD).await;
-    let customer = customer_of(&app, "acme").await;
-    let sub = app
-        .live_subscription("acme")
-        .await
-        .unwrap()
-        .stripe_subscription_id;
+    let (customer, sub) = subscribed_acme(&app).await;
     let old = stripe(&app, &format!("/v1/customers/{customer}")).await["invoice_settings"]
         ["default_payment_method"]
         .as_str()
@@ -460,14 +453,7 @@ async fn a_payment_method_stripe_has_is_replaced_only_by_a_change(app: TestApp) 
 /// write, and the same correction needed again (the old card set back meanwhile, within Stripe's 24
 /// hours) is made under the key's next generation rather than answered with the first one's reply.
 async fn copying_writes_are_keyed_by_the_value_they_replace(app: TestApp) {
-    app.add_tenant("acme").await;
-    app.subscribe("acme", None, GOOD).await;
-    let customer = customer_of(&app, "acme").await;
-    let sub = app
-        .live_subscription("acme")
-        .await
-        .unwrap()
-        .stripe_subscription_id;
+    let (customer, sub) = subscribed_acme(&app).await;
     let old = stripe(&app, &format!("/v1/subscriptions/{sub}")).await["default_payment_method"]
         .as_str()
         .unwrap()
@@ -573,4 +559,17 @@ async fn sent_invoice_not_charged(store: Store) {
     let after = stripe(&app, &format!("/v1/invoices/{id}")).await;
     assert_eq!(after["attempt_count"], 1, "never charged off-session");
     assert_eq!(after["status"], "open");
+}
+
+/// The tenant `acme`, subscribed with a good card: its Stripe customer and subscription.
+async fn subscribed_acme(app: &TestApp) -> (String, String) {
+    app.add_tenant("acme").await;
+    app.subscribe("acme", None, GOOD).await;
+    let customer = customer_of(app, "acme").await;
+    let sub = app
+        .live_subscription("acme")
+        .await
+        .unwrap()
+        .stripe_subscription_id;
+    (customer, sub)
 }
