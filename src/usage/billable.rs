@@ -146,7 +146,8 @@ pub async fn billed_words_by_claim(
 
 /// The same queries for both engines, over one connection (a pooled one, or a transaction's).
 macro_rules! queries {
-    ($module:ident, $conn:ty, open_sql: $open_sql:expr, claim_sql: $claim_sql:expr) => {
+    ($module:ident, $conn:ty, open_sql: $open_sql:expr, claim_sql: $claim_sql:expr,
+     events_sql: $events_sql:expr) => {
         mod $module {
             use super::*;
             use sqlx::Row;
@@ -256,13 +257,7 @@ macro_rules! queries {
                     DayCoverage::Free => UsageTotals::default(),
                     DayCoverage::Partial => {
                         // Its events, and those of the rollups merged into it.
-                        let rows = sqlx::query(
-                            "SELECT occurred_at, usage_type, quantity FROM usage_events WHERE rollup_id = $1
-                             UNION ALL
-                             SELECT e.occurred_at, e.usage_type, e.quantity
-                             FROM usage_rollup_merges m JOIN usage_events e ON e.rollup_id = m.merged_id
-                             WHERE m.into_id = $1",
-                        )
+                        let rows = sqlx::query($events_sql)
                         .bind(r.id)
                         .fetch_all(&mut *conn)
                         .await?;
@@ -354,14 +349,16 @@ macro_rules! queries {
 // PostgreSQL: the tenant's rollups as they are now, the folded sums plus the tenant's own tail
 // (`usage_tenant_rollups`, migration 0010: index-driven whatever the statistics). The claim
 // (`usage_claim_rollups`) locks the open rollups in (day, shard) order, the order merges lock them in,
-// and bills them as they are now. Called with the tenant's bucket held (no ingest in flight adds to
+// and bills them as they are now. A day that straddles free time reads its events through
+// `usage_rollup_events` (migration 0013), whose plan does not depend on statistics either. Called with the tenant's bucket held (no ingest in flight adds to
 // these rollups) and the fold's mark held (no fold moves events from the tail into the sums meanwhile).
 queries!(
     pg,
     sqlx::PgConnection,
     open_sql: "SELECT id, day, stt_words, tts_words, phone_calls
                FROM usage_tenant_rollups($1, '-infinity', $2, TRUE)",
-    claim_sql: "SELECT id, day, stt_words, tts_words, phone_calls FROM usage_claim_rollups($1, $2, $3, $4)"
+    claim_sql: "SELECT id, day, stt_words, tts_words, phone_calls FROM usage_claim_rollups($1, $2, $3, $4)",
+    events_sql: "SELECT occurred_at, usage_type, quantity FROM usage_rollup_events($1)"
 );
 // SQLite: the write transaction already excludes every other writer, and the rollups hold every event.
 queries!(
@@ -372,7 +369,12 @@ queries!(
     claim_sql: "UPDATE usage_rollups_folded SET billed_by = $3, billed_at = $4, billed_stt_words = stt_words,
          billed_tts_words = tts_words, billed_phone_calls = phone_calls
      WHERE tenant_id = $1 AND day < $2 AND billed_by IS NULL
-     RETURNING id, day, stt_words, tts_words, phone_calls"
+     RETURNING id, day, stt_words, tts_words, phone_calls",
+    events_sql: "SELECT occurred_at, usage_type, quantity FROM usage_events WHERE rollup_id = $1
+                 UNION ALL
+                 SELECT e.occurred_at, e.usage_type, e.quantity
+                 FROM usage_rollup_merges m JOIN usage_events e ON e.rollup_id = m.merged_id
+                 WHERE m.into_id = $1"
 );
 
 /// PostgreSQL: what a claim or a merge of a tenant's rollups holds until it commits, each statement

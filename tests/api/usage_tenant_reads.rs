@@ -277,3 +277,125 @@ async fn the_service_connections_never_compile_a_read() {
         .await
         .unwrap();
 }
+
+/// A day that straddles free time (here a demo period that starts in it) is billed event by event: its
+/// read (`usage_rollup_events`, migration 0013) fetches that rollup's events and those of a rollup
+/// merged into it, and scans nothing, before and after statistics, with the plan its connection cached;
+/// the other tenants' events on the same day are never read, and the figures are the events' own.
+#[tokio::test]
+async fn a_day_straddling_free_time_reads_only_its_own_events() {
+    let app = spawn_app(Store::Postgres).await;
+    app.add_tenant("acme").await;
+    let others: Vec<String> = (0..8).map(|i| format!("other-{i}")).collect();
+    for t in &others {
+        app.add_tenant(t).await;
+    }
+    let today = Utc::now().date_naive();
+    let midnight = thanotopolis_billing::domain::local_midnight(today, UTC);
+    let on_today = |tenant: &str, prefix: &str, n: usize| -> Vec<NewEvent> {
+        (0..n)
+            .map(|i| NewEvent {
+                event_id: format!("{prefix}-{tenant}-{i}"),
+                tenant_id: TenantId::parse(tenant).unwrap(),
+                usage_type: [UsageType::SttWords, UsageType::PhoneCalls][i % 2],
+                quantity: if i % 2 == 1 { 1 } else { 7 },
+                // Every ten minutes from midnight: the first thirty before the demo starts at 05:00.
+                occurred_at: midnight + Duration::minutes(10 * (i as i64 % 60)),
+                metadata: None,
+            })
+            .collect()
+    };
+    store(&app, &on_today("acme", "a", 60)).await;
+    for t in &others {
+        store(&app, &on_today(t, "b", 750)).await;
+    }
+    // A second copy of acme's day (as concurrent ingests wrote before migration 0006) with ten events
+    // of its own, merged into the first: its events now count through usage_rollup_merges.
+    let mut tx = pool(&app).begin().await.unwrap();
+    let shard: i64 = sqlx::query_scalar(
+        "INSERT INTO usage_rollups_folded (tenant_id, day, shard) VALUES ('acme', $1, 1) RETURNING id",
+    )
+    .bind(today)
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO usage_events (event_id, tenant_id, usage_type, quantity, occurred_at, received_at, rollup_id)
+         SELECT 'shard-' || i, 'acme', 'tts_words', 11, $1 + make_interval(mins => 60 * i + 5), now(), $2
+         FROM generate_series(0, 9) i",
+    )
+    .bind(midnight)
+    .bind(shard)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let merged = thanotopolis_billing::usage::compact::compact(&app.db, today.succ_opt().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(merged, 1, "the second copy is merged into the first");
+    let rollup = scalar(
+        &app.db,
+        "SELECT id FROM usage_rollups_folded WHERE tenant_id = 'acme' AND billed_by IS NULL",
+    )
+    .await;
+
+    let demo_start = midnight + Duration::hours(5);
+    sqlx::query("INSERT INTO tenant_demo_periods (tenant_id, started_at) VALUES ('acme', $1)")
+        .bind(demo_start)
+        .execute(pool(&app))
+        .await
+        .unwrap();
+    let all = from_events(&app, "acme").await;
+    assert_eq!(all, (30 * 7 + 10 * 11, 30));
+    // Billable: the events before the demo started (fifteen of each type, and the merged copy's
+    // first five, 00:05 to 04:05).
+    let billable = (15 * 7 + 5 * 11, 15);
+    let expected = [all, billable];
+
+    let read = format!("SELECT * FROM usage_rollup_events({rollup})");
+    for statistics in [false, true] {
+        if statistics {
+            for table in [
+                "usage_events",
+                "usage_rollups_folded",
+                "usage_rollup_merges",
+            ] {
+                sqlx::query(&format!("ANALYZE {table}"))
+                    .execute(pool(&app))
+                    .await
+                    .unwrap();
+            }
+        }
+        assert_eq!(figures(&app, "acme").await, expected);
+        let mut tx = pool(&app).begin().await.unwrap();
+        for round in 0..8 {
+            let (seq_events, fetched, _) = examined(&mut tx, &read).await;
+            assert_eq!(
+                seq_events, 0,
+                "round {round}: the day's read scanned events"
+            );
+            assert_eq!(
+                fetched, 70,
+                "round {round}: the day's read fetched more than its own and its merged copy's events"
+            );
+        }
+        tx.rollback().await.unwrap();
+    }
+    // The run's claim bills the same (it reads the day the same way).
+    let period = BillingPeriod::containing(Utc::now(), UTC);
+    let claimed = billable::claim_unbilled(
+        &app.db,
+        &TenantId::parse("acme").unwrap(),
+        period.bounds(UTC).1,
+        UTC,
+        "k",
+    )
+    .await
+    .unwrap();
+    let totals = claimed[&period];
+    assert_eq!(
+        (totals.stt_words + totals.tts_words, totals.calls),
+        billable
+    );
+}
