@@ -94,10 +94,15 @@ async fn open_rollup_ids(
     plan: &Plan<'_>,
 ) -> Result<(Vec<i64>, Vec<(usize, i64)>), sqlx::Error> {
     let buckets: Vec<i32> = plan.groups.iter().map(|(t, _)| bucket(t)).collect();
-    let generations: Vec<i64> = sqlx::query_scalar("SELECT usage_hold_buckets($1)")
-        .bind(&buckets)
+    let held = distinct(&buckets);
+    let held_generations: Vec<i64> = sqlx::query_scalar("SELECT usage_hold_buckets($1)")
+        .bind(&held)
         .fetch_one(&mut *conn)
         .await?;
+    let generations: Vec<i64> = buckets
+        .iter()
+        .map(|b| held_generations[held.binary_search(b).expect("a held bucket")])
+        .collect();
     let mut ids = vec![0i64; plan.groups.len()];
     let mut missing = Vec::new();
     {
@@ -130,6 +135,16 @@ async fn open_rollup_ids(
     Ok((ids, read))
 }
 
+/// Each bucket once, in order. A batch over many tenants and days has a group for nearly every event but
+/// only 64 buckets: `usage_hold_buckets` looks up each element it is given (about 2 ms for a thousand
+/// groups, against 0.2 ms for the buckets themselves).
+fn distinct(buckets: &[i32]) -> Vec<i32> {
+    let mut held = buckets.to_vec();
+    held.sort_unstable();
+    held.dedup();
+    held
+}
+
 /// [`Mode::Checked`](super::Mode::Checked): one call of `usage_ingest_events` (migration 0006), so
 /// one round trip and its own transaction: the rollups' ids, then the events, skipping stored ids.
 /// Returns the ids inserted.
@@ -142,7 +157,7 @@ pub(super) async fn ingest_checked(
         return ingest_one(pool, e, plan.groups[0].1, received_at).await;
     }
     let (tenants, days) = group_keys(plan);
-    let buckets: Vec<i32> = tenants.iter().map(|t| bucket(t)).collect();
+    let buckets = distinct(&tenants.iter().map(|t| bucket(t)).collect::<Vec<_>>());
     let n = plan.events.len();
     let (mut ids, mut groups, mut types) = (
         Vec::with_capacity(n),
@@ -312,6 +327,12 @@ mod tests {
             let expected = t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
             assert_eq!(String::from_utf8(out).unwrap(), expected);
         }
+    }
+
+    #[test]
+    fn each_bucket_is_held_once_in_order() {
+        assert_eq!(distinct(&[5, 3, 5, 63, 0, 3]), vec![0, 3, 5, 63]);
+        assert!(distinct(&[]).is_empty());
     }
 
     #[test]
