@@ -10,8 +10,8 @@
 //! 1. batch ingestion: batches of 1,000 events posted by `--clients` concurrent clients (events/s);
 //! 2. the ceiling: PostgreSQL `COPY` of the same rows into a table shaped like `usage_events`; 1 and 2
 //!    alternate for `--rounds` rounds, each on a fresh schema, and their medians are compared;
-//! 3. single-event latency at a steady `--rate` requests/s (open loop: latency counts from the intended
-//!    send time, so a stall is not hidden);
+//! 3. latency at a steady `--rate` events/s, single events or `--per-request` in each request (open
+//!    loop: latency counts from the intended send time, so a stall is not hidden);
 //! 4. dashboard latency over `--dashboard-events` events for `--dashboard-tenants` tenants, seeded with
 //!    SQL, then the time of the monthly run's claim of `--claims` tenants.
 //!
@@ -48,9 +48,13 @@ struct Args {
     /// Concurrent clients posting batches.
     #[arg(long, default_value_t = 4)]
     clients: usize,
-    /// Requests per second for the single-event latency run.
+    /// Events per second for the steady-rate latency run.
     #[arg(long, default_value_t = 2000)]
     rate: u64,
+    /// Events per request in the steady-rate run (1: single events, `--rate` requests/s; 100: the
+    /// same events in a twentieth of the requests, as a follower posts what it read).
+    #[arg(long, default_value_t = 1)]
+    per_request: usize,
     /// Duration of the latency runs, in seconds.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
@@ -505,14 +509,16 @@ async fn single_events(app: &App, label: &str, args: &Args) -> anyhow::Result<La
             .await?;
     }
     let (label, tenants) = (label.to_owned(), args.tenants);
+    let per_request = args.per_request.max(1);
+    let requests_per_second = (args.rate / per_request as u64).max(1);
     let send = |prefix: String| {
         let (client, token, url) = (client.clone(), token.clone(), url.clone());
         move |i: usize| {
             let (client, token, url) = (client.clone(), token.clone(), url.clone());
-            let body = serde_json::to_vec(
-                &serde_json::json!({"events": [event_json(&prefix, i, tenants, "hour")]}),
-            )
-            .unwrap();
+            let events: Vec<_> = (i * per_request..(i + 1) * per_request)
+                .map(|n| event_json(&prefix, n, tenants, "hour"))
+                .collect();
+            let body = serde_json::to_vec(&serde_json::json!({ "events": events })).unwrap();
             async move {
                 let resp = client
                     .post(url.as_str())
@@ -529,8 +535,8 @@ async fn single_events(app: &App, label: &str, args: &Args) -> anyhow::Result<La
     };
     // A second at the same rate first, not measured: the client opens the connections that rate
     // needs, and the service's database connections run their statements once.
-    open_loop(args.rate, 1, send(format!("{label}-ramp"))).await?;
-    open_loop(args.rate, args.seconds, send(label)).await
+    open_loop(requests_per_second, 1, send(format!("{label}-ramp"))).await?;
+    open_loop(requests_per_second, args.seconds, send(label)).await
 }
 
 /// Seeds `n` events over `tenants` tenants and 120 days (to today), with their rollups, folded, one
@@ -764,6 +770,14 @@ async fn dashboard(app: &App, args: &Args) -> anyhow::Result<(Latency, Latency)>
     Ok((closed, open))
 }
 
+/// The steady-rate run's label: single events, or events in requests of `--per-request`.
+fn steady_label(store: &str, args: &Args) -> String {
+    match args.per_request {
+        0 | 1 => format!("{store} single event at {}/s", args.rate),
+        n => format!("{store} {} events/s in requests of {n}", args.rate),
+    }
+}
+
 fn show(label: &str, l: &Latency) {
     println!(
         "{label:<44} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  ({} requests, {:.0}/s; load {})",
@@ -884,7 +898,7 @@ async fn main() -> anyhow::Result<()> {
         add_tenants(&app.db, args.tenants).await?;
         settle(&args.pg).await?;
         let l = single_events(&app, "pg-single", &args).await?;
-        show(&format!("PostgreSQL single event at {}/s", args.rate), &l);
+        show(&steady_label("PostgreSQL", &args), &l);
         app.db.close().await;
         drop_schema(&args.pg, &schema).await?;
     }
@@ -903,7 +917,7 @@ async fn main() -> anyhow::Result<()> {
         }
         if !skip("single") {
             let l = single_events(&app, "lite-single", &args).await?;
-            show(&format!("SQLite single event at {}/s", args.rate), &l);
+            show(&steady_label("SQLite", &args), &l);
         }
         app.db.close().await;
         let _ = std::fs::remove_dir_all(&dir);
