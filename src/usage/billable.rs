@@ -147,7 +147,7 @@ pub async fn billed_words_by_claim(
 /// The same queries for both engines, over one connection (a pooled one, or a transaction's).
 macro_rules! queries {
     ($module:ident, $conn:ty, open_sql: $open_sql:expr, claim_sql: $claim_sql:expr,
-     events_sql: $events_sql:expr) => {
+     events_sql: $events_sql:expr, set_billed: $set_billed:path) => {
         mod $module {
             use super::*;
             use sqlx::Row;
@@ -223,25 +223,6 @@ macro_rules! queries {
                         ))
                     })
                     .collect()
-            }
-
-            pub(super) async fn set_billed(
-                conn: &mut $conn,
-                id: i64,
-                billed: &UsageTotals,
-            ) -> Result<(), sqlx::Error> {
-                sqlx::query(
-                    "UPDATE usage_rollups_folded SET billed_stt_words = $2, billed_tts_words = $3,
-                         billed_phone_calls = $4
-                     WHERE id = $1",
-                )
-                .bind(id)
-                .bind(billed.stt_words)
-                .bind(billed.tts_words)
-                .bind(billed.calls)
-                .execute(&mut *conn)
-                .await?;
-                Ok(())
             }
 
             /// The rollup's totals that are billable: all of them, none, or for a day that straddles
@@ -333,13 +314,15 @@ macro_rules! queries {
                 // Read after the claim holds its rollups: every event committed into them is seen.
                 let free = free_intervals(conn, tenant).await?;
                 let mut rows = Vec::with_capacity(claimed.len());
+                let mut changed = Vec::new();
                 for r in claimed {
                     let billable = billable_totals(conn, &r, &free, tz).await?;
                     if billable != r.totals {
-                        set_billed(conn, r.id, &billable).await?;
+                        changed.push((r.id, billable));
                     }
                     rows.push((r.day, billable));
                 }
+                $set_billed(conn, &changed).await?;
                 Ok(by_period(rows))
             }
         }
@@ -358,7 +341,8 @@ queries!(
     open_sql: "SELECT id, day, stt_words, tts_words, phone_calls
                FROM usage_tenant_rollups($1, '-infinity', $2, TRUE)",
     claim_sql: "SELECT id, day, stt_words, tts_words, phone_calls FROM usage_claim_rollups($1, $2, $3, $4)",
-    events_sql: "SELECT occurred_at, usage_type, quantity FROM usage_rollup_events($1)"
+    events_sql: "SELECT occurred_at, usage_type, quantity FROM usage_rollup_events($1)",
+    set_billed: set_billed_pg
 );
 // SQLite: the write transaction already excludes every other writer, and the rollups hold every event.
 queries!(
@@ -374,8 +358,60 @@ queries!(
                  UNION ALL
                  SELECT e.occurred_at, e.usage_type, e.quantity
                  FROM usage_rollup_merges m JOIN usage_events e ON e.rollup_id = m.merged_id
-                 WHERE m.into_id = $1"
+                 WHERE m.into_id = $1",
+    set_billed: set_billed_lite
 );
+
+/// Records what a claim bills of each rollup whose billable totals are not its whole quantities (days
+/// in or straddling free time): one statement for all of them (a tenant in trial all month has thirty).
+async fn set_billed_pg(
+    conn: &mut sqlx::PgConnection,
+    billed: &[(i64, UsageTotals)],
+) -> Result<(), sqlx::Error> {
+    if billed.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = billed.iter().map(|(id, _)| *id).collect();
+    let column =
+        |f: fn(&UsageTotals) -> i64| -> Vec<i64> { billed.iter().map(|(_, t)| f(t)).collect() };
+    // `id = ANY` is answered by the primary key whatever the statistics; each row finds its values by
+    // its id's position (a claim has at most a few dozen).
+    sqlx::query(
+        "UPDATE usage_rollups_folded r
+         SET billed_stt_words = ($2::int8[])[array_position($1::int8[], r.id)],
+             billed_tts_words = ($3::int8[])[array_position($1::int8[], r.id)],
+             billed_phone_calls = ($4::int8[])[array_position($1::int8[], r.id)]
+         WHERE r.id = ANY ($1::int8[])",
+    )
+    .bind(&ids)
+    .bind(column(|t| t.stt_words))
+    .bind(column(|t| t.tts_words))
+    .bind(column(|t| t.calls))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The same on SQLite, a statement per rollup (in the process: no round trips to save).
+async fn set_billed_lite(
+    conn: &mut sqlx::SqliteConnection,
+    billed: &[(i64, UsageTotals)],
+) -> Result<(), sqlx::Error> {
+    for (id, totals) in billed {
+        sqlx::query(
+            "UPDATE usage_rollups_folded SET billed_stt_words = $2, billed_tts_words = $3,
+                 billed_phone_calls = $4
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(totals.stt_words)
+        .bind(totals.tts_words)
+        .bind(totals.calls)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
 
 /// PostgreSQL: what a claim or a merge of a tenant's rollups holds until it commits, each statement
 /// given the tenant's bucket ([`super::ingest::bucket`]) as `$1`. The bucket, exclusively: ingests of its
