@@ -108,6 +108,16 @@ async fn examined(conn: &mut sqlx::PgConnection, sql: &str) -> (i64, i64, i64) {
     (after.0 - before.0, after.1 - before.1, after.2 - before.2)
 }
 
+/// Registers acme and eight other tenants; returns the others' ids.
+async fn acme_and_others(app: &TestApp) -> Vec<String> {
+    app.add_tenant("acme").await;
+    let others: Vec<String> = (0..8).map(|i| format!("other-{i}")).collect();
+    for t in &others {
+        app.add_tenant(t).await;
+    }
+    others
+}
+
 /// Calls the tenant reads and the claim often enough on one connection for PostgreSQL to cache their
 /// plans, and checks each call examined the tenant's own tail events and nothing else.
 async fn assert_reads_only_its_own_tail(app: &TestApp, tenant: &str, own_tail: i64) {
@@ -147,11 +157,7 @@ async fn assert_reads_only_its_own_tail(app: &TestApp, tenant: &str, own_tail: i
 #[tokio::test]
 async fn a_tenant_read_examines_its_own_tail_only_whatever_the_statistics() {
     let app = spawn_app(Store::Postgres).await;
-    app.add_tenant("acme").await;
-    let others: Vec<String> = (0..8).map(|i| format!("other-{i}")).collect();
-    for t in &others {
-        app.add_tenant(t).await;
-    }
+    let others = acme_and_others(&app).await;
     // The service in these tests does not fold: everything stays in the tail until the test folds.
     let mine = events("acme", "a", 60, 7);
     store(&app, &mine).await;
@@ -285,11 +291,7 @@ async fn the_service_connections_never_compile_a_read() {
 #[tokio::test]
 async fn a_day_straddling_free_time_reads_only_its_own_events() {
     let app = spawn_app(Store::Postgres).await;
-    app.add_tenant("acme").await;
-    let others: Vec<String> = (0..8).map(|i| format!("other-{i}")).collect();
-    for t in &others {
-        app.add_tenant(t).await;
-    }
+    let others = acme_and_others(&app).await;
     let today = Utc::now().date_naive();
     let midnight = thanotopolis_billing::domain::local_midnight(today, UTC);
     let on_today = |tenant: &str, prefix: &str, n: usize| -> Vec<NewEvent> {
